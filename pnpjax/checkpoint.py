@@ -1,0 +1,160 @@
+"""Saved solvers: a directory with `pnpjax.json` (metadata) and `params/` (orbax).
+
+`pnpjax.json` alone says how to use the model: layout (names and 3D points), the frame and
+units of inputs and outputs, the standardisation statistics, the full training config, the
+pnpjax version, and (when made by `pnpjax train`) the evaluation figures.
+
+`load(DIR)` accepts a model directory, a training workdir (its finished `model/`, else the
+latest orbax step of `ckpt/`), or an original TF.js model directory (see `pnpjax.seed_import`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pnpjax import __version__, layouts, model
+from pnpjax.config import Config
+from pnpjax.errors import CheckpointError
+
+META_FILE = "pnpjax.json"
+FORMAT = "pnpjax-model/1"
+CONVENTIONS = {
+    "input": "(N, K, 2) landmarks as normalised OpenCV camera coordinates ((u - cx) / fx, (v - cy) / fy)",
+    "output": "pose X_camera = R X_layout + t in the OpenCV camera frame (x right, y down, z forward)",
+    "quaternion": "x, y, z, w",
+    "units": "translation in the layout's units",
+}
+
+
+@dataclass
+class Solver:
+    """A loaded solver: everything needed to run it."""
+
+    config: Config
+    layout: layouts.Layout
+    stats: model.Stats
+    params: Any
+    meta: dict
+
+    def __call__(self, xy) -> model.Prediction:
+        return model.apply(self.config.model, self.params, self.stats, xy)
+
+
+def stats_to_json(stats: model.Stats) -> dict:
+    return {k: np.asarray(v, np.float64).tolist() for k, v in stats._asdict().items()}
+
+
+def stats_from_json(d: dict) -> model.Stats:
+    return model.Stats(**{k: jnp.asarray(d[k], jnp.float32) for k in model.Stats._fields})
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer()
+
+
+def save(directory: str | Path, solver: Solver, extra_meta: dict | None = None, force: bool = False) -> Path:
+    """Write a model directory atomically (temp dir + rename); refuses to overwrite unless force."""
+    out = Path(directory).absolute()
+    if out.exists() and any(out.iterdir()) and not force:
+        raise CheckpointError(f"{out} exists and is not empty (use --force to overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        ckptr = _checkpointer()
+        ckptr.save(tmp / "params", jax.device_get(solver.params))
+        ckptr.wait_until_finished()
+        meta = {
+            "format": FORMAT,
+            "pnpjax_version": __version__,
+            "config": solver.config.to_dict(),
+            "layout": solver.layout.to_dict(),
+            "stats": stats_to_json(solver.stats),
+            "conventions": CONVENTIONS,
+            "num_params": model.num_params(solver.params),
+            **(extra_meta or {}),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_meta(directory: Path) -> dict:
+    f = directory / META_FILE
+    try:
+        meta = json.loads(f.read_text())
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{directory}: no {META_FILE}; not a pnpjax checkpoint") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{f} is corrupt: {e}") from e
+    if not isinstance(meta, dict) or "config" not in meta or "layout" not in meta:
+        raise CheckpointError(f"{f} is not pnpjax metadata")
+    return meta
+
+
+def solver_from_meta(meta: dict, params) -> Solver:
+    cfg = Config.from_dict(meta["config"])
+    try:
+        layout = layouts.Layout.from_dict(meta["layout"])
+        stats = stats_from_json(meta["stats"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint metadata is incomplete: {e}") from e
+    return Solver(cfg, layout, stats, params, meta)
+
+
+def _abstract_params(cfg: Config, layout: layouts.Layout):
+    return jax.eval_shape(lambda: model.init_params(cfg.model, jax.random.key(0), layout.num_points))
+
+
+def load(directory: str | Path) -> Solver:
+    """Load a solver from a model dir, a training workdir, or an original TF.js model dir."""
+    d = Path(directory).absolute()
+    if not d.exists():
+        raise CheckpointError(f"checkpoint not found: {directory}")
+    if not d.is_dir():
+        raise CheckpointError(f"checkpoint must be a directory: {directory}")
+    if (d / "model.json").is_file() and not (d / META_FILE).is_file():
+        from pnpjax import seed_import
+
+        return seed_import.load_seed_model(d)
+    if (d / "model" / META_FILE).is_file():
+        d = d / "model"
+    meta = read_meta(d)
+    cfg = Config.from_dict(meta["config"])
+    layout = layouts.Layout.from_dict(meta["layout"])
+    target = _abstract_params(cfg, layout)
+    if (d / "params").is_dir():
+        params = _restore(lambda: _checkpointer().restore(d / "params", target), d)
+    elif (d / "ckpt").is_dir():
+        from pnpjax import train
+
+        params = _restore(lambda: train.restore_latest_params(d, cfg, layout), d)
+    else:
+        raise CheckpointError(f"{d}: has {META_FILE} but no params/ or ckpt/")
+    return solver_from_meta(meta, params)
+
+
+def _restore(fn, d: Path):
+    try:
+        return fn()
+    except CheckpointError:
+        raise
+    except Exception as e:  # orbax raises many types for truncated/corrupt files
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {d}: {msg[:200]}") from e

@@ -1,0 +1,117 @@
+"""The solver: a Flax MLP between standardised landmarks and a standardised pose vector.
+
+    xy (B, K, 2) normalised image coords --flatten, (x - x_mean) / x_std--> MLP
+    --> z (B, D) --z * y_std + y_mean--> pose vector --decode--> (R, q, t)
+
+The pose vector is [q (4, x y z w), t (3)] for the `quat` head (q normalised after decoding)
+or [first two columns of R (6), t (3)] for the `6d` head (Gram-Schmidt). The standardisation
+statistics are measured once from the training protocol (`compute_stats`) and travel with
+the checkpoint, so nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from pnpjax import geometry, protocols
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    widths: tuple[int, ...] = (64, 64)
+    rotation: str = "quat"  # 'quat' | '6d'
+
+    @property
+    def out_dim(self) -> int:
+        return {"quat": 7, "6d": 9}[self.rotation]
+
+
+class Stats(NamedTuple):
+    """Standardisation of inputs (flattened K*2) and of the pose vector."""
+
+    x_mean: jax.Array
+    x_std: jax.Array
+    y_mean: jax.Array
+    y_std: jax.Array
+
+
+class Prediction(NamedTuple):
+    R: jax.Array  # (B, 3, 3)
+    q: jax.Array  # (B, 4) unit, x y z w
+    t: jax.Array  # (B, 3)
+    z: jax.Array  # (B, D) raw standardised network output
+
+
+class MLP(nn.Module):
+    widths: Sequence[int]
+    out_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for w in self.widths:
+            x = nn.relu(nn.Dense(w)(x))
+        return nn.Dense(self.out_dim)(x)
+
+
+def encode_pose(rotation: str, q: ArrayLike, t: ArrayLike) -> jax.Array:
+    """(B, 4) quaternion, (B, 3) translation -> (B, D) pose vector of the given head."""
+    q, t = jnp.asarray(q), jnp.asarray(t)
+    if rotation == "quat":
+        return jnp.concatenate([geometry.quat_canonical(q), t], -1)
+    R = geometry.quat_to_matrix(q)
+    return jnp.concatenate([R[..., :, 0], R[..., :, 1], t], -1)
+
+
+def decode_pose(rotation: str, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(B, D) pose vector -> (R, q, t)."""
+    if rotation == "quat":
+        q = geometry.quat_normalize(y[..., :4])
+        return geometry.quat_to_matrix(q), q, y[..., 4:7]
+    R = geometry.rot6d_to_matrix(y[..., :6])
+    return R, geometry.matrix_to_quat(R), y[..., 6:9]
+
+
+def network(cfg: ModelConfig) -> MLP:
+    return MLP(tuple(cfg.widths), cfg.out_dim)
+
+
+def init_params(cfg: ModelConfig, key: jax.Array, num_points: int):
+    return network(cfg).init(key, jnp.zeros((1, num_points * 2), jnp.float32))["params"]
+
+
+def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
+    """Run the solver on (B, K, 2) normalised image coordinates."""
+    xy = jnp.asarray(xy)
+    x = xy.reshape(xy.shape[:-2] + (-1,))
+    z = network(cfg).apply({"params": params}, (x - stats.x_mean) / stats.x_std)
+    R, q, t = decode_pose(cfg.rotation, z * stats.y_std + stats.y_mean)
+    return Prediction(R, q, t, z)
+
+
+def standardized_target(cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike) -> jax.Array:
+    return (encode_pose(cfg.rotation, q, t) - stats.y_mean) / stats.y_std
+
+
+def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
+    """Mean/std of inputs and pose vectors over n draws of the training protocol."""
+    b = jax.jit(lambda k: protocols.sample(protocol, k, layout, n))(key)
+    w = b.valid.astype(jnp.float32)[:, None]
+    x = b.xy.reshape(n, -1)
+    y = encode_pose(cfg.rotation, b.q, b.t)
+
+    def mean_std(a):
+        m = jnp.sum(a * w, 0) / jnp.sum(w)
+        s = jnp.sqrt(jnp.sum(((a - m) ** 2) * w, 0) / jnp.sum(w))
+        return m, jnp.maximum(s, 1e-6)
+
+    return Stats(*mean_std(x), *mean_std(y))
+
+
+def num_params(params) -> int:
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
