@@ -1,0 +1,278 @@
+"""Training: one pure jitted step `(state, key) -> (state, metrics)` on synthetic batches.
+
+The batch is sampled inside the step from `fold_in(key, step)`, so there is no host data
+pipeline and a run is a deterministic function of (config, seed). A workdir holds:
+  config.json     the resolved config (a resumed run reads it back)
+  pnpjax.json     model metadata (layout, statistics, config)
+  metrics.jsonl   one JSON object per log/eval line
+  ckpt/           orbax CheckpointManager steps (params, optimizer state, step)
+  model/          the final solver (see checkpoint.py), written when training ends
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pnpjax import checkpoint, layouts, losses, model, protocols
+from pnpjax.config import Config
+from pnpjax.errors import CheckpointError, ConfigError, NonFiniteLossError
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar
+
+
+def learning_rate(cfg: Config, step: jax.Array) -> jax.Array:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * end_lr_fraction at cfg.steps."""
+    step = jnp.asarray(step, jnp.float32)
+    warm = step / max(cfg.warmup_steps, 1)
+    frac = jnp.clip((step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1), 0.0, 1.0)
+    cos = cfg.end_lr_fraction + (1 - cfg.end_lr_fraction) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
+    return cfg.lr * jnp.where(step < cfg.warmup_steps, warm, cos)
+
+
+def optimizer(cfg: Config) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.scale_by_adam(),
+        optax.scale_by_schedule(lambda s: -learning_rate(cfg, s)),
+    )
+
+
+def loss_context(cfg: Config, layout: layouts.Layout, stats: model.Stats, batch: protocols.Batch) -> losses.Context:
+    pts = jnp.asarray(layout.array)
+    rms = jnp.sqrt(jnp.mean(jnp.sum((pts - pts.mean(0)) ** 2, -1)))
+    return losses.Context(pts, model.standardized_target(cfg.model, stats, batch.q, batch.t), rms)
+
+
+def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, batch: protocols.Batch) -> jax.Array:
+    """Mean of the configured per-example loss over the valid examples of a batch."""
+    pred = model.apply(cfg.model, params, stats, batch.xy)
+    per_example = losses.LOSSES[cfg.loss](pred, batch, loss_context(cfg, layout, stats, batch))
+    w = batch.valid.astype(per_example.dtype)
+    return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats, state: TrainState, key: jax.Array):
+    """One optimisation step on a fresh synthetic batch. Bind cfg/layout with partial, then jit."""
+    batch = protocols.sample(cfg.train_protocol, jax.random.fold_in(key, state.step), layout, cfg.batch_size)
+    loss, grads = jax.value_and_grad(functools.partial(batch_loss, cfg, layout, stats))(state.params, batch)
+    updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "valid": jnp.mean(batch.valid.astype(jnp.float32)), "lr": learning_rate(cfg, state.step)}
+    return TrainState(params, opt_state, state.step + 1), metrics
+
+
+def make_train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats):
+    return jax.jit(functools.partial(train_step, cfg, layout, stats), donate_argnums=(0,))
+
+
+def init_state(cfg: Config, layout: layouts.Layout, key: jax.Array) -> TrainState:
+    params = model.init_params(cfg.model, key, layout.num_points)
+    return TrainState(params, optimizer(cfg).init(params), jnp.zeros((), jnp.int32))
+
+
+def keys(cfg: Config) -> dict[str, jax.Array]:
+    """The run's independent PRNG streams, all derived from cfg.seed."""
+    root = jax.random.key(cfg.seed)
+    return {name: jax.random.fold_in(root, i) for i, name in enumerate(("init", "stats", "train", "eval"))}
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def eval_batch(protocol: protocols.Protocol, layout: layouts.Layout, key: jax.Array, n: int) -> protocols.Batch:
+    """A fixed held-out set of n samples (a function of the key only)."""
+    return jax.jit(lambda k: protocols.sample(protocol, k, layout, n))(key)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _eval_chunk(model_cfg: model.ModelConfig, layout: layouts.Layout, params, stats, batch):
+    pred = model.apply(model_cfg, params, stats, batch.xy)
+    return losses.per_example_metrics(pred, batch, jnp.asarray(layout.array))
+
+
+def evaluate_predictions(predict_fn, batch: protocols.Batch, layout: layouts.Layout, chunk: int = 65536) -> dict:
+    """Summary metrics of any solver `predict_fn(xy) -> Prediction` on a Batch."""
+    n = batch.xy.shape[0]
+    per: dict[str, list] = {}
+    pts = jnp.asarray(layout.array)
+    for i in range(0, n, chunk):
+        b = jax.tree_util.tree_map(lambda a: a[i : i + chunk], batch)
+        m = losses.per_example_metrics(predict_fn(b.xy), b, pts)
+        for k, v in m.items():
+            per.setdefault(k, []).append(np.asarray(v))
+    return losses.summarize({k: np.concatenate(v) for k, v in per.items()}, np.asarray(batch.valid))
+
+
+def evaluate(cfg: Config, layout: layouts.Layout, params, stats, batch: protocols.Batch, chunk: int = 65536) -> dict:
+    n = batch.xy.shape[0]
+    per: dict[str, list] = {}
+    for i in range(0, n, chunk):
+        b = jax.tree_util.tree_map(lambda a: a[i : i + chunk], batch)
+        for k, v in _eval_chunk(cfg.model, layout, params, stats, b).items():
+            per.setdefault(k, []).append(np.asarray(v))
+    return losses.summarize({k: np.concatenate(v) for k, v in per.items()}, np.asarray(batch.valid))
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _manager(workdir: Path, cfg: Config):
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager(
+        (workdir / "ckpt").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False),
+    )
+
+
+def restore_latest_params(workdir: Path, cfg: Config, layout: layouts.Layout):
+    mngr = _manager(workdir, cfg)
+    step = mngr.latest_step()
+    if step is None:
+        raise CheckpointError(f"{workdir}: no checkpoint steps in ckpt/")
+    state = _restore_state(mngr, step, cfg, layout)
+    return state.params
+
+
+def _restore_state(mngr, step: int, cfg: Config, layout: layouts.Layout) -> TrainState:
+    import orbax.checkpoint as ocp
+
+    abstract = jax.eval_shape(lambda: init_state(cfg, layout, jax.random.key(0)))
+    restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract._asdict()))
+    return TrainState(**restored)
+
+
+def device_summary() -> str:
+    devs = jax.devices()
+    kinds = sorted({d.platform for d in devs})
+    return f"{len(devs)} × {'/'.join(kinds)}"
+
+
+def _log(f, row: dict) -> None:
+    f.write(json.dumps(row) + "\n")
+    f.flush()
+
+
+def train_and_evaluate(
+    cfg: Config,
+    workdir: str | Path,
+    *,
+    seconds: float | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    print_fn=print,
+) -> dict:
+    """Train (or resume) a solver in workdir; returns the final evaluation summary.
+
+    `seconds` stops the loop after that much wall time (compilation included); `max_steps`
+    stops it after that step (for tests that simulate an interrupted run). The LR schedule is
+    always that of cfg.steps, so an interrupted and resumed run equals an uninterrupted one.
+    """
+    t_start = time.perf_counter()
+    workdir = Path(workdir)
+    cfg = cfg.validate()
+    layout = layouts.get_layout(cfg.layout)
+    cfg_file = workdir / "config.json"
+    if cfg_file.exists():
+        saved = Config.from_dict(json.loads(cfg_file.read_text()))
+        if saved != cfg:
+            raise ConfigError(f"{workdir} holds a run of a different config ('{saved.name}'); use another --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    k = keys(cfg)
+
+    stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], cfg.stats_samples)
+    solver_meta = checkpoint.Solver(cfg, layout, stats, None, {})
+    mngr = _manager(workdir, cfg)
+    latest = mngr.latest_step()
+    if latest is not None:
+        state = _restore_state(mngr, latest, cfg, layout)
+        print_fn(f"resuming {workdir} from step {latest}")
+    else:
+        state = init_state(cfg, layout, k["init"])
+    cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1))
+    meta = {
+        "format": checkpoint.FORMAT,
+        "config": cfg.to_dict(),
+        "layout": layout.to_dict(),
+        "stats": checkpoint.stats_to_json(stats),
+        "conventions": checkpoint.CONVENTIONS,
+    }
+    (workdir / checkpoint.META_FILE).write_text(json.dumps(meta, indent=1))
+    del solver_meta
+
+    step_fn = make_train_step(cfg, layout, stats)
+    test = eval_batch(cfg.test_protocol, layout, k["eval"], cfg.eval_size)
+    print_fn(
+        f"devices: {device_summary()} | config {cfg.name} | layout {layout.name} (K={layout.num_points}) | "
+        f"protocol {cfg.protocol} | loss {cfg.loss} | params {model.num_params(state.params)}"
+    )
+    last = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    start = int(state.step)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step", dynamic_ncols=True)
+    summary: dict = {}
+    step = start
+    with open(workdir / "metrics.jsonl", "a") as mf:
+        _log(mf, {"kind": "start", "step": start, "devices": device_summary(), "time": time.time()})
+        stopped_by_time = False
+        while step < last:
+            state, metrics = step_fn(state, k["train"])
+            step += 1
+            if step % cfg.log_every == 0 or step == last:
+                loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; lower --lr or check the config")
+                elapsed = time.perf_counter() - t_start
+                _log(mf, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
+                          "loss": loss, "lr": float(metrics["lr"]), "valid": float(metrics["valid"])})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                    bar.update(step - bar.n)
+                if seconds is not None and elapsed > seconds:
+                    stopped_by_time = True
+            if step % cfg.checkpoint_every == 0 or step == last or stopped_by_time:
+                mngr.save(step, args=_save_args(state), force=True)
+            if step % cfg.eval_every == 0 or step == last or stopped_by_time:
+                summary = evaluate(cfg, layout, state.params, stats, test)
+                _log(mf, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t_start, **summary})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", l1_3d=f"{summary['l1_3d']:.3f}")
+            if stopped_by_time:
+                break
+        if bar is not None:
+            bar.close()
+        mngr.wait_until_finished()
+        wall = time.perf_counter() - t_start
+        finished = step >= cfg.steps or stopped_by_time
+        if finished:
+            if not summary:
+                summary = evaluate(cfg, layout, state.params, stats, test)
+            solver = checkpoint.Solver(cfg, layout, stats, state.params, {})
+            checkpoint.save(workdir / "model", solver, {"train": {"steps": step, "wall_seconds": wall,
+                            "samples": step * cfg.batch_size, "stopped_by_time": stopped_by_time},
+                            "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}}, force=True)
+        _log(mf, {"kind": "end", "step": step, "seconds": wall, **summary})
+    return {"step": step, "wall_seconds": wall, **summary}
+
+
+def _save_args(state: TrainState):
+    import orbax.checkpoint as ocp
+
+    return ocp.args.StandardSave(state._asdict())
