@@ -1,0 +1,5 @@
+import sys
+
+from pnpjax.cli import main
+
+sys.exit(main())

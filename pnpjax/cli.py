@@ -1,0 +1,278 @@
+"""Command line: `pnpjax train|eval|predict|export` (also `python -m pnpjax`).
+
+Every user error (bad file, bad option, bad checkpoint) ends as one line on stderr and exit
+status 2, with nothing written; see errors.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pnpjax.errors import ConfigError, InputError, PnpjaxError
+
+EXIT_USAGE = 2
+
+
+def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    import tyro
+
+    from pnpjax import config, train
+
+    base = config.get_config(args.config)
+    if rest:
+        try:
+            cfg = tyro.cli(config.Config, default=base, args=rest, prog="pnpjax train --config NAME --workdir DIR")
+        except SystemExit as e:
+            if e.code:
+                raise ConfigError(f"bad override(s): {' '.join(rest)} (see `pnpjax train --config NAME --help-overrides`)") from None
+            return 0
+    else:
+        cfg = base
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress)
+    print(_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
+    print(f"model written to {Path(args.workdir) / 'model'}")
+    return 0
+
+
+def _load_solvers(paths: list[str]):
+    from pnpjax import checkpoint
+
+    solvers = [checkpoint.load(p) for p in paths]
+    names = {s.layout.name for s in solvers}
+    ks = {s.layout.num_points for s in solvers}
+    if len(ks) > 1 or len(names) > 1:
+        raise InputError(f"checkpoints have different layouts ({', '.join(sorted(names))}); compare one layout at a time")
+    return solvers
+
+
+def _refined(solver, iters: int):
+    """Wrap a solver so that its prediction is refined by `iters` LM steps."""
+    if iters <= 0:
+        return solver
+    import jax.numpy as jnp
+
+    from pnpjax import geometry, refine
+    from pnpjax.model import Prediction
+
+    pts = jnp.asarray(solver.layout.array)
+
+    def predict(xy):
+        p = solver(xy)
+        q, t = refine.refine_pose(jnp.asarray(xy, jnp.float32), pts, p.q, p.t, iters=iters)
+        return Prediction(geometry.quat_to_matrix(q), q, t, p.z)
+
+    return predict
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import jax
+
+    from pnpjax import protocols, train
+
+    if args.n <= 0:
+        raise InputError("--n must be positive")
+    solvers = _load_solvers(args.checkpoint)
+    layout = solvers[0].layout
+    if args.protocol == "seed":
+        proto = protocols.SEED_TEST
+    else:
+        cfg = getattr(solvers[0], "config", None)
+        proto = cfg.realistic if cfg is not None else protocols.RealisticProtocol()
+    batch = train.eval_batch(proto, layout, jax.random.key(args.seed), args.n)
+    results = {}
+    for path, s in zip(args.checkpoint, solvers):
+        label = path + (f" +refine {args.refine}" if args.refine else "")
+        results[label] = train.evaluate_predictions(_refined(s, args.refine), batch, layout)
+    print(f"protocol {args.protocol} | layout {layout.name} | {int(batch.valid.sum())} test poses (key {args.seed})")
+    print(_table(results))
+    out = {"protocol": args.protocol, "layout": layout.name, "n": args.n, "key": args.seed, "results": results}
+    print(json.dumps(out))
+    if args.json:
+        _atomic_write_text(Path(args.json), json.dumps(out, indent=1))
+    return 0
+
+
+def _table(rows: dict[str, dict]) -> str:
+    cols = [("l1_3d", "L1-3D"), ("rot_mean_deg", "rot mean°"), ("rot_median_deg", "rot med°"), ("rot_p99_deg", "rot p99°"),
+            ("trans_mean", "t mean"), ("trans_median", "t med"), ("reproj_rmse_median", "reproj med"), ("failures", ">30° frac")]
+    name_w = max([len("model")] + [len(k) for k in rows])
+    head = f"{'model':<{name_w}} " + " ".join(f"{c[1]:>10}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        lines.append(f"{name:<{name_w}} " + " ".join(f"{r.get(k, float('nan')):>10.4g}" for k, _ in cols))
+    return "\n".join(lines)
+
+
+def read_landmarks(path: Path, num_points: int):
+    """(N, K, 2) float array from .npy or .json (a K x 2 list, or a list of them)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    try:
+        if path.suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif path.suffix == ".json":
+            x = np.asarray(json.loads(path.read_text()), dtype=np.float64)
+        else:
+            raise InputError(f"input must be .npy or .json, got {path.name}")
+    except (ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read landmarks from {path}: {str(e).splitlines()[0]}") from None
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"{path}: landmarks must be numbers")
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3 or x.shape[1:] != (num_points, 2):
+        raise InputError(f"{path}: expected shape (N, {num_points}, 2) for this layout, got {tuple(x.shape)}")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.all(np.isfinite(x), axis=(1, 2))))
+        raise InputError(f"{path}: {bad} of {x.shape[0]} poses have NaN or infinite landmarks")
+    return x
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def predict_poses(solver, x, cam, refine_iters: int = 0):
+    """Landmarks in a camera's image coordinates -> (N, 7) qx qy qz qw tx ty tz in its frame.
+
+    cam None is the seed convention: original image coords in, the original's frame out.
+    """
+    import jax.numpy as jnp
+    import numpy as np
+
+    from pnpjax import camera
+
+    if cam is None:
+        xy = camera.pixels_to_normalized(camera.seed_to_pixels(jnp.asarray(x)), camera.SEED_CAMERA.intrinsics)
+    else:
+        xy = camera.pixels_to_normalized(jnp.asarray(x), cam.intrinsics)
+    p = _refined(solver, refine_iters)(jnp.asarray(xy, jnp.float32))
+    q, t = (p.q, p.t) if cam is not None else camera.pose_opencv_to_gl(p.q, p.t)
+    return np.concatenate([np.asarray(q), np.asarray(t)], -1)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pnpjax import camera
+
+    out = Path(args.output)
+    if out.suffix not in (".npy", ".json"):
+        raise InputError(f"output must be .npy or .json, got {out.name}")
+    (solver,) = _load_solvers([args.checkpoint])
+    x = read_landmarks(Path(args.input), solver.layout.num_points)
+    spec = args.camera
+    if spec is None:
+        cfg = getattr(solver, "config", None)
+        if cfg is not None and cfg.protocol != "seed":
+            raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
+        spec = "seed"
+    cam = camera.parse_camera(spec)
+    y = predict_poses(solver, x, cam, args.refine)
+    if out.suffix == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent)
+        os.close(fd)
+        try:
+            np.save(tmp, y.astype(np.float32))
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    else:
+        _atomic_write_text(out, json.dumps(y.tolist()))
+    frame = "seed/OpenGL frame" if cam is None else "OpenCV camera frame"
+    print(f"wrote {y.shape[0]} poses (qx qy qz qw tx ty tz, {frame}, {solver.layout.units}) to {out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pnpjax import export
+
+    path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=args.quantize, camera=args.camera, force=args.force)
+    print(f"wrote {args.format} export to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pnpjax", description="Tiny neural PnP solvers: train, evaluate, predict, export.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) a solver", description="Extra arguments override config fields, "
+                       "e.g. --loss l2_3d --model.widths 128 128 --seed-train.noise-cm 2 (pass --help-overrides for all).")
+    t.add_argument("--config", required=True, help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | smoke")
+    t.add_argument("--workdir", required=True)
+    t.add_argument("--seconds", type=float, default=None, help="stop after this wall time (compilation included)")
+    t.add_argument("--steps", type=int, default=None, help="schedule length (overrides the config's steps)")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("eval", help="evaluate checkpoints on the same held-out draws")
+    e.add_argument("--checkpoint", action="append", required=True, help="model dir, workdir or original TF.js model dir; repeat to compare")
+    e.add_argument("--protocol", choices=("seed", "realistic"), default="seed")
+    e.add_argument("--n", type=int, default=100_000)
+    e.add_argument("--seed", type=int, default=0, help="PRNG key of the test draws")
+    e.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
+    e.add_argument("--json", default=None, help="also write the JSON here")
+
+    r = sub.add_parser("predict", help="poses for landmarks in a file")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--input", required=True, help=".npy (N, K, 2) or .json list of K x 2 lists")
+    r.add_argument("--output", required=True, help=".npy or .json, (N, 7) qx qy qz qw tx ty tz")
+    r.add_argument("--camera", default=None, help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)")
+    r.add_argument("--refine", type=int, default=0)
+
+    x = sub.add_parser("export", help="web/TF exports of a checkpoint")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--format", choices=("tfjs", "js", "savedmodel"), required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--quantize", choices=("float32", "float16", "uint8"), default="float32")
+    x.add_argument("--camera", default="seed", help="seed | fx,fy,cx,cy,width,height: the image coordinates the export takes")
+    x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["train"] and "--help-overrides" in argv:
+        import tyro
+
+        from pnpjax import config
+
+        tyro.cli(config.Config, args=["--help"], prog="pnpjax train --config NAME --workdir DIR")
+        return 0
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "train":
+            return _train(args, rest)
+        return {"eval": _eval, "predict": _predict, "export": _export}[args.command](args)
+    except PnpjaxError as e:
+        print(f"pnpjax {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"pnpjax {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
