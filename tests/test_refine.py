@@ -1,0 +1,285 @@
+"""Tests for pnpjax.refine: convergence, fixed points, agreement with OpenCV and scipy, safety."""
+
+from __future__ import annotations
+
+import cv2
+import jax
+import jax.numpy as jnp
+import jaxlie
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+from scipy.spatial.transform import Rotation
+
+from pnpjax import refine
+from pnpjax.camera import MIN_DEPTH
+from pnpjax.errors import ConfigError
+
+# blazeface6 (SEED.md), cm; x right, y up, z towards the viewer.
+PTS_Kx3 = np.array(
+    [
+        [-3.23597, 3.23021, -3.33562],
+        [3.23597, 3.23021, -3.33562],
+        [0.0, 0.003874, 0.290468],
+        [0.0, -3.53483, -2.08927],
+        [-8.04888, 2.22486, -12.6444],
+        [8.04888, 2.22486, -12.6444],
+    ]
+)
+_FLIP = Rotation.from_matrix(np.diag([1.0, -1.0, -1.0]))  # frontal face in the OpenCV camera frame
+# Every jitted shape / static-argument combination costs a few seconds of XLA compilation, so the
+# tests share one batch size and two iteration counts.
+N = 64
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def face_poses(rng: np.random.Generator, n: int, max_deg: float = 25.0) -> tuple[Rotation, np.ndarray]:
+    """n frontal-ish face poses in the OpenCV frame: R = diag(1,-1,-1) * small rotation, t_z 50..100 cm."""
+    R = _FLIP * Rotation.from_euler("xyz", rng.uniform(-1, 1, (n, 3)) * np.deg2rad(max_deg))
+    t = np.stack([rng.uniform(-10, 10, n), rng.uniform(-10, 10, n), rng.uniform(50, 100, n)], axis=-1)
+    return R, t
+
+
+def observe(R: Rotation, t: np.ndarray, pts: np.ndarray = PTS_Kx3) -> np.ndarray:
+    """Exact normalised coordinates (N, K, 2)."""
+    X = np.einsum("nij,kj->nki", R.as_matrix(), pts) + t[:, None, :]
+    return X[..., :2] / X[..., 2:]
+
+
+def perturb(rng: np.random.Generator, R: Rotation, t: np.ndarray, deg=(5.0, 10.0), cm: float = 3.0):
+    """Rotate each pose by deg[0]..deg[1] degrees about a random axis and shift it by up to cm."""
+    axis = rng.normal(size=(len(t), 3))
+    axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+    dR = Rotation.from_rotvec(axis * np.deg2rad(rng.uniform(*deg, len(t)))[:, None])
+    return (dR * R).as_quat(), t + rng.uniform(-cm, cm, t.shape)
+
+
+def angle_between(q_a, q_b) -> np.ndarray:
+    return (Rotation.from_quat(np.asarray(q_a, np.float64)) * Rotation.from_quat(np.asarray(q_b, np.float64)).inv()).magnitude()
+
+
+def depths(q, t, pts=PTS_Kx3) -> np.ndarray:
+    R = Rotation.from_quat(np.asarray(q, np.float64).reshape(-1, 4)).as_matrix()
+    return (np.einsum("nij,kj->nki", R, pts) + np.asarray(t, np.float64).reshape(-1, 1, 3))[..., 2]
+
+
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_recovers_exact_pose_from_perturbed_start(x64, method):
+    rng = np.random.default_rng(0)
+    R, t = face_poses(rng, N)
+    q0, t0 = perturb(rng, R, t)
+    q, t_out = refine.refine_pose(observe(R, t), PTS_Kx3, q0, t0, iters=10, method=method)
+    assert q.dtype == jnp.float64
+    assert np.max(angle_between(q, R.as_quat())) < 1e-8
+    assert np.max(np.abs(np.asarray(t_out) - t)) < 1e-6
+
+
+def test_five_iterations_suffice_from_typical_start(x64):
+    rng = np.random.default_rng(1)
+    R, t = face_poses(rng, N)
+    q0, t0 = perturb(rng, R, t)
+    q, t_out = refine.refine_pose(observe(R, t), PTS_Kx3, q0, t0, iters=5)
+    assert np.max(angle_between(q, R.as_quat())) < 1e-4
+    assert np.max(np.abs(np.asarray(t_out) - t)) < 1e-4
+
+
+def test_float32(x64):
+    rng = np.random.default_rng(2)
+    R, t = face_poses(rng, N)
+    q0, t0 = perturb(rng, R, t)
+    args = [np.asarray(a, np.float32) for a in (observe(R, t), PTS_Kx3, q0, t0)]
+    with jax.enable_x64(False):
+        q, t_out = refine.refine_pose(*args, iters=5)
+    assert q.dtype == jnp.float32 and t_out.dtype == jnp.float32
+    assert np.max(angle_between(q, R.as_quat())) < 2e-3
+    assert np.max(np.abs(np.asarray(t_out) - t)) < 5e-2
+
+
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_exact_pose_is_fixed_point(x64, method):
+    rng = np.random.default_rng(3)
+    R, t = face_poses(rng, N)
+    q, t_out = refine.refine_pose(observe(R, t), PTS_Kx3, R.as_quat(), t, iters=5, method=method)
+    np.testing.assert_allclose(np.asarray(q), R.as_quat(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(t_out), t, rtol=0, atol=1e-9)
+
+
+def test_matches_opencv_refine_lm_and_scipy_on_noisy_input(x64):
+    rng = np.random.default_rng(4)
+    R, t = face_poses(rng, N)
+    xy = observe(R, t) + rng.normal(scale=3e-3, size=(N, 6, 2))  # ~2 px at f = 600 px
+    q0, t0 = perturb(rng, R, t)
+    q, t_out = refine.refine_pose(xy, PTS_Kx3, q0, t0, iters=10)
+    rmse0 = np.asarray(refine.reprojection_rmse(xy, PTS_Kx3, q0, t0))
+    rmse = np.asarray(refine.reprojection_rmse(xy, PTS_Kx3, q, t_out))
+    assert np.all(rmse < rmse0)
+
+    # OpenCV on the same inputs and start. Pixels of a f=1000 camera: OpenCV's LM stops on
+    # absolute thresholds and with an identity camera stops ~1e-2 cm short (see baselines).
+    K = np.diag([1000.0, 1000.0, 1.0])
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 100, 1e-12)
+    q_cv, t_cv = np.empty((N, 4)), np.empty((N, 3))
+    for i in range(N):
+        rvec = Rotation.from_quat(q0[i]).as_rotvec().reshape(3, 1)
+        rvec, tvec = cv2.solvePnPRefineLM(PTS_Kx3, xy[i] * 1000.0, K, None, rvec, t0[i].reshape(3, 1).copy(), crit)
+        q_cv[i], t_cv[i] = Rotation.from_rotvec(rvec.ravel()).as_quat(), tvec.ravel()
+    assert np.max(angle_between(q, q_cv)) < 1e-5
+    assert np.max(np.abs(np.asarray(t_out) - t_cv)) < 2e-4
+    # Where the two differ, ours is the lower cost (OpenCV stops a little early).
+    assert np.all(rmse <= np.asarray(refine.reprojection_rmse(xy, PTS_Kx3, q_cv, t_cv)) + 1e-15)
+
+    # An independent optimiser pins down the optimum itself.
+    for i in range(10):
+        def residual(p, i=i):
+            X = PTS_Kx3 @ Rotation.from_rotvec(p[:3]).as_matrix().T + p[3:]
+            return (X[:, :2] / X[:, 2:] - xy[i]).ravel()
+
+        p = least_squares(residual, np.r_[Rotation.from_quat(q0[i]).as_rotvec(), t0[i]], xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+        assert angle_between(q[i], Rotation.from_rotvec(p[:3]).as_quat()) < 1e-8
+        np.testing.assert_allclose(np.asarray(t_out[i]), p[3:], rtol=0, atol=1e-6)
+
+
+def _degenerate_cases(rng: np.random.Generator):
+    R, t = face_poses(rng, N)
+    xy = observe(R, t)
+    q0, t0 = perturb(rng, R, t)
+    yield "identical landmarks", np.zeros_like(xy), PTS_Kx3, q0, t0
+    yield "identical layout points", xy, np.zeros_like(PTS_Kx3), q0, t0
+    yield "huge noise", xy + rng.normal(scale=10.0, size=xy.shape), PTS_Kx3, q0, t0
+    yield "absurd noise", xy + rng.normal(scale=1e4, size=xy.shape), PTS_Kx3, q0, t0
+    yield "behind camera", xy, PTS_Kx3, q0, t0 * np.array([1.0, 1.0, -1.0])
+    yield "at depth 0", xy, PTS_Kx3, q0, np.zeros_like(t0)
+    yield "random rotations", xy, PTS_Kx3, Rotation.random(N, random_state=1).as_quat(), t0
+    yield "zero weights", xy, PTS_Kx3, q0, t0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("method", ["lm", "gn"])
+def test_never_nan_and_never_behind_camera(x64, dtype, method):
+    with jax.enable_x64(dtype == np.float64):
+        for name, xy, pts, q0, t0 in _degenerate_cases(np.random.default_rng(5)):
+            # Always pass weights (ones or zeros): one compilation per dtype and method.
+            weights = np.full(xy.shape[:-1], 0.0 if name == "zero weights" else 1.0, dtype)
+            args = [np.asarray(a, dtype) for a in (xy, pts, q0, t0)]
+            q, t = refine.refine_pose(*args, iters=5, method=method, weights=weights)
+            assert np.all(np.isfinite(q)) and np.all(np.isfinite(t)), name
+            np.testing.assert_allclose(np.linalg.norm(np.asarray(q, np.float64), axis=-1), 1.0, atol=1e-5, err_msg=name)
+            assert np.all(depths(q, t, np.asarray(pts, np.float64)) > MIN_DEPTH * (1 - 1e-4)), name
+
+
+def test_cost_never_increases(x64):
+    for name, xy, pts, q0, t0 in _degenerate_cases(np.random.default_rng(6)):
+        if name in ("behind camera", "at depth 0", "zero weights"):
+            continue  # the starting cost is meaningless there (the start is moved first)
+        q, t = refine.refine_pose(xy, pts, q0, t0, iters=5)
+        before = np.asarray(refine.reprojection_rmse(xy, pts, q0, t0))
+        after = np.asarray(refine.reprojection_rmse(xy, pts, q, t))
+        assert np.all(after <= before), name
+
+
+def test_start_behind_camera_with_right_rotation_converges(x64):
+    rng = np.random.default_rng(7)
+    R, t = face_poses(rng, N)
+    for t_start in (t * np.array([1.0, 1.0, -1.0]), np.zeros_like(t)):
+        q, t_out = refine.refine_pose(observe(R, t), PTS_Kx3, R.as_quat(), t_start, iters=10)
+        assert np.max(angle_between(q, R.as_quat())) < 1e-8
+        assert np.max(np.abs(np.asarray(t_out) - t)) < 1e-6
+
+
+def test_zero_weight_equals_dropping_the_point(x64):
+    rng = np.random.default_rng(8)
+    R, t = face_poses(rng, N)
+    xy = observe(R, t) + rng.normal(scale=2e-3, size=(N, 6, 2))
+    xy[:, 3] += 0.2  # a gross outlier on the mouth
+    q0, t0 = perturb(rng, R, t)
+    w = np.ones(6)
+    w[3] = 0.0
+    q_w, t_w = refine.refine_pose(xy, PTS_Kx3, q0, t0, iters=5, weights=np.broadcast_to(w, (N, 6)))
+    keep = [0, 1, 2, 4, 5]
+    q_d, t_d = refine.refine_pose(xy[:, keep], PTS_Kx3[keep], q0, t0, iters=5)
+    np.testing.assert_allclose(np.asarray(q_w), np.asarray(q_d), atol=1e-10)
+    np.testing.assert_allclose(np.asarray(t_w), np.asarray(t_d), atol=1e-8)
+
+
+def test_batched_equals_per_example(x64):
+    rng = np.random.default_rng(9)
+    R, t = face_poses(rng, 6)
+    xy = (observe(R, t) + rng.normal(scale=3e-3, size=(6, 6, 2))).reshape(2, 3, 6, 2)
+    q0, t0 = perturb(rng, R, t)
+    q0, t0 = q0.reshape(2, 3, 4), t0.reshape(2, 3, 3)
+    q, t_out = refine.refine_pose(xy, PTS_Kx3, q0, t0, iters=5)
+    assert q.shape == (2, 3, 4) and t_out.shape == (2, 3, 3)
+    q_b, t_b = refine.refine_pose(xy, np.broadcast_to(PTS_Kx3, (2, 3, 6, 3)), q0, t0, iters=5)
+    np.testing.assert_allclose(np.asarray(q_b), np.asarray(q), rtol=0, atol=1e-13)
+    for i in range(2):
+        for j in range(3):
+            q_ij, t_ij = refine.refine_pose(xy[i, j], PTS_Kx3, q0[i, j], t0[i, j], iters=5)
+            assert q_ij.shape == (4,)
+            np.testing.assert_allclose(np.asarray(q_ij), np.asarray(q[i, j]), rtol=0, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(t_ij), np.asarray(t_out[i, j]), rtol=0, atol=1e-10)
+
+
+def test_compiles_once_per_shape():
+    rng = np.random.default_rng(10)
+    R, t = face_poses(rng, 13)  # a batch size no other test uses
+    q0, t0 = perturb(rng, R, t)
+    args = [np.asarray(a, np.float32) for a in (observe(R, t), PTS_Kx3, q0, t0)]
+    args2 = [a + np.float32(0.01) for a in args]
+    args3 = [jnp.asarray(a) for a in args2]  # (staging numpy into jax arrays compiles tiny programs)
+    events = []
+
+    def listener(event, duration, **kwargs):
+        if event in ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration"):
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        refine.refine_pose(*args, iters=5)
+        refine.refine_pose(*args2, iters=5)
+        jax.block_until_ready(refine.refine_pose(*args3, iters=5))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert events.count("/jax/core/compile/jaxpr_trace_duration") == 1
+    assert events.count("/jax/core/compile/backend_compile_duration") == 1
+
+
+def test_analytic_jacobian_matches_jacfwd(x64):
+    rng = np.random.default_rng(11)
+    R, t = face_poses(rng, 4)
+    xy = observe(R, t) + rng.normal(scale=1e-2, size=(4, 6, 2))
+    sw = jnp.asarray(rng.uniform(0.5, 2.0, (4, 6)))
+    for i in range(4):
+        T = refine._to_se3(jnp.asarray(R[i].as_quat()), jnp.asarray(t[i]))
+        r, J = refine._linearise(T, jnp.asarray(PTS_Kx3), jnp.asarray(xy[i]), sw[i])
+
+        def residual(delta, i=i, T=T):
+            return refine._linearise(jaxlie.SE3.exp(delta) @ T, jnp.asarray(PTS_Kx3), jnp.asarray(xy[i]), sw[i])[0]
+
+        np.testing.assert_allclose(np.asarray(jax.jacfwd(residual)(jnp.zeros(6))), np.asarray(J), atol=1e-12)
+
+
+def test_spd_solver(x64):
+    rng = np.random.default_rng(12)
+    M = rng.normal(size=(50, 12, 6)) * np.array([1e-2, 1e-2, 1e-2, 1.0, 1.0, 1.0])  # badly scaled
+    A, b = np.einsum("nki,nkj->nij", M, M), rng.normal(size=(50, 6))
+    np.testing.assert_allclose(np.asarray(refine._solve_spd(jnp.asarray(A), jnp.asarray(b))), np.linalg.solve(A, b[..., None])[..., 0], rtol=1e-8)
+    assert np.all(np.isnan(np.asarray(refine._solve_spd(jnp.asarray(-A), jnp.asarray(b)))))
+
+
+def test_reprojection_rmse(x64):
+    rng = np.random.default_rng(13)
+    R, t = face_poses(rng, 5)
+    xy = observe(R, t)
+    assert np.max(np.asarray(refine.reprojection_rmse(xy, PTS_Kx3, R.as_quat(), t))) < 1e-14
+    rmse = refine.reprojection_rmse(xy + np.array([3e-3, -4e-3]), PTS_Kx3, R.as_quat(), t)
+    np.testing.assert_allclose(np.asarray(rmse), 5e-3, rtol=1e-10)
+
+
+def test_unknown_method():
+    with pytest.raises(ConfigError):
+        refine.refine_pose(np.zeros((6, 2)), PTS_Kx3, np.array([0, 0, 0, 1.0]), np.array([0, 0, 60.0]), method="newton")
