@@ -47,9 +47,13 @@ def quat_canonical(q: ArrayLike) -> jax.Array:
 
 
 def quat_to_matrix(q: ArrayLike) -> jax.Array:
-    """(..., 4) unit quaternion (x, y, z, w) -> (..., 3, 3) rotation matrix."""
+    """(..., 4) unit quaternion (x, y, z, w) -> (..., 3, 3) rotation matrix (zero -> identity)."""
     q = jnp.asarray(q)
     assert q.shape[-1] == 4, q.shape
+    # jaxlie divides by |q|^2: NaN value and gradient for the zero quaternion, which is what
+    # quat_normalize returns for an all-zero network output. Substitute identity there.
+    nonzero = jnp.sum(q * q, axis=-1, keepdims=True) > 0
+    q = jnp.where(nonzero, q, jnp.asarray([0.0, 0.0, 0.0, 1.0], q.dtype))
     return jaxlie.SO3(_xyzw_to_wxyz(q)).as_matrix()
 
 
@@ -87,10 +91,18 @@ def euler_to_matrix(euler: ArrayLike) -> jax.Array:
     return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
 
 
+def axis_angle_to_quat(axis: ArrayLike, angle: ArrayLike) -> jax.Array:
+    """Unit axis (..., 3) and angle (...) in radians -> quaternion (x, y, z, w)."""
+    axis, half = jnp.asarray(axis), 0.5 * jnp.asarray(angle)
+    return jnp.concatenate([jnp.sin(half)[..., None] * axis, jnp.cos(half)[..., None]], axis=-1)
+
+
 def euler_to_quat(euler: ArrayLike) -> jax.Array:
-    """(..., 3) angles (rx, ry, rz) in radians -> quaternion (x, y, z, w) of Rz @ Ry @ Rx."""
+    """(..., 3) angles (rx, ry, rz) in radians -> quaternion (x, y, z, w) of Rz @ Ry @ Rx, w >= 0."""
     e = jnp.asarray(euler)
-    return _wxyz_to_xyzw(jaxlie.SO3.from_rpy_radians(e[..., 0], e[..., 1], e[..., 2]).wxyz)
+    eye = jnp.eye(3, dtype=e.dtype)
+    qx, qy, qz = (axis_angle_to_quat(eye[i], e[..., i]) for i in range(3))
+    return quat_canonical(quat_multiply(qz, quat_multiply(qy, qx)))
 
 
 def matrix_to_euler(R: ArrayLike) -> jax.Array:

@@ -110,6 +110,7 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     a = math.radians(p.max_angle_deg)
     euler = jax.random.uniform(k_rot, (m, 3), minval=-a, maxval=a)
     R_gl = geometry.euler_to_matrix(euler)
+    q_gl = geometry.euler_to_quat(euler)
     noise = jax.random.uniform(k_noise, (m, k, 3), minval=-p.noise_cm, maxval=p.noise_cm)
     rel = jnp.einsum("mij,kj->mki", R_gl, pts) + noise  # posed points before translation
     ax, ay, bz = rel[..., 0], rel[..., 1], rel[..., 2]
@@ -147,8 +148,7 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
 
     t_gl = jnp.stack([tx, ty, -d], -1)
     # To pnpjax's frame: X_cv = F X_gl with F = diag(1, -1, -1).
-    R_cv = _FLIP_YZ[:, None] * R_gl
-    q = geometry.matrix_to_quat(R_cv)
+    q = geometry.quat_canonical(geometry.quat_multiply(jnp.asarray([1.0, 0.0, 0.0, 0.0], q_gl.dtype), q_gl))
     t = t_gl * _FLIP_YZ
     xy = xy_gl * _FLIP_YZ[:2]  # (X/depth, -Y/depth) = OpenCV's (x/z, y/z)
     return accept, xy, q, t
@@ -167,6 +167,7 @@ def sample_seed(p: SeedProtocol, key: jax.Array, pts: jax.Array, batch_size: int
 
 def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, R_front: jax.Array, m: int):
     k = pts.shape[0]
+    q_front = geometry.matrix_to_quat(R_front)
     keys = jax.random.split(key, 12)
     dtype = pts.dtype
     # Camera.
@@ -190,13 +191,12 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
     right, down, fwd = R_front[0], R_front[1], R_front[2]
     up, facing = -down, -fwd
 
-    def axis_rot(axis, angle):
-        return geometry.quat_to_matrix(
-            jnp.concatenate([jnp.sin(angle / 2)[:, None] * axis, jnp.cos(angle / 2)[:, None]], -1)
-        )
-
-    R_motion = axis_rot(facing, ang[:, 2]) @ axis_rot(up, ang[:, 1]) @ axis_rot(right, ang[:, 0])
-    R = R_front @ R_motion
+    q_motion = geometry.quat_multiply(
+        geometry.axis_angle_to_quat(facing, ang[:, 2]),
+        geometry.quat_multiply(geometry.axis_angle_to_quat(up, ang[:, 1]), geometry.axis_angle_to_quat(right, ang[:, 0])),
+    )
+    q = geometry.quat_canonical(geometry.quat_multiply(q_front, q_motion))
+    R = geometry.quat_to_matrix(q)
 
     # Shape variation of the observed object (the pose stays defined for the nominal layout).
     scale = jax.random.uniform(keys[5], (m, 1, 1), dtype, *p.head_scale)
@@ -230,7 +230,6 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
     inside = (uv >= 0) & (uv <= size[:, None, :])
     accept &= jnp.all(inside, axis=(1, 2))
     xy = camera.pixels_to_normalized(uv, intr)
-    q = geometry.matrix_to_quat(R)
     return accept, xy, q, t, intr, size
 
 

@@ -32,23 +32,26 @@ class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     step: jax.Array  # int32 scalar
+    total_steps: jax.Array  # int32 scalar: length of the LR schedule (cfg.steps, or fitted to --seconds)
 
 
-def learning_rate(cfg: Config, step: jax.Array) -> jax.Array:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * end_lr_fraction at cfg.steps."""
+def learning_rate(cfg: Config, step: jax.Array, total_steps: jax.Array | int | None = None) -> jax.Array:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * end_lr_fraction at total_steps.
+
+    total_steps is an array so that `--seconds` can fit the schedule to a time budget
+    measured at run time without recompiling the step.
+    """
+    total = jnp.asarray(cfg.steps if total_steps is None else total_steps, jnp.float32)
     step = jnp.asarray(step, jnp.float32)
     warm = step / max(cfg.warmup_steps, 1)
-    frac = jnp.clip((step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1), 0.0, 1.0)
+    frac = jnp.clip((step - cfg.warmup_steps) / jnp.maximum(total - cfg.warmup_steps, 1.0), 0.0, 1.0)
     cos = cfg.end_lr_fraction + (1 - cfg.end_lr_fraction) * 0.5 * (1 + jnp.cos(jnp.pi * frac))
     return cfg.lr * jnp.where(step < cfg.warmup_steps, warm, cos)
 
 
 def optimizer(cfg: Config) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
-        optax.scale_by_adam(),
-        optax.scale_by_schedule(lambda s: -learning_rate(cfg, s)),
-    )
+    """Adam direction with gradient clipping; the step applies -learning_rate (see train_step)."""
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.scale_by_adam())
 
 
 def loss_context(cfg: Config, layout: layouts.Layout, stats: model.Stats, batch: protocols.Batch) -> losses.Context:
@@ -65,23 +68,49 @@ def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, 
     return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats, state: TrainState, key: jax.Array):
-    """One optimisation step on a fresh synthetic batch. Bind cfg/layout with partial, then jit."""
+def train_step(
+    cfg: Config, layout: layouts.Layout, stats: model.Stats, state: TrainState, key: jax.Array, *, mesh=None
+):
+    """One optimisation step on a fresh synthetic batch. Bind cfg/layout with partial, then jit.
+
+    With a `mesh`, the batch is sharded over its 'batch' axis (data parallel; params stay
+    replicated and XLA inserts the gradient all-reduce). The sampled values do not depend on
+    the sharding (threefry is partitionable), so any device count gives the same run.
+    """
     batch = protocols.sample(cfg.train_protocol, jax.random.fold_in(key, state.step), layout, cfg.batch_size)
+    if mesh is not None:
+        batch = jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), batch)
     loss, grads = jax.value_and_grad(functools.partial(batch_loss, cfg, layout, stats))(state.params, batch)
-    updates, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "valid": jnp.mean(batch.valid.astype(jnp.float32)), "lr": learning_rate(cfg, state.step)}
-    return TrainState(params, opt_state, state.step + 1), metrics
+    direction, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
+    lr = learning_rate(cfg, state.step, state.total_steps)
+    params = jax.tree_util.tree_map(lambda p, d: p - lr * d, state.params, direction)
+    metrics = {"loss": loss, "valid": jnp.mean(batch.valid.astype(jnp.float32)), "lr": lr}
+    return TrainState(params, opt_state, state.step + 1, state.total_steps), metrics
 
 
-def make_train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats):
-    return jax.jit(functools.partial(train_step, cfg, layout, stats), donate_argnums=(0,))
+def batch_sharding(mesh, ndim: int):
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return NamedSharding(mesh, PartitionSpec("batch", *([None] * (ndim - 1))))
+
+
+def make_mesh(batch_size: int):
+    """A 1-D 'batch' mesh over all devices, or None on one device."""
+    n = jax.device_count()
+    if n == 1:
+        return None
+    if batch_size % n:
+        raise ConfigError(f"batch_size {batch_size} must be divisible by the {n} devices")
+    return jax.make_mesh((n,), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def make_train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats, mesh=None):
+    return jax.jit(functools.partial(train_step, cfg, layout, stats, mesh=mesh), donate_argnums=(0,))
 
 
 def init_state(cfg: Config, layout: layouts.Layout, key: jax.Array) -> TrainState:
     params = model.init_params(cfg.model, key, layout.num_points)
-    return TrainState(params, optimizer(cfg).init(params), jnp.zeros((), jnp.int32))
+    return TrainState(params, optimizer(cfg).init(params), jnp.zeros((), jnp.int32), jnp.asarray(cfg.steps, jnp.int32))
 
 
 def keys(cfg: Config) -> dict[str, jax.Array]:
@@ -178,9 +207,11 @@ def train_and_evaluate(
 ) -> dict:
     """Train (or resume) a solver in workdir; returns the final evaluation summary.
 
-    `seconds` stops the loop after that much wall time (compilation included); `max_steps`
-    stops it after that step (for tests that simulate an interrupted run). The LR schedule is
-    always that of cfg.steps, so an interrupted and resumed run equals an uninterrupted one.
+    `seconds`: a wall-time budget including start-up and compilation. On a fresh run the
+    step time is measured over the first steps and the LR schedule is shortened to fit
+    (never beyond cfg.steps); the loop also stops if the budget runs out. The fitted length
+    is stored in the checkpoint, so a resumed run keeps it.
+    `max_steps` stops after that step without ending the run (tests of interrupted runs).
     """
     t_start = time.perf_counter()
     workdir = Path(workdir)
@@ -193,49 +224,58 @@ def train_and_evaluate(
             raise ConfigError(f"{workdir} holds a run of a different config ('{saved.name}'); use another --workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     k = keys(cfg)
+    mesh = make_mesh(cfg.batch_size)
 
     stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], cfg.stats_samples)
-    solver_meta = checkpoint.Solver(cfg, layout, stats, None, {})
     mngr = _manager(workdir, cfg)
     latest = mngr.latest_step()
     if latest is not None:
         state = _restore_state(mngr, latest, cfg, layout)
-        print_fn(f"resuming {workdir} from step {latest}")
+        print_fn(f"resuming {workdir} from step {latest} of {int(state.total_steps)}")
     else:
         state = init_state(cfg, layout, k["init"])
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1))
-    meta = {
-        "format": checkpoint.FORMAT,
-        "config": cfg.to_dict(),
-        "layout": layout.to_dict(),
-        "stats": checkpoint.stats_to_json(stats),
-        "conventions": checkpoint.CONVENTIONS,
-    }
+    meta = {"format": checkpoint.FORMAT, "config": cfg.to_dict(), "layout": layout.to_dict(),
+            "stats": checkpoint.stats_to_json(stats), "conventions": checkpoint.CONVENTIONS}
     (workdir / checkpoint.META_FILE).write_text(json.dumps(meta, indent=1))
-    del solver_meta
 
-    step_fn = make_train_step(cfg, layout, stats)
+    step_fn = make_train_step(cfg, layout, stats, mesh)
     test = eval_batch(cfg.test_protocol, layout, k["eval"], cfg.eval_size)
     print_fn(
         f"devices: {device_summary()} | config {cfg.name} | layout {layout.name} (K={layout.num_points}) | "
-        f"protocol {cfg.protocol} | loss {cfg.loss} | params {model.num_params(state.params)}"
+        f"protocol {cfg.protocol} | loss {cfg.loss} | batch {cfg.batch_size} | params {model.num_params(state.params)}"
     )
-    last = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    start = int(state.step)
+    calibrate = seconds is not None and latest is None
+    step = int(state.step)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=int(state.total_steps), initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
     summary: dict = {}
-    step = start
+    t_calib = None
+    stopped_by_time = False
     with open(workdir / "metrics.jsonl", "a") as mf:
-        _log(mf, {"kind": "start", "step": start, "devices": device_summary(), "time": time.time()})
-        stopped_by_time = False
-        while step < last:
+        _log(mf, {"kind": "start", "step": step, "devices": device_summary(), "time": time.time()})
+        while step < int(state.total_steps) and (max_steps is None or step < max_steps):
             state, metrics = step_fn(state, k["train"])
             step += 1
-            if step % cfg.log_every == 0 or step == last:
+            if calibrate and step == 2:
+                jax.block_until_ready(state.step)
+                t_calib = time.perf_counter()
+            elif calibrate and step == 2 + _CALIBRATION_STEPS:
+                jax.block_until_ready(state.step)
+                per_step = (time.perf_counter() - t_calib) / _CALIBRATION_STEPS
+                left = seconds - (time.perf_counter() - t_start) - _END_RESERVE_S
+                total = int(min(cfg.steps, max(step + 1, step + left / per_step)))
+                state = state._replace(total_steps=jnp.asarray(total, jnp.int32))
+                calibrate = False
+                print_fn(f"--seconds {seconds:g}: {per_step * 1e3:.2f} ms/step, schedule fitted to {total} steps")
+                if bar is not None:
+                    bar.total = total
+                    bar.refresh()
+            total = int(state.total_steps)
+            if step % cfg.log_every == 0 or step == total:
                 loss = float(metrics["loss"])
                 if not math.isfinite(loss):
                     raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; lower --lr or check the config")
@@ -247,9 +287,10 @@ def train_and_evaluate(
                     bar.update(step - bar.n)
                 if seconds is not None and elapsed > seconds:
                     stopped_by_time = True
-            if step % cfg.checkpoint_every == 0 or step == last or stopped_by_time:
+            end = step == total or stopped_by_time
+            if step % cfg.checkpoint_every == 0 or end:
                 mngr.save(step, args=_save_args(state), force=True)
-            if step % cfg.eval_every == 0 or step == last or stopped_by_time:
+            if step % cfg.eval_every == 0 or end:
                 summary = evaluate(cfg, layout, state.params, stats, test)
                 _log(mf, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t_start, **summary})
                 if bar is not None:
@@ -259,17 +300,23 @@ def train_and_evaluate(
         if bar is not None:
             bar.close()
         mngr.wait_until_finished()
-        wall = time.perf_counter() - t_start
-        finished = step >= cfg.steps or stopped_by_time
+        finished = step >= int(state.total_steps) or stopped_by_time
         if finished:
             if not summary:
                 summary = evaluate(cfg, layout, state.params, stats, test)
+            wall = time.perf_counter() - t_start
             solver = checkpoint.Solver(cfg, layout, stats, state.params, {})
-            checkpoint.save(workdir / "model", solver, {"train": {"steps": step, "wall_seconds": wall,
-                            "samples": step * cfg.batch_size, "stopped_by_time": stopped_by_time},
+            train_info = {"steps": step, "schedule_steps": int(state.total_steps), "wall_seconds": wall,
+                          "samples": step * cfg.batch_size, "stopped_by_time": stopped_by_time, "devices": device_summary()}
+            checkpoint.save(workdir / "model", solver, {"train": train_info,
                             "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}}, force=True)
-        _log(mf, {"kind": "end", "step": step, "seconds": wall, **summary})
-    return {"step": step, "wall_seconds": wall, **summary}
+        wall = time.perf_counter() - t_start
+        _log(mf, {"kind": "end", "step": step, "seconds": wall, "finished": finished, **summary})
+    return {"step": step, "wall_seconds": wall, "finished": finished, **summary}
+
+
+_CALIBRATION_STEPS = 20
+_END_RESERVE_S = 2.0  # final evaluation and model write
 
 
 def _save_args(state: TrainState):

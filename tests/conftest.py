@@ -1,8 +1,64 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration and fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Compilation dominates the suite's time on a 2-core CPU: share compiled programs between
+# tests and the CLI subprocesses they start (inherited through the environment).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+def _shared_dir() -> Path:
+    """The project's shared folder (SEED.md, the original models): beside the repo, else /work/shared."""
+    beside = REPO.parent / "shared"
+    return beside if (beside / "SEED.md").is_file() else Path("/work/shared")
+
+
+SHARED = _shared_dir()
+SEED_MD = SHARED / "SEED.md"
+SEED_MODELS = SHARED / "seed-models"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register project markers."""
     config.addinivalue_line("markers", "node: needs Node.js and web/node_modules (run `cd web && npm ci`)")
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (jax_enable_x64), restoring the previous setting afterwards."""
+    import jax
+
+    previous = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(scope="session")
+def seed_model_dir() -> Path:
+    """The original published blazeface6 TF.js model directory (skip if the shared folder is absent)."""
+    d = SEED_MODELS / "blazeface6"
+    if not (d / "model.json").is_file():
+        pytest.skip(f"original model not found at {d}")
+    return d
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training workdir of the `smoke` config, trained once per session (its solver is in model/)."""
+    from pnpjax import config, train
+
+    workdir = tmp_path_factory.mktemp("smoke") / "run"
+    train.train_and_evaluate(config.get_config("smoke"), workdir, progress=False, print_fn=lambda *_: None)
+    assert (workdir / "model" / "pnpjax.json").is_file()
+    return workdir
