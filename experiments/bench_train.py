@@ -1,0 +1,35 @@
+"""Training speed: valid synthetic samples per second of the jitted train step.
+
+    python experiments/bench_train.py [--config blazeface6-seed] [--batch-sizes 1024 4096 16384] [--seconds 5]
+
+Prints one row per batch size (sampling + loss + Adam update, compilation excluded, timed
+separately). The time-to-accuracy figure is a real run: `pnpjax train --config blazeface6-seed
+--workdir runs/b60 --seconds 60`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pnpjax import config, train
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="blazeface6-seed")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096, 16384])
+    p.add_argument("--seconds", type=float, default=5.0)
+    a = p.parse_args(argv)
+    rows = train.measure_throughput(config.get_config(a.config), a.batch_sizes, a.seconds)
+    load = os.getloadavg()[0]
+    print(f"config {a.config} | devices {train.device_summary()} | load average {load:.1f}")
+    print(f"{'batch':>7} {'ms/step':>9} {'steps/s':>9} {'valid samples/s':>16} {'compile s':>10}")
+    for r in rows:
+        print(f"{r['batch']:>7} {r['ms_per_step']:>9.2f} {r['steps_per_s']:>9.1f} {r['valid_samples_per_s']:>16,.0f} {r['compile_s']:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
