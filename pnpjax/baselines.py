@@ -18,10 +18,14 @@ itself reports as failed (return value False, an exception, or non-finite output
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.spatial.transform import Rotation
+
+try:  # optional dependencies (the `bench` and `test` extras), not needed to train or export
+    import cv2
+    from scipy.spatial.transform import Rotation
+except ImportError as e:
+    raise ImportError("pnpjax.baselines needs OpenCV and scipy: pip install 'pnpjax[bench]'") from e
 
 from pnpjax.errors import ConfigError
 

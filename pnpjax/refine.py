@@ -16,7 +16,10 @@ Guarantees, per example:
     centroid placed on the ray through the observations' mean, at the depth where the layout's 3D
     spread matches the observed 2D spread, never closer than one spread in front of the nearest
     point). That start is then refined like any other; with the right rotation it converges to
-    the true pose.
+    the true pose;
+  * the output is finite whenever the layout points are: a zero or non-finite initial rotation is
+    replaced by the identity and a non-finite translation by the origin (then moved in front), and
+    non-finite observations make every step fail the acceptance test.
 """
 
 from __future__ import annotations
@@ -122,12 +125,21 @@ def _move_in_front(R: jax.Array, t: jax.Array, pts: jax.Array, xy: jax.Array) ->
     m = jnp.mean(xy, axis=-2)
     rad2 = jnp.sqrt(jnp.mean(jnp.sum((xy - m[..., None, :]) ** 2, axis=-1), axis=-1))
     z_min = jnp.max(-P[..., 2], axis=-1) + jnp.maximum(rad3, 2 * MIN_DEPTH)
-    z_wp = jnp.where(rad2 > 0, rad3 / jnp.where(rad2 > 0, rad2, 1.0), z_min)
-    z = jnp.maximum(z_wp, z_min)
+    z_wp = rad3 / jnp.where(rad2 > 0, rad2, 1.0)
+    # rad2 == 0 (all landmarks identical) or NaN gives no scale: fall back to the nearest safe depth.
+    z = jnp.where((rad2 > 0) & jnp.isfinite(z_wp), jnp.maximum(z_wp, z_min), z_min)
     Rc = jnp.einsum("...ij,...j->...i", R, c)
     t_wp = jnp.concatenate([m * z[..., None], z[..., None]], axis=-1) - Rc
     t_shift = t.at[..., 2].set(z - Rc[..., 2])
     return jnp.where(jnp.all(jnp.isfinite(t_wp), axis=-1, keepdims=True), t_wp, t_shift)
+
+
+def _sanitize_start(q: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Identity rotation for a zero or non-finite q, the origin for a non-finite t (raw net outputs)."""
+    q_ok = jnp.all(jnp.isfinite(q), axis=-1, keepdims=True) & (jnp.sum(q * q, axis=-1, keepdims=True) > 0)
+    q = jnp.where(q_ok, q, jnp.asarray([0.0, 0.0, 0.0, 1.0], q.dtype))
+    t = jnp.where(jnp.all(jnp.isfinite(t), axis=-1, keepdims=True), t, jnp.zeros_like(t))
+    return geometry.quat_normalize(q), t
 
 
 def _broadcast_inputs(xy, pts, q, t, weights):
@@ -167,8 +179,10 @@ def refine_pose(
     Args:
       xy: (..., K, 2) observed normalised coordinates ((u - cx)/fx, (v - cy)/fy), OpenCV frame.
       pts: (K, 3) or (..., K, 3) layout points (layout units, e.g. cm).
-      q: (..., 4) initial rotation R_cam_layout as an (x, y, z, w) quaternion (need not be unit).
-      t: (..., 3) initial translation, layout units: X_cam = R X_layout + t.
+      q: (..., 4) initial rotation R_cam_layout as an (x, y, z, w) quaternion (need not be unit;
+        a zero or non-finite q starts from the identity rotation).
+      t: (..., 3) initial translation, layout units: X_cam = R X_layout + t (a non-finite t starts
+        from the origin, i.e. behind the camera, and is moved in front as described above).
       iters: number of iterations (static; the same work is done for every example).
       method: "lm" (Levenberg-Marquardt: per-example lambda, Marquardt diagonal scaling; a step is
         taken only if it lowers the cost, otherwise lambda grows) or "gn" (undamped Gauss-Newton
@@ -184,7 +198,7 @@ def refine_pose(
         raise ConfigError(f"unknown refinement method '{method}': use one of {METHODS}")
     xy, pts, q, t, w = _broadcast_inputs(xy, pts, q, t, weights)
     sw = jnp.sqrt(jnp.maximum(w, 0.0))
-    T = _to_se3(geometry.quat_normalize(q), t)
+    T = _to_se3(*_sanitize_start(q, t))
 
     # An initial pose behind the camera has no meaningful cost (depths are clamped): restart its
     # translation in front, otherwise every step would be judged against a garbage cost.

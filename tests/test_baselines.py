@@ -107,7 +107,8 @@ def test_iterative_flips_are_reported_not_fixed():
     assert ok.all() and flipped.any()
     assert np.all(t_out[flipped, 2] < 0)
     for i in np.flatnonzero(flipped)[:3]:  # exactly what cv2.solvePnP returns
-        _, rvec, tvec = cv2.solvePnP(PTS_Kx3, xy[i] * 1000.0, np.diag([1000.0, 1000.0, 1.0]), None, flags=cv2.SOLVEPNP_ITERATIVE)
+        K = np.diag([1000.0, 1000.0, 1.0])
+        _, rvec, tvec = cv2.solvePnP(PTS_Kx3, xy[i] * 1000.0, K, None, flags=cv2.SOLVEPNP_ITERATIVE)
         np.testing.assert_allclose(t_out[i], tvec.ravel(), atol=1e-9)
 
 
