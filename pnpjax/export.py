@@ -1,0 +1,618 @@
+"""Exports of a solver: a TF.js layers model, one dependency-free ES module, a TF SavedModel.
+
+Every export takes landmarks in the image coordinates of an *export camera* and returns the pose
+in that camera's frame, so its user needs no constants and no frame algebra:
+
+  * ``seed`` (default): the original's coordinates, u = x_px / width to the right and
+    v = 1 - y_px / height *up*, focal one image side, principal point 0.5; the pose is in the
+    original's OpenGL-like frame (x right, y up, camera looking down -z), which is also three.js's
+    camera frame. ``--format tfjs --camera seed`` is a drop-in for the original model.json, except
+    that its output is already de-standardised.
+  * pixel intrinsics ``fx,fy,cx,cy,width,height``: u, v in pixels (v down); the pose is in
+    OpenCV's camera frame (x right, y down, z forward).
+
+Both cameras map image coordinates to the solver's normalised coordinates by
+``xy = (uv - c) / f``; the seed camera is ``f = (1, -1), c = (0.5, 0.5)``.
+
+The Dense stack written for TF.js (the ``quat`` head only: the ``6d`` head's Gram-Schmidt is not a
+Dense layer) is
+
+    Flatten -> Dense relu ... -> Dense linear (standardised z) -> Dense linear 7x7 "pose layer"
+
+The image->normalised->standardised map is affine and diagonal, so it is folded into the first
+layer. The pose layer is ``y = z diag(y_std) P + y_mean P``: de-standardisation times ``P``, the
+change of frame, which is linear in q (left multiplication by the constant quaternion of the 180°
+frame rotation) and in t (a sign flip). It stays a separate float32 layer at every quantisation:
+TF.js quantises per tensor, and a uint8 kernel holding both the quaternion's scale (~0.1-0.9) and
+the translation's (~20 cm) loses the quaternion (SEED.md; `quantization_study` measures it). The
+quaternion of the TF.js output is *not* normalised (normalise before use); its overall sign is
+chosen so that w >= 0 for the average face.
+
+The JS module carries the same trunk (input standardisation folded, normalised coordinates in),
+de-standardises, decodes the head (normalise, or Gram-Schmidt for ``6d``), changes frame and
+returns a unit quaternion with w >= 0; a ``camera`` argument takes other intrinsics. The
+SavedModel (jax2tf, native serialisation, batch-polymorphic) runs the JAX solver itself with the
+same pre/post-processing and returns the normalised pose (w >= 0), like ``pnpjax predict``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pnpjax import __version__, camera as camlib, geometry, model, tfjs
+from pnpjax.model import Prediction
+from pnpjax.tfjs import ExportError
+
+__all__ = [
+    "FORMATS",
+    "JS_FILE",
+    "LayersSolver",
+    "dense_layers",
+    "export_checkpoint",
+    "export_solver",
+    "image_intrinsics",
+    "pose_function",
+    "quantization_report",
+    "quantization_study",
+]
+
+FORMATS: tuple[str, ...] = ("tfjs", "js", "savedmodel")
+JS_FILE = "pnp.js"
+SAVEDMODEL_META = "pnpjax_export.json"
+SEED_INTRINSICS = np.array([1.0, -1.0, 0.5, 0.5])  # (fx, fy, cx, cy) of the seed camera, v up
+
+# q_gl = q_cv @ _GL_QUAT: left multiplication by (1, 0, 0, 0), the 180° rotation about x that
+# maps OpenCV's camera axes to OpenGL's (camera.pose_opencv_to_gl without its canonical sign).
+_GL_QUAT = np.array([[0, 0, 0, -1], [0, 0, 1, 0], [0, -1, 0, 0], [1, 0, 0, 0]], np.float64)
+_GL_T = np.diag([1.0, -1.0, -1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# The export camera
+# --------------------------------------------------------------------------------------------
+
+
+def image_intrinsics(cam: camlib.Camera | None) -> np.ndarray:
+    """(fx, fy, cx, cy) with normalised coords = (image coords - c) / f; None is the seed camera."""
+    return SEED_INTRINSICS.copy() if cam is None else cam.intrinsics
+
+
+def frame_of(cam: camlib.Camera | None) -> str:
+    """The pose frame of an export camera: 'opengl' for the seed camera, else 'opencv'."""
+    return "opengl" if cam is None else "opencv"
+
+
+def _camera_meta(cam: camlib.Camera | None) -> dict[str, Any]:
+    fx, fy, cx, cy = (float(v) for v in image_intrinsics(cam))
+    if cam is None:  # 1 image height at focal 1: fov_y = 2 atan(1/2)
+        return {"name": "seed", "image": "u = x/width, v = 1 - y/height (up)", "fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov_y_deg": 53.1301}
+    fov_y = float(np.degrees(2 * np.arctan2(cam.height / 2, cam.fy)))
+    return {"name": "pixels", "image": "u, v in pixels (v down)", "fx": fx, "fy": fy, "cx": cx, "cy": cy,
+            "width": cam.width, "height": cam.height, "fov_y_deg": round(fov_y, 4)}
+
+
+def export_metadata(solver, cam: camlib.Camera | None, fmt: str, quantization: str, source: str) -> dict[str, Any]:
+    """What a consumer needs to use an export, stored with it (userDefinedMetadata, JS, JSON)."""
+    k = solver.layout.num_points
+    frame = {"opengl": "OpenGL/three.js camera frame (x right, y up, looking down -z)",
+             "opencv": "OpenCV camera frame (x right, y down, z forward)"}[frame_of(cam)]
+    meta = {
+        "format": f"pnpjax-{fmt}/1",
+        "pnpjax_version": __version__,
+        "source": {"config": solver.config.name, "checkpoint": source},
+        "layout": solver.layout.to_dict(),
+        "camera": _camera_meta(cam),
+        "input": f"[N, {k}, 2] landmarks in the camera's image coordinates, layout order",
+        "output": "[N, 7] qx qy qz qw tx ty tz: X_cam = R(q) X_layout + t",
+        "frame": frame,
+        "quaternion": "x y z w, not normalised: normalise before use",
+        "units": solver.layout.units,
+        "quantization": quantization,
+    }
+    if fmt != "tfjs":  # the js module and the SavedModel return unit quaternions
+        meta["quaternion"] = "x y z w, unit, w >= 0"
+    if fmt == "js":  # its own doc comment says the rest; keep the module small
+        for key in ("input", "output"):
+            del meta[key]
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# Dense stacks
+# --------------------------------------------------------------------------------------------
+
+
+def _params_f64(solver) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The MLP's (kernel, bias) pairs in order, float64."""
+    p = solver.params
+    names = sorted(p, key=lambda n: int(n.split("_")[-1]))
+    return [(np.asarray(p[n]["kernel"], np.float64), np.asarray(p[n]["bias"], np.float64)) for n in names]
+
+
+def trunk_layers(solver, intrinsics: Sequence[float]) -> list[tfjs.Dense]:
+    """The MLP with image coords -> normalised -> standardised folded into its first layer.
+
+    Output: the standardised pose vector z (linear). ``intrinsics`` is (fx, fy, cx, cy) of the
+    image coordinates the first layer takes; (1, 1, 0, 0) means normalised coordinates.
+    """
+    k = solver.layout.num_points
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    a = np.tile([1 / fx, 1 / fy], k)
+    b = np.tile([-cx / fx, -cy / fy], k)
+    x_mean, x_std = np.asarray(solver.stats.x_mean, np.float64), np.asarray(solver.stats.x_std, np.float64)
+    params = _params_f64(solver)
+    w0, b0 = params[0]
+    # ((a u + b) - mean) / std = (a / std) u + (b - mean) / std, pushed through the first kernel.
+    params[0] = ((a / x_std)[:, None] * w0, b0 + ((b - x_mean) / x_std) @ w0)
+    last = len(params) - 1
+    return [tfjs.Dense(w, bias, "linear" if i == last else "relu") for i, (w, bias) in enumerate(params)]
+
+
+def _forward(layers: list[tfjs.Dense], x: np.ndarray) -> np.ndarray:
+    return tfjs.predict_numpy(layers, x, dtype=np.float64)
+
+
+def output_map(solver, frame: str) -> np.ndarray:
+    """(7, 7) P with pose_out = pose_opencv @ P: the frame change and the quaternion's sign.
+
+    The sign makes w >= 0 for the average face (the network's output at the mean input), so the
+    raw output looks like the original's; q and -q are the same rotation either way.
+    """
+    p = np.eye(7)
+    if frame == "opengl":
+        p[:4, :4], p[4:, 4:] = _GL_QUAT, _GL_T
+    z0 = _forward(trunk_layers(solver, (1, 1, 0, 0)), np.asarray(solver.stats.x_mean, np.float64)[None, :, None])
+    y0 = z0[0] * np.asarray(solver.stats.y_std, np.float64) + np.asarray(solver.stats.y_mean, np.float64)
+    if (y0 @ p)[3] < 0:
+        p[:, :4] *= -1
+    return p
+
+
+def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False) -> list[tfjs.Dense]:
+    """The TF.js Dense stack: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
+
+    ``fold_output`` folds the pose layer into the last trunk layer (the original's layout: one
+    fewer layer, but per-tensor uint8 then loses the quaternion; kept for `quantization_study`).
+    """
+    if solver.config.model.rotation != "quat":
+        raise ExportError(
+            f"the '{solver.config.model.rotation}' rotation head needs Gram-Schmidt, which a TF.js Dense stack "
+            "cannot express; export it with --format js or --format savedmodel, or train a 'quat' model"
+        )
+    layers = trunk_layers(solver, image_intrinsics(cam))
+    p = output_map(solver, frame_of(cam))
+    y_std, y_mean = np.asarray(solver.stats.y_std, np.float64), np.asarray(solver.stats.y_mean, np.float64)
+    kernel, bias = y_std[:, None] * p, y_mean @ p
+    if fold_output:
+        last = layers[-1]
+        w, b = last.kernel.astype(np.float64), last.bias.astype(np.float64)
+        return layers[:-1] + [tfjs.Dense(w @ kernel, b @ kernel + bias, "linear")]
+    return layers + [tfjs.Dense(kernel, bias, "linear")]
+
+
+def _layer_quantizations(n_layers: int, quantize: str, fold_output: bool) -> list[str]:
+    """Per-layer storage: the trunk as asked, the (unfolded) pose layer always float32."""
+    if fold_output:
+        return [quantize] * n_layers
+    return [quantize] * (n_layers - 1) + ["float32"]
+
+
+def _quantization_label(quantize: str, fold_output: bool = False) -> str:
+    if quantize == "float32":
+        return "float32"
+    return f"{quantize} (folded output layer)" if fold_output else f"{quantize} (pose layer float32)"
+
+
+class LayersSolver:
+    """A Dense-stack export behind the solver interface: normalised coords -> OpenCV-frame Prediction.
+
+    Used to measure an export's accuracy with `train.evaluate_predictions` on any protocol.
+    """
+
+    def __init__(self, layers: list[tfjs.Dense], cam: camlib.Camera | None):
+        self.weights = [(jnp.asarray(d.kernel), jnp.asarray(d.bias), d.activation == "relu") for d in layers]
+        self.intrinsics = jnp.asarray(image_intrinsics(cam), jnp.float32)
+        self.gl = frame_of(cam) == "opengl"
+
+    def __call__(self, xy) -> Prediction:
+        xy = jnp.asarray(xy, jnp.float32)
+        h = (xy * self.intrinsics[:2] + self.intrinsics[2:]).reshape(xy.shape[0], -1)
+        for w, b, relu in self.weights:
+            h = h @ w + b
+            h = jnp.maximum(h, 0) if relu else h
+        q, t = geometry.quat_normalize(h[:, :4]), h[:, 4:7]
+        if self.gl:
+            q, t = camlib.pose_gl_to_opencv(q, t)
+        return Prediction(geometry.quat_to_matrix(q), q, t, h)
+
+
+# --------------------------------------------------------------------------------------------
+# Output directories
+# --------------------------------------------------------------------------------------------
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise ExportError(f"output path {out} exists and is not a directory")
+        if any(out.iterdir()) and not force:
+            raise ExportError(f"output directory {out} is not empty (use --force to replace it)")
+
+
+@contextlib.contextmanager
+def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out``; on success it replaces ``out`` by renames, else vanishes."""
+    _check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        _check_out(out, force)  # again: the export may have taken a while
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rmdir(old)
+            os.rename(out, old)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                os.rename(old, out)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# tfjs
+# --------------------------------------------------------------------------------------------
+
+
+def write_tfjs(out_dir: Path, layers: list[tfjs.Dense], num_points: int, quantizations: list[str], metadata: dict) -> dict:
+    """Write a TF.js layers model with per-layer storage dtypes into an empty ``out_dir``.
+
+    `tfjs.write_layers_model` takes one dtype for all tensors; the manifest format allows one per
+    tensor, so the float32 model it writes is re-encoded here tensor by tensor.
+    """
+    model_json = tfjs.write_layers_model(out_dir, layers, (num_points, 2), quantize="float32", metadata=metadata, force=True)
+    if set(quantizations) == {"float32"}:
+        return model_json
+    entries = model_json["weightsManifest"][0]["weights"]
+    chunks = []
+    for i, (layer, q) in enumerate(zip(layers, quantizations)):
+        for entry, values in zip(entries[2 * i : 2 * i + 2], (layer.kernel, layer.bias)):
+            try:
+                stored, qinfo = tfjs.quantize_tensor(values, q)
+            except ValueError as e:
+                raise ExportError(f"{entry['name']}: {e}") from e
+            entry.pop("quantization", None)
+            if qinfo is not None:
+                entry["quantization"] = qinfo
+            chunks.append(stored.tobytes(order="C"))
+    (out_dir / tfjs.SHARD_NAME).write_bytes(b"".join(chunks))
+    (out_dir / tfjs.MODEL_JSON).write_text(json.dumps(model_json, allow_nan=False), encoding="utf-8")
+    tfjs.read_layers_model(out_dir)  # the manifest and shard agree (raises ModelFormatError if not)
+    return model_json
+
+
+# --------------------------------------------------------------------------------------------
+# js: one ES module
+# --------------------------------------------------------------------------------------------
+
+_JS_DECODERS = {
+    "float32": "const V = new DataView(B.buffer);\n"
+    "const read = (n) => Float64Array.from({ length: n }, () => V.getFloat32((o += 4) - 4, true));",
+    "float16": "const V = new DataView(B.buffer);\n"
+    "const half = (h, e = (h >> 10) & 31, m = h & 1023) => (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + m / 1024);\n"
+    "const read = (n) => Float64Array.from({ length: n }, () => half(V.getUint16((o += 2) - 2, true)));",
+    # q * scale + min in double precision, stored as float32 (as tfjs-core's decodeWeights).
+    "uint8": "let u = 0;\n"
+    "const read = (n, [s, m] = Q[u++].map(Math.fround)) => Float64Array.from({ length: n }, () => Math.fround(B[o++] * s + m));",
+}
+
+_JS_6D = """
+// 6d head: Gram-Schmidt (columns a, b, a x b), then the rotation's quaternion.
+function rotationQuat(y) {
+  const unit = (v) => v.map((x) => x / Math.hypot(...v));
+  const a = unit(y.slice(0, 3)), d = a[0] * y[3] + a[1] * y[4] + a[2] * y[5];
+  const b = unit([0, 1, 2].map((i) => y[3 + i] - d * a[i]));
+  const c = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+  const [[r00, r10, r20], [r01, r11, r21], [r02, r12, r22]] = [a, b, c];
+  const tr = r00 + r11 + r22;
+  let s;
+  if (tr > 0) return (s = 2 * Math.sqrt(tr + 1)), [(r21 - r12) / s, (r02 - r20) / s, (r10 - r01) / s, s / 4];
+  if (r00 > r11 && r00 > r22) return (s = 2 * Math.sqrt(1 + r00 - r11 - r22)), [s / 4, (r01 + r10) / s, (r02 + r20) / s, (r21 - r12) / s];
+  if (r11 > r22) return (s = 2 * Math.sqrt(1 + r11 - r00 - r22)), [(r01 + r10) / s, s / 4, (r12 + r21) / s, (r02 - r20) / s];
+  return (s = 2 * Math.sqrt(1 + r22 - r00 - r11)), [(r02 + r20) / s, (r12 + r21) / s, s / 4, (r10 - r01) / s];
+}
+"""
+
+_JS_TEMPLATE = """\
+// pnpjax __VERSION__ head pose solver, layout __LAYOUT__ (checkpoint config __CONFIG__, __QUANT__). No dependencies.
+// estimatePose(landmarks, camera?) -> {quaternion: [x, y, z, w] unit w >= 0, translation: [x, y, z] __UNITS__}
+//   landmarks: __K__ [x, y] pairs or __2K__ numbers, in metadata.layout order; camera: 'seed' (x/width,
+//   1 - y/height) or {fx, fy, cx, cy} pixels, default metadata.camera. Pose: X_cam = R(q) X_layout + t,
+//   frame: __FRAMEDESC__.
+// toThreeJS(pose, unitScale = 1) -> {position, quaternion} in three.js's camera frame.
+export const metadata = __METADATA__;
+const K = __K__, CAM = __CAMERA__, GL = __GL__, LAYERS = __LAYERS__, Q = __QUANTPARAMS__;
+const S = __YSTD__.map(Math.fround), M = __YMEAN__.map(Math.fround);
+const B = Uint8Array.from(atob('__WEIGHTS__'), (c) => c.charCodeAt(0));
+let o = 0;
+__DECODER__
+const NET = LAYERS.map(([n, m, relu]) => [read(n * m), read(m), n, m, relu]);
+const fail = (msg) => { throw new Error(`pnpjax estimatePose: ${msg}`); };
+__EXTRA__
+export function estimatePose(landmarks, camera) {
+  const L = landmarks, c = camera === undefined ? CAM : camera === 'seed' ? [1, -1, 0.5, 0.5] : [camera?.fx, camera?.fy, camera?.cx, camera?.cy];
+  if (!c.every(Number.isFinite) || !(c[0] && c[1])) fail("camera must be 'seed' or {fx, fy, cx, cy} with fx, fy non-zero");
+  if (L == null || typeof L == 'string' || !(L.length == K || L.length == 2 * K)) fail(`landmarks must be ${K} [x, y] pairs or ${2 * K} numbers, got ${L?.length ?? L}`);
+  const flat = L.length == K ? Array.from(L, (p, i) => (p?.length == 2 && typeof p != 'string' ? [...p] : fail(`landmark ${i} is not an [x, y] pair`))).flat() : Array.from(L);
+  let x = flat.map((v, i) => (typeof v == 'number' && isFinite(v) ? (v - c[2 + (i & 1)]) / c[i & 1] : fail(`landmark ${i >> 1} ${'xy'[i & 1]} is ${v}, not a finite number`)));
+  for (const [w, b, n, m, relu] of NET) {
+    const h = Float64Array.from(b);
+    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) h[j] += x[i] * w[i * m + j];
+    x = relu ? h.map((v) => Math.max(v, 0)) : h;
+  }
+  const y = Array.from(x, (z, i) => z * S[i] + M[i]);
+  let q = __ROTATION__, t = y.slice(-3);
+  const r = Math.hypot(...q);
+  return GL ? flip(q.map((v) => v / r), t) : canon(q.map((v) => v / r), t);
+}
+
+const canon = (q, t) => ({ quaternion: q[3] < 0 ? q.map((v) => -v) : q, translation: t });
+// OpenCV <-> OpenGL camera frame: a 180-degree rotation about x, applied on the left.
+const flip = (q, t) => canon([q[3], -q[2], q[1], -q[0]], [t[0], -t[1], -t[2]]);
+
+export function toThreeJS(pose, unitScale = 1) {
+  const p = GL ? canon(pose.quaternion, pose.translation) : flip(pose.quaternion, pose.translation);
+  return { position: p.translation.map((v) => v * unitScale), quaternion: p.quaternion };
+}
+"""
+
+
+def _js_number(v: float) -> str:
+    """Shortest decimal that rounds back to the same float32 (the JS side applies Math.fround)."""
+    return np.format_float_positional(np.float32(v), unique=True, trim="-")
+
+
+def js_weights(solver, quantize: str) -> tuple[bytes, list[tuple[float, float]], list[tfjs.Dense]]:
+    """The JS module's trunk: (stored bytes, uint8 (scale, min) per tensor, layers as the JS decodes them).
+
+    uint8 scale and min are rounded to float32 so they print short; the decoded value is
+    fround(q * scale + min) like TF.js's.
+    """
+    chunks, quant, decoded = [], [], []
+    for layer in trunk_layers(solver, (1, 1, 0, 0)):
+        pair = []
+        for values in (layer.kernel, layer.bias):
+            try:
+                stored, qinfo = tfjs.quantize_tensor(values, quantize)
+            except ValueError as e:
+                raise ExportError(f"cannot store weights as {quantize}: {e}") from e
+            chunks.append(stored.tobytes(order="C"))
+            if quantize == "uint8":
+                qinfo = {**qinfo, "scale": float(np.float32(qinfo["scale"])), "min": float(np.float32(qinfo["min"]))}
+                quant.append((qinfo["scale"], qinfo["min"]))
+            pair.append(tfjs.dequantize_tensor(stored, qinfo))
+        decoded.append(tfjs.Dense(pair[0], pair[1], layer.activation))
+    return b"".join(chunks), quant, decoded
+
+
+def js_module_source(solver, cam: camlib.Camera | None, quantize: str, source: str) -> str:
+    """The text of the standalone ES module (see the module docstring)."""
+    rotation = solver.config.model.rotation
+    blob, quant, layers = js_weights(solver, quantize)
+    meta = export_metadata(solver, cam, "js", quantize, source)
+    subs = {
+        "__VERSION__": __version__,
+        "__K__": str(solver.layout.num_points),
+        "__2K__": str(2 * solver.layout.num_points),
+        "__LAYOUT__": solver.layout.name,
+        "__CONFIG__": solver.config.name,
+        "__QUANT__": f"{quantize} weights",
+        "__UNITS__": solver.layout.units,
+        "__FRAMEDESC__": meta["frame"],
+        "__METADATA__": json.dumps(meta, separators=(",", ":")),
+        "__CAMERA__": "[" + ", ".join(_js_number(v) for v in image_intrinsics(cam)) + "]",
+        "__GL__": "true" if frame_of(cam) == "opengl" else "false",
+        "__LAYERS__": json.dumps([[int(d.kernel.shape[0]), int(d.kernel.shape[1]), int(d.activation == "relu")] for d in layers]).replace(" ", ""),
+        "__QUANTPARAMS__": "[" + ",".join(f"[{_js_number(s)},{_js_number(m)}]" for s, m in quant) + "]",
+        "__YSTD__": "[" + ",".join(_js_number(v) for v in np.asarray(solver.stats.y_std)) + "]",
+        "__YMEAN__": "[" + ",".join(_js_number(v) for v in np.asarray(solver.stats.y_mean)) + "]",
+        "__DECODER__": _JS_DECODERS[quantize],
+        "__EXTRA__": _JS_6D if rotation == "6d" else "",
+        "__ROTATION__": "rotationQuat(y)" if rotation == "6d" else "y.slice(0, 4)",
+        "__WEIGHTS__": base64.b64encode(blob).decode("ascii"),
+    }
+    text = _JS_TEMPLATE
+    for key in sorted(subs, key=len, reverse=True):  # __2K__ before __K__
+        text = text.replace(key, subs[key])
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# savedmodel: jax2tf
+# --------------------------------------------------------------------------------------------
+
+
+def pose_function(solver, cam: camlib.Camera | None):
+    """JAX function (B, K, 2) export-camera image coords -> (B, 7) pose, unit quaternion with w >= 0."""
+    intr = jnp.asarray(image_intrinsics(cam), jnp.float32)
+    cfg, params, stats = solver.config.model, solver.params, solver.stats
+    gl = frame_of(cam) == "opengl"
+
+    def pose(uv: jax.Array) -> jax.Array:
+        p = model.apply(cfg, params, stats, (uv - intr[2:]) / intr[:2])
+        q, t = camlib.pose_opencv_to_gl(p.q, p.t) if gl else (geometry.quat_canonical(p.q), p.t)
+        return jnp.concatenate([q, t], -1)
+
+    return pose
+
+
+def write_savedmodel(out_dir: Path, solver, cam: camlib.Camera | None, metadata: dict) -> None:
+    """jax2tf (native serialisation, batch-polymorphic) -> tf.saved_model.save into ``out_dir``."""
+    try:
+        import tensorflow as tf
+        from jax.experimental import jax2tf
+    except ImportError as e:
+        raise ExportError(f"--format savedmodel needs TensorFlow ({e}); install it with: pip install 'pnpjax[tf]'") from None
+    k = solver.layout.num_points
+    fn = jax2tf.convert(pose_function(solver, cam), polymorphic_shapes=[f"(b, {k}, 2)"], with_gradient=False)
+    module = tf.Module()
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, k, 2], tf.float32, name="landmarks")])
+    def pose(landmarks):
+        return {"pose": fn(landmarks)}
+
+    module.pose = pose
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": pose.get_concrete_function()})
+    (out_dir / SAVEDMODEL_META).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+
+def export_solver(
+    solver,
+    fmt: str,
+    out: str | os.PathLike[str],
+    *,
+    quantize: str = "float32",
+    camera: str | camlib.Camera | None = "seed",
+    force: bool = False,
+    source: str = "",
+) -> Path:
+    """Export a loaded `checkpoint.Solver`; returns the written directory (the module file for js)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if quantize not in tfjs.QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(tfjs.QUANTIZATIONS)}")
+    if fmt == "savedmodel" and quantize != "float32":
+        raise ExportError("a SavedModel stores float32 weights; --quantize applies to tfjs and js")
+    if not all(hasattr(solver, a) for a in ("config", "params", "stats")):
+        raise ExportError(f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported")
+    cam = camlib.parse_camera(camera)
+    out = Path(out)
+    _check_out(out, force)
+    if fmt == "tfjs":
+        layers = dense_layers(solver, cam)
+        meta = export_metadata(solver, cam, fmt, _quantization_label(quantize), source)
+        with _staged_dir(out, force) as tmp:
+            write_tfjs(tmp, layers, solver.layout.num_points, _layer_quantizations(len(layers), quantize, False), meta)
+        return out
+    if fmt == "js":
+        text = js_module_source(solver, cam, quantize, source)
+        with _staged_dir(out, force) as tmp:
+            (tmp / JS_FILE).write_text(text, encoding="utf-8")
+        return out / JS_FILE
+    meta = export_metadata(solver, cam, fmt, "float32", source)
+    with _staged_dir(out, force) as tmp:
+        write_savedmodel(tmp, solver, cam, meta)
+    return out
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    format: str,
+    out: str | os.PathLike[str],
+    *,
+    quantize: str = "float32",
+    camera: str | camlib.Camera | None = "seed",
+    force: bool = False,
+) -> Path:
+    """`pnpjax export`: load a checkpoint and write it as tfjs | js | savedmodel (see module docstring)."""
+    from pnpjax import checkpoint as ckpt
+
+    if format not in FORMATS:
+        raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+    cam = camlib.parse_camera(camera)  # bad cameras and a non-empty --out fail before loading
+    _check_out(Path(out), force)
+    solver = ckpt.load(checkpoint)
+    return export_solver(solver, format, out, quantize=quantize, camera=cam, force=force, source=Path(checkpoint).absolute().name)
+
+
+# --------------------------------------------------------------------------------------------
+# Accuracy and size of the quantisations (experiments/export_quantization.py)
+# --------------------------------------------------------------------------------------------
+
+
+def _dir_bytes(d: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Camera | None = None) -> list[dict[str, Any]]:
+    """L1-3D etc. of the solver and of its tfjs/js exports at each quantisation, with their sizes.
+
+    Every export is written, read back (dequantised exactly as TF.js does) and evaluated on the
+    same held-out draws of the seed protocol (and of the checkpoint's own test protocol when
+    that differs). One extra row, uint8 with the de-standardisation folded into the last layer,
+    is the original's layout, to show why the pose layer stays float32.
+    """
+    from pnpjax import protocols, train
+
+    batches = {"seed": train.eval_batch(protocols.SEED_TEST, solver.layout, jax.random.key(key), n)}
+    if solver.config.protocol != "seed":
+        batches[solver.config.protocol] = train.eval_batch(solver.config.test_protocol, solver.layout, jax.random.key(key), n)
+
+    def metrics(predict) -> dict[str, float]:
+        out = {}
+        for name, batch in batches.items():
+            r = train.evaluate_predictions(predict, batch, solver.layout)
+            out.update({f"{name}_l1_3d": r["l1_3d"], f"{name}_rot_mean_deg": r["rot_mean_deg"], f"{name}_trans_mean": r["trans_mean"]})
+        return out
+
+    rows = [{"export": "JAX (checkpoint)", **metrics(solver)}]
+    variants = [("float32", False), ("float16", False), ("uint8", False), ("uint8", True)]
+    with tempfile.TemporaryDirectory(prefix="pnpjax-quant-") as tmp:
+        for quantize, fold in variants:
+            d = Path(tmp) / f"{quantize}{'-folded' if fold else ''}"
+            d.mkdir()
+            layers = dense_layers(solver, cam, fold_output=fold)
+            meta = export_metadata(solver, cam, "tfjs", _quantization_label(quantize, fold), "")
+            write_tfjs(d, layers, solver.layout.num_points, _layer_quantizations(len(layers), quantize, fold), meta)
+            sizes = _dir_bytes(d)
+            row = {"export": f"tfjs {_quantization_label(quantize, fold)}", "shard_bytes": sizes[tfjs.SHARD_NAME],
+                   "model_json_bytes": sizes[tfjs.MODEL_JSON]}
+            if not fold:
+                js = js_module_source(solver, cam, quantize, "").encode("utf-8")
+                row.update(js_bytes=len(js), js_gzip_bytes=len(gzip.compress(js, 9, mtime=0)))
+            row.update(metrics(LayersSolver(tfjs.read_layers_model(d).layers, cam)))
+            rows.append(row)
+    return rows
+
+
+def quantization_report(results: dict[str, list[dict[str, Any]]], n: int) -> str:
+    """Markdown tables of `quantization_study` results, one per checkpoint."""
+    lines = ["# Export quantisation: accuracy and size", "",
+             f"L1-3D (cm, mean over {n} held-out draws per protocol, key 0) of each checkpoint and of its "
+             "exports read back exactly as TF.js decodes them; bytes of the TF.js weight shard, model.json "
+             "and the standalone JS module (raw / gzip -9). Made by `experiments/export_quantization.py`.", ""]
+    for name, rows in results.items():
+        protos = sorted({k[: -len("_l1_3d")] for r in rows for k in r if k.endswith("_l1_3d")}, key=lambda p: p != "seed")
+        head = ["export"] + [f"{p} L1-3D" for p in protos] + [f"{p} rot° / t" for p in protos] + ["shard B", "model.json B", "js B", "js gzip B"]
+        lines += [f"## {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["export"]] + [f"{r[f'{p}_l1_3d']:.3f}" for p in protos]
+            cells += [f"{r[f'{p}_rot_mean_deg']:.2f} / {r[f'{p}_trans_mean']:.2f}" for p in protos]
+            cells += [str(r.get(k, "")) for k in ("shard_bytes", "model_json_bytes", "js_bytes", "js_gzip_bytes")]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

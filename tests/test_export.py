@@ -1,0 +1,565 @@
+"""Tests of pnpjax.export: each export is run in its real runtime and compared with JAX.
+
+References are JAX's solver through the same camera adapters as `pnpjax predict`, evaluated in
+float64 (`jax.enable_x64`): for translations of ~50 cm, float32 JAX itself is ~1e-5 away from
+the exact value (measured 1.1e-5 on a trained blazeface6 model), so a 1e-5 comparison with
+float32 JAX would test JAX's rounding rather than the export. The float32 JAX output is
+checked too, within 1e-5 plus its own distance to float64.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pnpjax import camera, checkpoint, cli, config, export, geometry, layouts, model, protocols, tfjs
+from pnpjax.model import ModelConfig
+from pnpjax.tfjs import ExportError
+
+REPO = Path(__file__).resolve().parents[1]
+JS_PREDICT = REPO / "web" / "tools" / "js_predict.mjs"
+ATOL = 1e-5
+# A pixel camera: 640x480, 60° horizontal field of view, principal point off-centre.
+PIXEL_CAMERA = camera.Camera(554.2562584220408, 554.2562584220408, 322.5, 238.0, 640.0, 480.0)
+OTHER_CAMERA = camera.Camera(900.0, 905.0, 610.0, 355.0, 1280.0, 720.0)
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
+
+
+# --------------------------------------------------------------------------------------------
+# Models, inputs and references
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _seed_stats() -> model.Stats:
+    """Standardisation of the blazeface6 seed protocol (quat head), computed once."""
+    cfg = config.get_config("blazeface6-seed")
+    return model.compute_stats(cfg.model, cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000)
+
+
+def random_solver(rotation: str = "quat", widths: tuple[int, ...] = (64, 64), seed: int = 0) -> checkpoint.Solver:
+    """An untrained blazeface6 solver with real standardisation statistics and non-zero biases."""
+    cfg = dataclasses.replace(config.get_config("blazeface6-seed"), model=ModelConfig(widths, rotation))
+    layout = layouts.get_layout(cfg.layout)
+    k_init, k_bias = jax.random.split(jax.random.key(seed))
+    params = model.init_params(cfg.model, k_init, layout.num_points)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(k_bias, len(leaves))
+    params = jax.tree_util.tree_unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    stats = _seed_stats()
+    if rotation == "6d":  # rotation columns ~ unit vectors; translation statistics as for quat
+        stats = stats._replace(y_mean=jnp.concatenate([jnp.zeros(6), stats.y_mean[4:]]),
+                               y_std=jnp.concatenate([jnp.full(6, 0.5), stats.y_std[4:]]))
+    return checkpoint.Solver(cfg, layout, stats, params, {})
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained checkpoint (the tiny `smoke` config, ~25 s), trained once per session."""
+    from pnpjax import train
+
+    workdir = tmp_path_factory.mktemp("export-smoke") / "run"
+    train.train_and_evaluate(config.get_config("smoke"), workdir, progress=False, print_fn=lambda *_: None)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def solver64() -> checkpoint.Solver:
+    """The default architecture (64-64, quat head), random weights."""
+    return random_solver()
+
+
+@functools.lru_cache(maxsize=None)
+def _xy_pool(seed: int) -> np.ndarray:
+    """2000 held-out draws of the seed test protocol (blazeface6, every solver here), normalised coords."""
+    from pnpjax import train
+
+    layout = layouts.get_layout("blazeface6")
+    batch = train.eval_batch(config.get_config("blazeface6-seed").test_protocol, layout, jax.random.key(seed), 2100)
+    xy = np.asarray(batch.xy)[np.asarray(batch.valid)]
+    assert len(xy) >= 2000
+    return xy[:2000]
+
+
+def to_image(xy: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
+    """Normalised coords -> the export camera's image coords (seed: u right, v up), float32."""
+    if cam is None:
+        uv = camera.pixels_to_seed(camera.normalized_to_pixels(xy, camera.SEED_CAMERA.intrinsics))
+    else:
+        uv = camera.normalized_to_pixels(xy, cam.intrinsics)
+    return np.asarray(uv, np.float32)
+
+
+def sample_landmarks(solver, cam: camera.Camera | None, n: int = 1000, seed: int = 1) -> np.ndarray:
+    """n in-distribution inputs (the seed test protocol) in the camera's image coords."""
+    assert solver.layout.name == "blazeface6" and solver.config.protocol == "seed"
+    return to_image(_xy_pool(seed)[:n], cam)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _jax_pose(model_cfg, params, stats, uv, seed_camera: bool, intrinsics):
+    """JAX's solver on image coords, as `pnpjax predict` runs it (adapters of camera.py)."""
+    if seed_camera:
+        xy = camera.pixels_to_normalized(camera.seed_to_pixels(uv), camera.SEED_CAMERA.intrinsics)
+    else:
+        xy = camera.pixels_to_normalized(uv, intrinsics)
+    p = model.apply(model_cfg, params, stats, xy)
+    q, t = camera.pose_opencv_to_gl(p.q, p.t) if seed_camera else (geometry.quat_canonical(p.q), p.t)
+    return jnp.concatenate([q, t], -1)
+
+
+def jax_pose(solver, uv: np.ndarray, cam: camera.Camera | None, dtype=np.float32) -> np.ndarray:
+    """(N, 7) pose of JAX's solver in the camera's frame (w >= 0), computed in float32 or float64."""
+    with jax.enable_x64(dtype == np.float64):
+        cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+        intr = cast(camera.SEED_CAMERA.intrinsics if cam is None else cam.intrinsics)
+        stats = model.Stats(*map(cast, solver.stats))
+        return np.asarray(_jax_pose(solver.config.model, jax.tree_util.tree_map(cast, solver.params), stats, cast(uv), cam is None, intr))
+
+
+def jax_pose64(solver, uv: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
+    return jax_pose(solver, uv, cam, np.float64)
+
+
+def aligned(pose: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(N, 7) poses with the quaternion normalised and sign-aligned to ref's (q and -q are one rotation)."""
+    q = np.asarray(pose[:, :4], np.float64)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    q = q * np.where(np.sum(q * ref[:, :4], axis=1, keepdims=True) < 0, -1.0, 1.0)
+    return np.concatenate([q, pose[:, 4:]], 1)
+
+
+def pose_error(pose: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Elementwise |pose - ref| of (N, 7) poses, quaternions compared up to sign."""
+    return np.abs(aligned(pose, ref) - ref)
+
+
+def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Camera | None) -> None:
+    """pose within ATOL of float64 JAX, and of float32 JAX (`pnpjax predict`) up to float32 JAX's own error."""
+    ref64 = jax_pose64(solver, uv, cam)
+    err = pose_error(pose, ref64)
+    assert err.max() <= ATOL, f"max |export - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    ref32 = aligned(jax_pose(solver, uv, cam), ref64)
+    assert np.all(pose_error(pose, ref32) <= ATOL + np.abs(ref32 - ref64) + 1e-7)
+
+
+def js_predict(module: Path, landmarks: Any = (), cam: Any = None, bad: list | None = None) -> dict:
+    """Run web/tools/js_predict.mjs (the module in plain Node)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pnpjax-js-") as tmp:
+        inp, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        payload: dict[str, Any] = {"landmarks": np.asarray(landmarks, np.float64).tolist(), "bad": bad or []}
+        if cam is not None:
+            payload["camera"] = cam
+        inp.write_text(json.dumps(payload))
+        proc = subprocess.run(["node", str(JS_PREDICT), str(module), str(inp), str(out)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(out.read_text())
+    result["poses"] = np.asarray(result["poses"], np.float64).reshape(-1, 7)
+    result["three"] = np.asarray(result["three"], np.float64).reshape(-1, 7)
+    return result
+
+
+def node_tfjs(model_dir: Path, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    from pnpjax.node import tfjs_predict_in_node
+
+    return tfjs_predict_in_node(model_dir, x)
+
+
+# --------------------------------------------------------------------------------------------
+# Construction (numpy only)
+# --------------------------------------------------------------------------------------------
+
+
+def test_reference_is_pnpjax_predict(solver64):
+    """The tests' jitted JAX reference is `pnpjax predict`'s computation (up to float32 rounding)."""
+    uv = sample_landmarks(solver64, None, n=50)
+    ref = jax_pose(solver64, uv, None)
+    assert pose_error(cli.predict_poses(solver64, uv, None), ref).max() < 5e-5
+    assert pose_error(jax_pose64(solver64, uv, None), ref).max() < 5e-5
+
+
+def test_frame_change_matrix_is_camera_adapter():
+    """q @ _GL_QUAT is camera.pose_opencv_to_gl's quaternion up to sign (it is linear in q)."""
+    q = np.asarray(geometry.quat_normalize(jax.random.normal(jax.random.key(3), (200, 4))))
+    q_gl, _ = camera.pose_opencv_to_gl(q, np.zeros((200, 3)))
+    mine = q @ export._GL_QUAT
+    assert np.allclose(np.abs(np.sum(mine * np.asarray(q_gl), 1)), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("cam", [None, PIXEL_CAMERA], ids=["seed", "pixels"])
+@pytest.mark.parametrize("fold_output", [False, True])
+def test_dense_stack_equals_jax(solver64, cam, fold_output):
+    """The folded Dense stack (float64 numpy) is the solver with its adapters; w >= 0 at the mean face."""
+    uv = sample_landmarks(solver64, cam, n=500)
+    layers = export.dense_layers(solver64, cam, fold_output=fold_output)
+    assert len(layers) == (3 if fold_output else 4)
+    assert [d.activation for d in layers] == ["relu", "relu"] + ["linear"] * (len(layers) - 2)
+    y = tfjs.predict_numpy(layers, uv)
+    assert pose_error(y, jax_pose64(solver64, uv, cam)).max() <= ATOL
+    # The pose layer is a signed permutation times diag(y_std): the frame change and nothing else.
+    if not fold_output:
+        assert np.count_nonzero(layers[-1].kernel) == 7
+    x_mean_uv = to_image(np.asarray(solver64.stats.x_mean).reshape(1, -1, 2), cam)
+    assert tfjs.predict_numpy(layers, x_mean_uv)[0, 3] > 0
+
+
+def test_tfjs_refuses_6d_head():
+    with pytest.raises(ExportError, match="6d.*--format js or --format savedmodel"):
+        export.dense_layers(random_solver("6d", widths=(8,)), None)
+
+
+# --------------------------------------------------------------------------------------------
+# TF.js in Node
+# --------------------------------------------------------------------------------------------
+
+
+@needs_node
+@pytest.mark.node
+def test_tfjs_trained_checkpoint_float32_equals_jax(smoke_checkpoint, tmp_path):
+    """`pnpjax export --format tfjs --camera seed` of a trained checkpoint in TF.js 4.22 (cpu, Node)."""
+    out = export.export_checkpoint(smoke_checkpoint, "tfjs", tmp_path / "tfjs")
+    solver = checkpoint.load(smoke_checkpoint)
+    uv = sample_landmarks(solver, None)
+    y, meta = node_tfjs(out, uv)
+    assert y.shape == (1000, 7)
+    assert_matches_jax(y, solver, uv, None)
+    assert meta["layout"] == solver.layout.to_dict()
+    assert meta["camera"]["name"] == "seed" and meta["frame"].startswith("OpenGL")
+    assert meta["quantization"] == "float32" and meta["units"] == "cm"
+    assert meta["source"] == {"config": "smoke", "checkpoint": "run"}
+    assert "not normalised" in meta["quaternion"]
+    # Drop-in for the original model.json: same input shape, 7 outputs, one weight shard.
+    model_json = json.loads((out / "model.json").read_text())
+    assert model_json["modelTopology"]["model_config"]["config"]["layers"][0]["config"]["batch_input_shape"] == [None, 6, 2]
+    assert sorted(p.name for p in out.iterdir()) == ["group1-shard1of1.bin", "model.json"]
+
+
+@needs_node
+@pytest.mark.node
+def test_tfjs_pixel_camera_float32_equals_jax(solver64, tmp_path):
+    out = export.export_solver(solver64, "tfjs", tmp_path / "tfjs", camera=PIXEL_CAMERA)
+    uv = sample_landmarks(solver64, PIXEL_CAMERA)
+    y, meta = node_tfjs(out, uv)
+    assert_matches_jax(y, solver64, uv, PIXEL_CAMERA)
+    assert meta["camera"]["fx"] == PIXEL_CAMERA.fx and meta["frame"].startswith("OpenCV")
+
+
+def propagated_bound(f32_layers: list[tfjs.Dense], entries: list[dict], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Rigorous bound on |y_quantised - y_float32| per output, from a-priori per-weight bounds.
+
+    Per weight: uint8 <= scale/2 (+ float32 rounding of q*scale+min), float16 <= |w| 2^-11 (or
+    2^-25 when subnormal), float32 0. Through a layer, y' - y = (h' - h) W' + h (W' - W) + (b' - b),
+    so |y' - y| <= d |W'| + |h| E_W + E_b with W' the stored kernel; relu is 1-Lipschitz.
+    Returns (bound, the weight bounds in manifest order).
+    """
+    def weight_bound(entry, w):
+        q = entry.get("quantization")
+        if q is None:
+            return np.zeros_like(w, np.float64)
+        if q["dtype"] == "float16":
+            return np.maximum(np.abs(w) * 2.0**-11, 2.0**-25)
+        return q["scale"] / 2 * (1 + 1e-9) + (np.abs(w) + q["scale"]) * 2.0**-24
+
+    h = x.reshape(len(x), -1).astype(np.float64)
+    d = np.zeros_like(h)
+    bounds = []
+    for i, layer in enumerate(f32_layers):
+        ew, eb = weight_bound(entries[2 * i], layer.kernel), weight_bound(entries[2 * i + 1], layer.bias)
+        bounds += [ew, eb]
+        d = d @ (np.abs(layer.kernel) + ew) + np.abs(h) @ ew + eb
+        h = h @ layer.kernel + layer.bias
+        if layer.activation == "relu":
+            h = np.maximum(h, 0)
+    return d, bounds
+
+
+@needs_node
+@pytest.mark.node
+@pytest.mark.parametrize("quantize", ["float16", "uint8"])
+def test_tfjs_quantized_within_quantisation_error(solver64, tmp_path, quantize):
+    """TF.js decodes the quantised weights as written, and the output moves less than they allow."""
+    out = export.export_solver(solver64, "tfjs", tmp_path / quantize, quantize=quantize)
+    uv = sample_landmarks(solver64, None, n=300)
+    y, meta = node_tfjs(out, uv)
+    assert meta["quantization"] == f"{quantize} (pose layer float32)"
+    read = tfjs.read_layers_model(out)
+    assert read.quantization == "mixed"
+    entries = json.loads((out / "model.json").read_text())["weightsManifest"][0]["weights"]
+    assert [e.get("quantization", {}).get("dtype", "float32") for e in entries] == [quantize] * 6 + ["float32"] * 2
+    # 1. TF.js runs exactly the dequantised weights.
+    assert np.abs(y - tfjs.predict_numpy(read.layers, uv)).max() <= ATOL
+    # 2. Every stored weight is within its a-priori bound, and so is the output.
+    f32_layers = export.dense_layers(solver64, None)
+    bound, weight_bounds = propagated_bound(f32_layers, entries, uv)
+    stored = [a for d in read.layers for a in (d.kernel, d.bias)]
+    for s, f, b in zip(stored, [a for d in f32_layers for a in (d.kernel, d.bias)], weight_bounds):
+        assert np.all(np.abs(s.astype(np.float64) - f) <= b)
+    y32 = tfjs.predict_numpy(f32_layers, uv)
+    dev = np.abs(y - y32)
+    assert np.all(dev <= bound + ATOL)
+    assert dev.max() > 1e-5  # quantisation happened
+    if quantize == "float16":  # small enough to be invisible at the solver's accuracy (cm)
+        assert dev[:, 4:].max() < 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# The JS module in Node
+# --------------------------------------------------------------------------------------------
+
+
+@needs_node
+@pytest.mark.node
+def test_js_module_float32_equals_jax_seed_camera(smoke_checkpoint, tmp_path):
+    path = export.export_checkpoint(smoke_checkpoint, "js", tmp_path / "js")
+    assert path == tmp_path / "js" / export.JS_FILE
+    solver = checkpoint.load(smoke_checkpoint)
+    uv = sample_landmarks(solver, None)
+    r = js_predict(path, uv)
+    assert_matches_jax(r["poses"], solver, uv, None)
+    assert np.all(r["poses"][:, 3] >= 0)
+    assert np.allclose(np.linalg.norm(r["poses"][:, :4], axis=1), 1.0, atol=1e-12)
+    # Seed camera: the pose is already in three.js's frame.
+    assert np.array_equal(r["three"], np.concatenate([r["poses"][:, 4:], r["poses"][:, :4]], 1))
+    assert r["metadata"]["layout"] == solver.layout.to_dict() and r["metadata"]["quantization"] == "float32"
+    # Flat arrays and the explicit 'seed' camera give the same numbers.
+    flat = js_predict(path, uv[:20].reshape(20, -1), cam="seed")
+    assert np.array_equal(flat["poses"], r["poses"][:20])
+
+
+@needs_node
+@pytest.mark.node
+def test_js_module_pixel_camera_and_camera_argument(solver64, tmp_path):
+    path = export.export_solver(solver64, "js", tmp_path / "js", camera=PIXEL_CAMERA)
+    uv = sample_landmarks(solver64, PIXEL_CAMERA)
+    r = js_predict(path, uv)
+    assert_matches_jax(r["poses"], solver64, uv, PIXEL_CAMERA)
+    # toThreeJS: the OpenGL/three.js frame, as camera.pose_opencv_to_gl.
+    with jax.enable_x64(True):
+        q_gl, t_gl = camera.pose_opencv_to_gl(r["poses"][:, :4], r["poses"][:, 4:])
+    assert np.abs(r["three"] - np.concatenate([t_gl, q_gl], 1)).max() < 1e-12
+    # Other intrinsics at run time: landmarks of another camera plus that camera.
+    uv2 = sample_landmarks(solver64, OTHER_CAMERA, n=300, seed=2)
+    cam2 = {"fx": OTHER_CAMERA.fx, "fy": OTHER_CAMERA.fy, "cx": OTHER_CAMERA.cx, "cy": OTHER_CAMERA.cy}
+    assert_matches_jax(js_predict(path, uv2, cam=cam2)["poses"], solver64, uv2, OTHER_CAMERA)
+
+
+@needs_node
+@pytest.mark.node
+def test_js_module_6d_head_equals_jax(tmp_path):
+    solver = random_solver("6d", seed=4)
+    path = export.export_solver(solver, "js", tmp_path / "js")
+    uv = sample_landmarks(solver, None, n=500)
+    assert_matches_jax(js_predict(path, uv)["poses"], solver, uv, None)
+
+
+def js_reference(solver, decoded: list[tfjs.Dense], uv: np.ndarray) -> np.ndarray:
+    """The JS module's computation in numpy, on its decoded weights (seed camera, quat head)."""
+    xy = np.stack([uv[..., 0] - 0.5, 0.5 - uv[..., 1]], -1).astype(np.float64)
+    y = tfjs.predict_numpy(decoded, xy) * np.float32(solver.stats.y_std) + np.float32(solver.stats.y_mean)
+    q = y[:, :4] / np.linalg.norm(y[:, :4], axis=1, keepdims=True)
+    q, t = q @ export._GL_QUAT, y[:, 4:] * [1, -1, -1]
+    return np.concatenate([q * np.where(q[:, 3:] < 0, -1, 1), t], 1)
+
+
+@needs_node
+@pytest.mark.node
+@pytest.mark.parametrize("quantize", ["float16", "uint8"])
+def test_js_module_quantized_decodes_its_weights(solver64, tmp_path, quantize):
+    """The inlined float16/uint8 weights decode in JS to exactly what Python stored; sizes."""
+    path = export.export_solver(solver64, "js", tmp_path / "js", quantize=quantize)
+    uv = sample_landmarks(solver64, None, n=300)
+    r = js_predict(path, uv)
+    blob, _, decoded = export.js_weights(solver64, quantize)
+    assert np.abs(r["poses"] - js_reference(solver64, decoded, uv)).max() <= ATOL
+    assert pose_error(r["poses"], jax_pose64(solver64, uv, None)).max() > ATOL  # it is quantised
+    text = path.read_bytes()
+    assert base64.b64encode(blob) in text
+    if quantize == "uint8":  # the default architecture (blazeface6, 64-64) fits the 12 KB budget
+        assert len(text) <= 12 * 1024, len(text)
+        assert len(gzip.compress(text, 9)) <= 9 * 1024
+
+
+BAD_INPUTS = [
+    ({"landmarks": [[0.5, 0.5]] * 5}, "6 [x, y] pairs or 12 numbers, got 5"),
+    ({"landmarks": [0.5] * 11}, "got 11"),
+    ({"landmarks": [[0.5, 0.5]] * 5 + [[0.5, None]]}, "landmark 5 y is null, not a finite number"),
+    ({"landmarks": [0.5] * 11 + ["0.5"]}, "landmark 5 y is 0.5, not a finite number"),
+    ({"landmarks": [[0.5, 0.5]] * 5 + [[0.5]]}, "landmark 5 is not an [x, y] pair"),
+    ({"landmarks": [[0.5, 0.5]] * 5 + ["ab"]}, "landmark 5 is not an [x, y] pair"),
+    ({"landmarks": None}, "got null"),
+    ({"landmarks": "0.5, 0.5"}, "landmarks must be"),
+    ({"landmarks": [[0.5, 0.5]] * 6, "camera": {"fx": 500, "fy": 500, "cx": 320}}, "camera must be"),
+    ({"landmarks": [[0.5, 0.5]] * 6, "camera": "opencv"}, "camera must be"),
+]
+
+
+@needs_node
+@pytest.mark.node
+def test_js_module_rejects_bad_input(solver64, tmp_path):
+    path = export.export_solver(solver64, "js", tmp_path / "js", quantize="uint8")
+    bad = [dict(b) for b, _ in BAD_INPUTS]
+    r = js_predict(path, bad=bad)
+    for (case, expected), message in zip(BAD_INPUTS, r["errors"]):
+        assert message is not None, f"no error for {case}"
+        assert message.startswith("Error: pnpjax estimatePose: ") and expected in message, (case, message)
+        assert "\n" not in message
+    assert js_nonfinite(path) == ["Error: pnpjax estimatePose: landmark 2 x is NaN, not a finite number",
+                   "Error: pnpjax estimatePose: landmark 0 y is Infinity, not a finite number"]
+
+
+def js_nonfinite(path: Path) -> list[str]:
+    """Error messages for NaN and Infinity landmarks (not expressible in JSON)."""
+    script = (
+        f"import {{ estimatePose }} from {json.dumps(path.as_uri())};"
+        "const out = [];"
+        "for (const bad of [[0.5, 0.5, 0.5, 0.5, NaN, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], [[0.5, Infinity], ...Array(5).fill([0.5, 0.5])]]) {"
+        "  try { estimatePose(bad); out.push(null); } catch (e) { out.push(`${e.constructor.name}: ${e.message}`); } }"
+        "console.log(JSON.stringify(out));"
+    )
+    proc = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+# --------------------------------------------------------------------------------------------
+# SavedModel in TensorFlow
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tf():
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.mark.slow
+def test_savedmodel_equals_jax_batch_1_and_1000(tf, smoke_checkpoint, tmp_path):
+    out = export.export_checkpoint(smoke_checkpoint, "savedmodel", tmp_path / "sm")
+    solver = checkpoint.load(smoke_checkpoint)
+    meta = json.loads((out / export.SAVEDMODEL_META).read_text())
+    assert meta["layout"] == solver.layout.to_dict() and meta["quaternion"] == "x y z w, unit, w >= 0"
+    loaded = tf.saved_model.load(str(out))
+    serve = loaded.signatures["serving_default"]
+    uv = sample_landmarks(solver, None)
+    for n in (1, 1000):
+        y = serve(landmarks=tf.constant(uv[:n]))["pose"].numpy()
+        assert y.shape == (n, 7)
+        assert_matches_jax(y, solver, uv[:n], None)
+        assert np.all(y[:, 3] >= 0)
+    assert np.array_equal(loaded.pose(tf.constant(uv[:7]))["pose"].numpy(), serve(landmarks=tf.constant(uv[:7]))["pose"].numpy())
+
+
+def test_savedmodel_without_tensorflow_is_a_clear_error(solver64, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow -> ImportError
+    with pytest.raises(ExportError, match=r"needs TensorFlow.*pip install 'pnpjax\[tf\]'"):
+        export.export_solver(solver64, "savedmodel", tmp_path / "sm")
+    assert not (tmp_path / "sm").exists() and list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Output directories and the CLI
+# --------------------------------------------------------------------------------------------
+
+
+def test_export_refuses_non_empty_dir_unless_force(solver64, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    for fmt in ("tfjs", "js"):
+        with pytest.raises(ExportError, match="not empty.*--force"):
+            export.export_solver(solver64, fmt, out)
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    export.export_solver(solver64, "js", out, force=True)
+    assert [p.name for p in out.iterdir()] == [export.JS_FILE]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match="not a directory"):
+        export.export_solver(solver64, "tfjs", tmp_path / "file", force=True)
+
+
+def test_failed_export_leaves_nothing_behind(solver64, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+
+    def broken(out_dir, *args, **kwargs):
+        (out_dir / "model.json").write_text("{half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "write_tfjs", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_solver(solver64, "tfjs", out, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary directories
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint_6d(tmp_path_factory) -> Path:
+    return checkpoint.save(tmp_path_factory.mktemp("ckpt6d") / "model", random_solver("6d", widths=(8,)))
+
+
+def test_cli_export_writes_and_errors_are_one_line(smoke_checkpoint, checkpoint_6d, tmp_path, capsys):
+    out = tmp_path / "tfjs"
+    assert cli.main(["export", "--checkpoint", str(smoke_checkpoint), "--format", "tfjs", "--out", str(out), "--quantize", "uint8"]) == 0
+    assert f"wrote tfjs export to {out}" in capsys.readouterr().out
+    assert json.loads((out / "model.json").read_text())["userDefinedMetadata"]["quantization"] == "uint8 (pose layer float32)"
+    cases = {
+        "not empty": ["--format", "tfjs", "--out", str(out)],
+        "bad camera": ["--format", "js", "--out", str(tmp_path / "a"), "--camera", "500,500,320"],
+        "not found": ["--format", "js", "--out", str(tmp_path / "b"), "--checkpoint", str(tmp_path / "missing")],
+        "float32 weights": ["--format", "savedmodel", "--out", str(tmp_path / "c"), "--quantize", "uint8"],
+        "Gram-Schmidt": ["--format", "tfjs", "--out", str(tmp_path / "d"), "--checkpoint", str(checkpoint_6d)],
+    }
+    for expected, args in cases.items():
+        if "--checkpoint" not in args:
+            args = ["--checkpoint", str(smoke_checkpoint)] + args
+        assert cli.main(["export"] + args) == 2, expected
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("pnpjax export: error: ") and expected in lines[0], (expected, captured.err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tfjs"]  # nothing written by the failures
+
+
+def test_cli_export_exit_status_in_a_subprocess(smoke_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "pnpjax", "export", "--checkpoint", str(smoke_checkpoint), "--format", "js", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"pnpjax export: error: output directory {out} is not empty (use --force to replace it)"]
+
+
+# --------------------------------------------------------------------------------------------
+# The quantisation study (experiments/export_quantization.py)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_quantization_study_sizes_and_accuracy(solver64):
+    rows = export.quantization_study(solver64, n=2000)
+    by_name = {r["export"]: r for r in rows}
+    assert list(by_name) == ["JAX (checkpoint)", "tfjs float32", "tfjs float16 (pose layer float32)",
+                             "tfjs uint8 (pose layer float32)", "tfjs uint8 (folded output layer)"]
+    # 5,447 parameters (12-64-64-7) plus the float32 pose layer (7x7 + 7).
+    assert [by_name[n].get("shard_bytes") for n in list(by_name)[1:]] == [4 * 5503, 2 * 5447 + 4 * 56, 5447 + 4 * 56, 5447]
+    jax_l1 = by_name["JAX (checkpoint)"]["seed_l1_3d"]
+    assert abs(by_name["tfjs float32"]["seed_l1_3d"] - jax_l1) < 1e-3 * jax_l1
+    assert abs(by_name["tfjs float16 (pose layer float32)"]["seed_l1_3d"] - jax_l1) < 1e-2 * jax_l1
+    assert by_name["tfjs uint8 (pose layer float32)"]["js_bytes"] < by_name["tfjs float16 (pose layer float32)"]["js_bytes"]
+    report = export.quantization_report({"random": rows}, 2000)
+    assert "| tfjs uint8 (pose layer float32) |" in report and "seed L1-3D" in report
