@@ -55,6 +55,8 @@ class Camera:
     @classmethod
     def from_hfov(cls, hfov_deg: float, width: float, height: float) -> "Camera":
         """Square pixels, principal point at the image centre, horizontal field of view in degrees."""
+        if not 0 < hfov_deg < 180:  # also rejects NaN; 0 would divide by zero, 180 give f ~ 0
+            raise CameraError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg}")
         f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
         return cls(f, f, width / 2, height / 2, width, height)
 

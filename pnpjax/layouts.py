@@ -107,6 +107,15 @@ class Layout:
         )
 
 
+def _no_duplicate_keys(pairs: list) -> dict:
+    """json object hook: a repeated key (e.g. a point name) is an error, not a silent overwrite."""
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise LayoutError(f"layout JSON repeats the key(s) {', '.join(dup)}; point names must be unique")
+    return dict(pairs)
+
+
 def _as_points(xyz, name: str) -> np.ndarray:
     try:
         arr = np.asarray(xyz, dtype=np.float64)
@@ -142,7 +151,7 @@ def load_layout_file(path: str | Path) -> Layout:
         raise LayoutError(f"cannot read layout file {p}: {e}") from e
     if p.suffix.lower() == ".json":
         try:
-            d = json.loads(text)
+            d = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as e:
             raise LayoutError(f"layout file {p} is not valid JSON: {e.msg} (line {e.lineno})") from e
         return Layout.from_dict(d, default_name=p.stem)
@@ -153,7 +162,8 @@ def load_layout_file(path: str | Path) -> Layout:
         if any(len(r) != 4 for r in rows[1:]):
             raise LayoutError(f"layout file {p}: every CSV row must be name,x,y,z")
         xyz = _as_points([[c.strip() for c in r[1:]] for r in rows[1:]], p.stem) if rows[1:] else np.zeros((0, 3))
-        return Layout.from_dict({"name": p.stem, "points": {r[0].strip(): list(x) for r, x in zip(rows[1:], xyz)}})
+        points = [{"name": r[0].strip(), "xyz": list(x)} for r, x in zip(rows[1:], xyz)]  # a list keeps duplicates
+        return Layout.from_dict({"name": p.stem, "points": points})
     raise LayoutError(f"layout file {p}: expected a .json or .csv file")
 
 
