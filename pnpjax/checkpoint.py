@@ -51,11 +51,11 @@ class Solver:
 
 
 def stats_to_json(stats: model.Stats) -> dict:
-    return {k: np.asarray(v, np.float64).tolist() for k, v in stats._asdict().items()}
+    return {k: np.asarray(v, np.float64).tolist() for k, v in stats._asdict().items() if v is not None}
 
 
 def stats_from_json(d: dict) -> model.Stats:
-    return model.Stats(**{k: jnp.asarray(d[k], jnp.float32) for k in model.Stats._fields})
+    return model.Stats(**{k: jnp.asarray(d[k], jnp.float32) for k in model.Stats._fields if k in d})
 
 
 def _checkpointer():
@@ -140,21 +140,48 @@ def load(directory: str | Path) -> Solver:
     layout = layouts.Layout.from_dict(meta["layout"])
     target = _abstract_params(cfg, layout)
     if (d / "params").is_dir():
-        params = _restore(lambda: _checkpointer().restore(d / "params", target), d)
+        params = _restore(lambda: _checkpointer().restore(d / "params", target), d, d / "params")
     elif (d / "ckpt").is_dir():
         from pnpjax import train
 
-        params = _restore(lambda: train.restore_latest_params(d, cfg, layout), d)
+        params = _restore(lambda: train.restore_latest_params(d, cfg, layout), d, _latest_step_dir(d / "ckpt"))
     else:
         raise CheckpointError(f"{d}: has {META_FILE} but no params/ or ckpt/")
+    shapes = lambda tree: jax.tree_util.tree_map(lambda a: tuple(a.shape), tree)  # noqa: E731
+    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(target) or shapes(params) != shapes(target):
+        raise CheckpointError(f"{d}: the saved parameters do not match the model config in {META_FILE}")
     return solver_from_meta(meta, params)
 
 
-def _restore(fn, d: Path):
+def _verify_readable(path: Path | None) -> None:
+    """Read every stored value of an OCDBT directory (orbax's default format) synchronously.
+
+    orbax restores arrays concurrently; when one read of a corrupt checkpoint fails it returns at
+    once and closes its event loop while tensorstore finishes the others, whose callbacks then
+    print tracebacks to stderr ("Event loop is closed", "Task exception was never retrieved").
+    This pass turns unreadable data into one clean error before orbax starts.
+    """
+    if path is None or not (path / "manifest.ocdbt").is_file():
+        return  # not OCDBT: leave it to orbax
+    import tensorstore as ts  # orbax's storage layer
+
+    kv = ts.KvStore.open({"driver": "ocdbt", "base": {"driver": "file", "path": f"{path}/"}}).result()
+    for key in kv.list().result():
+        kv.read(key).result()
+
+
+def _latest_step_dir(ckpt: Path) -> Path | None:
+    """ckpt/<latest step>/default, the item train.restore_latest_params restores."""
+    steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()]
+    return ckpt / str(max(steps)) / "default" if steps else None
+
+
+def _restore(fn, d: Path, data_dir: Path | None = None):
     try:
+        _verify_readable(data_dir)
         return fn()
     except CheckpointError:
         raise
-    except Exception as e:  # orbax raises many types for truncated/corrupt files
+    except Exception as e:  # orbax and tensorstore raise many types for truncated/corrupt files
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot read checkpoint {d}: {msg[:200]}") from e

@@ -207,7 +207,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pnpjax import export
 
-    path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=args.quantize, camera=args.camera, force=args.force)
+    quantize = args.quantize or ("float32" if args.format == "savedmodel" else "uint8")
+    path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=quantize, camera=args.camera, force=args.force)
     print(f"wrote {args.format} export to {path}")
     return 0
 
@@ -243,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--format", choices=("tfjs", "js", "savedmodel"), required=True)
     x.add_argument("--out", required=True)
-    x.add_argument("--quantize", choices=("float32", "float16", "uint8"), default="float32")
+    x.add_argument("--quantize", choices=("float32", "float16", "uint8"), default=None,
+                   help="weights' storage (default: uint8 for tfjs and js, the smallest; float32 for savedmodel)")
     x.add_argument("--camera", default="seed", help="seed | fx,fy,cx,cy,width,height: the image coordinates the export takes")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
     return p

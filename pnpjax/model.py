@@ -39,6 +39,10 @@ class Stats(NamedTuple):
     x_std: jax.Array
     y_mean: jax.Array
     y_std: jax.Array
+    # Hemisphere of quaternion targets: q and -q are one rotation, so targets take the sign
+    # with q . q_ref >= 0, q_ref the layout's frontal pose. (With w >= 0 instead, a frontal
+    # face in the OpenCV frame, q ~ (1, 0, 0, 0), would flip sign across the training set.)
+    q_ref: jax.Array | None = None
 
 
 class Prediction(NamedTuple):
@@ -59,11 +63,17 @@ class MLP(nn.Module):
         return nn.Dense(self.out_dim)(x)
 
 
-def encode_pose(rotation: str, q: ArrayLike, t: ArrayLike) -> jax.Array:
-    """(B, 4) quaternion, (B, 3) translation -> (B, D) pose vector of the given head."""
+def encode_pose(rotation: str, q: ArrayLike, t: ArrayLike, q_ref: ArrayLike | None = None) -> jax.Array:
+    """(B, 4) quaternion, (B, 3) translation -> (B, D) pose vector of the given head.
+
+    For the quat head the quaternion's sign is that of the hemisphere of q_ref (w >= 0 if None).
+    """
     q, t = jnp.asarray(q), jnp.asarray(t)
     if rotation == "quat":
-        return jnp.concatenate([geometry.quat_canonical(q), t], -1)
+        if q_ref is None:
+            return jnp.concatenate([geometry.quat_canonical(q), t], -1)
+        sign = jnp.where(jnp.sum(q * jnp.asarray(q_ref, q.dtype), -1, keepdims=True) < 0, -1.0, 1.0).astype(q.dtype)
+        return jnp.concatenate([sign * q, t], -1)
     R = geometry.quat_to_matrix(q)
     return jnp.concatenate([R[..., :, 0], R[..., :, 1], t], -1)
 
@@ -95,7 +105,7 @@ def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
 
 
 def standardized_target(cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike) -> jax.Array:
-    return (encode_pose(cfg.rotation, q, t) - stats.y_mean) / stats.y_std
+    return (encode_pose(cfg.rotation, q, t, stats.q_ref) - stats.y_mean) / stats.y_std
 
 
 def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
@@ -103,14 +113,15 @@ def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: j
     b = jax.jit(lambda k: protocols.sample(protocol, k, layout, n))(key)
     w = b.valid.astype(jnp.float32)[:, None]
     x = b.xy.reshape(n, -1)
-    y = encode_pose(cfg.rotation, b.q, b.t)
+    q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))
+    y = encode_pose(cfg.rotation, b.q, b.t, q_ref)
 
     def mean_std(a):
         m = jnp.sum(a * w, 0) / jnp.sum(w)
         s = jnp.sqrt(jnp.sum(((a - m) ** 2) * w, 0) / jnp.sum(w))
         return m, jnp.maximum(s, 1e-6)
 
-    return Stats(*mean_std(x), *mean_std(y))
+    return Stats(*mean_std(x), *mean_std(y), q_ref)
 
 
 def num_params(params) -> int:
