@@ -7,7 +7,9 @@ status 2, with nothing written; see errors.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -26,11 +28,15 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
 
     base = config.get_config(args.config)
     if rest:
+        panel = io.StringIO()  # tyro prints a multi-line error panel; keep stderr to one line
         try:
-            cfg = tyro.cli(config.Config, default=base, args=rest, prog="pnpjax train --config NAME --workdir DIR")
+            with contextlib.redirect_stderr(panel):
+                cfg = tyro.cli(config.Config, default=base, args=rest, prog="pnpjax train --config NAME --workdir DIR")
         except SystemExit as e:
             if e.code:
-                raise ConfigError(f"bad override(s): {' '.join(rest)} (see `pnpjax train --config NAME --help-overrides`)") from None
+                reason = _panel_message(panel.getvalue())
+                raise ConfigError(f"bad override(s) {' '.join(rest)}{': ' + reason if reason else ''} "
+                                  "(see `pnpjax train --config NAME --help-overrides`)") from None
             return 0
     else:
         cfg = base
@@ -40,6 +46,19 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     print(_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
     print(f"model written to {Path(args.workdir) / 'model'}")
     return 0
+
+
+def _panel_message(text: str) -> str:
+    """The message of a tyro error panel (title, rule, message, rule, hint) as one short line."""
+    lines = [ln.strip().strip("│").strip() for ln in text.splitlines()]
+    body: list[str] = []
+    for ln in [ln for ln in lines if ln][1:]:  # after the title
+        if set(ln) <= set("-─╭╮╰╯ "):  # a rule ends the message (or precedes it)
+            if body:
+                break
+            continue
+        body.append(ln)
+    return " ".join(body)[:200]
 
 
 def _load_solvers(paths: list[str]):
