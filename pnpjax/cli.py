@@ -143,10 +143,10 @@ def read_landmarks(path: Path, num_points: int):
             x = np.asarray(json.loads(path.read_text()), dtype=np.float64)
         else:
             raise InputError(f"input must be .npy or .json, got {path.name}")
-    except (ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read landmarks from {path}: {str(e).splitlines()[0]}") from None
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
-        raise InputError(f"{path}: landmarks must be numbers")
+    except (ValueError, TypeError, EOFError, OSError, UnicodeDecodeError) as e:  # incl. JSONDecodeError
+        raise InputError(f"cannot read landmarks from {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise InputError(f"{path}: landmarks must be real numbers")
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[1:] != (num_points, 2):
@@ -157,16 +157,24 @@ def read_landmarks(path: Path, num_points: int):
     return x
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _atomic_write(path: Path, write) -> None:
+    """write(tmp) then rename to path; a path that cannot be written is the user's error (one line)."""
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def predict_poses(solver, x, cam, refine_iters: int = 0):
@@ -207,15 +215,7 @@ def _predict(args: argparse.Namespace) -> int:
     cam = camera.parse_camera(spec)
     y = predict_poses(solver, x, cam, args.refine)
     if out.suffix == ".npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".npy", dir=out.parent)
-        os.close(fd)
-        try:
-            np.save(tmp, y.astype(np.float32))
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
     else:
         _atomic_write_text(out, json.dumps(y.tolist()))
     frame = "seed/OpenGL frame" if cam is None else "OpenCV camera frame"

@@ -299,3 +299,36 @@ def jax_leaves(tree) -> list[np.ndarray]:
     import jax
 
     return [np.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
+
+
+IN_PROCESS_CASES = {
+    "empty_npy": ("x.npy", b"", "out.npy"),
+    "truncated_npy": ("x.npy", "truncated", "out.npy"),
+    "json_object": ("x.json", '{"landmarks": [[0.5, 0.5]]}', "out.npy"),
+    "complex_npy": ("x.npy", np.zeros((1, 6, 2), complex), "out.npy"),
+    "output_is_a_directory": ("x.npy", GOOD, "out.npy/"),
+    "output_parent_is_a_file": ("x.npy", GOOD, "afile/out.npy"),
+    "output_suffix": ("x.npy", GOOD, "out.txt"),
+}
+
+
+@pytest.mark.parametrize("name", list(IN_PROCESS_CASES))
+def test_more_bad_inputs_in_process(tmp_path, capfd, seed_model_dir, name):
+    """Cheaper in-process variants (cli.main): unusual input files and unwritable outputs."""
+    inp, content, out = IN_PROCESS_CASES[name]
+    (tmp_path / "afile").write_text("x")
+    if isinstance(content, np.ndarray):
+        np.save(tmp_path / inp, content)
+    elif content == "truncated":
+        np.save(tmp_path / inp, GOOD)
+        (tmp_path / inp).write_bytes((tmp_path / inp).read_bytes()[:150])
+    else:
+        (tmp_path / inp).write_bytes(content if isinstance(content, bytes) else content.encode())
+    if out.endswith("/"):
+        (tmp_path / out).mkdir()
+    before = snapshot(tmp_path)
+    code = cli.main(["predict", "--checkpoint", str(seed_model_dir), "--input", str(tmp_path / inp), "--output", str(tmp_path / out)])
+    captured = capfd.readouterr()
+    assert code == 2 and captured.out == ""
+    assert len(captured.err.splitlines()) == 1 and captured.err.startswith("pnpjax predict: error: "), captured.err
+    assert snapshot(tmp_path) == before
