@@ -91,6 +91,8 @@ def parse_camera(spec: str | Sequence[float] | Camera | None) -> Camera | None:
                 fov, size = s[5:].split(",")
                 w, h = size.split("x")
                 return Camera.from_hfov(float(fov), float(w), float(h))
+            except CameraError:
+                raise
             except ValueError as e:
                 raise CameraError(f"bad camera '{spec}': expected hfov=DEG,WxH (e.g. hfov=60,640x480)") from e
         parts = s.split(",")

@@ -160,19 +160,23 @@ ERROR_CASES: dict[str, Case] = {
     "wrong_k": predict("x.json", GOOD[:, :5].tolist()),
     "wrong_shape": predict("x.npy", np.zeros((5, 6, 3), np.float32)),
     "unreadable_json": predict("x.json", "[[0.1, 0.2], [0.3"),
-    "missing_input": Case("predict", lambda case, smoke, original: ["predict", "--checkpoint", str(original), "--input", str(case / "nope.npy"), "--output", str(case / "out.npy")]),
     "missing_checkpoint": predict("x.npy", GOOD, checkpoint=lambda smoke, case: case / "no-such-dir"),
     "corrupt_meta": predict("x.npy", GOOD, checkpoint=corrupt_meta),
     "corrupt_params_truncated": predict("x.npy", GOOD, checkpoint=corrupt_params_truncated),
     "corrupt_params_data": predict("x.npy", GOOD, checkpoint=corrupt_params_data),
-    "params_config_mismatch": predict("x.npy", GOOD, checkpoint=params_config_mismatch),
     "corrupt_workdir_ckpt": predict("x.json", GOOD.tolist(), checkpoint=corrupt_workdir_ckpt, output="out/poses.json"),
     "bad_camera": predict("x.npy", GOOD, camera="1,2,3"),
-    "bad_camera_hfov0": predict("x.npy", GOOD, camera="hfov=0,640x480"),
     "unknown_config": train("blazeface7"),
     "bad_override_value": train("smoke", "--model.widths", "abc"),
-    "bad_override_choice": train("smoke", "--loss", "l3_3d"),
     "bad_layout_file": train("smoke", layout_file=("bad.json", {"points": {"a": [0, 0, 0], "b": [1, 1, 1], "c": [2, 2, 2], "d": [3, 3, 3]}})),
+}
+
+# The same checks in-process (cli.main), cheaper than a subprocess each.
+IN_PROCESS_ERROR_CASES: dict[str, Case] = {
+    "missing_input": Case("predict", lambda case, smoke, original: ["predict", "--checkpoint", str(original), "--input", str(case / "nope.npy"), "--output", str(case / "out.npy")]),
+    "params_config_mismatch": predict("x.npy", GOOD, checkpoint=params_config_mismatch),
+    "bad_camera_hfov0": predict("x.npy", GOOD, camera="hfov=0,640x480"),
+    "bad_override_choice": train("smoke", "--loss", "l3_3d"),
     "eval_missing_checkpoint": Case("eval", lambda case, smoke, original: ["eval", "--checkpoint", str(case / "nope"), "--n", "100", "--json", str(case / "out.json")]),
 }
 
@@ -198,23 +202,39 @@ def error_runs(tmp_path_factory, smoke_workdir, seed_model_dir) -> dict[str, Run
         return dict(pool.map(go, jobs))
 
 
-@pytest.mark.parametrize("name", list(ERROR_CASES))
-def test_bad_input_one_line_exit_2_nothing_written(error_runs, name):
-    r = error_runs[name]
+def check_one_line_error(r: Run, command: str) -> None:
     lines = r.stderr.splitlines()
     assert "Traceback" not in r.stderr, r.stderr
     assert len(lines) == 1, r.stderr
-    assert lines[0].startswith(f"pnpjax {ERROR_CASES[name].command}: error: "), lines[0]
+    assert lines[0].startswith(f"pnpjax {command}: error: "), lines[0]
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert r.stdout == "", r.stdout
     assert r.after == r.before, set(r.after) ^ set(r.before)
 
 
+@pytest.mark.parametrize("name", list(ERROR_CASES))
+def test_bad_input_one_line_exit_2_nothing_written(error_runs, name):
+    check_one_line_error(error_runs[name], ERROR_CASES[name].command)
+
+
+@pytest.mark.parametrize("name", list(IN_PROCESS_ERROR_CASES))
+def test_bad_input_in_process(tmp_path, capfd, smoke_workdir, seed_model_dir, name):
+    case = IN_PROCESS_ERROR_CASES[name]
+    args = case.make_args(tmp_path, smoke_workdir, seed_model_dir)
+    before = snapshot(tmp_path)
+    capfd.readouterr()
+    code = cli.main(args)
+    out, err = capfd.readouterr()
+    check_one_line_error(Run(code, out, err, before, snapshot(tmp_path)), case.command)
+    assert {"missing_input": "not found", "params_config_mismatch": "do not match", "bad_camera_hfov0": "field of view",
+            "bad_override_choice": "l3_3d", "eval_missing_checkpoint": "not found"}[name] in err
+
+
 def test_error_messages_name_the_problem(error_runs):
     expect = {
         "nan_landmarks": "NaN", "wrong_k": "(N, 6, 2)", "wrong_shape": "(N, 6, 2)", "unreadable_json": "cannot read landmarks",
-        "missing_checkpoint": "not found", "corrupt_meta": "corrupt", "params_config_mismatch": "do not match",
-        "bad_camera": "bad camera", "unknown_config": "unknown config", "bad_override_choice": "l3_3d",
+        "missing_checkpoint": "not found", "corrupt_meta": "corrupt",
+        "bad_camera": "bad camera", "unknown_config": "unknown config",
         "bad_override_value": "--model.widths", "bad_layout_file": "collinear",
     }
     for name, text in expect.items():
