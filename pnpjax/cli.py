@@ -165,6 +165,9 @@ def _atomic_write(path: Path, write) -> None:
         os.close(fd)
         try:
             write(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
