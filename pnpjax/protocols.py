@@ -95,6 +95,26 @@ SEED_TRAIN = SeedProtocol(scale=2.0)
 SEED_TEST = SeedProtocol(scale=1.0, oversample=4.0)
 
 
+class _Draws:
+    """All of a candidate set's random numbers from ONE uniform draw of shape (m, n), handed out
+    column by column. One threefry instance instead of a dozen keeps compilation short."""
+
+    def __init__(self, key: jax.Array, m: int, n: int, dtype=jnp.float32):
+        self.u = jax.random.uniform(key, (m, n), dtype)
+        self.m, self.n, self.i = m, n, 0
+
+    def uniform(self, shape_tail: tuple[int, ...] = (), lo=0.0, hi=1.0) -> jax.Array:
+        c = math.prod(shape_tail)
+        assert self.i + c <= self.n, "more random numbers taken than drawn"
+        u = self.u[:, self.i : self.i + c].reshape((self.m, *shape_tail))
+        self.i += c
+        return lo + (hi - lo) * u
+
+    def normal(self, shape_tail: tuple[int, ...]) -> jax.Array:
+        eps = jnp.finfo(self.u.dtype).eps
+        return jax.scipy.special.ndtri(jnp.clip(self.uniform(shape_tail), eps, 1 - eps))
+
+
 def _compact(accept: jax.Array, batch_size: int, *arrays: jax.Array):
     """Move accepted candidates to the front; returns (valid_B, *arrays_B)."""
     (idx,) = jnp.nonzero(accept, size=batch_size, fill_value=0)
@@ -106,12 +126,12 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     """m candidate draws of the seed recipe; returns (accept, xy, q, t) in OpenCV frame."""
     k = pts.shape[0]
     s = p.scale
-    k_rot, k_noise, k_d, k_acc, k_x, k_y = jax.random.split(key, 6)
+    r = _Draws(key, m, 3 + 3 * k + 4, pts.dtype)
     a = math.radians(p.max_angle_deg)
-    euler = jax.random.uniform(k_rot, (m, 3), minval=-a, maxval=a)
+    euler = r.uniform((3,), -a, a)
     R_gl = geometry.euler_to_matrix(euler)
     q_gl = geometry.euler_to_quat(euler)
-    noise = jax.random.uniform(k_noise, (m, k, 3), minval=-p.noise_cm, maxval=p.noise_cm)
+    noise = r.uniform((k, 3), -p.noise_cm, p.noise_cm)
     rel = jnp.einsum("mij,kj->mki", R_gl, pts) + noise  # posed points before translation
     ax, ay, bz = rel[..., 0], rel[..., 1], rel[..., 2]
 
@@ -123,7 +143,7 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     c_min = -2 * h * (jnp.linalg.norm(jnp.mean(pts, 0)) + math.sqrt(3) * p.noise_cm)
     d_lo, d_hi = jnp.maximum(-s, c_min / (2 * h)), 40.0 * s
     w_lo, w_hi = 2 * h * d_lo - c_min, 2 * h * d_hi - c_min
-    u = jax.random.uniform(k_d, (m,))
+    u = r.uniform()
     w = jnp.cbrt(w_lo**3 + u * (w_hi**3 - w_lo**3))  # density of w proportional to w^2
     d = (w + c_min) / (2 * h)
 
@@ -139,9 +159,9 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     lo_y, hi_y = interval(ay)
     area = jnp.maximum(hi_x - lo_x, 0) * jnp.maximum(hi_y - lo_y, 0)
     in_front = jnp.all(depth > camera.MIN_DEPTH, axis=1)
-    accept = in_front & (jax.random.uniform(k_acc, (m,)) * w**2 < area)
-    tx = lo_x + jax.random.uniform(k_x, (m,)) * (hi_x - lo_x)
-    ty = lo_y + jax.random.uniform(k_y, (m,)) * (hi_y - lo_y)
+    accept = in_front & (r.uniform() * w**2 < area)
+    tx = lo_x + r.uniform() * (hi_x - lo_x)
+    ty = lo_y + r.uniform() * (hi_y - lo_y)
     # Strict inequalities of the filter (measure-zero boundary cases, and float rounding).
     xy_gl = (rel[..., :2] + jnp.stack([tx, ty], -1)[:, None, :]) / jnp.maximum(depth, camera.MIN_DEPTH)[..., None]
     accept &= jnp.all(jnp.abs(xy_gl) < h, axis=(1, 2))
@@ -168,17 +188,17 @@ def sample_seed(p: SeedProtocol, key: jax.Array, pts: jax.Array, batch_size: int
 def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, R_front: jax.Array, m: int):
     k = pts.shape[0]
     q_front = geometry.matrix_to_quat(R_front)
-    keys = jax.random.split(key, 12)
     dtype = pts.dtype
+    r = _Draws(key, m, 13 + 5 * k, dtype)
     # Camera.
     aspects = jnp.asarray(p.aspects, dtype)
-    aspect = aspects[jax.random.randint(keys[0], (m,), 0, len(p.aspects))]
-    long_side = jax.random.uniform(keys[1], (m,), dtype, *p.long_side_px)
+    aspect = aspects[jnp.minimum((r.uniform() * len(p.aspects)).astype(jnp.int32), len(p.aspects) - 1)]
+    long_side = r.uniform((), *p.long_side_px)
     width = jnp.where(aspect >= 1, long_side, long_side * aspect)
     height = jnp.where(aspect >= 1, long_side / aspect, long_side)
-    hfov = jnp.radians(jax.random.uniform(keys[2], (m,), dtype, *p.hfov_deg))
+    hfov = jnp.radians(r.uniform((), *p.hfov_deg))
     f = 0.5 * width / jnp.tan(0.5 * hfov)
-    pp = jax.random.uniform(keys[3], (m, 2), dtype, -p.principal_jitter, p.principal_jitter)
+    pp = r.uniform((2,), -p.principal_jitter, p.principal_jitter)
     cx, cy = width * (0.5 + pp[:, 0]), height * (0.5 + pp[:, 1])
     intr = jnp.stack([f, f, cx, cy], -1)
     size = jnp.stack([width, height], -1)
@@ -186,7 +206,7 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
     # Rotation: frontal pose, then head motion about the layout's own axes:
     # R = R_front @ R_motion, R_motion = Rot(facing, roll) Rot(up, yaw) Rot(right, pitch).
     lim = jnp.radians(jnp.asarray([p.pitch_deg, p.yaw_deg, p.roll_deg], dtype))
-    ang = jax.random.uniform(keys[4], (m, 3), dtype, -1.0, 1.0) * lim
+    ang = r.uniform((3,), -1.0, 1.0) * lim
     # The layout axes that the camera sees as right, down, forward are the rows of R_front.
     right, down, fwd = R_front[0], R_front[1], R_front[2]
     up, facing = -down, -fwd
@@ -199,14 +219,14 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
     R = geometry.quat_to_matrix(q)
 
     # Shape variation of the observed object (the pose stays defined for the nominal layout).
-    scale = jax.random.uniform(keys[5], (m, 1, 1), dtype, *p.head_scale)
-    jitter = p.shape_jitter_cm * jax.random.normal(keys[6], (m, k, 3), dtype)
+    scale = r.uniform((1, 1), *p.head_scale)
+    jitter = p.shape_jitter_cm * r.normal((k, 3))
     rel = jnp.einsum("mij,mkj->mki", R, scale * pts[None] + jitter)
 
     # Depth of the layout origin, log-uniform; then the lateral position, uniform over the
     # interval that keeps every landmark in the image: 0 <= f (X_i + t_x) / Z_i + c <= W.
     lo_d, hi_d = math.log(p.depth_cm[0]), math.log(p.depth_cm[1])
-    tz = jnp.exp(jax.random.uniform(keys[7], (m,), dtype, lo_d, hi_d))
+    tz = jnp.exp(r.uniform((), lo_d, hi_d))
     depth = tz[:, None] + rel[..., 2]
 
     def interval(c, principal, extent):
@@ -216,8 +236,8 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
 
     lo_x, hi_x = interval(rel[..., 0], cx, width)
     lo_y, hi_y = interval(rel[..., 1], cy, height)
-    tx = lo_x + jax.random.uniform(keys[8], (m,), dtype) * (hi_x - lo_x)
-    ty = lo_y + jax.random.uniform(keys[9], (m,), dtype) * (hi_y - lo_y)
+    tx = lo_x + r.uniform() * (hi_x - lo_x)
+    ty = lo_y + r.uniform() * (hi_y - lo_y)
     t = jnp.stack([tx, ty, tz], -1)
     accept = (hi_x > lo_x) & (hi_y > lo_y) & jnp.all(depth > 1.0, axis=1)
 
@@ -226,7 +246,7 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
     rms_radius = jnp.sqrt(jnp.mean(jnp.sum(centred**2, -1)))
     face_px = f * scale[:, 0, 0] * rms_radius / tz
     sigma = p.noise_2d * face_px
-    uv = uv + sigma[:, None, None] * jax.random.normal(keys[10], (m, k, 2), dtype)
+    uv = uv + sigma[:, None, None] * r.normal((k, 2))
     inside = (uv >= 0) & (uv <= size[:, None, :])
     accept &= jnp.all(inside, axis=(1, 2))
     xy = camera.pixels_to_normalized(uv, intr)
