@@ -231,6 +231,23 @@ def test_batched_equals_per_example(x64):
             np.testing.assert_allclose(np.asarray(t_ij), np.asarray(t_out[i, j]), rtol=0, atol=1e-10)
 
 
+def test_chunks_give_the_same_result(x64, monkeypatch):
+    # On CPU a batch larger than _CPU_CHUNK is refined chunk by chunk (the last one padded).
+    import functools
+
+    rng = np.random.default_rng(15)
+    R, t = face_poses(rng, 37)
+    xy = observe(R, t) + rng.normal(scale=3e-3, size=(37, 6, 2))
+    q0, t0 = perturb(rng, R, t)
+    w = rng.uniform(0.5, 2.0, (37, 6))  # per-example weights are chunked too; the layout is shared
+    run = lambda: jax.jit(functools.partial(refine.refine_pose.__wrapped__, iters=5))(xy, PTS_Kx3, q0, t0, weights=w)  # noqa: E731
+    q1, t1 = run()
+    monkeypatch.setattr(refine, "_CPU_CHUNK", 8)
+    q2, t2 = run()
+    np.testing.assert_allclose(np.asarray(q2), np.asarray(q1), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(t2), np.asarray(t1), rtol=0, atol=1e-11)
+
+
 def test_compiles_once_per_shape():
     rng = np.random.default_rng(10)
     R, t = face_poses(rng, 13)  # a batch size no other test uses
@@ -255,19 +272,73 @@ def test_compiles_once_per_shape():
     assert events.count("/jax/core/compile/backend_compile_duration") == 1
 
 
+def _soa(R: Rotation, t: np.ndarray, xy: np.ndarray, sw: np.ndarray):
+    """The iterations' batch-last layout: pose (7, N) as (w, x, y, z, t), pts (K, 3, N), xy (K, 2, N), sw (K, N)."""
+    n = len(t)
+    pose = jnp.asarray(np.concatenate([np.roll(R.as_quat(), 1, axis=-1), t], axis=-1).T)
+    pts = jnp.asarray(np.broadcast_to(PTS_Kx3[..., None], PTS_Kx3.shape + (n,)))
+    return pose, pts, jnp.moveaxis(jnp.asarray(xy), 0, -1), jnp.asarray(sw).T
+
+
+def _dense_jacobian(J) -> jax.Array:
+    """`_linearise`'s nested lists (None = structural zero) -> (6, 2, K, N)."""
+    like = next(d for row in J for d in row if d is not None)
+    return jnp.stack([jnp.stack([jnp.zeros_like(like) if d is None else d for d in row]) for row in J])
+
+
 def test_analytic_jacobian_matches_jacfwd(x64):
     rng = np.random.default_rng(11)
     R, t = face_poses(rng, 4)
     xy = observe(R, t) + rng.normal(scale=1e-2, size=(4, 6, 2))
-    sw = jnp.asarray(rng.uniform(0.5, 2.0, (4, 6)))
-    for i in range(4):
-        T = refine._to_se3(jnp.asarray(R[i].as_quat()), jnp.asarray(t[i]))
-        r, J = refine._linearise(T, jnp.asarray(PTS_Kx3), jnp.asarray(xy[i]), sw[i])
+    pose, pts, xy_s, sw = _soa(R, t, xy, rng.uniform(0.5, 2.0, (4, 6)))
+    r, J = refine._linearise(refine._camera_points(pose, pts), xy_s, sw)
 
-        def residual(delta, i=i, T=T):
-            return refine._linearise(jaxlie.SE3.exp(delta) @ T, jnp.asarray(PTS_Kx3), jnp.asarray(xy[i]), sw[i])[0]
+    def residual(delta_6xN):
+        return jnp.stack(refine._linearise(refine._camera_points(refine._retract(delta_6xN, pose), pts), xy_s, sw)[0])
 
-        np.testing.assert_allclose(np.asarray(jax.jacfwd(residual)(jnp.zeros(6))), np.asarray(J), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(jnp.stack(r)), np.asarray(residual(jnp.zeros((6, 4)))), rtol=0, atol=0)
+    jac = np.asarray(jax.jacfwd(residual)(jnp.zeros((6, 4))))  # (2, K, N, 6, N)
+    J = np.asarray(_dense_jacobian(J))  # (6, 2, K, N)
+    for n in range(4):
+        np.testing.assert_allclose(jac[:, :, n, :, n], np.moveaxis(J[..., n], 0, -1), atol=1e-12)
+        others = np.delete(jac[:, :, n], n, axis=-1)
+        assert np.all(others == 0)  # examples do not interact
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_retraction_is_the_se3_exponential(x64, dtype):
+    # The iterations write exp(delta) @ T out entry by entry. Reference: the matrix exponential of
+    # the 4x4 twist (exact at every angle), also at the angles where the code switches to series
+    # (th^2 = sqrt(840 eps): 6.5e-4 rad in float64, 0.1 rad in float32); and jaxlie's
+    # SE3.exp(delta) @ T (same (v, omega) order) away from its own small-angle shortcut.
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(14)
+    angles = np.array([0.0, 1e-9, 1e-6, 6.4e-4, 6.6e-4, 1e-3, 0.0999, 0.1001, 0.3, 1.0, 2.5])
+    n = len(angles)
+    R, t = face_poses(rng, n)
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+    delta = np.concatenate([rng.normal(scale=2.0, size=(n, 3)), axis * angles[:, None]], axis=-1)
+    T = refine._to_se3(jnp.asarray(R.as_quat()), jnp.asarray(t))
+    got = np.asarray(refine._retract(jnp.asarray(delta.T, dtype), jnp.asarray(T.wxyz_xyz.T, dtype))).T
+    assert got.dtype == dtype
+    want_R, want_t = np.empty((n, 3, 3)), np.empty((n, 3))
+    for i in range(n):
+        v, w = delta[i, :3], delta[i, 3:]
+        twist = np.zeros((4, 4))
+        twist[:3, :3] = [[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]]
+        twist[:3, 3] = v
+        E = expm(twist)
+        want_R[i], want_t[i] = E[:3, :3] @ R[i].as_matrix(), E[:3, :3] @ t[i] + E[:3, 3]
+    tol = {np.float64: 1e-12, np.float32: 2e-5}[dtype]
+    got_R = Rotation.from_quat(np.roll(got[:, :4].astype(np.float64), -1, axis=-1)).as_matrix()
+    np.testing.assert_allclose(got_R, want_R, rtol=0, atol=tol)
+    np.testing.assert_allclose(np.linalg.norm(got[:, :4], axis=-1), 1.0, atol=tol)
+    np.testing.assert_allclose(got[:, 4:], want_t, rtol=0, atol=tol * 100)  # |t| ~ 100 cm
+    big = angles >= 1e-3
+    jl = np.asarray((jaxlie.SE3.exp(jnp.asarray(delta)) @ T).wxyz_xyz)
+    np.testing.assert_allclose(got[big], jl[big], rtol=0, atol=tol * 100)
 
 
 def test_spd_solver(x64):
