@@ -110,7 +110,7 @@ def standardized_target(cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLi
 
 def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
     """Mean/std of inputs and pose vectors over n draws of the training protocol."""
-    b = jax.jit(lambda k: protocols.sample(protocol, k, layout, n))(key)
+    b = protocols.sample_jit(protocol, key, layout, n)
     w = b.valid.astype(jnp.float32)[:, None]
     x = b.xy.reshape(n, -1)
     q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))

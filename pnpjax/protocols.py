@@ -37,6 +37,7 @@ Protocols
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import NamedTuple
 
@@ -271,6 +272,12 @@ def sample(protocol: Protocol, key: jax.Array, layout, batch_size: int, dtype=jn
     if isinstance(protocol, RealisticProtocol):
         return sample_realistic(protocol, key, pts, jnp.asarray(layout.frontal_rotation, dtype), batch_size)
     raise TypeError(f"unknown protocol {protocol!r}")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def sample_jit(protocol: Protocol, key: jax.Array, layout, batch_size: int) -> Batch:
+    """`sample`, compiled once per (protocol, layout, batch size) for the whole process."""
+    return sample(protocol, key, layout, batch_size)
 
 
 def seed_reference_numpy(rng: np.random.Generator, n: int, pts: np.ndarray, scale: float, noise_cm: float = 1.0):

@@ -125,7 +125,7 @@ def keys(cfg: Config) -> dict[str, jax.Array]:
 
 def eval_batch(protocol: protocols.Protocol, layout: layouts.Layout, key: jax.Array, n: int) -> protocols.Batch:
     """A fixed held-out set of n samples (a function of the key only)."""
-    return jax.jit(lambda k: protocols.sample(protocol, k, layout, n))(key)
+    return protocols.sample_jit(protocol, key, layout, n)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
