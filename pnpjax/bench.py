@@ -73,11 +73,17 @@ class SolverBenchConfig:
     seed_noise_cm: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     realistic_noise_2d: tuple[float, ...] = (0.0, 0.01, 0.03, 0.06)
     refine_iters: tuple[int, ...] = (3, 10)
+    # Also the realistic protocol without its 3D shape variation (shape_jitter_cm 0, head_scale 1)
+    # at the non-zero noise_2d levels: 2D noise only, for which the oracle is the ML pose.
+    realistic_2d_only: bool = True
     key: int = 0
     repeats: int = 5  # timed runs of each jitted solver (median)
 
 
-SMOKE_SOLVERS = SolverBenchConfig(n=128, seed_noise_cm=(1.0,), realistic_noise_2d=(0.03,), refine_iters=(3,), repeats=1)
+SMOKE_SOLVERS = SolverBenchConfig(n=128, seed_noise_cm=(1.0,), realistic_noise_2d=(0.03,), refine_iters=(3,),
+                                  realistic_2d_only=False, repeats=1)
+PROTOCOL_TITLES = {"seed": "seed protocol", "realistic": "realistic protocol",
+                   "realistic-2d": "realistic protocol, 2D noise only (no 3D shape variation)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +94,12 @@ class ThroughputConfig:
     cv2_poses: int = 3000  # poses in the timed cv2 SQPnP loop
     repeats: int = 5  # timed runs (median)
     min_seconds: float = 0.2  # small batches: calls per timed run so that one run lasts at least this
+    net_chunk: int = 1000  # batches larger than this also run the network through lax.map in chunks
     key: int = 0
 
 
-SMOKE_THROUGHPUT = ThroughputConfig(batch_sizes=(1, 1000), refine_iters=(3,), cv2_poses=200, repeats=2, min_seconds=0.02)
+SMOKE_THROUGHPUT = ThroughputConfig(batch_sizes=(1, 1000), refine_iters=(3,), cv2_poses=200, repeats=2, min_seconds=0.02,
+                                    net_chunk=256)
 
 
 def machine_info() -> dict:
@@ -290,13 +298,28 @@ def summarize(per: dict[str, np.ndarray], valid: np.ndarray, ok: np.ndarray) -> 
 # --------------------------------------------------------------------------------------------
 
 
-def _settings(cfg: SolverBenchConfig, seed_solver, real_solver):
-    """(protocol name, noise label, noise value, Protocol, solver) for every benchmark setting."""
-    for x in cfg.seed_noise_cm:
-        yield "seed", "noise_cm", x, dataclasses.replace(protocols.SEED_TEST, noise_cm=float(x)), seed_solver
+class Setting(NamedTuple):
+    protocol: str  # 'seed' | 'realistic' | 'realistic-2d'
+    noise_name: str  # the protocol field that is varied
+    noise: float
+    levels: tuple[float, ...]  # every level of this protocol in the run
+    spec: protocols.Protocol
+    checkpoint: str
+
+
+def settings(cfg: SolverBenchConfig, real_solver) -> list[Setting]:
+    """Every (protocol, noise level) of the benchmark, in order."""
+    out = [Setting("seed", "noise_cm", x, cfg.seed_noise_cm, dataclasses.replace(protocols.SEED_TEST, noise_cm=float(x)),
+                   cfg.seed_checkpoint) for x in cfg.seed_noise_cm]
     base = real_solver.config.realistic if hasattr(real_solver, "config") else protocols.RealisticProtocol()
-    for x in cfg.realistic_noise_2d:
-        yield "realistic", "noise_2d", x, dataclasses.replace(base, noise_2d=float(x)), real_solver
+    out += [Setting("realistic", "noise_2d", x, cfg.realistic_noise_2d, dataclasses.replace(base, noise_2d=float(x)),
+                    cfg.realistic_checkpoint) for x in cfg.realistic_noise_2d]
+    if cfg.realistic_2d_only:
+        levels = tuple(x for x in cfg.realistic_noise_2d if x > 0)
+        flat = dataclasses.replace(base, shape_jitter_cm=0.0, head_scale=(1.0, 1.0))
+        out += [Setting("realistic-2d", "noise_2d", x, levels, dataclasses.replace(flat, noise_2d=float(x)),
+                        cfg.realistic_checkpoint) for x in levels]
+    return out
 
 
 def default_noise(protocol: str, levels) -> float:
@@ -309,34 +332,32 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
     """Run every solver on every setting. Returns a JSON-able dict (+ '_rot' per-example errors
     for the CDF plot, at each protocol's default noise level)."""
     info = machine_info()
-    solvers_by_ckpt: dict[str, dict[str, SolverFn]] = {}  # one compile per checkpoint and batch shape
-    seed_solver = checkpoint.load(cfg.seed_checkpoint)
-    real_solver = checkpoint.load(cfg.realistic_checkpoint)
+    solvers = {c: checkpoint.load(c) for c in dict.fromkeys((cfg.seed_checkpoint, cfg.realistic_checkpoint))}
+    made: dict[str, dict[str, SolverFn]] = {}  # one compile per checkpoint and batch shape
     results: dict = {"config": dataclasses.asdict(cfg), "machine": info, "settings": [], "_rot": {}}
-    for proto_name, noise_name, noise, proto, solver in _settings(cfg, seed_solver, real_solver):
-        ckpt = cfg.seed_checkpoint if proto_name == "seed" else cfg.realistic_checkpoint
-        if ckpt not in solvers_by_ckpt:
-            solvers_by_ckpt[ckpt] = make_solvers(solver, cfg)
-        layout = solver.layout
-        pts = np.asarray(layout.array)
-        batch = train.eval_batch(proto, layout, jax.random.key(cfg.key), cfg.n)
+    for st in settings(cfg, solvers[cfg.realistic_checkpoint]):
+        solver = solvers[st.checkpoint]
+        if st.checkpoint not in made:
+            made[st.checkpoint] = make_solvers(solver, cfg)
+        pts = np.asarray(solver.layout.array)
+        batch = train.eval_batch(st.spec, solver.layout, jax.random.key(cfg.key), cfg.n)
         valid = np.asarray(batch.valid, bool)
         rows: dict[str, dict] = {}
-        for name, run in solvers_by_ckpt[ckpt].items():
-            if name == ORIGINAL and proto_name != "seed":
+        for name, run in made[st.checkpoint].items():
+            if name == ORIGINAL and st.protocol != "seed":
                 continue  # trained for the seed camera only
             q, t, ok, sec = run(batch)
             per = per_example(q, t, ok, batch, pts)
             rows[name] = {**summarize(per, valid, ok), "us_per_pose": sec * 1e6, "poses_per_s": 1.0 / sec}
-            if noise == default_noise(proto_name, getattr(cfg, f"{proto_name}_{noise_name}")):
-                results["_rot"].setdefault(proto_name, {})[name] = np.sort(per["rot_deg"][valid & ok])
-            print_fn(f"{proto_name} {noise_name}={noise:g} {name:<34} L1-3D {rows[name]['l1_3d']:8.4f}  "
+            if st.noise == default_noise(st.protocol, st.levels):
+                results["_rot"].setdefault(st.protocol, {})[name] = np.sort(per["rot_deg"][valid & ok])
+            print_fn(f"{st.protocol} {st.noise_name}={st.noise:g} {name:<34} L1-3D {rows[name]['l1_3d']:8.4f}  "
                      f"rot med {rows[name]['rot_median_deg']:7.3f}  fail {rows[name]['failures']:.4f}  "
                      f"{rows[name]['us_per_pose']:9.3f} us/pose")
         # The truth's own reprojection RMSE: what a perfect pose scores against noisy landmarks.
         truth = summarize(per_example(np.asarray(batch.q), np.asarray(batch.t), valid, batch, pts), valid, valid)
-        results["settings"].append({"protocol": proto_name, "noise_name": noise_name, "noise": noise,
-                                    "checkpoint": ckpt, "layout": layout.name, "n": int(valid.sum()),
+        results["settings"].append({"protocol": st.protocol, "noise_name": st.noise_name, "noise": st.noise,
+                                    "checkpoint": st.checkpoint, "layout": solver.layout.name, "n": int(valid.sum()),
                                     "truth_reproj_rmse_median": truth["reproj_rmse_median"], "rows": rows})
     info["loadavg_end"] = list(os.getloadavg())
     return results
@@ -356,7 +377,6 @@ class Target(NamedTuple):
 def solver_targets(results: dict) -> list[Target]:
     out: list[Target] = []
     seed = [s for s in results["settings"] if s["protocol"] == "seed"]
-    real = [s for s in results["settings"] if s["protocol"] == "realistic"]
     refine_rows = [refine_name(k) for k in results["config"]["refine_iters"]]
     main = [s for s in seed if s["noise"] == protocols.SEED_TEST.noise_cm]
     for s in main:
@@ -370,12 +390,17 @@ def solver_targets(results: dict) -> list[Target]:
         out.append(Target(f"seed ({s['layout']}, noise_cm {s['noise']:g}), stretch: network alone L1-3D ≤ 2.5", f"{net:.4f}", net <= 2.5))
     for name in refine_rows:
         pairs = [(s["noise"], s["rows"][name]["failures"], s["rows"][ITERATIVE]["failures"]) for s in seed]
-        out.append(Target(f"seed: {name} failures (>30°) fewer than cv2 ITERATIVE's, every noise level",
-                          "; ".join(f"{x:g} cm: {a:.2%} vs {b:.2%}" for x, a, b in pairs), all(a < b for _, a, b in pairs)))
-    for name in refine_rows + [refine_name(max(results["config"]["refine_iters"]), True)]:
-        pairs = [(s["noise"], s["rows"][name]["rot_median_deg"], s["rows"][SQPNP]["rot_median_deg"]) for s in real]
-        out.append(Target(f"realistic: {name} median rotation error ≤ cv2 SQPNP's, every noise level",
-                          "; ".join(f"{x:g}: {a:.4f}° vs {b:.4f}°" for x, a, b in pairs), all(a <= b for _, a, b in pairs)))
+        out.append(Target(f"seed: {name} failures (>30°) fewer than cv2 ITERATIVE's (or both none), every noise level",
+                          "; ".join(f"{x:g} cm: {a:.2%} vs {b:.2%}" for x, a, b in pairs),
+                          all(a < b or a == b == 0 for _, a, b in pairs)))
+    weighted = refine_name(max(results["config"]["refine_iters"]), True)
+    for proto in ("realistic", "realistic-2d"):
+        group = [s for s in results["settings"] if s["protocol"] == proto]
+        for name in (refine_rows + [weighted]) if group else ():
+            pairs = [(s["noise"], s["rows"][name]["rot_median_deg"], s["rows"][SQPNP]["rot_median_deg"]) for s in group]
+            what = "realistic" if proto == "realistic" else "realistic, 2D noise only (not an issue target)"
+            out.append(Target(f"{what}: {name} median rotation error ≤ cv2 SQPNP's, every noise level",
+                              "; ".join(f"{x:g}: {a:.3f}° vs {b:.3f}°" for x, a, b in pairs), all(a <= b for _, a, b in pairs)))
     return out
 
 
@@ -411,7 +436,8 @@ def setting_table(s: dict) -> list[str]:
 
 def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
     cfg = results["config"]
-    units = {"seed": "reprojection in image units (1 = the image side)", "realistic": "reprojection in pixels"}
+    units = {"seed": "reprojection in image units (1 = the image side)", "realistic": "reprojection in pixels",
+             "realistic-2d": "reprojection in pixels"}
     lines = [
         "# Solver benchmark: pnpjax vs OpenCV vs the original model",
         "",
@@ -425,7 +451,10 @@ def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
         f"as one batch (compiled first, median of {cfg['repeats']} runs, float32); OpenCV one call per pose in a "
         "Python loop (float64). `depth² weights`: the refinement's squared errors weighted by each point's squared "
         "depth under the network's pose, i.e. the object-space error SQPnP minimises. The oracle is OpenCV's LM "
-        "started at the true pose (the maximum-likelihood pose for 2D noise).",
+        "started at the true pose (the maximum-likelihood pose for 2D noise). The realistic protocol also varies the "
+        "head's 3D shape (a global scale 0.9-1.1 and 0.3 cm per-point jitter), i.e. noise on the 3D points; the "
+        "`2D noise only` group switches that off (shape_jitter_cm 0, head_scale 1) to separate the estimators' costs "
+        "(image-space for LM and the refinement, object-space for SQPnP) from the solvers' convergence.",
         "",
         f"Checkpoints: seed protocol `{cfg['seed_checkpoint']}`, realistic protocol `{cfg['realistic_checkpoint']}`; "
         "the uint8 web export is the TF.js export (`pnpjax export --format tfjs --quantize uint8`) read back as TF.js "
@@ -439,62 +468,82 @@ def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
     for p in plots:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
     for s in results["settings"]:
-        lines += [f"## {s['protocol']} protocol, {s['noise_name']} = {s['noise']:g} ({s['layout']}, {s['n']} poses)", "",
+        lines += [f"## {PROTOCOL_TITLES[s['protocol']]}, {s['noise_name']} = {s['noise']:g} ({s['layout']}, {s['n']} poses)", "",
                   f"{units[s['protocol']]}; the true pose's own reprojection RMSE (median): {s['truth_reproj_rmse_median']:.4g}.", "",
                   *setting_table(s), ""]
     return "\n".join(lines)
 
 
+def _styles(results: dict) -> dict[str, dict]:
+    """One colour and line style per solver, the same in every panel (cv2 dashed, the original dash-dot)."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for s in results["settings"] for n in s["rows"]))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {n: {"color": cmap(i), "linestyle": "--" if n.startswith("cv2") else ("-." if n == ORIGINAL else "-")}
+            for i, n in enumerate(names)}
+
+
+def _figure_legend(fig, styles: dict[str, dict]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], **st) for st in styles.values()]
+    fig.legend(handles, list(styles), loc="lower center", ncol=min(5, len(styles)), fontsize=8, frameon=False)
+
+
 def plot_error_vs_noise(results: dict, path: Path) -> None:
+    """Median rotation error and mean L1-3D vs noise level, one column per protocol (log axes,
+    values floored at 1e-3 so that exact solutions at zero noise stay on the plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    protos = [p for p in ("seed", "realistic") if any(s["protocol"] == p for s in results["settings"])]
-    fig, axes = plt.subplots(2, len(protos), figsize=(6.5 * len(protos), 8), squeeze=False)
+    styles = _styles(results)
+    protos = list(dict.fromkeys(s["protocol"] for s in results["settings"]))
+    fig, axes = plt.subplots(2, len(protos), figsize=(6 * len(protos), 8.5), squeeze=False)
     for j, proto in enumerate(protos):
         ss = [s for s in results["settings"] if s["protocol"] == proto]
         xs = [s["noise"] for s in ss]
         for name in ss[0]["rows"]:
-            style = "--" if name.startswith("cv2") else ("-." if name == ORIGINAL else "-")
-            for i, (key, label) in enumerate((("rot_median_deg", "median rotation error (°)"), ("l1_3d", "mean L1-3D (cm)"))):
-                ys = [max(s["rows"][name][key], 1e-4) for s in ss]
-                axes[i, j].plot(xs, ys, style, marker="o", ms=4, label=name)
-                axes[i, j].set_ylabel(label)
+            for i, key in enumerate(("rot_median_deg", "l1_3d")):
+                axes[i, j].plot(xs, [max(s["rows"][name][key], 1e-3) for s in ss], marker="o", ms=4, **styles[name])
+        axes[0, j].set_ylabel("median rotation error (°)")
+        axes[1, j].set_ylabel("mean L1-3D (cm)")
         for i in range(2):
             axes[i, j].set_yscale("log")
             axes[i, j].set_xlabel(ss[0]["noise_name"] + (" (cm, uniform 3D jitter)" if proto == "seed" else " (× face size, 2D std)"))
             axes[i, j].grid(True, which="both", alpha=0.3)
-        axes[0, j].set_title(f"{proto} protocol ({ss[0]['layout']})")
-    axes[0, -1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+        axes[0, j].set_title(f"{PROTOCOL_TITLES[proto]}\n({ss[0]['layout']})", fontsize=9)
+    _figure_legend(fig, styles)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def plot_cdf(results: dict, path: Path) -> None:
+    """CDF of the rotation error of every solver at each protocol's default noise level."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    styles = _styles(results)
     rot = results["_rot"]
-    fig, axes = plt.subplots(1, len(rot), figsize=(6.5 * len(rot), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(rot), figsize=(6 * len(rot), 5), squeeze=False)
     for ax, (proto, by_name) in zip(axes[0], rot.items()):
-        cfg = results["config"]
-        noise = default_noise(proto, cfg["seed_noise_cm"] if proto == "seed" else cfg["realistic_noise_2d"])
+        levels = [s["noise"] for s in results["settings"] if s["protocol"] == proto]
+        noise = default_noise(proto, levels)
         for name, e in by_name.items():
-            style = "--" if name.startswith("cv2") else ("-." if name == ORIGINAL else "-")
-            ax.plot(np.maximum(e, 1e-3), np.arange(1, len(e) + 1) / max(len(e), 1), style, label=name)
+            ax.plot(np.maximum(e, 1e-3), np.arange(1, len(e) + 1) / max(len(e), 1), **styles[name])
         ax.set_xscale("log")
         ax.set_xlabel("rotation error (°)")
         ax.set_ylabel("fraction of poses ≤ x")
-        ax.set_title(f"{proto} protocol, {'noise_cm' if proto == 'seed' else 'noise_2d'} = {noise:g}")
+        ax.set_title(f"{PROTOCOL_TITLES[proto]}\n{'noise_cm' if proto == 'seed' else 'noise_2d'} = {noise:g}", fontsize=9)
         ax.axvline(FAILURE_DEG, color="grey", lw=0.8)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0, -1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    _figure_legend(fig, styles)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -545,11 +594,13 @@ def throughput_bench(cfg: ThroughputConfig, print_fn=print) -> dict:
     xy_base = base.xy[np.asarray(base.valid)]
     sqpnp = cv2_sqpnp_seconds_per_pose(np.asarray(xy_base[: cfg.cv2_poses]), pts, cfg.repeats)
     print_fn(f"cv2 SQPNP: {sqpnp * 1e6:.2f} us/pose ({1 / sqpnp:,.0f} poses/s)")
-    variants = {NET: network_fn(solver), **{refine_name(k): refine_fn(solver, pts, k) for k in cfg.refine_iters}}
+    net = network_fn(solver)
+    variants = {NET: net, **{refine_name(k): refine_fn(solver, pts, k) for k in cfg.refine_iters}}
+    chunked = {chunked_name(cfg.net_chunk): lambda xy: jax.lax.map(net, xy, batch_size=cfg.net_chunk)}
     rows = []
     for b in cfg.batch_sizes:
         xy = jnp.tile(xy_base, (math.ceil(b / xy_base.shape[0]), 1, 1))[:b]
-        for name, fn in variants.items():
+        for name, fn in {**variants, **(chunked if b > cfg.net_chunk else {})}.items():
             sec, _ = time_jitted(jax.jit(fn), xy, repeats=cfg.repeats, min_seconds=cfg.min_seconds)
             pps = b / sec
             rows.append({"batch": b, "solver": name, "seconds_per_call": sec, "poses_per_s": pps, "x_sqpnp": pps * sqpnp})
@@ -558,14 +609,21 @@ def throughput_bench(cfg: ThroughputConfig, print_fn=print) -> dict:
     return {"config": dataclasses.asdict(cfg), "machine": info, "cv2_sqpnp_seconds_per_pose": sqpnp, "rows": rows}
 
 
+def chunked_name(chunk: int) -> str:
+    return f"pnpjax, lax.map in chunks of {chunk:,}"
+
+
 def throughput_targets(results: dict) -> list[Target]:
+    """Issue #4's ratios at the largest batch: network ≥ 100× (stretch 500×), with refinement ≥ 20×."""
     big = max(r["batch"] for r in results["rows"])
-    at = {r["solver"]: r for r in results["rows"] if r["batch"] == big}
-    out = [Target(f"network at batch {big:,} ≥ 100× cv2 SQPNP per pose", f"{at[NET]['x_sqpnp']:.0f}×", at[NET]["x_sqpnp"] >= 100),
-           Target(f"stretch: network at batch {big:,} ≥ 500×", f"{at[NET]['x_sqpnp']:.0f}×", at[NET]["x_sqpnp"] >= 500)]
-    for name, r in at.items():
-        if name != NET:
-            out.append(Target(f"{name} at batch {big:,} ≥ 20×", f"{r['x_sqpnp']:.0f}×", r["x_sqpnp"] >= 20))
+    out = []
+    for r in (r for r in results["rows"] if r["batch"] == big):
+        x, name = r["x_sqpnp"], r["solver"]
+        if name.startswith("pnpjax + refine"):
+            out.append(Target(f"{name} at batch {big:,} ≥ 20× cv2 SQPNP", f"{x:.0f}×", x >= 20))
+        else:
+            out.append(Target(f"{name} at batch {big:,} ≥ 100× cv2 SQPNP", f"{x:.0f}×", x >= 100))
+            out.append(Target(f"stretch: {name} at batch {big:,} ≥ 500×", f"{x:.0f}×", x >= 500))
     return out
 
 
