@@ -21,7 +21,7 @@ from pnpjax.errors import ConfigError, InputError, PnpjaxError
 EXIT_USAGE = 2
 
 
-def _train(args: argparse.Namespace, rest: list[str]) -> int:
+def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = None) -> int:
     import tyro
 
     from pnpjax import config, train
@@ -42,7 +42,8 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
         cfg = base
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
-    summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress)
+    summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress,
+                                       t_start=t_start)
     print(_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
     print(f"model written to {Path(args.workdir) / 'model'}")
     return 0
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import time
+
+    t_start = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv[:1] == ["train"] and "--help-overrides" in argv:
@@ -288,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "train":
-            return _train(args, rest)
+            return _train(args, rest, t_start)
         return {"eval": _eval, "predict": _predict, "export": _export}[args.command](args)
     except PnpjaxError as e:
         print(f"pnpjax {args.command}: error: {e}", file=sys.stderr)

@@ -205,16 +205,18 @@ def train_and_evaluate(
     max_steps: int | None = None,
     progress: bool = True,
     print_fn=print,
+    t_start: float | None = None,
 ) -> dict:
     """Train (or resume) a solver in workdir; returns the final evaluation summary.
 
     `seconds`: a wall-time budget including start-up and compilation. On a fresh run the
     step time is measured over the first steps and the LR schedule is shortened to fit
     (never beyond cfg.steps); the loop also stops if the budget runs out. The fitted length
-    is stored in the checkpoint, so a resumed run keeps it.
+    is stored in the checkpoint, so a resumed run keeps it. The budget counts from `t_start`
+    (a time.perf_counter() value; the CLI passes its own start, so imports count too).
     `max_steps` stops after that step without ending the run (tests of interrupted runs).
     """
-    t_start = time.perf_counter()
+    t_start = time.perf_counter() if t_start is None else t_start
     workdir = Path(workdir)
     cfg = cfg.validate()
     layout = layouts.get_layout(cfg.layout)
@@ -255,6 +257,7 @@ def train_and_evaluate(
         bar = tqdm(total=int(state.total_steps), initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
     summary: dict = {}
     t_calib = None
+    refits: set[int] = set()
     stopped_by_time = False
     with open(workdir / "metrics.jsonl", "a") as mf:
         _log(mf, {"kind": "start", "step": step, "devices": device_summary(), "time": time.time()})
@@ -264,14 +267,21 @@ def train_and_evaluate(
             if calibrate and step == 2:
                 jax.block_until_ready(state.step)
                 t_calib = time.perf_counter()
-            elif calibrate and step == 2 + _CALIBRATION_STEPS:
+            elif calibrate and (step == 2 + _CALIBRATION_STEPS or step in refits):
+                # Fit the schedule to the budget from the mean step time so far; refit three times
+                # more (at 1/4, 1/2 and 3/4 of the fitted run) as the first estimate is noisy.
                 jax.block_until_ready(state.step)
-                per_step = (time.perf_counter() - t_calib) / _CALIBRATION_STEPS
-                left = seconds - (time.perf_counter() - t_start) - _END_RESERVE_S
+                now = time.perf_counter()
+                per_step = (now - t_calib) / (step - 2)
+                left = seconds - (now - t_start) - _END_RESERVE_S
                 total = int(min(cfg.steps, max(step + 1, step + left / per_step)))
                 state = state._replace(total_steps=jnp.asarray(total, jnp.int32))
-                calibrate = False
-                print_fn(f"--seconds {seconds:g}: {per_step * 1e3:.2f} ms/step, schedule fitted to {total} steps")
+                if not refits:
+                    refits = {max(step + 1, total // 4), max(step + 2, total // 2), max(step + 3, 3 * total // 4)}
+                    print_fn(f"--seconds {seconds:g}: {per_step * 1e3:.2f} ms/step, schedule fitted to {total} steps")
+                elif step == max(refits):
+                    calibrate = False
+                    print_fn(f"--seconds {seconds:g}: {per_step * 1e3:.2f} ms/step, schedule refitted to {total} steps")
                 if bar is not None:
                     bar.total = total
                     bar.refresh()
@@ -286,7 +296,7 @@ def train_and_evaluate(
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.3f}")
                     bar.update(step - bar.n)
-                if seconds is not None and elapsed > seconds:
+                if seconds is not None and elapsed > seconds - _END_RESERVE_S:
                     stopped_by_time = True
             end = step == total or stopped_by_time
             if step % cfg.checkpoint_every == 0 or end:
@@ -317,7 +327,7 @@ def train_and_evaluate(
 
 
 _CALIBRATION_STEPS = 20
-_END_RESERVE_S = 2.0  # final evaluation and model write
+_END_RESERVE_S = 3.5  # final evaluation, checkpoint and model write
 
 
 def _save_args(state: TrainState):
