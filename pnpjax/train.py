@@ -134,27 +134,25 @@ def _eval_chunk(model_cfg: model.ModelConfig, layout: layouts.Layout, params, st
     return losses.per_example_metrics(pred, batch, jnp.asarray(layout.array))
 
 
-def evaluate_predictions(predict_fn, batch: protocols.Batch, layout: layouts.Layout, chunk: int = 65536) -> dict:
-    """Summary metrics of any solver `predict_fn(xy) -> Prediction` on a Batch."""
-    n = batch.xy.shape[0]
+def _summarize_chunks(metrics_fn, batch: protocols.Batch, chunk: int) -> dict:
+    """Summary of per-example metrics computed chunk by chunk (bounded memory for 1M draws)."""
     per: dict[str, list] = {}
-    pts = jnp.asarray(layout.array)
-    for i in range(0, n, chunk):
+    for i in range(0, batch.xy.shape[0], chunk):
         b = jax.tree_util.tree_map(lambda a: a[i : i + chunk], batch)
-        m = losses.per_example_metrics(predict_fn(b.xy), b, pts)
-        for k, v in m.items():
+        for k, v in metrics_fn(b).items():
             per.setdefault(k, []).append(np.asarray(v))
     return losses.summarize({k: np.concatenate(v) for k, v in per.items()}, np.asarray(batch.valid))
+
+
+def evaluate_predictions(predict_fn, batch: protocols.Batch, layout: layouts.Layout, chunk: int = 65536) -> dict:
+    """Summary metrics of any solver `predict_fn(xy) -> Prediction` on a Batch."""
+    pts = jnp.asarray(layout.array)
+    return _summarize_chunks(lambda b: losses.per_example_metrics(predict_fn(b.xy), b, pts), batch, chunk)
 
 
 def evaluate(cfg: Config, layout: layouts.Layout, params, stats, batch: protocols.Batch, chunk: int = 65536) -> dict:
-    n = batch.xy.shape[0]
-    per: dict[str, list] = {}
-    for i in range(0, n, chunk):
-        b = jax.tree_util.tree_map(lambda a: a[i : i + chunk], batch)
-        for k, v in _eval_chunk(cfg.model, layout, params, stats, b).items():
-            per.setdefault(k, []).append(np.asarray(v))
-    return losses.summarize({k: np.concatenate(v) for k, v in per.items()}, np.asarray(batch.valid))
+    """Summary metrics of a pnpjax model (jitted; compiled once per chunk shape)."""
+    return _summarize_chunks(lambda b: _eval_chunk(cfg.model, layout, params, stats, b), batch, chunk)
 
 
 # --- the loop ----------------------------------------------------------------------------------
