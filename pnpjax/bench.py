@@ -69,7 +69,7 @@ class SolverBenchConfig:
     seed_checkpoint: str = "checkpoints/blazeface6-seed"  # evaluated on the seed protocol
     realistic_checkpoint: str = "checkpoints/blazeface6"  # evaluated on the realistic protocol
     original: str | None = None  # published model dir; None: <shared>/seed-models/<layout>, if present
-    n: int = 10_000  # draws per (protocol, noise level)
+    n: int = 20_000  # draws per (protocol, noise level)
     seed_noise_cm: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     realistic_noise_2d: tuple[float, ...] = (0.0, 0.01, 0.03, 0.06)
     refine_iters: tuple[int, ...] = (3, 10)

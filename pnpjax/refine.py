@@ -95,11 +95,12 @@ def _retract(delta_6B: jax.Array, pose_7B: jax.Array) -> jax.Array:
     small = th2 < math.sqrt(840.0 * float(jnp.finfo(th2.dtype).eps))
     th2_safe = jnp.where(small, 1.0, th2)  # finite values (and gradients) in the unused branch
     th = jnp.sqrt(th2_safe)
-    half_sin = jnp.where(small, 0.5 - th2 / 48.0 + th2 * th2 / 3840.0, jnp.sin(0.5 * th) / th)  # sin(th/2)/th
-    half_cos = jnp.where(small, 1.0 - th2 / 8.0 + th2 * th2 / 384.0, jnp.cos(0.5 * th))
+    sin_h, cos_h = jnp.sin(0.5 * th), jnp.cos(0.5 * th)  # the only transcendentals: sin th = 2 sin_h cos_h
+    half_sin = jnp.where(small, 0.5 - th2 / 48.0 + th2 * th2 / 3840.0, sin_h / th)  # sin(th/2) / th
+    half_cos = jnp.where(small, 1.0 - th2 / 8.0 + th2 * th2 / 384.0, cos_h)
     dq = jnp.concatenate([half_cos[None], om * half_sin])  # exp(omega) as (w, x, y, z)
-    a = 2.0 * half_sin * half_sin  # (1 - cos th) / th^2, without the cancellation
-    b = jnp.where(small, 1.0 / 6.0 - th2 / 120.0 + th2 * th2 / 5040.0, (th - jnp.sin(th)) / (th2_safe * th))
+    a = 2.0 * half_sin * half_sin  # (1 - cos th) / th^2 = 2 sin^2(th/2) / th^2, without the cancellation
+    b = jnp.where(small, 1.0 / 6.0 - th2 / 120.0 + th2 * th2 / 5040.0, (th - 2.0 * sin_h * cos_h) / (th2_safe * th))
     w_x_v = _cross(om, v)
     V_v = v + a * w_x_v + b * _cross(om, w_x_v)
     aw, ax, ay, az = dq
