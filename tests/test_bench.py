@@ -132,3 +132,16 @@ def test_targets_follow_the_numbers():
     results["settings"][0]["rows"][bench.refine_name(3)]["l1_3d"] = 2.019
     assert bench.solver_targets(results)[0].met
 
+
+
+def test_paired_median_difference():
+    rng = np.random.default_rng(0)
+    a = rng.exponential(size=2000)
+    same = bench.paired_median_diff(a, a.copy())
+    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    b = a + 0.5  # a pose-wise shift is a significant difference of exactly 0.5
+    d = bench.paired_median_diff(b, a)
+    assert abs(d["diff"] - 0.5) < 1e-12 and d["lo"] <= 0.5 <= d["hi"] and d["lo"] > 0.4
+    a_nan = a.copy()
+    a_nan[:10] = np.nan  # unsolved poses are left out of both
+    assert np.isfinite(bench.paired_median_diff(a_nan, b)["diff"])
