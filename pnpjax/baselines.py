@@ -54,6 +54,8 @@ def _solve_one(xy_Kx2: np.ndarray, pts_Kx3: np.ndarray, K: np.ndarray, method: s
             ok, rvec, tvec = cv2.solvePnP(pts_Kx3, xy_Kx2, K, None, flags=_FLAGS[method])
     except cv2.error:
         return nan, nan, False
+    if not ok or rvec is None or tvec is None:  # SQPnP can return (False, None, None)
+        return nan, nan, False
     rvec, tvec = np.asarray(rvec, np.float64).reshape(3), np.asarray(tvec, np.float64).reshape(3)
     ok = bool(ok) and bool(np.all(np.isfinite(rvec)) and np.all(np.isfinite(tvec)))
     return (rvec, tvec, True) if ok else (nan, nan, False)
