@@ -127,7 +127,7 @@ def jax_pose(solver, uv: np.ndarray, cam: camera.Camera | None, dtype=np.float32
     with jax.enable_x64(dtype == np.float64):
         cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
         intr = cast(camera.SEED_CAMERA.intrinsics if cam is None else cam.intrinsics)
-        stats = model.Stats(*map(cast, solver.stats))
+        stats = model.Stats(*(None if a is None else cast(a) for a in solver.stats))
         return np.asarray(_jax_pose(solver.config.model, jax.tree_util.tree_map(cast, solver.params), stats, cast(uv), cam is None, intr))
 
 
@@ -248,6 +248,33 @@ def test_tfjs_trained_checkpoint_float32_equals_jax(smoke_checkpoint, tmp_path):
     model_json = json.loads((out / "model.json").read_text())
     assert model_json["modelTopology"]["model_config"]["config"]["layers"][0]["config"]["batch_input_shape"] == [None, 6, 2]
     assert sorted(p.name for p in out.iterdir()) == ["group1-shard1of1.bin", "model.json"]
+
+
+SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "pnpjax.json").is_file())
+
+
+# Known gap (issue #3, reported): float32 rounding in the folded first/last layers leaves
+# 2.4e-5 to 4.1e-5 abs against float64 JAX on these three (translations up to 150 cm); the
+# strict xfail turns into a failure once an export fix brings them within 1e-5.
+_GAP = pytest.mark.xfail(strict=True, reason="float32 export error 2.4e-5..4.1e-5 > 1e-5 (issue #3 gap)")
+_SHIPPED_PARAMS = [pytest.param(p, id=p.name, marks=() if p.name == "blazeface6-seed" else _GAP) for p in SHIPPED]
+
+
+@needs_node
+@pytest.mark.node
+@pytest.mark.parametrize("ckpt", _SHIPPED_PARAMS)
+def test_tfjs_export_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
+    """Each shipped checkpoint, exported float32, in TF.js 4.22 (Node, cpu) on 1000 inputs of its own protocol."""
+    solver = checkpoint.load(ckpt)
+    cam = None if solver.config.protocol == "seed" else PIXEL_CAMERA
+    out = export.export_checkpoint(ckpt, "tfjs", tmp_path / "tfjs", camera=cam or "seed")
+    proto = solver.config.seed_test if solver.config.protocol == "seed" else solver.config.realistic
+    batch = protocols.sample_jit(proto, jax.random.key(3), solver.layout, 1000)
+    uv = to_image(np.asarray(batch.xy), cam)
+    y, meta = node_tfjs(out, uv)
+    assert y.shape == (1000, 7) and meta["layout"] == solver.layout.to_dict()
+    err = pose_error(y, jax_pose64(solver, uv, cam))
+    assert err.max() <= ATOL, f"max |TF.js - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
 
 
 @needs_node
