@@ -261,18 +261,7 @@ def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o755)
         _check_out(out, force)  # again: the export may have taken a while
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rmdir(old)
-            os.rename(out, old)
-            try:
-                os.rename(tmp, out)
-            except BaseException:
-                os.rename(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        tfjs._replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
