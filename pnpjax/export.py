@@ -141,23 +141,64 @@ def _params_f64(solver) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.asarray(p[n]["kernel"], np.float64), np.asarray(p[n]["bias"], np.float64)) for n in names]
 
 
+def _trunk_f64(solver, intrinsics: Sequence[float], center: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The MLP's (kernel, bias) pairs in float64 with image coords -> normalised -> standardised
+    folded into the first layer; ``center`` (2K,) is subtracted from the image coords beforehand."""
+    k = solver.layout.num_points
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    a = np.tile([1 / fx, 1 / fy], k)
+    b = np.tile([-cx / fx, -cy / fy], k)
+    if center is not None:  # the layer sees u - c: a (u - c) + (b + a c)
+        b = b + a * np.asarray(center, np.float64)
+    x_mean, x_std = np.asarray(solver.stats.x_mean, np.float64), np.asarray(solver.stats.x_std, np.float64)
+    params = _params_f64(solver)
+    w0, b0 = params[0]
+    # ((a u + b) - mean) / std = (a / std) u + (b - mean) / std, pushed through the first kernel.
+    params[0] = ((a / x_std)[:, None] * w0, b0 + ((b - x_mean) / x_std) @ w0)
+    return params
+
+
+def _relu_stack(params: list[tuple[np.ndarray, np.ndarray]]) -> list[tfjs.Dense]:
+    last = len(params) - 1
+    return [tfjs.Dense(w, bias, "linear" if i == last else "relu") for i, (w, bias) in enumerate(params)]
+
+
 def trunk_layers(solver, intrinsics: Sequence[float]) -> list[tfjs.Dense]:
     """The MLP with image coords -> normalised -> standardised folded into its first layer.
 
     Output: the standardised pose vector z (linear). ``intrinsics`` is (fx, fy, cx, cy) of the
     image coordinates the first layer takes; (1, 1, 0, 0) means normalised coordinates.
     """
-    k = solver.layout.num_points
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
-    a = np.tile([1 / fx, 1 / fy], k)
-    b = np.tile([-cx / fx, -cy / fy], k)
-    x_mean, x_std = np.asarray(solver.stats.x_mean, np.float64), np.asarray(solver.stats.x_std, np.float64)
-    params = _params_f64(solver)
-    w0, b0 = params[0]
-    # ((a u + b) - mean) / std = (a / std) u + (b - mean) / std, pushed through the first kernel.
-    params[0] = ((a / x_std)[:, None] * w0, b0 + ((b - x_mean) / x_std) @ w0)
-    last = len(params) - 1
-    return [tfjs.Dense(w, bias, "linear" if i == last else "relu") for i, (w, bias) in enumerate(params)]
+    return _relu_stack(_trunk_f64(solver, intrinsics))
+
+
+def precise_trunk_layers(solver, cam: camlib.Camera | None) -> list[tfjs.Dense]:
+    """`trunk_layers` with one extra linear input layer that removes most of the float32 rounding
+    the folded first layer adds (the float32 export uses it; the function is the same).
+
+    The folded first kernel (w0 / (fx std)) rounded to float32, and its product with coordinates
+    that are not centred, cost up to ~4e-5 cm on the shipped checkpoints. Which extra layer helps
+    depends on where the inputs lie (measured on the shipped checkpoints' own protocols):
+      * seed camera (u, v in [0, 1], faces around the centre): an identity layer with bias -c,
+        c the float32 mean input, so the next layer sees centred coordinates. u - c is exact in
+        float32 for u in [c/2, 2c] (Sterbenz), i.e. for nearly every in-frame face.
+      * pixel cameras (landmarks anywhere in [0, width]): u - c would round for u < c/2, so the
+        input is instead duplicated ([I, I], exact) and the first kernel stored as float32
+        hi + lo parts (hi = float32(W), lo = float32(W - hi)); TF.js accumulates a matmul in
+        float64, so the pair acts as the unrounded kernel.
+    """
+    k2 = 2 * solver.layout.num_points
+    intr = image_intrinsics(cam)
+    if cam is None:
+        fx, fy, cx, cy = (float(v) for v in intr)
+        x_mean = np.asarray(solver.stats.x_mean, np.float64)
+        c = np.float32(x_mean * np.tile([fx, fy], k2 // 2) + np.tile([cx, cy], k2 // 2)).astype(np.float64)
+        return [tfjs.Dense(np.eye(k2), -c, "linear")] + _relu_stack(_trunk_f64(solver, intr, center=c))
+    params = _trunk_f64(solver, intr)
+    w, b = params[0]
+    hi = w.astype(np.float32).astype(np.float64)
+    params[0] = (np.concatenate([hi, w - hi], 0), b)
+    return [tfjs.Dense(np.concatenate([np.eye(k2), np.eye(k2)], 1), np.zeros(2 * k2), "linear")] + _relu_stack(params)
 
 
 def _forward(layers: list[tfjs.Dense], x: np.ndarray) -> np.ndarray:
@@ -180,18 +221,19 @@ def output_map(solver, frame: str) -> np.ndarray:
     return p
 
 
-def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False) -> list[tfjs.Dense]:
+def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False, precise: bool = False) -> list[tfjs.Dense]:
     """The TF.js Dense stack: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
 
     ``fold_output`` folds the pose layer into the last trunk layer (the original's layout: one
     fewer layer, but per-tensor uint8 then loses the quaternion; kept for `quantization_study`).
+    ``precise`` adds the linear input layer of `precise_trunk_layers` (float32 exports).
     """
     if solver.config.model.rotation != "quat":
         raise ExportError(
             f"the '{solver.config.model.rotation}' rotation head needs Gram-Schmidt, which a TF.js Dense stack "
             "cannot express; export it with --format js or --format savedmodel, or train a 'quat' model"
         )
-    layers = trunk_layers(solver, image_intrinsics(cam))
+    layers = precise_trunk_layers(solver, cam) if precise else trunk_layers(solver, image_intrinsics(cam))
     p = output_map(solver, frame_of(cam))
     y_std, y_mean = np.asarray(solver.stats.y_std, np.float64), np.asarray(solver.stats.y_mean, np.float64)
     kernel, bias = y_std[:, None] * p, y_mean @ p
@@ -502,7 +544,9 @@ def export_solver(
     out = Path(out)
     _check_out(out, force)
     if fmt == "tfjs":
-        layers = dense_layers(solver, cam)
+        # float32 keeps the extra input layer that removes the folded first layer's rounding; for
+        # uint8/float16 the quantisation error is ~1000x larger, so the smaller stack is kept.
+        layers = dense_layers(solver, cam, precise=quantize == "float32")
         meta = export_metadata(solver, cam, fmt, _quantization_label(quantize), source)
         with _staged_dir(out, force) as tmp:
             write_tfjs(tmp, layers, solver.layout.num_points, _layer_quantizations(len(layers), quantize, False), meta)
