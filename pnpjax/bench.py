@@ -6,8 +6,8 @@ per (protocol, noise level) goes to every solver:
 
   * pnpjax: the float32 checkpoint; its uint8 TF.js web export, read back exactly as TF.js decodes
     it; the checkpoint + `refine.refine_pose` (LM on the reprojection error) for a few iteration
-    counts; and, once, the same refinement with per-point weights depth^2 taken from the network's
-    pose (the "object-space" error that SQPnP minimises; see `refine_fn`);
+    counts; and, once, the refinement on the likelihood under the setting's own noise model
+    (`refine.refine_ml`: 3D point noise and 2D landmark noise together; see `refine_fn`);
   * the original published TF.js model (seed protocol only: it was trained for that camera);
   * OpenCV: SOLVEPNP_ITERATIVE / SQPNP / EPNP, and solvePnPRefineLM started at the true pose
     ("oracle": the maximum-likelihood pose under 2D noise, found without initialisation error).
@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pnpjax import camera, checkpoint, geometry, losses, protocols, refine, train
+from pnpjax import checkpoint, geometry, losses, protocols, refine, train
 from pnpjax.model import Prediction
 
 FAILURE_DEG = 30.0
@@ -56,8 +56,13 @@ ORACLE = "cv2 LM from truth (oracle)"
 _CV2_METHODS = {ITERATIVE: "iterative", SQPNP: "sqpnp", EPNP: "epnp", ORACLE: "lm_from_truth"}
 
 
-def refine_name(iters: int, depth_weighted: bool = False) -> str:
-    return f"pnpjax + refine {iters}" + (", depth² weights" if depth_weighted else "")
+ML = "ml"
+
+
+def refine_name(iters: int, variant: str = "") -> str:
+    """Row name of a refinement: LM on the image error, or (variant "ml") on the likelihood under
+    the benchmark setting's own noise model (`refine.refine_ml`)."""
+    return f"pnpjax + refine {iters}" + (", ML (setting's noise)" if variant == ML else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,19 +179,17 @@ def network_fn(solver) -> Callable:
     return fn
 
 
-def refine_fn(solver, pts_Kx3: np.ndarray, iters: int, depth_weighted: bool = False) -> Callable:
-    """The solver followed by `iters` LM steps; optionally with per-point weights (z_k / mean z)^2
-    from the network's pose, i.e. the error measured in object space (as SQPnP does), the
-    maximum-likelihood weighting when the noise is on the 3D points rather than on the image."""
+def refine_fn(solver, pts_Kx3: np.ndarray, iters: int, noise: refine.NoiseModel | None = None) -> Callable:
+    """The solver followed by `iters` LM steps on the image error or, given a noise model, on the
+    likelihood under it (`refine.refine_ml`: 3D noise on the points and 2D noise on the landmarks
+    at once, which neither the image error nor SQPnP's object-space error models alone)."""
     pts = jnp.asarray(pts_Kx3, jnp.float32)
 
     def fn(xy):
         p = solver(xy)
-        w = None
-        if depth_weighted:
-            z = jnp.maximum(geometry.transform_points(p.R, p.t, pts)[..., 2], camera.MIN_DEPTH)
-            w = (z / jnp.mean(z, axis=-1, keepdims=True)) ** 2
-        return refine.refine_pose(xy, pts, p.q, p.t, iters=iters, weights=w)
+        if noise is not None:
+            return refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters)
+        return refine.refine_pose(xy, pts, p.q, p.t, iters=iters)
 
     return fn
 
@@ -256,14 +259,13 @@ def original_model_dir(layout_name: str, given: str | None) -> Path | None:
     return shipping._original_dir(layout_name)
 
 
-def make_solvers(solver, cfg: SolverBenchConfig) -> dict[str, SolverFn]:
+def make_solvers(solver, cfg: SolverBenchConfig) -> dict[str, SolverFn | None]:
     pts = np.asarray(solver.layout.array)
-    out: dict[str, SolverFn] = {NET: jitted_solver(network_fn(solver), cfg.repeats),
+    out: dict[str, SolverFn | None] = {NET: jitted_solver(network_fn(solver), cfg.repeats),
                                 UINT8: jitted_solver(network_fn(uint8_export_solver(solver)), cfg.repeats)}
     for k in cfg.refine_iters:
         out[refine_name(k)] = jitted_solver(refine_fn(solver, pts, k), cfg.repeats)
-    k = max(cfg.refine_iters)
-    out[refine_name(k, True)] = jitted_solver(refine_fn(solver, pts, k, depth_weighted=True), cfg.repeats)
+    out[refine_name(max(cfg.refine_iters), ML)] = None  # made per setting: it takes the setting's noise model
     d = original_model_dir(solver.layout.name, cfg.original)
     if d is not None and (d / "model.json").is_file():
         out[ORIGINAL] = jitted_solver(network_fn(checkpoint.load(d)), cfg.repeats)
@@ -354,7 +356,7 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
     for the CDF plot, at each protocol's default noise level)."""
     info = machine_info()
     solvers = {c: checkpoint.load(c) for c in dict.fromkeys((cfg.seed_checkpoint, cfg.realistic_checkpoint))}
-    made: dict[str, dict[str, SolverFn]] = {}  # one compile per checkpoint and batch shape
+    made: dict[str, dict[str, SolverFn | None]] = {}  # one compile per checkpoint and batch shape
     results: dict = {"config": dataclasses.asdict(cfg), "machine": info, "settings": [], "_rot": {}}
     for st in settings(cfg, solvers[cfg.realistic_checkpoint]):
         solver = solvers[st.checkpoint]
@@ -368,6 +370,8 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
         for name, run in made[st.checkpoint].items():
             if name == ORIGINAL and st.protocol != "seed":
                 continue  # trained for the seed camera only
+            if run is None:
+                run = jitted_solver(refine_fn(solver, pts, max(cfg.refine_iters), refine.noise_model_of(st.spec)), cfg.repeats)
             q, t, ok, sec = run(batch)
             per = per_example(q, t, ok, batch, pts)
             rows[name] = {**summarize(per, valid, ok), "us_per_pose": sec * 1e6, "poses_per_s": 1.0 / sec}
@@ -418,7 +422,7 @@ def solver_targets(results: dict) -> list[Target]:
         out.append(Target(f"seed: {name} failures (>30°) fewer than cv2 ITERATIVE's (or both none), every noise level",
                           "; ".join(f"{x:g} cm: {a:.2%} vs {b:.2%}" for x, a, b in pairs),
                           all(a < b or a == b == 0 for _, a, b in pairs)))
-    weighted = refine_name(max(results["config"]["refine_iters"]), True)
+    weighted = refine_name(max(results["config"]["refine_iters"]), ML)
     for proto in ("realistic", "realistic-2d"):
         group = [s for s in results["settings"] if s["protocol"] == proto]
         for name in (refine_rows + [weighted]) if group else ():
@@ -489,8 +493,9 @@ def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
         "metric) and translation in cm; angles in degrees; reprojection: median over poses of the RMSE against the "
         "observed (noisy) landmarks; failures: rotation error > 30°. Time per pose: jitted solvers on the whole set "
         f"as one batch (compiled first, fastest of {cfg['repeats']} runs, float32); OpenCV one call per pose in a "
-        f"Python loop (float64), fastest of {cfg['cv2_repeats']} passes over the set. `depth² weights`: the "
-        "refinement's squared errors weighted by each point's squared depth under the network's pose, i.e. the object-space error SQPnP minimises. The oracle is OpenCV's LM "
+        f"Python loop (float64), fastest of {cfg['cv2_repeats']} passes over the set. `ML (setting's noise)`: LM on "
+        "the likelihood under the setting's own noise model (`refine.refine_ml`: the protocol's 3D point noise and 2D "
+        "landmark noise together; solvers other than the oracle are told nothing of the truth). The oracle is OpenCV's LM "
         "started at the true pose (the maximum-likelihood pose for 2D noise). The realistic protocol also varies the "
         "head's 3D shape (a global scale 0.9-1.1 and 0.3 cm per-point jitter), i.e. noise on the 3D points; the "
         "`2D noise only` group switches that off (shape_jitter_cm 0, head_scale 1) to separate the estimators' costs "

@@ -73,8 +73,9 @@ def _load_solvers(paths: list[str]):
     return solvers
 
 
-def _refined(solver, iters: int):
-    """Wrap a solver so that its prediction is refined by `iters` LM steps."""
+def _refined(solver, iters: int, cost: str = "image", noise=None):
+    """Wrap a solver so that its prediction is refined by `iters` LM steps on `cost` ("ml": the
+    likelihood under `noise`, a refine.NoiseModel)."""
     if iters <= 0:
         return solver
     import jax.numpy as jnp
@@ -86,7 +87,11 @@ def _refined(solver, iters: int):
 
     def predict(xy):
         p = solver(xy)
-        q, t = refine.refine_pose(jnp.asarray(xy, jnp.float32), pts, p.q, p.t, iters=iters)
+        xy = jnp.asarray(xy, jnp.float32)
+        if cost == "ml":
+            q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters)
+        else:
+            q, t = refine.refine_pose(xy, pts, p.q, p.t, iters=iters, cost=cost)
         return Prediction(geometry.quat_to_matrix(q), q, t, p.z)
 
     return predict
@@ -107,10 +112,11 @@ def _eval(args: argparse.Namespace) -> int:
         cfg = getattr(solvers[0], "config", None)
         proto = cfg.realistic if cfg is not None else protocols.RealisticProtocol()
     batch = train.eval_batch(proto, layout, jax.random.key(args.seed), args.n)
+    noise = _noise_model(args, proto)
     results = {}
     for path, s in zip(args.checkpoint, solvers):
-        label = path + (f" +refine {args.refine}" if args.refine else "")
-        results[label] = train.evaluate_predictions(_refined(s, args.refine), batch, layout)
+        label = path + (f" +refine {args.refine}" + ("" if args.refine_cost == "image" else f" ({args.refine_cost})") if args.refine else "")
+        results[label] = train.evaluate_predictions(_refined(s, args.refine, args.refine_cost, noise), batch, layout)
     print(f"protocol {args.protocol} | layout {layout.name} | {int(batch.valid.sum())} test poses (key {args.seed})")
     print(_table(results))
     out = {"protocol": args.protocol, "layout": layout.name, "n": args.n, "key": args.seed, "results": results}
@@ -181,7 +187,19 @@ def _atomic_write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def predict_poses(solver, x, cam, refine_iters: int = 0):
+def _noise_model(args: argparse.Namespace, protocol):
+    """--noise-3d/--noise-2d over the protocol's own noise (what --refine-cost ml assumes)."""
+    from pnpjax import refine
+
+    base = refine.noise_model_of(protocol)
+    try:
+        return refine.NoiseModel(base.sigma_3d if args.noise_3d is None else args.noise_3d,
+                                 base.noise_2d if args.noise_2d is None else args.noise_2d)
+    except ConfigError as e:
+        raise InputError(str(e)) from None
+
+
+def predict_poses(solver, x, cam, refine_iters: int = 0, refine_cost: str = "image", noise=None):
     """Landmarks in a camera's image coordinates -> (N, 7) qx qy qz qw tx ty tz in its frame.
 
     cam None is the seed convention: original image coords in, the original's frame out.
@@ -195,7 +213,7 @@ def predict_poses(solver, x, cam, refine_iters: int = 0):
         xy = camera.pixels_to_normalized(camera.seed_to_pixels(jnp.asarray(x)), camera.SEED_CAMERA.intrinsics)
     else:
         xy = camera.pixels_to_normalized(jnp.asarray(x), cam.intrinsics)
-    p = _refined(solver, refine_iters)(jnp.asarray(xy, jnp.float32))
+    p = _refined(solver, refine_iters, refine_cost, noise)(jnp.asarray(xy, jnp.float32))
     q, t = (p.q, p.t) if cam is not None else camera.pose_opencv_to_gl(p.q, p.t)
     return np.concatenate([np.asarray(q), np.asarray(t)], -1)
 
@@ -203,7 +221,7 @@ def predict_poses(solver, x, cam, refine_iters: int = 0):
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pnpjax import camera
+    from pnpjax import camera, protocols
 
     out = Path(args.output)
     if out.suffix not in (".npy", ".json"):
@@ -217,7 +235,9 @@ def _predict(args: argparse.Namespace) -> int:
             raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
         spec = "seed"
     cam = camera.parse_camera(spec)
-    y = predict_poses(solver, x, cam, args.refine)
+    cfg = getattr(solver, "config", None)
+    proto = protocols.SEED_TEST if cfg is None else (cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
+    y = predict_poses(solver, x, cam, args.refine, args.refine_cost, _noise_model(args, proto))
     if out.suffix == ".npy":
         _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
     else:
@@ -234,6 +254,15 @@ def _export(args: argparse.Namespace) -> int:
     path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=quantize, camera=args.camera, force=args.force)
     print(f"wrote {args.format} export to {path}")
     return 0
+
+
+def _refine_args(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--refine-cost", choices=("image", "object", "ml"), default="image",
+                   help="image: 2D reprojection error; object: point-to-ray distances (SQPnP's); "
+                        "ml: the likelihood under 3D and 2D noise (--noise-3d, --noise-2d)")
+    p.add_argument("--noise-3d", type=float, default=None, help=f"3D point noise std, layout units (default: {default})")
+    p.add_argument("--noise-2d", type=float, default=None,
+                   help=f"landmark noise std as a fraction of the object's image size (default: {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=100_000)
     e.add_argument("--seed", type=int, default=0, help="PRNG key of the test draws")
     e.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
+    _refine_args(e, "the evaluated protocol's")
     e.add_argument("--json", default=None, help="also write the JSON here")
 
     r = sub.add_parser("predict", help="poses for landmarks in a file")
@@ -261,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", required=True, help=".npy (N, K, 2) or .json list of K x 2 lists")
     r.add_argument("--output", required=True, help=".npy or .json, (N, 7) qx qy qz qw tx ty tz")
     r.add_argument("--camera", default=None, help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)")
-    r.add_argument("--refine", type=int, default=0)
+    r.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
+    _refine_args(r, "the checkpoint's protocol's")
 
     x = sub.add_parser("export", help="web/TF exports of a checkpoint")
     x.add_argument("--checkpoint", required=True)

@@ -34,6 +34,7 @@ Guarantees, per example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -47,6 +48,7 @@ from pnpjax.camera import MIN_DEPTH, project
 from pnpjax.errors import ConfigError
 
 METHODS = ("lm", "gn")
+COSTS = ("image", "object", "ml")
 _LAMBDA_INIT = 1e-4  # Marquardt damping relative to diag(J^T J): starts close to Gauss-Newton.
 _LAMBDA_DOWN, _LAMBDA_UP = 0.1, 10.0
 _LAMBDA_MIN, _LAMBDA_MAX = 1e-10, 1e10  # keeps lambda finite in float32 after many rejections.
@@ -148,6 +150,113 @@ def _linearise(X_3KB: jax.Array, xy_K2B: jax.Array, sw_KB: jax.Array) -> tuple[j
     return r, J
 
 
+def _rays(xy_K2B: jax.Array) -> jax.Array:
+    """Unit viewing rays (3, K, B) through the observed normalised coordinates."""
+    m = jnp.stack([xy_K2B[:, 0], xy_K2B[:, 1], jnp.ones_like(xy_K2B[:, 0])])
+    return m * jax.lax.rsqrt(jnp.sum(m * m, axis=0))
+
+
+def _object_residuals(X_3KB: jax.Array, m_3KB: jax.Array, sw_KB: jax.Array) -> list[jax.Array]:
+    """X x m per point, weighted: its norm is the distance of the camera point X from the ray m."""
+    return [(X_3KB[1] * m_3KB[2] - X_3KB[2] * m_3KB[1]) * sw_KB,
+            (X_3KB[2] * m_3KB[0] - X_3KB[0] * m_3KB[2]) * sw_KB,
+            (X_3KB[0] * m_3KB[1] - X_3KB[1] * m_3KB[0]) * sw_KB]
+
+
+def _object_cost_and_front(pose_7B, pts_K3B, m_3KB, sw_KB) -> tuple[jax.Array, jax.Array]:
+    """Weighted sum of squared point-to-ray distances (B,) and whether every point is in front."""
+    X = _camera_points(pose_7B, pts_K3B)
+    e = _object_residuals(X, m_3KB, sw_KB)
+    return sum(c * c for c in e).sum(axis=0), jnp.all(X[2] > MIN_DEPTH, axis=0)
+
+
+def _linearise_object(X_3KB: jax.Array, m_3KB: jax.Array, sw_KB: jax.Array) -> tuple[list, list]:
+    """Object-space residuals e = X x m (3 of (K, B)) and their Jacobian w.r.t. delta at 0.
+
+    With X' = X + v + omega x X: d e / d v_a = b_a x m and d e / d omega_a = X m_a - (m . X) b_a
+    (b_a the a-th unit vector), from (omega x X) x m = X (m . omega) - omega (m . X).
+    """
+    m = [m_3KB[i] * sw_KB for i in range(3)]  # the weight enters linearly
+    X = [X_3KB[i] for i in range(3)]
+    mX = m[0] * X[0] + m[1] * X[1] + m[2] * X[2]
+    J = [[None, -m[2], m[1]], [m[2], None, -m[0]], [-m[1], m[0], None]]  # b_a x m, rows i
+    J += [[X[i] * m[a] - (mX if i == a else 0.0) for i in range(3)] for a in range(3)]
+    return _object_residuals(X_3KB, m_3KB, sw_KB), J
+
+
+def _ml_terms(X_3KB, xy_K2B, s3sq_B, s2sq_B):
+    """Per point of the mixed-noise likelihood: (cost (K, B), a (K, B), kappa (K, B), q, r, z).
+
+    The landmark q = proj(X) is observed as xy with covariance Sigma = a I + b q q^T: a = s2^2 + b,
+    b = s3^2 / z^2 (isotropic 3D noise s3 on the point, seen at depth z; 2D noise s2). The cost is
+    -2 log-likelihood up to a constant: r^T Sigma^-1 r + log det Sigma, with r = q - xy,
+    Sigma^-1 = (I - kappa q q^T) / a, kappa = b / D, D = a + b |q|^2, log det = log a + log D.
+    """
+    z = jnp.maximum(X_3KB[2], MIN_DEPTH)
+    iz = 1.0 / z
+    q = [X_3KB[0] * iz, X_3KB[1] * iz]
+    r = [q[0] - xy_K2B[:, 0], q[1] - xy_K2B[:, 1]]
+    b = s3sq_B * iz * iz
+    a = s2sq_B + b
+    qq = q[0] * q[0] + q[1] * q[1]
+    D = a + b * qq
+    kappa = b / D
+    qr = q[0] * r[0] + q[1] * r[1]
+    rr = r[0] * r[0] + r[1] * r[1]
+    cost = (rr - kappa * qr * qr) / a + jnp.log(a) + jnp.log(D)
+    return cost, (a, b, D, kappa, q, r, z, iz, qq, qr, rr)
+
+
+def _ml_cost_and_front(pose_7B, pts_K3B, xy_K2B, s3sq_B, s2sq_B) -> tuple[jax.Array, jax.Array]:
+    X = _camera_points(pose_7B, pts_K3B)
+    cost, _ = _ml_terms(X, xy_K2B, s3sq_B, s2sq_B)
+    return jnp.sum(cost, axis=0), jnp.all(X[2] > MIN_DEPTH, axis=0)
+
+
+def _ml_normal_equations(X_3KB, xy_K2B, s3sq_B, s2sq_B):
+    """Gauss-Newton matrix sum J^T Sigma^-1 J (Sigma frozen) and HALF the exact gradient of the
+    mixed-noise cost, in `_normal_equations`' form (the LM step then solves (H + lam D) d = g)."""
+    _, (a, b, D, kappa, q, r, z, iz, qq, qr, rr) = _ml_terms(X_3KB, xy_K2B, s3sq_B, s2sq_B)
+    # Jacobians of q (2 x 6, as in `_linearise`) and of z (6) w.r.t. delta = (v, omega).
+    u, v = q
+    Ju = [iz, None, -u * iz, -u * v, 1.0 + u * u, -v]
+    Jv = [None, iz, -v * iz, -(1.0 + v * v), u * v, u]
+    Jz = [None, None, 1.0, X_3KB[1], -X_3KB[0], None]
+    ia = 1.0 / a
+    # Partials of the cost. Through r (q moves r): 2 Sigma^-1 r.
+    Sr = [ia * (r[i] - kappa * qr * q[i]) for i in range(2)]
+    # Through q inside Sigma (r held): d quad = -(2 b qr / (a D)) (r - b qr q / D); d logdet = 2 b q / D.
+    cq = -2.0 * kappa * qr * ia
+    dq = [2.0 * Sr[i] + cq * (r[i] - kappa * qr * q[i]) + 2.0 * kappa * q[i] for i in range(2)]
+    # Through z: a and b both move by db = -2 b / z dz.
+    dquad_da = -rr * ia * ia + kappa * qr * qr * ia * ia + kappa * qr * qr * ia / D
+    dquad_db = -qr * qr * ia / D + kappa * qr * qr * qq * ia / D
+    dld_da, dld_db = ia + 1.0 / D, qq / D
+    dz = (dquad_da + dquad_db + dld_da + dld_db) * (-2.0 * b * iz)
+    g = []
+    for k in range(6):
+        gk = 0.0
+        if Ju[k] is not None:
+            gk = gk + dq[0] * Ju[k]
+        if Jv[k] is not None:
+            gk = gk + dq[1] * Jv[k]
+        if Jz[k] is not None:
+            gk = gk + dz * Jz[k]
+        g.append(0.5 * jnp.sum(gk, axis=0))
+    # J^T Sigma^-1 J = sum (Ju Ju' + Jv Jv' - kappa p p') / a with p = u Ju + v Jv.
+    sa = jnp.sqrt(ia)
+    Wu = [None if j is None else j * sa for j in Ju]
+    Wv = [None if j is None else j * sa for j in Jv]
+    sk = jnp.sqrt(kappa)
+    P = [(0.0 if Wu[k] is None else u * Wu[k]) + (0.0 if Wv[k] is None else v * Wv[k]) for k in range(6)]
+    P = [p * sk for p in P]
+    JtJ = [[None] * 6 for _ in range(6)]
+    for i in range(6):
+        for j in range(i, 6):
+            JtJ[i][j] = JtJ[j][i] = _dot([Wu[i], Wv[i]], [Wu[j], Wv[j]]) - jnp.sum(P[i] * P[j], axis=0)
+    return JtJ, g
+
+
 def _dot(a: list, b: list) -> jax.Array:
     """sum over image axes and points of a[i] * b[i]; None entries are structural zeros."""
     return sum(jnp.sum(x * y, axis=0) for x, y in zip(a, b) if x is not None and y is not None)
@@ -246,7 +355,7 @@ def _broadcast_inputs(xy, pts, q, t, weights):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("iters", "method"))
+@functools.partial(jax.jit, static_argnames=("iters", "method", "cost"))
 def refine_pose(
     xy: ArrayLike,
     pts: ArrayLike,
@@ -256,8 +365,12 @@ def refine_pose(
     iters: int = 5,
     method: str = "lm",
     weights: ArrayLike | None = None,
+    cost: str = "image",
+    sigma_3d: ArrayLike = 0.0,
+    sigma_2d: ArrayLike = 0.0,
 ) -> tuple[jax.Array, jax.Array]:
-    """Refine poses by minimising the reprojection error in normalised image coordinates.
+    """Refine poses by minimising the reprojection error in normalised image coordinates (or the
+    object-space error).
 
     Args:
       xy: (..., K, 2) observed normalised coordinates ((u - cx)/fx, (v - cy)/fy), OpenCV frame.
@@ -271,6 +384,17 @@ def refine_pose(
         taken only if it lowers the cost, otherwise lambda grows) or "gn" (undamped Gauss-Newton
         with the same acceptance test, so it stops at the first step that would not improve).
       weights: optional (..., K) non-negative per-point weights on the squared errors.
+      cost: "image" (squared 2D reprojection errors: the maximum-likelihood pose when the noise is
+        on the landmarks) or "object" (squared distances of the posed 3D points from the viewing
+        rays of the observations, the cost SQPnP minimises: the maximum-likelihood pose when the
+        noise is isotropic on the 3D points, e.g. a face's shape differing from the layout; see
+        `noise_weights` for a mixture of both); or "ml": the exact Gaussian likelihood under
+        both noises at once, isotropic std ``sigma_3d`` (layout units) on the 3D points and
+        ``sigma_2d`` (normalised image units) on the landmarks: per point the landmark's
+        covariance is sigma_2d^2 I + (sigma_3d / z)^2 (I + q q^T) (q its projection, z its depth),
+        and the cost r^T Sigma^-1 r + log det Sigma, whose log-det term (a point seen farther away
+        moves less in the image) neither "image" nor "object" has. ``weights`` are ignored.
+      sigma_3d, sigma_2d: the "ml" cost's noise stds, scalars or (...) per example; not both 0.
 
     Returns:
       (q, t): (..., 4) unit (x, y, z, w) quaternions (sign follows the input, not canonicalised)
@@ -279,6 +403,8 @@ def refine_pose(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown refinement method '{method}': use one of {METHODS}")
+    if cost not in COSTS:
+        raise ConfigError(f"unknown refinement cost '{cost}': use one of {COSTS}")
     shared = (jnp.ndim(pts) == 2, weights is None or jnp.ndim(weights) == 1)
     xy, pts_b, q, t, w_b = _broadcast_inputs(xy, pts, q, t, weights)
     batch, K = q.shape[:-1], xy.shape[-2]
@@ -286,7 +412,9 @@ def refine_pose(
     # A layout or weights shared by the whole batch stay one row (broadcast in the arithmetic).
     pts = jnp.asarray(pts, xy.dtype)[None] if shared[0] else flat(pts_b)
     w = (jnp.ones((1, K), xy.dtype) if weights is None else jnp.asarray(weights, xy.dtype)[None]) if shared[1] else flat(w_b)
-    q, t = _map_chunks(functools.partial(_refine_flat, iters=iters, method=method), flat(xy), pts, flat(q), flat(t), w)
+    noise = jnp.stack(jnp.broadcast_arrays(jnp.asarray(sigma_3d, xy.dtype) ** 2, jnp.asarray(sigma_2d, xy.dtype) ** 2), -1)
+    noise = noise.reshape((1, 2)) if noise.ndim == 1 else flat(jnp.broadcast_to(noise, batch + (2,)))
+    q, t = _map_chunks(functools.partial(_refine_flat, iters=iters, method=method, cost=cost), flat(xy), pts, flat(q), flat(t), w, noise)
     return q.reshape(batch + (4,)), t.reshape(batch + (3,))
 
 
@@ -311,11 +439,12 @@ def _map_chunks(fn, xy: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(o.reshape((m * _CPU_CHUNK,) + o.shape[2:])[:n] for o in out)
 
 
-def _refine_flat(xy, pts, q, t, w, *, iters: int, method: str) -> tuple[jax.Array, jax.Array]:
-    """refine_pose on one flat batch: xy (B, K, 2), q (B, 4), t (B, 3); pts (B or 1, K, 3) and
-    w (B or 1, K)."""
+def _refine_flat(xy, pts, q, t, w, noise=None, *, iters: int, method: str, cost: str = "image") -> tuple[jax.Array, jax.Array]:
+    """refine_pose on one flat batch: xy (B, K, 2), q (B, 4), t (B, 3); pts (B or 1, K, 3),
+    w (B or 1, K) and noise (B or 1, 2) = (sigma_3d^2, sigma_2d^2) of the "ml" cost."""
     # Shared rows are broadcast here, per chunk: the arithmetic is then the same as for batched ones.
     pts, w = (jnp.broadcast_to(a, xy.shape[:1] + a.shape[1:]) for a in (pts, w))
+    kind = cost  # `cost` below is the (B,) value
     sw = jnp.sqrt(jnp.maximum(w, 0.0))
     xy_s, pts_s, sw_s = (jnp.moveaxis(a, 0, -1) for a in (xy, pts, sw))  # batch last
     T = _to_se3(*_sanitize_start(q, t))
@@ -326,20 +455,33 @@ def _refine_flat(xy, pts, q, t, w, *, iters: int, method: str) -> tuple[jax.Arra
     R = T.rotation().as_matrix()
     t0 = jnp.where(in_front[..., None], T.translation(), _move_in_front(R, T.translation(), pts, xy))
     pose = jaxlie.SE3.from_rotation_and_translation(T.rotation(), t0).wxyz_xyz.T  # (7, B)
-    cost, _ = _cost_and_front(pose, pts_s, xy_s, sw_s)
+    if kind == "ml":
+        noise = jnp.broadcast_to(noise, xy.shape[:1] + (2,))
+        s3sq, s2sq = noise[:, 0], noise[:, 1]
+        cost_fn = functools.partial(_ml_cost_and_front, pts_K3B=pts_s, xy_K2B=xy_s, s3sq_B=s3sq, s2sq_B=s2sq)
+        lin_fn = None
+    elif kind == "object":
+        m_s = _rays(xy_s)
+        cost_fn = functools.partial(_object_cost_and_front, pts_K3B=pts_s, m_3KB=m_s, sw_KB=sw_s)
+        lin_fn = lambda X: _linearise_object(X, m_s, sw_s)  # noqa: E731
+    else:
+        cost_fn = functools.partial(_cost_and_front, pts_K3B=pts_s, xy_K2B=xy_s, sw_KB=sw_s)
+        lin_fn = lambda X: _linearise(X, xy_s, sw_s)  # noqa: E731
+    cost, _ = cost_fn(pose)
 
     lam0 = _LAMBDA_INIT if method == "lm" else 0.0
     lam = jnp.full(cost.shape, lam0, cost.dtype)
 
     def step(_, state):
         pose, cost, lam = state
-        JtJ, g = _normal_equations(*_linearise(_camera_points(pose, pts_s), xy_s, sw_s))
+        X = _camera_points(pose, pts_s)
+        JtJ, g = _ml_normal_equations(X, xy_s, s3sq, s2sq) if kind == "ml" else _normal_equations(*lin_fn(X))
         d = [JtJ[a][a] for a in range(6)]
         d_max = functools.reduce(jnp.maximum, d)
         d = [jnp.maximum(da, _DIAG_FLOOR * d_max) for da in d]
         A = [[JtJ[a][b] + lam * d[a] if a == b else JtJ[a][b] for b in range(6)] for a in range(6)]
         pose_new = _retract(-jnp.stack(_cholesky_solve(A, g)), pose)
-        cost_new, front_new = _cost_and_front(pose_new, pts_s, xy_s, sw_s)
+        cost_new, front_new = cost_fn(pose_new)
         ok = front_new & jnp.isfinite(cost_new) & (cost_new < cost) & jnp.all(jnp.isfinite(pose_new), axis=0)
         pose = jnp.where(ok, pose_new, pose)
         cost = jnp.where(ok, cost_new, cost)
@@ -349,6 +491,82 @@ def _refine_flat(xy, pts, q, t, w, *, iters: int, method: str) -> tuple[jax.Arra
 
     pose, _, _ = jax.lax.fori_loop(0, iters, step, (pose, cost, lam))
     return _from_se3(jaxlie.SE3(pose.T))
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseModel:
+    """The noise the "ml" refinement assumes (see `refine_ml`).
+
+    sigma_3d: std of isotropic Gaussian noise on each 3D point (layout units): how far a real
+      object's keypoints stray from the layout (a face's shape, a detector's 3D bias).
+    noise_2d: landmark noise std as a fraction of the object's image size (its layout's RMS radius
+      over the depth, in normalised image units): `protocols.RealisticProtocol.noise_2d`'s unit,
+      which follows the object's size in the image as detectors' errors do.
+    """
+
+    sigma_3d: float = 0.0
+    noise_2d: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.sigma_3d >= 0 and self.noise_2d >= 0 and math.isfinite(self.sigma_3d + self.noise_2d)):
+            raise ConfigError(f"noise stds must be finite and >= 0, got sigma_3d={self.sigma_3d}, noise_2d={self.noise_2d}")
+
+
+def noise_model_of(protocol) -> NoiseModel:
+    """The noise a protocol puts on its inputs: the seed recipe's uniform +-noise_cm 3D jitter per
+    axis has std noise_cm / sqrt(3); the realistic protocol's shape jitter and 2D noise as they are
+    (its global head scale changes only the depth, which no cost can see)."""
+    if hasattr(protocol, "shape_jitter_cm"):
+        return NoiseModel(float(protocol.shape_jitter_cm), float(protocol.noise_2d))
+    return NoiseModel(float(protocol.noise_cm) / math.sqrt(3.0), 0.0)
+
+
+def rms_radius(pts: ArrayLike) -> jax.Array:
+    """RMS distance of the layout points from their centroid, (..., K, 3) -> (...)."""
+    pts = jnp.asarray(pts)
+    c = pts - jnp.mean(pts, axis=-2, keepdims=True)
+    return jnp.sqrt(jnp.mean(jnp.sum(c * c, axis=-1), axis=-1))
+
+
+# A floor on sigma_3d, relative to the layout's radius: with no noise at all the likelihood is
+# degenerate (a zero covariance); this keeps it defined and its optimum the exact pose to ~1e-6.
+_SIGMA_3D_FLOOR = 1e-3
+
+
+def refine_ml(xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike, noise: NoiseModel, *,
+              iters: int = 10, method: str = "lm") -> tuple[jax.Array, jax.Array]:
+    """`refine_pose` with the "ml" cost for a `NoiseModel`: the landmarks' 2D std is
+    noise.noise_2d * rms_radius(pts) / t_z with t_z the starting pose's depth, and sigma_3d is at
+    least 1e-3 of the layout's RMS radius. Shapes and guarantees as `refine_pose`."""
+    t = jnp.asarray(t)
+    rad = rms_radius(pts)
+    tz = jnp.maximum(jnp.where(jnp.isfinite(t[..., 2]), t[..., 2], 0.0), MIN_DEPTH)
+    # A start behind the camera is moved to a depth the refinement decides; this only sets a scale.
+    s2 = noise.noise_2d * rad / jnp.where(t[..., 2] > MIN_DEPTH, tz, rad)
+    s3 = jnp.maximum(noise.sigma_3d, _SIGMA_3D_FLOOR * rad)
+    return refine_pose(xy, pts, q, t, iters=iters, method=method, cost="ml", sigma_3d=s3, sigma_2d=s2)
+
+
+@jax.jit
+def noise_weights(pts: ArrayLike, q: ArrayLike, t: ArrayLike, sigma_3d: ArrayLike, sigma_2d: ArrayLike) -> jax.Array:
+    """Per-point weights for ``refine_pose(..., cost="object")`` under mixed noise.
+
+    With isotropic noise of std ``sigma_3d`` (layout units) on the 3D points and of std
+    ``sigma_2d`` (normalised image units) on the landmarks, a point's distance from its observed
+    ray has variance ~ sigma_3d^2 + (z sigma_2d)^2 per axis (z its depth under the pose (q, t)),
+    so the maximum-likelihood weights are the inverse, scaled here to mean 1 per example. With
+    sigma_2d = 0 they are uniform (SQPnP's cost); with sigma_3d = 0 they are 1/z^2 and the object
+    cost approximates the image cost.
+
+    Args: pts (K, 3) or (..., K, 3); q (..., 4) xyzw; t (..., 3); sigma_3d, sigma_2d broadcast to (...).
+    Returns: (..., K) weights.
+    """
+    q, t = jnp.asarray(q), jnp.asarray(t)
+    R = geometry.quat_to_matrix(geometry.quat_normalize(q))
+    z = jnp.maximum(geometry.transform_points(R, t, jnp.asarray(pts, t.dtype))[..., 2], MIN_DEPTH)
+    s3, s2 = jnp.asarray(sigma_3d, t.dtype)[..., None], jnp.asarray(sigma_2d, t.dtype)[..., None]
+    w = 1.0 / (s3 * s3 + (z * s2) ** 2)
+    return w / jnp.mean(w, axis=-1, keepdims=True)
 
 
 @jax.jit

@@ -43,7 +43,7 @@ def test_solver_bench_smoke_writes_report(smoke_workdir, tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / png).stat().st_size > 5000
     res = json.loads((out / "results.json").read_text())
     assert [s["protocol"] for s in res["settings"]] == ["seed", "realistic"]
-    expected = {bench.NET, bench.UINT8, bench.refine_name(3), bench.refine_name(3, True), bench.ITERATIVE,
+    expected = {bench.NET, bench.UINT8, bench.refine_name(3), bench.refine_name(3, bench.ML), bench.ITERATIVE,
                 bench.SQPNP, bench.EPNP, bench.ORACLE}
     for s in res["settings"]:
         rows = s["rows"]
@@ -122,12 +122,12 @@ def test_targets_follow_the_numbers():
     row = lambda **kw: {"l1_3d": 2.0, "failures": 0.0, "rot_median_deg": 1.0, **kw}  # noqa: E731
     seed_rows = {bench.NET: row(l1_3d=2.6), bench.refine_name(3): row(l1_3d=2.03), bench.ORACLE: row(),
                  bench.ITERATIVE: row(failures=0.3), bench.SQPNP: row()}
-    real_rows = {bench.refine_name(3): row(rot_median_deg=1.01), bench.refine_name(3, True): row(), bench.SQPNP: row()}
+    real_rows = {bench.refine_name(3): row(rot_median_deg=1.01), bench.refine_name(3, bench.ML): row(), bench.SQPNP: row()}
     results = {"config": {"refine_iters": [3]}, "settings": [
         {"protocol": "seed", "noise": 1.0, "layout": "blazeface6", "rows": seed_rows},
         {"protocol": "realistic", "noise": 0.03, "layout": "blazeface6", "rows": real_rows}]}
     met = [t.met for t in bench.solver_targets(results)]
-    # 1.5 % off the oracle; net 2.6 > 2.5; 0 < 30 % failures; 1.01° > 1°; the weighted one ties.
+    # 1.5 % off the oracle; net 2.6 > 2.5; 0 < 30 % failures; 1.01° > 1°; the ML one ties.
     assert met == [False, False, True, False, True]
     results["settings"][0]["rows"][bench.refine_name(3)]["l1_3d"] = 2.019
     assert bench.solver_targets(results)[0].met
