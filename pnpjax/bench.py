@@ -56,13 +56,23 @@ ORACLE = "cv2 LM from truth (oracle)"
 _CV2_METHODS = {ITERATIVE: "iterative", SQPNP: "sqpnp", EPNP: "epnp", ORACLE: "lm_from_truth"}
 
 
-ML = "ml"
+ML, ML_CKPT = "ml", "ml-checkpoint"
+_VARIANTS = {"": "", ML: ", ML (setting's noise)", ML_CKPT: ", ML (checkpoint's noise)"}
 
 
 def refine_name(iters: int, variant: str = "") -> str:
-    """Row name of a refinement: LM on the image error, or (variant "ml") on the likelihood under
-    the benchmark setting's own noise model (`refine.refine_ml`)."""
-    return f"pnpjax + refine {iters}" + (", ML (setting's noise)" if variant == ML else "")
+    """Row name of a refinement: LM on the image error, or on the likelihood (`refine.refine_ml`)
+    under the benchmark setting's own noise model (ML) or under the one of the protocol the
+    checkpoint was made for, whatever the setting (ML_CKPT: what a user who knows only the model has)."""
+    return f"pnpjax + refine {iters}" + _VARIANTS[variant]
+
+
+def checkpoint_noise(solver) -> refine.NoiseModel | None:
+    """The noise model of the protocol a checkpoint was trained for (None without a config)."""
+    cfg = getattr(solver, "config", None)
+    if cfg is None:
+        return None
+    return refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +275,10 @@ def make_solvers(solver, cfg: SolverBenchConfig) -> dict[str, SolverFn | None]:
                                 UINT8: jitted_solver(network_fn(uint8_export_solver(solver)), cfg.repeats)}
     for k in cfg.refine_iters:
         out[refine_name(k)] = jitted_solver(refine_fn(solver, pts, k), cfg.repeats)
-    out[refine_name(max(cfg.refine_iters), ML)] = None  # made per setting: it takes the setting's noise model
+    k = max(cfg.refine_iters)
+    out[refine_name(k, ML)] = None  # made per setting: it takes the setting's noise model
+    if checkpoint_noise(solver) is not None:
+        out[refine_name(k, ML_CKPT)] = jitted_solver(refine_fn(solver, pts, k, checkpoint_noise(solver)), cfg.repeats)
     d = original_model_dir(solver.layout.name, cfg.original)
     if d is not None and (d / "model.json").is_file():
         out[ORIGINAL] = jitted_solver(network_fn(checkpoint.load(d)), cfg.repeats)
@@ -422,10 +435,11 @@ def solver_targets(results: dict) -> list[Target]:
         out.append(Target(f"seed: {name} failures (>30°) fewer than cv2 ITERATIVE's (or both none), every noise level",
                           "; ".join(f"{x:g} cm: {a:.2%} vs {b:.2%}" for x, a, b in pairs),
                           all(a < b or a == b == 0 for _, a, b in pairs)))
-    weighted = refine_name(max(results["config"]["refine_iters"]), ML)
+    k = max(results["config"]["refine_iters"])
     for proto in ("realistic", "realistic-2d"):
         group = [s for s in results["settings"] if s["protocol"] == proto]
-        for name in (refine_rows + [weighted]) if group else ():
+        ml_rows = [n for n in (refine_name(k, ML), refine_name(k, ML_CKPT)) if group and all(n in s["rows"] for s in group)]
+        for name in (refine_rows + ml_rows) if group else ():
             pairs = [(s["noise"], s["rows"][name]["rot_median_deg"], s["rows"][SQPNP]["rot_median_deg"],
                       s.get("rot_median_vs_sqpnp", {}).get(name)) for s in group]
             what = "realistic" if proto == "realistic" else "realistic, 2D noise only (not an issue target)"
@@ -495,7 +509,8 @@ def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
         f"as one batch (compiled first, fastest of {cfg['repeats']} runs, float32); OpenCV one call per pose in a "
         f"Python loop (float64), fastest of {cfg['cv2_repeats']} passes over the set. `ML (setting's noise)`: LM on "
         "the likelihood under the setting's own noise model (`refine.refine_ml`: the protocol's 3D point noise and 2D "
-        "landmark noise together; solvers other than the oracle are told nothing of the truth). The oracle is OpenCV's LM "
+        "landmark noise together, their stds known; nothing else of the truth); `ML (checkpoint's noise)`: the same "
+        "with the noise model of the protocol the checkpoint was made for, at every level. The oracle is OpenCV's LM "
         "started at the true pose (the maximum-likelihood pose for 2D noise). The realistic protocol also varies the "
         "head's 3D shape (a global scale 0.9-1.1 and 0.3 cm per-point jitter), i.e. noise on the 3D points; the "
         "`2D noise only` group switches that off (shape_jitter_cm 0, head_scale 1) to separate the estimators' costs "
