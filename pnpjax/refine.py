@@ -1,8 +1,11 @@
 """Batched Gauss-Newton / Levenberg-Marquardt pose refinement on the reprojection error.
 
-The cost of one example is the (optionally weighted) sum of squared 2D errors in normalised image
-coordinates, sum_k w_k |proj(R X_k + t) - xy_k|^2, minimised over the pose's tangent space with a
-left retraction in the camera frame, T <- SE3.exp(delta) @ T (delta = (v, omega), jaxlie's order).
+The cost of one example is, by default, the (optionally weighted) sum of squared 2D errors in
+normalised image coordinates, sum_k w_k |proj(R X_k + t) - xy_k|^2; or (``cost="object"``) the sum
+of squared distances of the posed points from the observations' viewing rays (SQPnP's cost); or
+(``cost="ml"``, `refine_ml`) the exact Gaussian negative log-likelihood when both the 3D points and
+the landmarks are noisy. It is minimised over the pose's tangent space with a left retraction in
+the camera frame, T <- SE3.exp(delta) @ T (delta = (v, omega), jaxlie's order).
 Everything is shape-polymorphic over leading batch axes and runs a fixed number of iterations, so
 one compiled program serves every batch of a given shape (and the work is the same for every
 example, which is what a browser or a vmapped training loss wants).
@@ -20,7 +23,8 @@ or sharing of the layout.
 Guarantees, per example:
   * the returned pose has every layout point at depth > ``MIN_DEPTH`` (layout units);
   * the cost never increases (a step is taken only if its cost is finite and lower), so an exact
-    pose is a fixed point and a noisy one can only improve;
+    pose is a fixed point of the image and object costs and a noisy one can only improve (the
+    "ml" likelihood's own optimum sits O(sigma_3d^2) off an exact pose: see `refine_ml`);
   * an initial pose with a point at depth <= ``MIN_DEPTH`` is first moved in front of the camera:
     the rotation is kept and the translation re-initialised by weak perspective (the layout's
     centroid placed on the ray through the observations' mean, at the depth where the layout's 3D
