@@ -3,6 +3,7 @@
     python experiments/bench_solvers.py                  # checkpoints/blazeface6-seed, checkpoints/blazeface6
     python experiments/bench_solvers.py --seed-checkpoint runs/b6 --realistic-checkpoint runs/r --n 2000
     python experiments/bench_solvers.py --smoke --seed-checkpoint DIR --realistic-checkpoint DIR --out /tmp/b
+    python experiments/bench_solvers.py --key 1 --seed-noise --out experiments/results/bench_solvers_key1  # fresh draws
 
 Writes <out>/README.md (tables, targets, the command), results.json, error_vs_noise.png and
 error_cdf.png; the logic is in pnpjax/bench.py.
@@ -30,11 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=None, help="draws per protocol and noise level")
     p.add_argument("--refine", type=int, nargs="+", default=None, help="LM iteration counts")
     p.add_argument("--repeats", type=int, default=None, help="timed runs of each jitted solver")
+    p.add_argument("--key", type=int, default=None, help="PRNG key of the held-out draws (default 0)")
+    p.add_argument("--seed-noise", type=float, nargs="*", default=None,
+                   help="seed-protocol noise_cm levels (none: skip the seed protocol)")
     p.add_argument("--out", default=str(REPO / "experiments" / "results" / "bench_solvers"))
     p.add_argument("--smoke", action="store_true", help="tiny run (one noise level per protocol) for the tests")
     a = p.parse_args(argv)
     cfg = bench.SMOKE_SOLVERS if a.smoke else bench.SolverBenchConfig()
-    overrides = {"n": a.n, "refine_iters": tuple(a.refine) if a.refine else None, "repeats": a.repeats}
+    overrides = {"n": a.n, "refine_iters": tuple(a.refine) if a.refine else None, "repeats": a.repeats, "key": a.key,
+                 "seed_noise_cm": None if a.seed_noise is None else tuple(a.seed_noise)}
     cfg = dataclasses.replace(cfg, seed_checkpoint=a.seed_checkpoint, realistic_checkpoint=a.realistic_checkpoint,
                               original=a.original, **{k: v for k, v in overrides.items() if v is not None})
     results = bench.solver_bench(cfg)
