@@ -10,7 +10,7 @@ import jax
 
 from pnpjax import checkpoint, config, protocols, train
 
-SHIPPED = ("blazeface6-seed", "faceapi10-seed", "blazeface6", "faceapi10")
+SHIPPED = ("blazeface6-seed", "faceapi10-seed", "blazeface6", "faceapi10", "blazeface6-seed-large")
 EVAL_KEY = 0  # the same held-out draws as `pnpjax eval` (its default --seed)
 
 
