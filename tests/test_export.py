@@ -286,6 +286,18 @@ def test_tfjs_export_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
 
 @needs_node
 @pytest.mark.node
+@pytest.mark.parametrize("ckpt", SHIPPED, ids=lambda p: p.name)
+def test_js_module_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
+    """The float32 JS module computes in float64 (JS numbers): within 1e-5 on every checkpoint,
+    the realistic ones included (the web route for users who need the full precision)."""
+    solver, cam, uv = _shipped_inputs(ckpt)
+    path = export.export_checkpoint(ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed")
+    err = pose_error(js_predict(path, uv)["poses"], jax_pose64(solver, uv, cam))
+    assert err.max() <= ATOL, f"max |JS - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+
+
+@needs_node
+@pytest.mark.node
 @pytest.mark.parametrize("ckpt", [p for p in SHIPPED if p.name in _REALISTIC], ids=lambda p: p.name)
 def test_tfjs_realistic_error_below_input_resolution(ckpt, tmp_path):
     """Where 1e-5 is out of reach (above), the float32 export still errs less than a quarter of
