@@ -626,7 +626,7 @@ def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Ca
         for quantize, fold in variants:
             d = Path(tmp) / f"{quantize}{'-folded' if fold else ''}"
             d.mkdir()
-            layers = dense_layers(solver, cam, fold_output=fold)
+            layers = dense_layers(solver, cam, fold_output=fold, precise=quantize == "float32")  # as export_solver
             meta = export_metadata(solver, cam, "tfjs", _quantization_label(quantize, fold), "")
             write_tfjs(d, layers, solver.layout.num_points, _layer_quantizations(len(layers), quantize, fold), meta)
             sizes = _dir_bytes(d)
