@@ -619,8 +619,9 @@ def test_quantization_study_sizes_and_accuracy(solver64):
     by_name = {r["export"]: r for r in rows}
     assert list(by_name) == ["JAX (checkpoint)", "tfjs float32", "tfjs float16 (pose layer float32)",
                              "tfjs uint8 (pose layer float32)", "tfjs uint8 (folded output layer)"]
-    # 5,447 parameters (12-64-64-7) plus the float32 pose layer (7x7 + 7).
-    assert [by_name[n].get("shard_bytes") for n in list(by_name)[1:]] == [4 * 5503, 2 * 5447 + 4 * 56, 5447 + 4 * 56, 5447]
+    # 5,447 parameters (12-64-64-7) plus the float32 pose layer (7x7 + 7); float32 also has the
+    # exact centring input layer (12x12 + 12) that export_solver writes for the seed camera.
+    assert [by_name[n].get("shard_bytes") for n in list(by_name)[1:]] == [4 * (5503 + 156), 2 * 5447 + 4 * 56, 5447 + 4 * 56, 5447]
     jax_l1 = by_name["JAX (checkpoint)"]["seed_l1_3d"]
     assert abs(by_name["tfjs float32"]["seed_l1_3d"] - jax_l1) < 1e-3 * jax_l1
     assert abs(by_name["tfjs float16 (pose layer float32)"]["seed_l1_3d"] - jax_l1) < 1e-2 * jax_l1
