@@ -676,6 +676,9 @@ def throughput_bench(cfg: ThroughputConfig, print_fn=print) -> dict:
     print_fn(f"cv2 SQPNP: {sqpnp * 1e6:.2f} us/pose ({1 / sqpnp:,.0f} poses/s)")
     net = network_fn(solver)
     variants = {NET: net, **{refine_name(k): refine_fn(solver, pts, k) for k in cfg.refine_iters}}
+    if checkpoint_noise(solver) is not None:  # the likelihood refinement (--refine-cost ml), checkpoint's noise model
+        k = max(cfg.refine_iters)
+        variants[refine_name(k, ML_CKPT)] = refine_fn(solver, pts, k, checkpoint_noise(solver))
     chunked = {chunked_name(cfg.net_chunk): lambda xy: jax.lax.map(net, xy, batch_size=cfg.net_chunk)}
     rows = []
     for b in cfg.batch_sizes:

@@ -63,7 +63,7 @@ def test_throughput_smoke_writes_report(smoke_workdir, tmp_path):
     md = out.read_text()
     assert md.startswith("# ") and "`python experiments/bench_throughput.py --smoke" in md and "load average" in md
     rows = [line for line in md.splitlines() if line.startswith("| 1") and "pnpjax" in line]
-    assert len(rows) == 5  # batch 1 and 1,000; network, + refine 3; at 1,000 also the network in chunks of 256
+    assert len(rows) == 7  # batch 1 and 1,000; network, + refine 3, + refine 3 ML; at 1,000 also the network in chunks of 256
     assert "× cv2 SQPnP" in md and "## Targets (issue #4)" in md
 
 
