@@ -192,11 +192,8 @@ def _noise_model(args: argparse.Namespace, protocol):
     from pnpjax import refine
 
     base = refine.noise_model_of(protocol)
-    try:
-        return refine.NoiseModel(base.sigma_3d if args.noise_3d is None else args.noise_3d,
-                                 base.noise_2d if args.noise_2d is None else args.noise_2d)
-    except ConfigError as e:
-        raise InputError(str(e)) from None
+    return refine.NoiseModel(base.sigma_3d if args.noise_3d is None else args.noise_3d,
+                             base.noise_2d if args.noise_2d is None else args.noise_2d)
 
 
 def predict_poses(solver, x, cam, refine_iters: int = 0, refine_cost: str = "image", noise=None):

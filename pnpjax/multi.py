@@ -156,8 +156,7 @@ def mixed_batch_loss(cfg: Config, layout, stats, loss_names: tuple[str, ...], we
     pred = model.apply(cfg.model, params, stats, batch.xy)
     ctx = train.loss_context(cfg, layout, stats, batch)
     per_example = sum(weights[j] * losses.LOSSES[name](pred, batch, ctx) for j, name in enumerate(loss_names))
-    w = batch.valid.astype(per_example.dtype)
-    return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return train.valid_mean(per_example, batch.valid)
 
 
 def train_step(group: Group, layout: layouts.Layout, stats: model.Stats, states: train.TrainState, hyper: Hyper):
@@ -175,12 +174,7 @@ def train_step(group: Group, layout: layouts.Layout, stats: model.Stats, states:
         c = with_values(cfg, values)
         loss_fn = functools.partial(mixed_batch_loss, c, layout, stats, loss_names, loss_w)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
-        # The update of train.train_step (Adam direction, then -lr of the schedule).
-        direction, opt_state = train.optimizer(c).update(grads, state.opt_state, state.params)
-        lr = train.learning_rate(c, state.step, state.total_steps)
-        params = jax.tree_util.tree_map(lambda p, d: p - lr * d, state.params, direction)
-        metrics = {"loss": loss, "valid": jnp.mean(batch.valid.astype(jnp.float32)), "lr": lr}
-        return state._replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+        return train.apply_gradients(c, state, loss, grads, batch)  # the update of train.train_step
 
     outs = []
     for idx, names in group.partitions:

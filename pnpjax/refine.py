@@ -189,7 +189,7 @@ def _linearise_object(X_3KB: jax.Array, m_3KB: jax.Array, sw_KB: jax.Array) -> t
 
 
 def _ml_terms(X_3KB, xy_K2B, s3sq_B, s2sq_B):
-    """Per point of the mixed-noise likelihood: (cost (K, B), a (K, B), kappa (K, B), q, r, z).
+    """Per point of the mixed-noise likelihood: cost (K, B) and the terms its derivatives reuse.
 
     The landmark q = proj(X) is observed as xy with covariance Sigma = a I + b q q^T: a = s2^2 + b,
     b = s3^2 / z^2 (isotropic 3D noise s3 on the point, seen at depth z; 2D noise s2). The cost is
@@ -208,7 +208,7 @@ def _ml_terms(X_3KB, xy_K2B, s3sq_B, s2sq_B):
     qr = q[0] * r[0] + q[1] * r[1]
     rr = r[0] * r[0] + r[1] * r[1]
     cost = (rr - kappa * qr * qr) / a + jnp.log(a) + jnp.log(D)
-    return cost, (a, b, D, kappa, q, r, z, iz, qq, qr, rr)
+    return cost, (a, b, D, kappa, q, r, iz, qq, qr, rr)
 
 
 def _ml_cost_and_front(pose_7B, pts_K3B, xy_K2B, s3sq_B, s2sq_B) -> tuple[jax.Array, jax.Array]:
@@ -220,7 +220,7 @@ def _ml_cost_and_front(pose_7B, pts_K3B, xy_K2B, s3sq_B, s2sq_B) -> tuple[jax.Ar
 def _ml_normal_equations(X_3KB, xy_K2B, s3sq_B, s2sq_B):
     """Gauss-Newton matrix sum J^T Sigma^-1 J (Sigma frozen) and HALF the exact gradient of the
     mixed-noise cost, in `_normal_equations`' form (the LM step then solves (H + lam D) d = g)."""
-    _, (a, b, D, kappa, q, r, z, iz, qq, qr, rr) = _ml_terms(X_3KB, xy_K2B, s3sq_B, s2sq_B)
+    _, (a, b, D, kappa, q, r, iz, qq, qr, rr) = _ml_terms(X_3KB, xy_K2B, s3sq_B, s2sq_B)
     # Jacobians of q (2 x 6, as in `_linearise`) and of z (6) w.r.t. delta = (v, omega).
     u, v = q
     Ju = [iz, None, -u * iz, -u * v, 1.0 + u * u, -v]
@@ -391,8 +391,8 @@ def refine_pose(
       cost: "image" (squared 2D reprojection errors: the maximum-likelihood pose when the noise is
         on the landmarks) or "object" (squared distances of the posed 3D points from the viewing
         rays of the observations, the cost SQPnP minimises: the maximum-likelihood pose when the
-        noise is isotropic on the 3D points, e.g. a face's shape differing from the layout; see
-        `noise_weights` for a mixture of both); or "ml": the exact Gaussian likelihood under
+        noise is isotropic on the 3D points, e.g. a face's shape differing from the layout); or
+        "ml": the exact Gaussian likelihood under
         both noises at once, isotropic std ``sigma_3d`` (layout units) on the 3D points and
         ``sigma_2d`` (normalised image units) on the landmarks: per point the landmark's
         covariance is sigma_2d^2 I + (sigma_3d / z)^2 (I + q q^T) (q its projection, z its depth),
@@ -557,28 +557,6 @@ def refine_ml(xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike, noise: 
     s2 = noise.noise_2d * rad / jnp.where(t[..., 2] > MIN_DEPTH, tz, rad)
     s3 = jnp.maximum(noise.sigma_3d, _SIGMA_3D_FLOOR * rad)
     return refine_pose(xy, pts, q, t, iters=iters, method=method, cost="ml", sigma_3d=s3, sigma_2d=s2)
-
-
-@jax.jit
-def noise_weights(pts: ArrayLike, q: ArrayLike, t: ArrayLike, sigma_3d: ArrayLike, sigma_2d: ArrayLike) -> jax.Array:
-    """Per-point weights for ``refine_pose(..., cost="object")`` under mixed noise.
-
-    With isotropic noise of std ``sigma_3d`` (layout units) on the 3D points and of std
-    ``sigma_2d`` (normalised image units) on the landmarks, a point's distance from its observed
-    ray has variance ~ sigma_3d^2 + (z sigma_2d)^2 per axis (z its depth under the pose (q, t)),
-    so the maximum-likelihood weights are the inverse, scaled here to mean 1 per example. With
-    sigma_2d = 0 they are uniform (SQPnP's cost); with sigma_3d = 0 they are 1/z^2 and the object
-    cost approximates the image cost.
-
-    Args: pts (K, 3) or (..., K, 3); q (..., 4) xyzw; t (..., 3); sigma_3d, sigma_2d broadcast to (...).
-    Returns: (..., K) weights.
-    """
-    q, t = jnp.asarray(q), jnp.asarray(t)
-    R = geometry.quat_to_matrix(geometry.quat_normalize(q))
-    z = jnp.maximum(geometry.transform_points(R, t, jnp.asarray(pts, t.dtype))[..., 2], MIN_DEPTH)
-    s3, s2 = jnp.asarray(sigma_3d, t.dtype)[..., None], jnp.asarray(sigma_2d, t.dtype)[..., None]
-    w = 1.0 / (s3 * s3 + (z * s2) ** 2)
-    return w / jnp.mean(w, axis=-1, keepdims=True)
 
 
 @jax.jit

@@ -65,8 +65,22 @@ def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, 
     """Mean of the configured per-example loss over the valid examples of a batch."""
     pred = model.apply(cfg.model, params, stats, batch.xy)
     per_example = losses.LOSSES[cfg.loss](pred, batch, loss_context(cfg, layout, stats, batch))
-    w = batch.valid.astype(per_example.dtype)
+    return valid_mean(per_example, batch.valid)
+
+
+def valid_mean(per_example: jax.Array, valid: jax.Array) -> jax.Array:
+    """Mean of per-example values over the valid examples (0 if there are none)."""
+    w = valid.astype(per_example.dtype)
     return jnp.sum(per_example * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def apply_gradients(cfg: Config, state: TrainState, loss: jax.Array, grads, batch: protocols.Batch):
+    """The update of one step (Adam direction, then -lr of the schedule) and the step's metrics."""
+    direction, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
+    lr = learning_rate(cfg, state.step, state.total_steps)
+    params = jax.tree_util.tree_map(lambda p, d: p - lr * d, state.params, direction)
+    metrics = {"loss": loss, "valid": jnp.mean(batch.valid.astype(jnp.float32)), "lr": lr}
+    return TrainState(params, opt_state, state.step + 1, state.total_steps), metrics
 
 
 def train_step(
@@ -82,11 +96,7 @@ def train_step(
     if mesh is not None:
         batch = jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), batch)
     loss, grads = jax.value_and_grad(functools.partial(batch_loss, cfg, layout, stats))(state.params, batch)
-    direction, opt_state = optimizer(cfg).update(grads, state.opt_state, state.params)
-    lr = learning_rate(cfg, state.step, state.total_steps)
-    params = jax.tree_util.tree_map(lambda p, d: p - lr * d, state.params, direction)
-    metrics = {"loss": loss, "valid": jnp.mean(batch.valid.astype(jnp.float32)), "lr": lr}
-    return TrainState(params, opt_state, state.step + 1, state.total_steps), metrics
+    return apply_gradients(cfg, state, loss, grads, batch)
 
 
 def batch_sharding(mesh, ndim: int):
