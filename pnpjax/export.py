@@ -158,9 +158,14 @@ def _trunk_f64(solver, intrinsics: Sequence[float], center: np.ndarray | None = 
     return params
 
 
-def _relu_stack(params: list[tuple[np.ndarray, np.ndarray]]) -> list[tfjs.Dense]:
+def _with_activations(params: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """(kernel, bias) pairs of the MLP -> (kernel, bias, activation): relu, linear output."""
     last = len(params) - 1
-    return [tfjs.Dense(w, bias, "linear" if i == last else "relu") for i, (w, bias) in enumerate(params)]
+    return [(w, bias, "linear" if i == last else "relu") for i, (w, bias) in enumerate(params)]
+
+
+def _relu_stack(params: list[tuple[np.ndarray, np.ndarray]]) -> list[tfjs.Dense]:
+    return [tfjs.Dense(*layer) for layer in _with_activations(params)]
 
 
 def trunk_layers(solver, intrinsics: Sequence[float]) -> list[tfjs.Dense]:
@@ -173,7 +178,12 @@ def trunk_layers(solver, intrinsics: Sequence[float]) -> list[tfjs.Dense]:
 
 
 def precise_trunk_layers(solver, cam: camlib.Camera | None) -> list[tfjs.Dense]:
-    """`trunk_layers` with one extra linear input layer that removes most of the float32 rounding
+    """`precise_trunk_f64` as float32 Dense layers."""
+    return [tfjs.Dense(*layer) for layer in precise_trunk_f64(solver, cam)]
+
+
+def precise_trunk_f64(solver, cam: camlib.Camera | None) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """`trunk_layers` (float64, as (kernel, bias, activation)) with one extra linear input layer that removes most of the float32 rounding
     the folded first layer adds (the float32 export uses it; the function is the same).
 
     The folded first kernel (w0 / (fx std)) rounded to float32, and its product with coordinates
@@ -193,12 +203,12 @@ def precise_trunk_layers(solver, cam: camlib.Camera | None) -> list[tfjs.Dense]:
         fx, fy, cx, cy = (float(v) for v in intr)
         x_mean = np.asarray(solver.stats.x_mean, np.float64)
         c = np.float32(x_mean * np.tile([fx, fy], k2 // 2) + np.tile([cx, cy], k2 // 2)).astype(np.float64)
-        return [tfjs.Dense(np.eye(k2), -c, "linear")] + _relu_stack(_trunk_f64(solver, intr, center=c))
+        return [(np.eye(k2), -c, "linear")] + _with_activations(_trunk_f64(solver, intr, center=c))
     params = _trunk_f64(solver, intr)
     w, b = params[0]
     hi = w.astype(np.float32).astype(np.float64)
     params[0] = (np.concatenate([hi, w - hi], 0), b)
-    return [tfjs.Dense(np.concatenate([np.eye(k2), np.eye(k2)], 1), np.zeros(2 * k2), "linear")] + _relu_stack(params)
+    return [(np.concatenate([np.eye(k2), np.eye(k2)], 1), np.zeros(2 * k2), "linear")] + _with_activations(params)
 
 
 def _forward(layers: list[tfjs.Dense], x: np.ndarray) -> np.ndarray:
@@ -221,6 +231,13 @@ def output_map(solver, frame: str) -> np.ndarray:
     return p
 
 
+def pose_layer_f64(solver, cam: camlib.Camera | None) -> tuple[np.ndarray, np.ndarray]:
+    """The linear pose layer (float64 kernel, bias): de-standardisation, frame change, quaternion sign."""
+    p = output_map(solver, frame_of(cam))
+    y_std, y_mean = np.asarray(solver.stats.y_std, np.float64), np.asarray(solver.stats.y_mean, np.float64)
+    return y_std[:, None] * p, y_mean @ p
+
+
 def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False, precise: bool = False) -> list[tfjs.Dense]:
     """The TF.js Dense stack: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
 
@@ -234,9 +251,7 @@ def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False
             "cannot express; export it with --format js or --format savedmodel, or train a 'quat' model"
         )
     layers = precise_trunk_layers(solver, cam) if precise else trunk_layers(solver, image_intrinsics(cam))
-    p = output_map(solver, frame_of(cam))
-    y_std, y_mean = np.asarray(solver.stats.y_std, np.float64), np.asarray(solver.stats.y_mean, np.float64)
-    kernel, bias = y_std[:, None] * p, y_mean @ p
+    kernel, bias = pose_layer_f64(solver, cam)
     if fold_output:
         last = layers[-1]
         w, b = last.kernel.astype(np.float64), last.bias.astype(np.float64)

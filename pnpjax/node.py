@@ -14,10 +14,12 @@ import numpy as np
 
 from pnpjax.errors import PnpjaxError
 
-__all__ = ["NodeToolError", "NodeUnavailableError", "WEB_DIR", "PREDICT_SCRIPT", "node_executable", "tfjs_predict_in_node"]
+__all__ = ["NodeToolError", "NodeUnavailableError", "WEB_DIR", "PREDICT_SCRIPT", "JS_PREDICT_SCRIPT", "node_executable",
+           "tfjs_predict_in_node", "js_predict_in_node"]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PREDICT_SCRIPT = WEB_DIR / "tools" / "tfjs_predict.mjs"
+JS_PREDICT_SCRIPT = WEB_DIR / "tools" / "js_predict.mjs"
 
 
 class NodeUnavailableError(PnpjaxError, RuntimeError):
@@ -78,3 +80,25 @@ def tfjs_predict_in_node(
     output = np.asarray(result["output"], dtype=np.float32)
     metadata = result.get("metadata") or {}
     return output, metadata
+
+
+def js_predict_in_node(module: str | os.PathLike[str], payload: dict[str, Any], *, timeout: float = 120.0) -> dict[str, Any]:
+    """Run a `pnpjax export --format js` module in plain Node (``web/tools/js_predict.mjs``).
+
+    ``payload``: {"landmarks": [...], "camera": optional, "bad": optional}; returns the script's
+    JSON output (poses, three, errors, metadata; see the script).
+    """
+    node = node_executable()
+    if node is None:
+        raise NodeUnavailableError("`node` not found on PATH; install Node.js >= 18")
+    with tempfile.TemporaryDirectory(prefix="pnpjax-js-") as tmp:
+        inp, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
+        inp.write_text(json.dumps(payload), encoding="utf-8")
+        try:
+            proc = subprocess.run([node, str(JS_PREDICT_SCRIPT), str(module), str(inp), str(out)],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise NodeToolError(f"js_predict.mjs timed out after {timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            raise NodeToolError((proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
+        return json.loads(out.read_text(encoding="utf-8"))

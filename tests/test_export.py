@@ -25,15 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pnpjax import camera, checkpoint, cli, config, export, geometry, layouts, model, protocols, tfjs
+from pnpjax import camera, checkpoint, cli, config, export, geometry, layouts, model, node, precision, protocols, tfjs
+from pnpjax.precision import aligned, jax_pose, pose_error
 from pnpjax.model import ModelConfig
 from pnpjax.tfjs import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
-JS_PREDICT = REPO / "web" / "tools" / "js_predict.mjs"
 ATOL = 1e-5
 # A pixel camera: 640x480, 60° horizontal field of view, principal point off-centre.
-PIXEL_CAMERA = camera.Camera(554.2562584220408, 554.2562584220408, 322.5, 238.0, 640.0, 480.0)
+PIXEL_CAMERA = precision.PIXEL_CAMERA
 OTHER_CAMERA = camera.Camera(900.0, 905.0, 610.0, 355.0, 1280.0, 720.0)
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
@@ -110,42 +110,8 @@ def sample_landmarks(solver, cam: camera.Camera | None, n: int = 1000, seed: int
     return to_image(_xy_pool(seed)[:n], cam)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _jax_pose(model_cfg, params, stats, uv, seed_camera: bool, intrinsics):
-    """JAX's solver on image coords, as `pnpjax predict` runs it (adapters of camera.py)."""
-    if seed_camera:
-        xy = camera.pixels_to_normalized(camera.seed_to_pixels(uv), camera.SEED_CAMERA.intrinsics)
-    else:
-        xy = camera.pixels_to_normalized(uv, intrinsics)
-    p = model.apply(model_cfg, params, stats, xy)
-    q, t = camera.pose_opencv_to_gl(p.q, p.t) if seed_camera else (geometry.quat_canonical(p.q), p.t)
-    return jnp.concatenate([q, t], -1)
-
-
-def jax_pose(solver, uv: np.ndarray, cam: camera.Camera | None, dtype=np.float32) -> np.ndarray:
-    """(N, 7) pose of JAX's solver in the camera's frame (w >= 0), computed in float32 or float64."""
-    with jax.enable_x64(dtype == np.float64):
-        cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-        intr = cast(camera.SEED_CAMERA.intrinsics if cam is None else cam.intrinsics)
-        stats = model.Stats(*(None if a is None else cast(a) for a in solver.stats))
-        return np.asarray(_jax_pose(solver.config.model, jax.tree_util.tree_map(cast, solver.params), stats, cast(uv), cam is None, intr))
-
-
 def jax_pose64(solver, uv: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
     return jax_pose(solver, uv, cam, np.float64)
-
-
-def aligned(pose: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """(N, 7) poses with the quaternion normalised and sign-aligned to ref's (q and -q are one rotation)."""
-    q = np.asarray(pose[:, :4], np.float64)
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    q = q * np.where(np.sum(q * ref[:, :4], axis=1, keepdims=True) < 0, -1.0, 1.0)
-    return np.concatenate([q, pose[:, 4:]], 1)
-
-
-def pose_error(pose: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Elementwise |pose - ref| of (N, 7) poses, quaternions compared up to sign."""
-    return np.abs(aligned(pose, ref) - ref)
 
 
 def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Camera | None) -> None:
@@ -159,17 +125,10 @@ def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Cam
 
 def js_predict(module: Path, landmarks: Any = (), cam: Any = None, bad: list | None = None) -> dict:
     """Run web/tools/js_predict.mjs (the module in plain Node)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="pnpjax-js-") as tmp:
-        inp, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
-        payload: dict[str, Any] = {"landmarks": np.asarray(landmarks, np.float64).tolist(), "bad": bad or []}
-        if cam is not None:
-            payload["camera"] = cam
-        inp.write_text(json.dumps(payload))
-        proc = subprocess.run(["node", str(JS_PREDICT), str(module), str(inp), str(out)], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(out.read_text())
+    payload: dict[str, Any] = {"landmarks": np.asarray(landmarks, np.float64).tolist(), "bad": bad or []}
+    if cam is not None:
+        payload["camera"] = cam
+    result = node.js_predict_in_node(module, payload)
     result["poses"] = np.asarray(result["poses"], np.float64).reshape(-1, 7)
     result["three"] = np.asarray(result["three"], np.float64).reshape(-1, 7)
     return result
@@ -263,12 +222,7 @@ _REALISTIC = {"blazeface6", "faceapi10"}
 _SHIPPED_PARAMS = [pytest.param(p, id=p.name, marks=_GAP if p.name in _REALISTIC else ()) for p in SHIPPED]
 
 
-def _shipped_inputs(ckpt: Path, n: int = 1000):
-    solver = checkpoint.load(ckpt)
-    cam = None if solver.config.protocol == "seed" else PIXEL_CAMERA
-    proto = solver.config.seed_test if solver.config.protocol == "seed" else solver.config.realistic
-    batch = protocols.sample_jit(proto, jax.random.key(3), solver.layout, n)
-    return solver, cam, to_image(np.asarray(batch.xy), cam)
+_shipped_inputs = precision.shipped_inputs
 
 
 @needs_node
@@ -628,3 +582,15 @@ def test_quantization_study_sizes_and_accuracy(solver64):
     assert by_name["tfjs uint8 (pose layer float32)"]["js_bytes"] < by_name["tfjs float16 (pose layer float32)"]["js_bytes"]
     report = export.quantization_report({"random": rows}, 2000)
     assert "| tfjs uint8 (pose layer float32) |" in report and "seed L1-3D" in report
+
+
+@needs_node
+@pytest.mark.node
+def test_precision_study_of_a_shipped_checkpoint():
+    """experiments/export_precision.py's numbers: the float32 JS module is float64 arithmetic on
+    exact weights; TF.js float32 sits within 1e-5 here and below the inputs' own resolution."""
+    row = precision.precision_study(REPO / "checkpoints" / "blazeface6-seed", n=100)
+    assert row["js_node"] < 1e-9 and row["tfjs_node"] <= ATOL < row["one_ulp_input"]
+    assert row["jax_float32"] > 0 and 0 <= row["emulation_vs_node"] < 1e-4
+    report = precision.precision_report([row], "python experiments/export_precision.py")
+    assert "| blazeface6-seed | seed |" in report and "`python experiments/export_precision.py`" in report
