@@ -546,8 +546,8 @@ def refine_ml(xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike, noise: 
 
     Unlike the image and object costs, this likelihood is not minimised by the exact pose of
     noise-free landmarks: its log-det term (a point farther away moves less in the image) pulls
-    the optimum by O(sigma_3d^2) (~0.06 deg with 0.3 cm on a face 50-100 cm away); on noisy data
-    it is the better estimator (experiments/results/bench_solvers). Far from the optimum it needs
+    the optimum by O(sigma_3d^2) (tests/test_refine.py bounds it at the sigma_3d floor); on noisy
+    data it is the better estimator (experiments/results/bench_solvers). Far from the optimum it needs
     more iterations than the image cost (GN ignores how the covariance moves with the pose).
     """
     t = jnp.asarray(t)
