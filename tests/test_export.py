@@ -214,7 +214,7 @@ SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "pnpjax.jso
 
 # Known gap (issue #3, reported): on the two realistic-protocol checkpoints (pixel camera, faces
 # up to 150 cm away) the float32 export is 1.8e-5..2.3e-5 from float64 JAX. There a one-ulp change
-# of a float32 pixel input already moves float64 JAX's output by 2e-4..3.7e-4 (see
+# of a float32 pixel input already moves float64 JAX's output by 2.0e-4 and 2.7e-4 (see
 # test_tfjs_realistic_error_below_input_resolution), so float32 arithmetic, which must round the
 # first layer's sums, cannot reliably reach 1e-5. The strict xfail fails once an export does.
 _GAP = pytest.mark.xfail(strict=True, reason="float32 export 1.8e-5..2.3e-5 > 1e-5 on realistic checkpoints (issue #3 gap)")
