@@ -137,9 +137,14 @@ def _table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def read_landmarks(path: Path, num_points: int):
-    """(N, K, 2) float array from .npy or .json (a K x 2 list, or a list of them)."""
+def read_landmarks(path: Path, num_points: int, layout=None):
+    """(N, K, 2) float array from .npy or .json (a K x 2 list, or a list of them).
+
+    With a layout that names its detector, also the detector's full output (pnpjax.detectors).
+    """
     import numpy as np
+
+    from pnpjax import detectors
 
     if not path.is_file():
         raise InputError(f"input file not found: {path}")
@@ -147,7 +152,8 @@ def read_landmarks(path: Path, num_points: int):
         if path.suffix == ".npy":
             x = np.load(path, allow_pickle=False)
         elif path.suffix == ".json":
-            x = np.asarray(json.loads(path.read_text()), dtype=np.float64)
+            data = json.loads(path.read_text())
+            x = np.asarray(detectors.from_json(data) if layout is not None else data, dtype=np.float64)
         else:
             raise InputError(f"input must be .npy or .json, got {path.name}")
     except (ValueError, TypeError, EOFError, OSError, UnicodeDecodeError) as e:  # incl. JSONDecodeError
@@ -156,6 +162,8 @@ def read_landmarks(path: Path, num_points: int):
         raise InputError(f"{path}: landmarks must be real numbers")
     if x.ndim == 2:
         x = x[None]
+    if layout is not None:
+        x = detectors.select(x, layout)
     if x.ndim != 3 or x.shape[1:] != (num_points, 2):
         raise InputError(f"{path}: expected shape (N, {num_points}, 2) for this layout, got {tuple(x.shape)}")
     if not np.all(np.isfinite(x)):
@@ -224,7 +232,7 @@ def _predict(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".json"):
         raise InputError(f"output must be .npy or .json, got {out.name}")
     (solver,) = _load_solvers([args.checkpoint])
-    x = read_landmarks(Path(args.input), solver.layout.num_points)
+    x = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout)
     spec = args.camera
     if spec is None:
         cfg = getattr(solver, "config", None)
@@ -285,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="poses for landmarks in a file")
     r.add_argument("--checkpoint", required=True)
-    r.add_argument("--input", required=True, help=".npy (N, K, 2) or .json list of K x 2 lists")
+    r.add_argument("--input", required=True, help=".npy (N, K, 2) or .json list of K x 2 lists; for a layout that names "
+                   "its detector also the detector's output, e.g. (N, 68, 2) or face-api.js JSON for faceapi10")
     r.add_argument("--output", required=True, help=".npy or .json, (N, 7) qx qy qz qw tx ty tz")
     r.add_argument("--camera", default=None, help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)")
     r.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")

@@ -8,7 +8,9 @@ A user layout file is JSON or CSV:
   JSON: {"name": "marker", "units": "cm", "points": {"tl": [x, y, z], ...}}
         (or "points": [{"name": "tl", "xyz": [x, y, z]}, ...]); optional "up" and "facing"
         axes such as "+y" / "+z" say which layout axes point up and towards the camera in the
-        object's frontal pose (used by the realistic protocol), default "+y" and "+z".
+        object's frontal pose (used by the realistic protocol), default "+y" and "+z"; optional
+        "detector": {"name": ..., "num_points": D, "indices": [...]} says which of a detector's D
+        output points each layout point is, in layout order (see pnpjax.detectors).
   CSV:  a header line "name,x,y,z" then one point per line.
 """
 
@@ -29,6 +31,29 @@ class LayoutError(PnpjaxError, ValueError):
     """A layout that cannot be used."""
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectorSource:
+    """Where a layout's points come from: point k is output point `indices[k]` of detector `name`."""
+
+    name: str
+    num_points: int
+    indices: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "num_points": self.num_points, "indices": list(self.indices)}
+
+    @classmethod
+    def from_dict(cls, d, layout_name: str) -> "DetectorSource":
+        try:
+            name, n, idx = d["name"], d["num_points"], d["indices"]
+            ok = isinstance(name, str) and all(type(v) is int for v in (n, *idx))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise LayoutError(f"layout '{layout_name}': 'detector' must be {{\"name\": str, \"num_points\": int, \"indices\": [int, ...]}}")
+        return cls(name, n, tuple(idx))
+
+
 _AXES = {"+x": (1, 0, 0), "-x": (-1, 0, 0), "+y": (0, 1, 0), "-y": (0, -1, 0), "+z": (0, 0, 1), "-z": (0, 0, -1)}
 
 
@@ -42,6 +67,7 @@ class Layout:
     units: str = "cm"
     up: str = "+y"
     facing: str = "+z"
+    detector: DetectorSource | None = None
 
     def __post_init__(self):
         validate_points(np.asarray(self.points, dtype=np.float64), self.name)
@@ -54,6 +80,11 @@ class Layout:
                 raise LayoutError(f"layout '{self.name}': axis '{ax}' must be one of {sorted(_AXES)}")
         if np.dot(_AXES[self.up], _AXES[self.facing]) != 0:
             raise LayoutError(f"layout '{self.name}': 'up' and 'facing' must be different axes")
+        d = self.detector
+        if d is not None and (len(d.indices) != len(self.points) or len(set(d.indices)) != len(d.indices)
+                              or not all(0 <= i < d.num_points for i in d.indices)):
+            raise LayoutError(f"layout '{self.name}': detector indices must be {len(self.points)} distinct "
+                              f"indices into the detector's {d.num_points} points")
 
     @property
     def num_points(self) -> int:
@@ -79,6 +110,7 @@ class Layout:
             "up": self.up,
             "facing": self.facing,
             "points": {n: list(p) for n, p in zip(self.point_names, self.points)},
+            **({"detector": self.detector.to_dict()} if self.detector else {}),
         }
 
     @classmethod
@@ -97,13 +129,19 @@ class Layout:
         else:
             raise LayoutError("layout 'points' must be an object or a list")
         arr = _as_points(xyz, d.get("name", default_name))
+        name = str(d.get("name", default_name))
+        detector = DetectorSource.from_dict(d["detector"], name) if d.get("detector") is not None else None
+        preset = PRESETS.get(name)
+        if "detector" not in d and preset is not None and np.array_equal(arr, preset.points):
+            detector = preset.detector  # metadata written before layouts named their detector
         return cls(
-            name=str(d.get("name", default_name)),
+            name=name,
             point_names=tuple(str(n) for n in names),
             points=tuple(tuple(float(v) for v in p) for p in arr),
             units=str(d.get("units", "cm")),
             up=str(d.get("up", "+y")),
             facing=str(d.get("facing", "+z")),
+            detector=detector,
         )
 
 
@@ -178,6 +216,8 @@ BLAZEFACE6 = Layout(
         (-8.04888, 2.22486, -12.6444),
         (8.04888, 2.22486, -12.6444),
     ),
+    # BlazeFace's 6 keypoints come in this order (the original fed them straight in).
+    detector=DetectorSource("blazeface", 6, (0, 1, 2, 3, 4, 5)),
 )
 
 FACEAPI10 = Layout(
@@ -198,6 +238,9 @@ FACEAPI10 = Layout(
         (-2.17298, -3.62696, -3.15651),
         (2.17298, -3.62696, -3.15651),
     ),
+    # face-api.js's 68 landmarks (iBUG-300W order); "left" is the image's left (the subject's right).
+    # Checked by drawing them on a photo (web/README) and by cv2 SQPnP facing the camera.
+    detector=DetectorSource("face-api.js/68", 68, (30, 33, 31, 35, 36, 39, 45, 42, 48, 54)),
 )
 
 PRESETS = {BLAZEFACE6.name: BLAZEFACE6, FACEAPI10.name: FACEAPI10}

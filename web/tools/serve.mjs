@@ -22,6 +22,8 @@ const TYPES = {
   '.css': 'text/css; charset=utf-8',
   '.bin': 'application/octet-stream',
   '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.wasm': 'application/wasm',
   '.svg': 'image/svg+xml',
   '.md': 'text/plain; charset=utf-8',
 };

@@ -1,0 +1,359 @@
+"""Real faces: face-api.js in Node and in headless Chromium with a fake webcam, scored against cv2 SQPnP.
+
+The fake webcam is a .y4m video made from face-api.js's sample photos: each segment zooms one face
+to where a webcam user sits (the outer eye corners `distance_cm` away at the video's field of
+view) and turns the image about its centre. Turning an image about the principal point is
+exactly a camera roll, so between two frames of a segment the head's rotation in the camera frame
+changes by Rz(angle change), whatever the focal length: R_i R_0^T = Rz(theta_i - theta_0).
+Every frame carries its number in 8 squares at its top-left corner (web/demo/faces.js reads it),
+so each processed frame is matched to its known angle whatever the browser's timing.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = REPO / "web"
+FACEAPI = WEB / "node_modules" / "@vladmandic" / "face-api"
+SAMPLES = [FACEAPI / "demo" / f"sample{i}.jpg" for i in range(1, 7)]
+CHROMIUM = Path("/usr/bin/chromium")
+OUTER_EYES_CM = 2 * 4.49893  # faceapi10's left_eye_outer to right_eye_outer
+LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45  # face-api.js 68-point indices
+
+
+# --------------------------------------------------------------------------------------------
+# Detection in Node
+# --------------------------------------------------------------------------------------------
+
+
+def detect_faces(images: list[Path], out_json: Path, npy: Path | None = None, **options) -> dict:
+    """web/tools/detect_faces.mjs on image files; options: backend, detector, landmarks, input_size, min_score."""
+    cmd = ["node", str(WEB / "tools" / "detect_faces.mjs"), *map(str, images), "--out", str(out_json)]
+    if npy is not None:
+        cmd += ["--npy", str(npy)]
+    for k, v in options.items():
+        cmd += ["--" + k.replace("_", "-"), str(v)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"detect_faces.mjs failed: {proc.stderr.strip()}")
+    return json.loads(Path(out_json).read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# The fake webcam
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RollVideo:
+    """A fake-webcam video: `frames[i]` = (segment, roll angle in degrees) of the frame numbered i."""
+
+    path: Path
+    width: int
+    height: int
+    hfov_deg: float
+    fps: int
+    frames: tuple[tuple[int, float], ...]
+    segments: tuple[str, ...]
+
+    @property
+    def camera(self) -> tuple[float, float, float, float]:
+        f = self.width / 2 / np.tan(np.radians(self.hfov_deg) / 2)
+        return (f, f, self.width / 2, self.height / 2)
+
+
+def roll_matrix(deg: float) -> np.ndarray:
+    """2x2 rotation of pixel offsets (x right, y down) = the 3D camera-frame rotation Rz(deg)."""
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return np.array([[c, -s], [s, c]])
+
+
+def draw_frame_code(img: np.ndarray, code: int) -> None:
+    """8 squares of 16 px at (8, 8), 20 px apart: white, black, then `code` in 6 bits (MSB first)."""
+    assert 0 <= code < 64
+    bits = [1, 0] + [(code >> (5 - b)) & 1 for b in range(6)]
+    for i, bit in enumerate(bits):
+        x = 8 + 20 * i
+        img[4:28, x - 4:x + 20] = 128  # a grey margin so the photo never touches a square
+        img[8:24, x:x + 16] = 255 if bit else 0
+
+
+def write_y4m(path: Path, frames_bgr: list[np.ndarray], fps: int) -> None:
+    """Uncompressed YUV4MPEG2, 4:2:0 (Chromium's --use-file-for-fake-video-capture reads it)."""
+    h, w = frames_bgr[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for img in frames_bgr:
+            f.write(b"FRAME\n")
+            f.write(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420).tobytes())
+
+
+def make_roll_video(path: Path, detections: dict, *, faces: list[tuple[int, int]], angles_deg: list[float],
+                    size: tuple[int, int] = (640, 480), hfov_deg: float = 60.0, distance_cm: float = 60.0,
+                    fps: int = 5) -> tuple[RollVideo, list[np.ndarray]]:
+    """One segment per (image index, face index) of `detections` (detect_faces.mjs output on SAMPLES
+    or any images): the face zoomed so that its outer eye corners sit `distance_cm` away, centred,
+    and turned by each angle about the frame centre. Returns the video and its frames (BGR)."""
+    w, h = size
+    f = w / 2 / np.tan(np.radians(hfov_deg) / 2)
+    frames, meta, names = [], [], []
+    for seg, (i, j) in enumerate(faces):
+        image = detections["images"][i]
+        src = cv2.imread(str(_image_path(detections, i)))
+        lm = np.asarray(image["faces"][j]["landmarks"], np.float64)
+        eyes_px = np.linalg.norm(lm[LEFT_EYE_OUTER] - lm[RIGHT_EYE_OUTER])
+        scale = f * OUTER_EYES_CM / distance_cm / eyes_px  # output px per source px
+        centre = lm.mean(0)
+        names.append(f"{image['file']} face {j}")
+        for angle in angles_deg:
+            a = scale * roll_matrix(angle)
+            m = np.hstack([a, (np.array([w / 2, h / 2]) - a @ centre)[:, None]])
+            img = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT)
+            draw_frame_code(img, len(frames))
+            frames.append(img)
+            meta.append((seg, float(angle)))
+    if len(frames) > 64:
+        raise ValueError("at most 64 frames (6-bit frame code)")
+    write_y4m(path, frames, fps)
+    return RollVideo(Path(path), w, h, hfov_deg, fps, tuple(meta), tuple(names)), frames
+
+
+def _image_path(detections: dict, i: int) -> Path:
+    name = detections["images"][i]["file"]
+    for p in SAMPLES:
+        if p.name == name:
+            return p
+    raise FileNotFoundError(name)
+
+
+# --------------------------------------------------------------------------------------------
+# The page in headless Chromium
+# --------------------------------------------------------------------------------------------
+
+
+class Server:
+    """web/tools/serve.mjs on a free port, 127.0.0.1 only, with `models` mounted at /models."""
+
+    def __init__(self, models: Path):
+        self.proc = subprocess.Popen(["node", str(WEB / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("serving http://127.0.0.1:"):
+            self.proc.kill()
+            raise RuntimeError(f"serve.mjs did not start: {line} {self.proc.stderr.read()}")
+        self.url = line.split()[1]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def run_faces_page(url: str, out_json: Path, screenshot: Path, *, video: Path | None = None, timeout_s: float = 120) -> dict:
+    """web/tools/run_faces.mjs: the page in headless Chromium (fake webcam `video`); its report."""
+    cmd = ["node", str(WEB / "tools" / "run_faces.mjs"), url, str(out_json), str(screenshot),
+           "--chromium", str(CHROMIUM), "--timeout", str(int(timeout_s))]
+    if video is not None:
+        cmd += ["--video", str(video)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run_faces.mjs failed: {proc.stderr.strip()}")
+    return json.loads(Path(out_json).read_text())
+
+
+def save_shots(record: dict, out_dir: Path) -> dict[int, Path]:
+    """The page's per-frame overlay snapshots (JPEG data URLs) as files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for code, url in record.get("shots", {}).items():
+        p = out_dir / f"frame{int(code):02d}.jpg"
+        p.write_bytes(base64.b64decode(url.split(",", 1)[1]))
+        paths[int(code)] = p
+    return paths
+
+
+def filmstrip(paths: list[Path], out: Path, *, width: int = 320, captions: list[str] | None = None) -> Path:
+    """Frames side by side, scaled to `width` each, as one PNG."""
+    tiles = []
+    for k, p in enumerate(paths):
+        img = cv2.imread(str(p))
+        img = cv2.resize(img, (width, round(img.shape[0] * width / img.shape[1])), interpolation=cv2.INTER_AREA)
+        if captions:
+            cv2.putText(img, captions[k], (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(img)
+    cv2.imwrite(str(out), np.hstack(tiles))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def quat_to_matrix(q_xyzw) -> np.ndarray:
+    x, y, z, w = np.asarray(q_xyzw, np.float64) / np.linalg.norm(q_xyzw)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def angle_deg(r: np.ndarray) -> float:
+    """Geodesic angle of a rotation matrix, degrees."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
+
+
+def sqpnp(points_3d: np.ndarray, uv: np.ndarray, cam: tuple[float, float, float, float]) -> np.ndarray:
+    """cv2 SQPnP: R_cam_layout (3, 3) for pixel landmarks (K, 2)."""
+    fx, fy, cx, cy = cam
+    k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+    ok, rvec, _ = cv2.solvePnP(points_3d.astype(np.float64), uv.astype(np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok:
+        raise RuntimeError("cv2 SQPnP failed")
+    return cv2.Rodrigues(rvec)[0]
+
+
+def roll_errors(video: RollVideo, frames: dict[int, np.ndarray]) -> list[dict]:
+    """For every pair of frames i < j of a segment that both have a rotation (R_cam_layout), the error
+    (degrees) of the estimated rotation change against the known roll: angle(R_j R_i^T Rz(theta_j - theta_i)^T)."""
+    rows = []
+    for seg in range(len(video.segments)):
+        codes = [c for c, (s, _) in enumerate(video.frames) if s == seg and c in frames]
+        for a, i in enumerate(codes):
+            for j in codes[a + 1:]:
+                d = video.frames[j][1] - video.frames[i][1]
+                if d == 0:
+                    continue
+                rz = np.eye(3)
+                rz[:2, :2] = roll_matrix(d)
+                rows.append({"segment": seg, "frames": [i, j], "roll_deg": d,
+                             "error_deg": angle_deg(frames[j] @ frames[i].T @ rz.T)})
+    return rows
+
+
+def best_face(detections: dict, image: int) -> int:
+    """Index of the highest-scoring face of an image (the most reliable one to zoom on)."""
+    scores = [f["score"] for f in detections["images"][image]["faces"]]
+    return int(np.argmax(scores))
+
+
+def page_frames(video: RollVideo, record: dict) -> tuple[dict[int, dict], dict[str, int]]:
+    """The first processed entry per frame number whose largest face is the zoomed one (near the
+    centre), and counts of frames processed, with a face, and with another face."""
+    out, other = {}, 0
+    for e in record["frames"]:
+        c = e["code"]
+        if c is None or c in out or not 0 <= c < len(video.frames) or e["face"] is None:
+            continue
+        x, y, w, h = e["face"]["box"]
+        if np.hypot(x + w / 2 - video.width / 2, y + h / 2 - video.height / 2) > 0.25 * video.width:
+            other += 1
+            continue
+        out[c] = e
+    seen = {e["code"] for e in record["frames"] if e["code"] is not None}
+    return out, {"frames": len(video.frames), "processed": len(seen), "with_face": len(out), "other_face": other}
+
+
+def score_rolls(video: RollVideo, rotations: dict[str, dict[int, np.ndarray]]) -> dict[str, dict]:
+    """Per solver: the roll errors (roll_errors) and their median, p90, mean (degrees)."""
+    out = {}
+    for name, frames in rotations.items():
+        rows = roll_errors(video, frames)
+        e = np.array([r["error_deg"] for r in rows])
+        out[name] = {"n": len(rows), "median_deg": float(np.median(e)), "p90_deg": float(np.percentile(e, 90)),
+                     "mean_deg": float(e.mean()), "rows": rows}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The whole experiment: fake webcam -> page -> scores
+# --------------------------------------------------------------------------------------------
+
+
+def python_rotations(checkpoint: Path, points: dict[int, np.ndarray], cam: tuple[float, ...], size: tuple[int, int],
+                     refine_iters: int, cost: str) -> dict[int, np.ndarray]:
+    """pnpjax in Python (`pnpjax predict --refine N --refine-cost C`) on the page's landmarks."""
+    from pnpjax import camera, checkpoint as ckpt, cli, refine
+
+    solver = ckpt.load(checkpoint)
+    codes = sorted(points)
+    x = np.stack([points[c] for c in codes]).astype(np.float32)
+    noise = refine.noise_model_of(solver.config.realistic)
+    y = cli.predict_poses(solver, x, camera.parse_camera([*cam, *size]), refine_iters, cost, noise)
+    return {c: quat_to_matrix(q) for c, q in zip(codes, y[:, :4])}
+
+
+def js_rotations(module: Path, points: dict[int, np.ndarray], cam: tuple[float, ...], work: Path,
+                 options: dict | None = None) -> dict[int, np.ndarray]:
+    """An exported JS module in Node on the page's landmarks (camera in pixels, OpenCV frame out)."""
+    codes = sorted(points)
+    inp, out = work / f"{module.parent.name}-in.json", work / f"{module.parent.name}-out.json"
+    fx, fy, cx, cy = cam
+    inp.write_text(json.dumps({"landmarks": [points[c].tolist() for c in codes],
+                               "camera": {"fx": fx, "fy": fy, "cx": cx, "cy": cy}, **({"options": options} if options else {})}))
+    proc = subprocess.run(["node", str(WEB / "tools" / "js_predict.mjs"), str(module), str(inp), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip())
+    res = json.loads(out.read_text())
+    frame = res["metadata"]["frame"]
+    rots = {}
+    for c, p in zip(codes, res["poses"]):
+        r = quat_to_matrix(p[:4])
+        rots[c] = np.diag([1.0, -1.0, -1.0]) @ r if frame.startswith("OpenGL") else r
+    return rots
+
+
+def webcam_experiment(work: Path, *, images: list[int], angles_deg: list[float], checkpoint: Path,
+                      module: Path, fps: int = 5, hfov_deg: float = 60.0, distance_cm: float = 60.0,
+                      refine_iters: int = 5, timeout_s: float = 120, query: dict | None = None) -> dict:
+    """Detect faces on the sample photos (Node), make the roll video, run web/demo/faces.html on it
+    in headless Chromium with `module` (a faceapi10 JS export served at /models/<dir>/pnp.js), then
+    score the rotation changes of every solver on the page's landmarks. Returns everything measured."""
+    from urllib.parse import urlencode
+
+    from pnpjax import layouts
+
+    work.mkdir(parents=True, exist_ok=True)
+    det = detect_faces([SAMPLES[i] for i in images], work / "samples.json")
+    faces = [(k, best_face(det, k)) for k in range(len(images))]
+    video, _ = make_roll_video(work / "roll.y4m", det, faces=faces, angles_deg=angles_deg, fps=fps,
+                               hfov_deg=hfov_deg, distance_cm=distance_cm)
+    server = Server(module.parent.parent)
+    try:
+        q = {"framecode": 1, "frames": len(video.frames), "fov": hfov_deg, "js": f"/models/{module.parent.name}/{module.name}",
+             **(query or {})}
+        report = run_faces_page(server.url + "demo/faces.html?" + urlencode(q), work / "page.json", work / "page.png",
+                                video=video.path, timeout_s=timeout_s)
+    finally:
+        server.close()
+    record = report["record"]
+    frames, counts = page_frames(video, record)
+    points = {c: np.asarray(e["face"]["points"], np.float64) for c, e in frames.items()}
+    layout = layouts.FACEAPI10
+    pts3d = np.asarray(layout.points, np.float64)
+    cam = video.camera
+    rotations = {
+        "pnpjax JS module in the page": {c: quat_to_matrix(e["face"]["pose"]["quaternion"]) for c, e in frames.items()},
+        "cv2 SQPnP": {c: sqpnp(pts3d, p, cam) for c, p in points.items()},
+    }
+    if points:
+        for cost in ("image", "ml"):
+            rotations[f"pnpjax Python, refine {refine_iters} ({cost})"] = python_rotations(
+                checkpoint, points, cam, (video.width, video.height), refine_iters, cost)
+    scores = score_rolls(video, rotations)
+    ms = np.array([[e["ms"]["detect"], e["ms"]["solve"], e["ms"]["total"]] for e in record["frames"]])
+    return {"video": dataclasses.asdict(video) | {"path": video.path.name, "camera": cam}, "counts": counts,
+            "report": {k: v for k, v in report.items() if k != "record"}, "config": record["config"],
+            "errors": record["errors"], "record": record, "frames": frames, "points": points, "scores": scores,
+            "ms": {"detect_median": float(np.median(ms[:, 0])), "solve_median": float(np.median(ms[:, 1])),
+                   "total_median": float(np.median(ms[:, 2])), "total_mean": float(ms[:, 2].mean()),
+                   "fps_median": float(1000 / np.median(ms[:, 2])), "n": len(ms)}}
