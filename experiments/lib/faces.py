@@ -35,11 +35,13 @@ LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45  # face-api.js 68-point indices
 # --------------------------------------------------------------------------------------------
 
 
-def detect_faces(images: list[Path], out_json: Path, npy: Path | None = None, **options) -> dict:
+def detect_faces(images: list[Path], out_json: Path, npy: Path | None = None, raw: Path | None = None, **options) -> dict:
     """web/tools/detect_faces.mjs on image files; options: backend, detector, landmarks, input_size, min_score."""
     cmd = ["node", str(WEB / "tools" / "detect_faces.mjs"), *map(str, images), "--out", str(out_json)]
     if npy is not None:
         cmd += ["--npy", str(npy)]
+    if raw is not None:
+        cmd += ["--raw", str(raw)]
     for k, v in options.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -211,14 +213,25 @@ def angle_deg(r: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
 
 
-def sqpnp(points_3d: np.ndarray, uv: np.ndarray, cam: tuple[float, float, float, float]) -> np.ndarray:
-    """cv2 SQPnP: R_cam_layout (3, 3) for pixel landmarks (K, 2)."""
+def sqpnp_camera(width: float, height: float, hfov_deg: float) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of an image with a horizontal field of view, principal point at the centre."""
+    f = width / 2 / np.tan(np.radians(hfov_deg) / 2)
+    return (f, f, width / 2, height / 2)
+
+
+def sqpnp_pose(points_3d: np.ndarray, uv: np.ndarray, cam: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """cv2 SQPnP: (R_cam_layout (3, 3), t (3,)) for pixel landmarks (K, 2)."""
     fx, fy, cx, cy = cam
     k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
-    ok, rvec, _ = cv2.solvePnP(points_3d.astype(np.float64), uv.astype(np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP)
+    ok, rvec, tvec = cv2.solvePnP(points_3d.astype(np.float64), np.asarray(uv, np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP)
     if not ok:
         raise RuntimeError("cv2 SQPnP failed")
-    return cv2.Rodrigues(rvec)[0]
+    return cv2.Rodrigues(rvec)[0], tvec.ravel()
+
+
+def sqpnp(points_3d: np.ndarray, uv: np.ndarray, cam: tuple[float, float, float, float]) -> np.ndarray:
+    """cv2 SQPnP's R_cam_layout (3, 3) for pixel landmarks (K, 2)."""
+    return sqpnp_pose(points_3d, uv, cam)[0]
 
 
 def roll_errors(video: RollVideo, frames: dict[int, np.ndarray]) -> list[dict]:
@@ -312,19 +325,21 @@ def js_rotations(module: Path, points: dict[int, np.ndarray], cam: tuple[float, 
     return rots
 
 
-def webcam_experiment(work: Path, *, images: list[int], angles_deg: list[float], checkpoint: Path,
+def webcam_experiment(work: Path, *, detections: dict, angles_deg: list[float], checkpoint: Path,
                       module: Path, fps: int = 5, hfov_deg: float = 60.0, distance_cm: float = 60.0,
-                      refine_iters: int = 5, timeout_s: float = 120, query: dict | None = None) -> dict:
-    """Detect faces on the sample photos (Node), make the roll video, run web/demo/faces.html on it
-    in headless Chromium with `module` (a faceapi10 JS export served at /models/<dir>/pnp.js), then
-    score the rotation changes of every solver on the page's landmarks. Returns everything measured."""
+                      refine_iters: int = 5, costs: tuple[str, ...] = ("image", "ml"), timeout_s: float = 120,
+                      query: dict | None = None) -> dict:
+    """Make the roll video from the best face of each image of `detections` (detect_faces on
+    sample photos), run web/demo/faces.html on it in headless Chromium with `module` (a faceapi10
+    JS export, served at /models/<its dir>/<its name>), then score the rotation changes of every
+    solver on the page's landmarks. Returns everything measured."""
     from urllib.parse import urlencode
 
     from pnpjax import layouts
 
     work.mkdir(parents=True, exist_ok=True)
-    det = detect_faces([SAMPLES[i] for i in images], work / "samples.json")
-    faces = [(k, best_face(det, k)) for k in range(len(images))]
+    det = detections
+    faces = [(k, best_face(det, k)) for k in range(len(det["images"]))]
     video, _ = make_roll_video(work / "roll.y4m", det, faces=faces, angles_deg=angles_deg, fps=fps,
                                hfov_deg=hfov_deg, distance_cm=distance_cm)
     server = Server(module.parent.parent)
@@ -346,12 +361,12 @@ def webcam_experiment(work: Path, *, images: list[int], angles_deg: list[float],
         "cv2 SQPnP": {c: sqpnp(pts3d, p, cam) for c, p in points.items()},
     }
     if points:
-        for cost in ("image", "ml"):
+        for cost in costs:
             rotations[f"pnpjax Python, refine {refine_iters} ({cost})"] = python_rotations(
                 checkpoint, points, cam, (video.width, video.height), refine_iters, cost)
     scores = score_rolls(video, rotations)
     ms = np.array([[e["ms"]["detect"], e["ms"]["solve"], e["ms"]["total"]] for e in record["frames"]])
-    return {"video": dataclasses.asdict(video) | {"path": video.path.name, "camera": cam}, "counts": counts,
+    return {"roll": video, "video": dataclasses.asdict(video) | {"path": video.path.name, "camera": cam}, "counts": counts,
             "report": {k: v for k, v in report.items() if k != "record"}, "config": record["config"],
             "errors": record["errors"], "record": record, "frames": frames, "points": points, "scores": scores,
             "ms": {"detect_median": float(np.median(ms[:, 0])), "solve_median": float(np.median(ms[:, 1])),

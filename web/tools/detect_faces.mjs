@@ -5,7 +5,7 @@
 //
 //   node web/tools/detect_faces.mjs IMAGE... --out faces.json [--npy faces.npy]
 //        [--backend wasm|cpu] [--detector tiny|ssd] [--landmarks full|tiny] [--input-size 416]
-//        [--min-score 0.5] [--max-faces N]
+//        [--min-score 0.5] [--max-faces N] [--raw faceapi.json]
 //
 // IMAGE: .jpg/.jpeg or .png. Models come from @vladmandic/face-api's model/ directory in
 // web/node_modules; nothing is downloaded.
@@ -14,6 +14,8 @@
 //   "faces": [{"image": i, "face": j}, ...],        // one row per face, in the order of "landmarks"
 //   "landmarks": [[[x, y] x 68], ...]}             // pixels, x right, y down, origin at the top-left corner
 // faces.npy: float64 (N, 68, 2), the same rows as "landmarks".
+// faceapi.json (--raw): JSON.stringify of face-api.js's own results (`detectAllFaces().withFaceLandmarks()`),
+//   all images' faces in one list, the same rows: `pnpjax predict` reads this form too.
 // Exits 2 with a one-line message on a user error (missing/undecodable image, bad option), writing nothing.
 
 import { readFile, writeFile, rename } from 'node:fs/promises';
@@ -29,7 +31,7 @@ export const DETECTOR = 'face-api.js/68';
 class UserError extends Error {}
 
 function parseArgs(argv) {
-  const opts = { images: [], out: null, npy: null, backend: 'wasm', detector: 'tiny', landmarks: 'full',
+  const opts = { images: [], out: null, npy: null, raw: null, backend: 'wasm', detector: 'tiny', landmarks: 'full',
     inputSize: 416, minScore: 0.5, maxFaces: Infinity };
   const num = (flag, v, ok) => {
     const x = Number(v);
@@ -47,6 +49,7 @@ function parseArgs(argv) {
     };
     if (a === '--out') opts.out = v;
     else if (a === '--npy') opts.npy = v;
+    else if (a === '--raw') opts.raw = v;
     else if (a === '--backend') opts.backend = choose(['wasm', 'cpu']);
     else if (a === '--detector') opts.detector = choose(['tiny', 'ssd']);
     else if (a === '--landmarks') opts.landmarks = choose(['full', 'tiny']);
@@ -58,6 +61,7 @@ function parseArgs(argv) {
   if (!opts.images.length || !opts.out) throw new UserError('usage: detect_faces.mjs IMAGE... --out faces.json [--npy faces.npy] [options]');
   if (!opts.out.endsWith('.json')) throw new UserError(`--out must end in .json, got ${opts.out}`);
   if (opts.npy !== null && !opts.npy.endsWith('.npy')) throw new UserError(`--npy must end in .npy, got ${opts.npy}`);
+  if (opts.raw !== null && !opts.raw.endsWith('.json')) throw new UserError(`--raw must end in .json, got ${opts.raw}`);
   return opts;
 }
 
@@ -138,6 +142,7 @@ export async function loadDetector({ backend = 'wasm', detector = 'tiny', landma
           score: r.detection.score,
           box: [r.detection.box.x, r.detection.box.y, r.detection.box.width, r.detection.box.height],
           landmarks: r.landmarks.positions.map((p) => [p.x, p.y]),
+          raw: r,
         }))
         .sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);  // largest face first
     } finally {
@@ -155,8 +160,11 @@ async function main() {
   const out = { detector: DETECTOR, backend: det.backend, faceapi: det.faceapi.version,
     options: { detector: opts.detector, landmarks: opts.landmarks, inputSize: opts.inputSize, minScore: opts.minScore },
     images: [], faces: [], landmarks: [] };
+  const raw = [];
   for (const [i, img] of decoded.entries()) {
     const faces = (await det.detect(img)).slice(0, opts.maxFaces);
+    raw.push(...faces.map((f) => f.raw));
+    faces.forEach((f) => delete f.raw);
     out.images.push({ file: path.basename(opts.images[i]), width: img.width, height: img.height, faces });
     faces.forEach((f, j) => {
       out.faces.push({ image: i, face: j });
@@ -165,6 +173,7 @@ async function main() {
   }
   await atomicWrite(opts.out, JSON.stringify(out));
   if (opts.npy) await atomicWrite(opts.npy, npyBytes(out.landmarks, [out.landmarks.length, 68, 2]));
+  if (opts.raw) await atomicWrite(opts.raw, JSON.stringify(raw));
   process.stderr.write(`detect_faces: ${out.landmarks.length} faces in ${decoded.length} images (${det.backend}) -> ${opts.out}\n`);
 }
 
