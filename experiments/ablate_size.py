@@ -10,7 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from pnpjax import ablations
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import ablations
 
 HERE = Path(__file__).resolve().parent
 

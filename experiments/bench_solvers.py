@@ -17,7 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from pnpjax import bench
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import bench
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,6 +13,8 @@ import argparse
 import os
 import sys
 
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib.train_throughput import measure_throughput
 from pnpjax import config, train
 
 
@@ -22,7 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096, 16384])
     p.add_argument("--seconds", type=float, default=5.0)
     a = p.parse_args(argv)
-    rows = train.measure_throughput(config.get_config(a.config), a.batch_sizes, a.seconds)
+    rows = measure_throughput(config.get_config(a.config), a.batch_sizes, a.seconds)
     load = os.getloadavg()[0]
     print(f"config {a.config} | devices {train.device_summary()} | load average {load:.1f}")
     print(f"{'batch':>7} {'ms/step':>9} {'steps/s':>9} {'valid samples/s':>16} {'compile s':>10}")

@@ -12,7 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from pnpjax import precision, shipping
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import precision, shipping
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
     python experiments/export_quantization.py [--checkpoint DIR ...] [--n 100000] [--out FILE]
 
 Without --checkpoint, every checkpoint directory in checkpoints/. Prints the tables and writes
-them to experiments/results/export_quantization.md. The logic is `pnpjax.export.quantization_study`.
+them to experiments/results/export_quantization.md. The logic is `pnpjax.quantization.quantization_study`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pnpjax import checkpoint, export
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import quantization
+from pnpjax import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     for d in dirs:
         solver = checkpoint.load(d)
         name = f"{Path(d).name} ({solver.config.name}, widths {list(solver.config.model.widths)})"
-        results[name] = export.quantization_study(solver, n=args.n)
-        print(export.quantization_report({name: results[name]}, args.n), flush=True)
+        results[name] = quantization.quantization_study(solver, n=args.n)
+        print(quantization.quantization_report({name: results[name]}, args.n), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     with os.fdopen(fd, "w") as f:
-        f.write(export.quantization_report(results, args.n))
+        f.write(quantization.quantization_report(results, args.n))
     os.replace(tmp, out)
     print(f"wrote {out}")
     return 0

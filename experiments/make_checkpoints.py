@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pnpjax import shipping
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import shipping
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,8 @@ every metrics.jsonl under a training workdir or an experiments/results/<name> di
 
 import argparse
 
-from pnpjax import ablations
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import ablations
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -25,13 +25,10 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from pnpjax import geometry
-from pnpjax.errors import PnpjaxError
+from pnpjax.errors import CameraError
 
 MIN_DEPTH = 1e-3  # depth clamp before dividing; keeps projection and its gradient finite.
 
-
-class CameraError(PnpjaxError, ValueError):
-    """A camera specification that cannot be used."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,23 @@ class Solver:
     def __call__(self, xy) -> model.Prediction:
         return model.apply(self.config.model, self.params, self.stats, xy)
 
+    @functools.cached_property
+    def pure(self) -> tuple[Callable[[Any, jax.Array], model.Prediction], Any]:
+        """(fn, variables): the solver as a pure JAX function `fn(variables, xy) -> Prediction` of
+        its variables (params, stats) and (..., K, 2) normalised landmarks, for jit/vmap/grad.
+        `fn` is the same object on every access (a stable jit static argument)."""
+        return functools.partial(_apply, self.config.model), (self.params, self.stats)
+
+    @property
+    def test_protocol(self):
+        """The protocol this solver is judged on (its config's `test_protocol`)."""
+        return self.config.test_protocol
+
+
+def _apply(model_cfg: model.ModelConfig, variables, xy) -> model.Prediction:
+    params, stats = variables
+    return model.apply(model_cfg, params, stats, xy)
+
 
 def stats_to_json(stats: model.Stats) -> dict:
     return {k: np.asarray(v, np.float64).tolist() for k, v in stats._asdict().items() if v is not None}
@@ -64,6 +82,21 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
+def metadata(cfg: Config, layout: layouts.Layout, stats: model.Stats, params=None, extra: dict | None = None) -> dict:
+    """The `pnpjax.json` of a model directory or a training workdir (the one place it is built)."""
+    meta = {
+        "format": FORMAT,
+        "pnpjax_version": __version__,
+        "config": cfg.to_dict(),
+        "layout": layout.to_dict(),
+        "stats": stats_to_json(stats),
+        "conventions": CONVENTIONS,
+    }
+    if params is not None:
+        meta["num_params"] = model.num_params(params)
+    return {**meta, **(extra or {})}
+
+
 def save(directory: str | Path, solver: Solver, extra_meta: dict | None = None, force: bool = False) -> Path:
     """Write a model directory atomically (temp dir + rename); refuses to overwrite unless force."""
     out = Path(directory).absolute()
@@ -75,16 +108,9 @@ def save(directory: str | Path, solver: Solver, extra_meta: dict | None = None, 
         ckptr = _checkpointer()
         ckptr.save(tmp / "params", jax.device_get(solver.params))
         ckptr.wait_until_finished()
-        meta = {
-            "format": FORMAT,
-            "pnpjax_version": __version__,
-            "config": solver.config.to_dict(),
-            "layout": solver.layout.to_dict(),
-            "stats": stats_to_json(solver.stats),
-            "conventions": CONVENTIONS,
-            "num_params": model.num_params(solver.params),
-            **(extra_meta or {}),
-        }
+        # orbax notes the absolute path it wrote to; a model directory is shared, so drop it.
+        (tmp / "params" / "commit_success.txt").unlink(missing_ok=True)
+        meta = metadata(solver.config, solver.layout, solver.stats, solver.params, extra_meta)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
         if out.exists():
             shutil.rmtree(out)
@@ -142,15 +168,29 @@ def load(directory: str | Path) -> Solver:
     if (d / "params").is_dir():
         params = _restore(lambda: _checkpointer().restore(d / "params", target), d, d / "params")
     elif (d / "ckpt").is_dir():
-        from pnpjax import train
-
-        params = _restore(lambda: train.restore_latest_params(d, cfg, layout), d, _latest_step_dir(d / "ckpt"))
+        params = _restore(lambda: restore_latest_params(d, cfg, layout), d, _latest_step_dir(d / "ckpt"))
     else:
         raise CheckpointError(f"{d}: has {META_FILE} but no params/ or ckpt/")
     shapes = lambda tree: jax.tree_util.tree_map(lambda a: tuple(a.shape), tree)  # noqa: E731
     if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(target) or shapes(params) != shapes(target):
         raise CheckpointError(f"{d}: the saved parameters do not match the model config in {META_FILE}")
     return solver_from_meta(meta, params)
+
+
+def restore_latest_params(workdir: str | Path, cfg: Config, layout: layouts.Layout):
+    """The parameters of the latest orbax step of a training workdir (`ckpt/<step>/default`).
+
+    Only the train state's `params` item is read, so this needs no optimiser state layout.
+    """
+    import orbax.checkpoint as ocp
+
+    step_dir = _latest_step_dir(Path(workdir).absolute() / "ckpt")
+    if step_dir is None:
+        raise CheckpointError(f"{workdir}: no checkpoint steps in ckpt/")
+    target = _abstract_params(cfg, layout)
+    args = ocp.args.PyTreeRestore(item={"params": target}, partial_restore=True,
+                                  restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)})
+    return ocp.PyTreeCheckpointer().restore(step_dir, args=args)["params"]
 
 
 def _verify_readable(path: Path | None) -> None:
@@ -172,6 +212,8 @@ def _verify_readable(path: Path | None) -> None:
 
 def _latest_step_dir(ckpt: Path) -> Path | None:
     """ckpt/<latest step>/default, the item train.restore_latest_params restores."""
+    if not ckpt.is_dir():
+        return None
     steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()]
     return ckpt / str(max(steps)) / "default" if steps else None
 

@@ -44,7 +44,7 @@ def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = No
         cfg = dataclasses.replace(cfg, steps=args.steps)
     summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress,
                                        t_start=t_start)
-    print(_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
+    print(metrics_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
     print(f"model written to {Path(args.workdir) / 'model'}")
     return 0
 
@@ -73,34 +73,10 @@ def _load_solvers(paths: list[str]):
     return solvers
 
 
-def _refined(solver, iters: int, cost: str = "image", noise=None):
-    """Wrap a solver so that its prediction is refined by `iters` LM steps on `cost` ("ml": the
-    likelihood under `noise`, a refine.NoiseModel)."""
-    if iters <= 0:
-        return solver
-    import jax.numpy as jnp
-
-    from pnpjax import geometry, refine
-    from pnpjax.model import Prediction
-
-    pts = jnp.asarray(solver.layout.array)
-
-    def predict(xy):
-        p = solver(xy)
-        xy = jnp.asarray(xy, jnp.float32)
-        if cost == "ml":
-            q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters)
-        else:
-            q, t = refine.refine_pose(xy, pts, p.q, p.t, iters=iters, cost=cost)
-        return Prediction(geometry.quat_to_matrix(q), q, t, p.z)
-
-    return predict
-
-
 def _eval(args: argparse.Namespace) -> int:
     import jax
 
-    from pnpjax import protocols, train
+    from pnpjax import inference, protocols, train
 
     if args.n <= 0:
         raise InputError("--n must be positive")
@@ -116,17 +92,19 @@ def _eval(args: argparse.Namespace) -> int:
     results = {}
     for path, s in zip(args.checkpoint, solvers):
         label = path + (f" +refine {args.refine}" + ("" if args.refine_cost == "image" else f" ({args.refine_cost})") if args.refine else "")
-        results[label] = train.evaluate_predictions(_refined(s, args.refine, args.refine_cost, noise), batch, layout)
-    print(f"protocol {args.protocol} | layout {layout.name} | {int(batch.valid.sum())} test poses (key {args.seed})")
-    print(_table(results))
+        results[label] = inference.evaluate(s, batch, args.refine, args.refine_cost, noise)
     out = {"protocol": args.protocol, "layout": layout.name, "n": args.n, "key": args.seed, "results": results}
-    print(json.dumps(out))
+    if args.json == "-":  # the JSON instead of the table, for scripts
+        print(json.dumps(out))
+        return 0
+    print(f"protocol {args.protocol} | layout {layout.name} | {int(batch.valid.sum())} test poses (key {args.seed})")
+    print(metrics_table(results))
     if args.json:
         _atomic_write_text(Path(args.json), json.dumps(out, indent=1))
     return 0
 
 
-def _table(rows: dict[str, dict]) -> str:
+def metrics_table(rows: dict[str, dict]) -> str:
     cols = [("l1_3d", "L1-3D"), ("rot_mean_deg", "rot mean°"), ("rot_median_deg", "rot med°"), ("rot_p99_deg", "rot p99°"),
             ("trans_mean", "t mean"), ("trans_median", "t med"), ("reproj_rmse_median", "reproj med"), ("failures", ">30° frac")]
     name_w = max([len("model")] + [len(k) for k in rows])
@@ -205,22 +183,11 @@ def _noise_model(args: argparse.Namespace, protocol):
 
 
 def predict_poses(solver, x, cam, refine_iters: int = 0, refine_cost: str = "image", noise=None):
-    """Landmarks in a camera's image coordinates -> (N, 7) qx qy qz qw tx ty tz in its frame.
+    """Landmarks in a camera's image coordinates -> (N, 7) qx qy qz qw tx ty tz in its frame
+    (`inference.predict_poses`; cam None is the seed convention)."""
+    from pnpjax import inference
 
-    cam None is the seed convention: original image coords in, the original's frame out.
-    """
-    import jax.numpy as jnp
-    import numpy as np
-
-    from pnpjax import camera
-
-    if cam is None:
-        xy = camera.pixels_to_normalized(camera.seed_to_pixels(jnp.asarray(x)), camera.SEED_CAMERA.intrinsics)
-    else:
-        xy = camera.pixels_to_normalized(jnp.asarray(x), cam.intrinsics)
-    p = _refined(solver, refine_iters, refine_cost, noise)(jnp.asarray(xy, jnp.float32))
-    q, t = (p.q, p.t) if cam is not None else camera.pose_opencv_to_gl(p.q, p.t)
-    return np.concatenate([np.asarray(q), np.asarray(t)], -1)
+    return inference.predict_poses(solver, x, cam, refine_iters, refine_cost, noise)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -240,8 +207,7 @@ def _predict(args: argparse.Namespace) -> int:
             raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
         spec = "seed"
     cam = camera.parse_camera(spec)
-    cfg = getattr(solver, "config", None)
-    proto = protocols.SEED_TEST if cfg is None else (cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
+    proto = solver.test_protocol
     y = predict_poses(solver, x, cam, args.refine, args.refine_cost, _noise_model(args, proto))
     if out.suffix == ".npy":
         _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
@@ -289,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="PRNG key of the test draws")
     e.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
     _refine_args(e, "the evaluated protocol's")
-    e.add_argument("--json", default=None, help="also write the JSON here")
+    e.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to FILE ('-': print the JSON instead of the table)")
 
     r = sub.add_parser("predict", help="poses for landmarks in a file")
     r.add_argument("--checkpoint", required=True)

@@ -7,7 +7,10 @@ command line (tyro), e.g. `--loss l2_3d --model.widths 128 128 --seed-train.nois
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+import types
+import typing
+from typing import Any, Literal, Union
 
 from pnpjax import protocols
 from pnpjax.errors import ConfigError
@@ -18,12 +21,12 @@ from pnpjax.model import ModelConfig
 class Config:
     name: str = "custom"
     layout: str = "blazeface6"  # preset name or a .json/.csv layout file
-    protocol: str = "seed"  # 'seed' | 'realistic'
+    protocol: Literal["seed", "realistic"] = "seed"
     seed_train: protocols.SeedProtocol = protocols.SEED_TRAIN
     seed_test: protocols.SeedProtocol = protocols.SEED_TEST
     realistic: protocols.RealisticProtocol = protocols.RealisticProtocol()
     model: ModelConfig = ModelConfig()
-    loss: str = "l1_3d"
+    loss: str = "l1_3d"  # a key of losses.LOSSES (a dict, so a user can register a loss; checked by validate)
     batch_size: int = 1024
     steps: int = 20_000  # length of the LR schedule (and of training, unless --seconds stops it)
     lr: float = 3e-3  # peak learning rate (Adam), after a linear warmup, cosine decay
@@ -48,12 +51,13 @@ class Config:
     def validate(self) -> "Config":
         from pnpjax.losses import LOSSES
 
-        if self.protocol not in ("seed", "realistic"):
-            raise ConfigError(f"protocol must be 'seed' or 'realistic', got '{self.protocol}'")
+        for obj, prefix in ((self, ""), (self.model, "model.")):
+            for f, tp in _hints(type(obj)).items():
+                if typing.get_origin(tp) is Literal and getattr(obj, f) not in typing.get_args(tp):
+                    choices = ", ".join(repr(c) for c in typing.get_args(tp))
+                    raise ConfigError(f"{prefix}{f} must be one of {choices}, got {getattr(obj, f)!r}")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss '{self.loss}': choose from {', '.join(LOSSES)}")
-        if self.model.rotation not in ("quat", "6d"):
-            raise ConfigError(f"model.rotation must be 'quat' or '6d', got '{self.model.rotation}'")
         if not self.model.widths or any(w <= 0 for w in self.model.widths):
             raise ConfigError(f"model.widths must be positive, got {self.model.widths}")
         for f in ("batch_size", "steps", "log_every", "eval_every", "eval_size", "checkpoint_every", "stats_samples"):
@@ -68,20 +72,74 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
-        d = dict(d)
+        """The inverse of `to_dict`, for any field (nested dataclasses, tuples, literals).
+
+        Fields missing from `d` take their defaults (a checkpoint from an older pnpjax); an unknown
+        field or a value of the wrong type is a ConfigError.
+        """
         try:
-            d["seed_train"] = protocols.SeedProtocol(**d["seed_train"])
-            d["seed_test"] = protocols.SeedProtocol(**d["seed_test"])
-            r = dict(d["realistic"])
-            for k in ("hfov_deg", "aspects", "long_side_px", "depth_cm", "head_scale"):
-                r[k] = tuple(r[k])
-            d["realistic"] = protocols.RealisticProtocol(**r)
-            m = dict(d["model"])
-            m["widths"] = tuple(m["widths"])
-            d["model"] = ModelConfig(**m)
-            return cls(**d)
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"config in checkpoint is not readable by this pnpjax: {e}") from e
+            return _from_json(cls, d, "config")
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"config in checkpoint is not readable by this pnpjax: {e}") from None
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _from_json(tp: Any, value: Any, where: str) -> Any:
+    """`value` (parsed JSON) as an instance of the type annotation `tp`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where} must be an object, got {type(value).__name__}")
+        hints = _hints(tp)
+        unknown = sorted(set(value) - set(hints))
+        if unknown:
+            raise TypeError(f"{where} has unknown field(s) {', '.join(map(str, unknown))}")
+        return tp(**{k: _from_json(hints[k], v, f"{where}.{k}") for k, v in value.items()})
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where} must be a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise TypeError(f"{where} must have {len(args)} items, got {len(value)}")
+        return tuple(_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for a in args:
+            try:
+                return _from_json(a, value, where)
+            except (TypeError, ValueError) as e:
+                errors.append(str(e))
+        raise TypeError("; ".join(errors))
+    if tp is type(None):
+        if value is not None:
+            raise TypeError(f"{where} must be null")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported field type {tp!r}")
 
 
 # `steps` is the full schedule of the shipped checkpoints; `--seconds N` fits it into a budget.

@@ -1,4 +1,8 @@
-"""The project's error classes: each is reported by the CLI as one line and a non-zero exit."""
+"""The project's error classes, all here: each is reported by the CLI as one line and exit status 2.
+
+The modules that raise them re-export their own (`camera.CameraError`, `layouts.LayoutError`,
+`tfjs.ExportError`, `tfjs.ModelFormatError`), so either import works.
+"""
 
 
 class PnpjaxError(Exception):
@@ -19,3 +23,27 @@ class InputError(PnpjaxError, ValueError):
 
 class NonFiniteLossError(PnpjaxError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class CameraError(PnpjaxError, ValueError):
+    """A camera specification that cannot be used."""
+
+
+class LayoutError(PnpjaxError, ValueError):
+    """A layout that cannot be used."""
+
+
+class ExportError(PnpjaxError, ValueError):
+    """A model that cannot be written (bad arguments, existing output, non-finite weights)."""
+
+
+class ModelFormatError(PnpjaxError, ValueError):
+    """A TF.js layers model on disk that is malformed, unsafe or unsupported."""
+
+
+class NodeUnavailableError(PnpjaxError, RuntimeError):
+    """Node.js or the web/ npm dependencies are not installed."""
+
+
+class NodeToolError(PnpjaxError, RuntimeError):
+    """A Node script ran but failed (bad model, bad input, TF.js error)."""

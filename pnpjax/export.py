@@ -259,14 +259,14 @@ def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False
     return layers + [tfjs.Dense(kernel, bias, "linear")]
 
 
-def _layer_quantizations(n_layers: int, quantize: str, fold_output: bool) -> list[str]:
+def layer_quantizations(n_layers: int, quantize: str, fold_output: bool) -> list[str]:
     """Per-layer storage: the trunk as asked, the (unfolded) pose layer always float32."""
     if fold_output:
         return [quantize] * n_layers
     return [quantize] * (n_layers - 1) + ["float32"]
 
 
-def _quantization_label(quantize: str, fold_output: bool = False) -> str:
+def quantization_label(quantize: str, fold_output: bool = False) -> str:
     if quantize == "float32":
         return "float32"
     return f"{quantize} (folded output layer)" if fold_output else f"{quantize} (pose layer float32)"
@@ -318,7 +318,7 @@ def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o755)
         _check_out(out, force)  # again: the export may have taken a while
-        tfjs._replace_dir(tmp, out)
+        tfjs.replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -570,9 +570,9 @@ def export_solver(
         # float32 keeps the extra input layer that removes the folded first layer's rounding; for
         # uint8/float16 the quantisation error is ~1000x larger, so the smaller stack is kept.
         layers = dense_layers(solver, cam, precise=quantize == "float32")
-        meta = export_metadata(solver, cam, fmt, _quantization_label(quantize), source)
+        meta = export_metadata(solver, cam, fmt, quantization_label(quantize), source)
         with _staged_dir(out, force) as tmp:
-            write_tfjs(tmp, layers, solver.layout.num_points, _layer_quantizations(len(layers), quantize, False), meta)
+            write_tfjs(tmp, layers, solver.layout.num_points, layer_quantizations(len(layers), quantize, False), meta)
         return out
     if fmt == "js":
         text = js_module_source(solver, cam, quantize, source)
@@ -603,72 +603,3 @@ def export_checkpoint(
     _check_out(Path(out), force)
     solver = ckpt.load(checkpoint)
     return export_solver(solver, format, out, quantize=quantize, camera=cam, force=force, source=Path(checkpoint).absolute().name)
-
-
-# --------------------------------------------------------------------------------------------
-# Accuracy and size of the quantisations (experiments/export_quantization.py)
-# --------------------------------------------------------------------------------------------
-
-
-def _dir_bytes(d: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in sorted(d.iterdir()) if p.is_file()}
-
-
-def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Camera | None = None) -> list[dict[str, Any]]:
-    """L1-3D etc. of the solver and of its tfjs/js exports at each quantisation, with their sizes.
-
-    Every export is written, read back (dequantised exactly as TF.js does) and evaluated on the
-    same held-out draws of the seed protocol (and of the checkpoint's own test protocol when
-    that differs). One extra row, uint8 with the de-standardisation folded into the last layer,
-    is the original's layout, to show why the pose layer stays float32.
-    """
-    from pnpjax import protocols, train
-
-    batches = {"seed": train.eval_batch(protocols.SEED_TEST, solver.layout, jax.random.key(key), n)}
-    if solver.config.protocol != "seed":
-        batches[solver.config.protocol] = train.eval_batch(solver.config.test_protocol, solver.layout, jax.random.key(key), n)
-
-    def metrics(predict) -> dict[str, float]:
-        out = {}
-        for name, batch in batches.items():
-            r = train.evaluate_predictions(predict, batch, solver.layout)
-            out.update({f"{name}_l1_3d": r["l1_3d"], f"{name}_rot_mean_deg": r["rot_mean_deg"], f"{name}_trans_mean": r["trans_mean"]})
-        return out
-
-    rows = [{"export": "JAX (checkpoint)", **metrics(solver)}]
-    variants = [("float32", False), ("float16", False), ("uint8", False), ("uint8", True)]
-    with tempfile.TemporaryDirectory(prefix="pnpjax-quant-") as tmp:
-        for quantize, fold in variants:
-            d = Path(tmp) / f"{quantize}{'-folded' if fold else ''}"
-            d.mkdir()
-            layers = dense_layers(solver, cam, fold_output=fold, precise=quantize == "float32")  # as export_solver
-            meta = export_metadata(solver, cam, "tfjs", _quantization_label(quantize, fold), "")
-            write_tfjs(d, layers, solver.layout.num_points, _layer_quantizations(len(layers), quantize, fold), meta)
-            sizes = _dir_bytes(d)
-            row = {"export": f"tfjs {_quantization_label(quantize, fold)}", "shard_bytes": sizes[tfjs.SHARD_NAME],
-                   "model_json_bytes": sizes[tfjs.MODEL_JSON]}
-            if not fold:
-                js = js_module_source(solver, cam, quantize, "").encode("utf-8")
-                row.update(js_bytes=len(js), js_gzip_bytes=len(gzip.compress(js, 9, mtime=0)))
-            row.update(metrics(LayersSolver(tfjs.read_layers_model(d).layers, cam)))
-            rows.append(row)
-    return rows
-
-
-def quantization_report(results: dict[str, list[dict[str, Any]]], n: int) -> str:
-    """Markdown tables of `quantization_study` results, one per checkpoint."""
-    lines = ["# Export quantisation: accuracy and size", "",
-             f"L1-3D (cm, mean over {n} held-out draws per protocol, key 0) of each checkpoint and of its "
-             "exports read back exactly as TF.js decodes them; bytes of the TF.js weight shard, model.json "
-             "and the standalone JS module (raw / gzip -9). Made by `experiments/export_quantization.py`.", ""]
-    for name, rows in results.items():
-        protos = sorted({k[: -len("_l1_3d")] for r in rows for k in r if k.endswith("_l1_3d")}, key=lambda p: p != "seed")
-        head = ["export"] + [f"{p} L1-3D" for p in protos] + [f"{p} rot° / t" for p in protos] + ["shard B", "model.json B", "js B", "js gzip B"]
-        lines += [f"## {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [r["export"]] + [f"{r[f'{p}_l1_3d']:.3f}" for p in protos]
-            cells += [f"{r[f'{p}_rot_mean_deg']:.2f} / {r[f'{p}_trans_mean']:.2f}" for p in protos]
-            cells += [str(r.get(k, "")) for k in ("shard_bytes", "model_json_bytes", "js_bytes", "js_gzip_bytes")]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)

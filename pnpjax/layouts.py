@@ -24,11 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pnpjax.errors import PnpjaxError
+from pnpjax.errors import LayoutError
 
-
-class LayoutError(PnpjaxError, ValueError):
-    """A layout that cannot be used."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ the checkpoint, so nothing is hard-coded.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -22,10 +22,13 @@ from jax.typing import ArrayLike
 from pnpjax import geometry, protocols
 
 
+Rotation = Literal["quat", "6d"]  # rotation head: a normalised quaternion, or 6D + Gram-Schmidt
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     widths: tuple[int, ...] = (64, 64)
-    rotation: str = "quat"  # 'quat' | '6d'
+    rotation: Rotation = "quat"
 
     @property
     def out_dim(self) -> int:

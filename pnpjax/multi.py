@@ -196,7 +196,7 @@ def train_step(group: Group, layout: layouts.Layout, stats: model.Stats, states:
 
 
 def make_train_step(group: Group, layout: layouts.Layout, stats: model.Stats):
-    return jax.jit(functools.partial(train_step, group, layout, stats), donate_argnums=(0,))
+    return train.TraceCounted(functools.partial(train_step, group, layout, stats), donate_argnums=(0,))
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -280,11 +280,6 @@ class GroupResult:
     streams: int  # distinct batch streams sampled per step
 
 
-def _log(f, row: dict) -> None:
-    f.write(json.dumps(row) + "\n")
-    f.flush()
-
-
 def _evaluate_all(cfg: Config, layout, params, stats, test_sets: Mapping[str, protocols.Batch]) -> dict[str, dict]:
     return {name: train.evaluate(cfg, layout, params, stats, b) for name, b in test_sets.items()}
 
@@ -325,7 +320,7 @@ def train_group(
     for r in runs:
         (workdir / r.name).mkdir(parents=True, exist_ok=True)
         f = open(workdir / r.name / "metrics.jsonl", "w")
-        _log(f, {"kind": "start", "step": 0, "devices": train.device_summary(), "time": time.time(), "run": r.name,
+        train.log_row(f, {"kind": "start", "step": 0, "devices": train.device_summary(), "time": time.time(), "run": r.name,
                  "group_size": group.size, "config": r.cfg.to_dict(), "loss_weights": r.weights()})
         files.append(f)
     diverged: dict[str, int] = {}
@@ -347,7 +342,7 @@ def train_group(
                     if not math.isfinite(loss) and r.name not in diverged:
                         diverged[r.name] = step
                         print_fn(f"warning: {r.name}: non-finite loss at step {step}")
-                    _log(f, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
+                    train.log_row(f, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
                              "loss": loss, "lr": float(m["lr"][i]), "valid": float(m["valid"][i])})
             if step % cfg.eval_every == 0 and step != cfg.steps:
                 te = time.perf_counter()
@@ -355,7 +350,7 @@ def train_group(
                     if r.name in diverged:
                         continue
                     s = train.evaluate(cfg, layout, unstack(states.params, i), stats, test_sets[first_test])
-                    _log(f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s})
+                    train.log_row(f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s})
                 t_eval += time.perf_counter() - te
         jax.block_until_ready(states)
         t_train = time.perf_counter() - t_loop - t_eval
@@ -365,11 +360,11 @@ def train_group(
         for r, p, f in zip(runs, params, files):
             evals[r.name] = _evaluate_all(cfg, layout, p, stats, test_sets)
             for name, s in evals[r.name].items():
-                _log(f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s})
+                train.log_row(f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s})
         t_eval += time.perf_counter() - te
         total = time.perf_counter() - t0
         for r, f in zip(runs, files):
-            _log(f, {"kind": "end", "step": cfg.steps, "seconds": total, **evals[r.name][first_test]})
+            train.log_row(f, {"kind": "end", "step": cfg.steps, "seconds": total, **evals[r.name][first_test]})
     finally:
         for f in files:
             f.close()
@@ -380,7 +375,7 @@ def train_group(
     steps_timed = max(cfg.steps - 1, 1)
     timing = {"stats": t_stats, "compile": t_compile or 0.0, "train": t_train, "eval": t_eval, "total": total,
               "ms_per_step": 1e3 * t_train / steps_timed}
-    return GroupResult(list(runs), stats, params, evals, timing, diverged, step_fn._cache_size(), group.streams)
+    return GroupResult(list(runs), stats, params, evals, timing, diverged, step_fn.traces, group.streams)
 
 
 def train_many(runs: Sequence[Run], workdir: str | Path, test_sets: Mapping[str, protocols.Batch], *,
@@ -412,7 +407,7 @@ def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, prot
     diverged: dict[str, int] = {}
     t_eval, t_compile = 0.0, None
     with open(workdir / run.name / "metrics.jsonl", "w") as f:
-        _log(f, {"kind": "start", "step": 0, "devices": train.device_summary(), "time": time.time(), "run": run.name,
+        train.log_row(f, {"kind": "start", "step": 0, "devices": train.device_summary(), "time": time.time(), "run": run.name,
                  "group_size": 1, "config": cfg.to_dict(), "loss_weights": run.weights()})
         t_loop = time.perf_counter()
         for step in range(1, cfg.steps + 1):
@@ -426,12 +421,12 @@ def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, prot
                 loss = float(m["loss"])
                 if not math.isfinite(loss) and run.name not in diverged:
                     diverged[run.name] = step
-                _log(f, {"kind": "train", "step": step, "seconds": time.perf_counter() - t0, "samples": step * cfg.batch_size,
+                train.log_row(f, {"kind": "train", "step": step, "seconds": time.perf_counter() - t0, "samples": step * cfg.batch_size,
                          "loss": loss, "lr": float(m["lr"]), "valid": float(m["valid"])})
             if step % cfg.eval_every == 0 and step != cfg.steps and run.name not in diverged:
                 te = time.perf_counter()
                 s = train.evaluate(cfg, layout, state.params, stats, test_sets[first_test])
-                _log(f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s})
+                train.log_row(f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s})
                 t_eval += time.perf_counter() - te
         jax.block_until_ready(state)
         t_train = time.perf_counter() - t_loop - t_eval
@@ -439,10 +434,10 @@ def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, prot
         params = jax.device_get(state.params)
         evals = {run.name: _evaluate_all(cfg, layout, params, stats, test_sets)}
         for name, s in evals[run.name].items():
-            _log(f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s})
+            train.log_row(f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s})
         t_eval += time.perf_counter() - te
         total = time.perf_counter() - t0
-        _log(f, {"kind": "end", "step": cfg.steps, "seconds": total, **evals[run.name][first_test]})
+        train.log_row(f, {"kind": "end", "step": cfg.steps, "seconds": total, **evals[run.name][first_test]})
     timing = {"stats": t_stats, "compile": t_compile or 0.0, "train": t_train, "eval": t_eval, "total": total,
               "ms_per_step": 1e3 * t_train / max(cfg.steps - 1, 1)}
-    return GroupResult([run], stats, [params], evals, timing, diverged, step_fn._cache_size(), 1)
+    return GroupResult([run], stats, [params], evals, timing, diverged, step_fn.traces, 1)

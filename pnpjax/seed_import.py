@@ -9,12 +9,13 @@ normalised OpenCV camera coordinates in, an OpenCV-frame pose out.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from pnpjax import camera, geometry, layouts, tfjs
+from pnpjax import camera, geometry, layouts, protocols, tfjs
 from pnpjax.errors import CheckpointError
 from pnpjax.model import Prediction
 
@@ -45,25 +46,49 @@ class SeedSolver:
         self.weights = [(jnp.asarray(d.kernel), jnp.asarray(d.bias), d.activation) for d in model.layers]
         self.meta = {"format": "original TF.js layers model", "path": str(model_dir), "layout": layout.to_dict()}
 
+    @property
+    def test_protocol(self) -> protocols.SeedProtocol:
+        """The original recipe's test protocol (s = 1), which the original models were made for."""
+        return protocols.SEED_TEST
+
+    @functools.cached_property
+    def pure(self):
+        """(fn, variables) as `checkpoint.Solver.pure`: fn(variables, xy) -> Prediction."""
+        acts = tuple(act for _, _, act in self.weights)
+        variables = ([(W, b) for W, b, _ in self.weights], self.mean, self.scale)
+        return functools.partial(_seed_apply, acts), variables
+
     def raw(self, uv_seed) -> jnp.ndarray:
         """The original network on original image coords: (N, K, 2) -> (N, 7) de-standardised."""
-        x = jnp.asarray(uv_seed, jnp.float32)
-        x = x.reshape(x.shape[0], -1)
-        for W, b, act in self.weights:
-            x = x @ W + b
-            if act == "relu":
-                x = jnp.maximum(x, 0)
-        return x * self.scale + self.mean
+        fn, (layers, mean, scale) = self.pure
+        return _seed_raw(fn.args[0], layers, mean, scale, uv_seed)
 
     def __call__(self, xy) -> Prediction:
-        xy = jnp.asarray(xy, jnp.float32)
-        # Normalised OpenCV coords -> pixels of the seed camera -> the original's (u, v up).
-        uv = camera.pixels_to_seed(camera.normalized_to_pixels(xy, camera.SEED_CAMERA.intrinsics))
-        y = self.raw(uv)
-        q_gl = geometry.quat_normalize(y[:, :4])
-        q, t = camera.pose_gl_to_opencv(q_gl, y[:, 4:7])
-        R = geometry.quat_to_matrix(q)
-        return Prediction(R, q, t, y)
+        fn, variables = self.pure
+        return fn(variables, xy)
+
+
+def _seed_raw(acts, layers, mean, scale, uv_seed) -> jnp.ndarray:
+    x = jnp.asarray(uv_seed, jnp.float32)
+    x = x.reshape(x.shape[:-2] + (-1,))
+    for (W, b), act in zip(layers, acts):
+        x = x @ W + b
+        if act == "relu":
+            x = jnp.maximum(x, 0)
+    return x * scale + mean
+
+
+def _seed_apply(acts, variables, xy) -> Prediction:
+    """The original model on normalised OpenCV coords, its pose returned in the OpenCV frame."""
+    layers, mean, scale = variables
+    xy = jnp.asarray(xy, jnp.float32)
+    # Normalised OpenCV coords -> pixels of the seed camera -> the original's (u, v up).
+    uv = camera.pixels_to_seed(camera.normalized_to_pixels(xy, camera.SEED_CAMERA.intrinsics))
+    y = _seed_raw(acts, layers, mean, scale, uv)
+    q_gl = geometry.quat_normalize(y[..., :4])
+    q, t = camera.pose_gl_to_opencv(q_gl, y[..., 4:7])
+    R = geometry.quat_to_matrix(q)
+    return Prediction(R, q, t, y)
 
 
 def load_seed_model(model_dir: str | Path) -> SeedSolver:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from pnpjax.errors import PnpjaxError
+from pnpjax.errors import ExportError, ModelFormatError
 
 __all__ = [
     "ACTIVATIONS",
@@ -59,12 +59,6 @@ _WEIGHT_DTYPES: dict[str, int] = {"float32": 4}
 _QUANT_DTYPES: dict[str, tuple[int, str]] = {"uint8": (1, "<u1"), "uint16": (2, "<u2"), "float16": (2, "<f2")}
 
 
-class ExportError(PnpjaxError, ValueError):
-    """Raised when a model cannot be written (bad arguments, existing output, non-finite weights)."""
-
-
-class ModelFormatError(PnpjaxError, ValueError):
-    """Raised when a TF.js layers model on disk is malformed, unsafe or unsupported."""
 
 
 @dataclasses.dataclass
@@ -300,14 +294,14 @@ def write_layers_model(
         (tmp / MODEL_JSON).write_text(text, encoding="utf-8")
         (tmp / SHARD_NAME).write_bytes(b"".join(chunks))
         os.chmod(tmp, 0o755)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return model_json
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
+def replace_dir(src: Path, dst: Path) -> None:
     """Atomically move directory ``src`` to ``dst``, replacing an existing ``dst`` directory."""
     if not dst.exists():
         os.rename(src, dst)

@@ -17,7 +17,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -115,8 +115,25 @@ def make_mesh(batch_size: int):
     return jax.make_mesh((n,), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-def make_train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats, mesh=None):
-    return jax.jit(functools.partial(train_step, cfg, layout, stats, mesh=mesh), donate_argnums=(0,))
+class TraceCounted:
+    """`jax.jit(fn)` that counts its traces: one per compilation, so tests and reports can check
+    that a step compiles once (the "assert_max_traces" idiom; no private JAX API)."""
+
+    def __init__(self, fn: Callable, **jit_kwargs):
+        self.traces = 0
+
+        def counted(*args, **kwargs):
+            self.traces += 1  # runs only while JAX traces
+            return fn(*args, **kwargs)
+
+        self._jitted = jax.jit(counted, **jit_kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self._jitted(*args, **kwargs)
+
+
+def make_train_step(cfg: Config, layout: layouts.Layout, stats: model.Stats, mesh=None) -> TraceCounted:
+    return TraceCounted(functools.partial(train_step, cfg, layout, stats, mesh=mesh), donate_argnums=(0,))
 
 
 def init_state(cfg: Config, layout: layouts.Layout, key: jax.Array) -> TrainState:
@@ -177,15 +194,6 @@ def _manager(workdir: Path, cfg: Config):
     )
 
 
-def restore_latest_params(workdir: Path, cfg: Config, layout: layouts.Layout):
-    mngr = _manager(workdir, cfg)
-    step = mngr.latest_step()
-    if step is None:
-        raise CheckpointError(f"{workdir}: no checkpoint steps in ckpt/")
-    state = _restore_state(mngr, step, cfg, layout)
-    return state.params
-
-
 def _restore_state(mngr, step: int, cfg: Config, layout: layouts.Layout) -> TrainState:
     import orbax.checkpoint as ocp
 
@@ -200,9 +208,54 @@ def device_summary() -> str:
     return f"{len(devs)} × {'/'.join(kinds)}"
 
 
-def _log(f, row: dict) -> None:
+def log_row(f, row: dict) -> None:
+    """Append one JSON object as a line of metrics.jsonl (flushed: a killed run keeps its log)."""
     f.write(json.dumps(row) + "\n")
     f.flush()
+
+
+_CALIBRATION_STEPS = 20
+_END_RESERVE_S = 3.5  # final evaluation, checkpoint and model write
+
+
+@dataclasses.dataclass
+class ScheduleFitter:
+    """Fits the LR schedule to a wall-time budget (`--seconds`) from the measured step time.
+
+    The loop calls `observe(step, now)` at the steps `wants(step)` names (after blocking on the
+    step): step 2 starts the clock (compilation is over), step 2 + 20 gives the first fit, and
+    three refits at 1/4, 1/2 and 3/4 of the fitted run correct the noisy first estimate. The
+    fitted length never exceeds `max_steps` (the config's schedule).
+    """
+
+    seconds: float
+    t_start: float  # time.perf_counter() at which the budget started
+    max_steps: int
+    print_fn: Callable[[str], object] = print
+    calibration_steps: int = _CALIBRATION_STEPS
+    reserve_s: float = _END_RESERVE_S
+    done: bool = False
+    _t_calib: float | None = None
+    _refits: tuple[int, ...] = ()
+
+    def wants(self, step: int) -> bool:
+        return not self.done and (step == 2 or step == 2 + self.calibration_steps or step in self._refits)
+
+    def observe(self, step: int, now: float) -> int | None:
+        """The fitted schedule length at this step, or None (step 2 only starts the clock)."""
+        if step == 2 or self._t_calib is None:
+            self._t_calib = now
+            return None
+        per_step = (now - self._t_calib) / (step - 2)
+        left = self.seconds - (now - self.t_start) - self.reserve_s
+        total = int(min(self.max_steps, max(step + 1, step + left / per_step)))
+        if not self._refits:
+            self._refits = (max(step + 1, total // 4), max(step + 2, total // 2), max(step + 3, 3 * total // 4))
+            self.print_fn(f"--seconds {self.seconds:g}: {per_step * 1e3:.2f} ms/step, schedule fitted to {total} steps")
+        elif step == max(self._refits):
+            self.done = True
+            self.print_fn(f"--seconds {self.seconds:g}: {per_step * 1e3:.2f} ms/step, schedule refitted to {total} steps")
+        return total
 
 
 def train_and_evaluate(
@@ -246,8 +299,7 @@ def train_and_evaluate(
     else:
         state = init_state(cfg, layout, k["init"])
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1))
-    meta = {"format": checkpoint.FORMAT, "config": cfg.to_dict(), "layout": layout.to_dict(),
-            "stats": checkpoint.stats_to_json(stats), "conventions": checkpoint.CONVENTIONS}
+    meta = checkpoint.metadata(cfg, layout, stats)
     (workdir / checkpoint.META_FILE).write_text(json.dumps(meta, indent=1))
 
     step_fn = make_train_step(cfg, layout, stats, mesh)
@@ -256,7 +308,7 @@ def train_and_evaluate(
         f"devices: {device_summary()} | config {cfg.name} | layout {layout.name} (K={layout.num_points}) | "
         f"protocol {cfg.protocol} | loss {cfg.loss} | batch {cfg.batch_size} | params {model.num_params(state.params)}"
     )
-    calibrate = seconds is not None and latest is None
+    fitter = ScheduleFitter(seconds, t_start, cfg.steps, print_fn) if seconds is not None and latest is None else None
     step = int(state.step)
     bar = None
     if progress:
@@ -264,42 +316,27 @@ def train_and_evaluate(
 
         bar = tqdm(total=int(state.total_steps), initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
     summary: dict = {}
-    t_calib = None
-    refits: set[int] = set()
     stopped_by_time = False
     with open(workdir / "metrics.jsonl", "a") as mf:
-        _log(mf, {"kind": "start", "step": step, "devices": device_summary(), "time": time.time()})
+        log_row(mf, {"kind": "start", "step": step, "devices": device_summary(), "time": time.time()})
         while step < int(state.total_steps) and (max_steps is None or step < max_steps):
             state, metrics = step_fn(state, k["train"])
             step += 1
-            if calibrate and step == 2:
+            if fitter is not None and fitter.wants(step):
                 jax.block_until_ready(state.step)
-                t_calib = time.perf_counter()
-            elif calibrate and (step == 2 + _CALIBRATION_STEPS or step in refits):
-                # Fit the schedule to the budget from the mean step time so far; refit three times
-                # more (at 1/4, 1/2 and 3/4 of the fitted run) as the first estimate is noisy.
-                jax.block_until_ready(state.step)
-                now = time.perf_counter()
-                per_step = (now - t_calib) / (step - 2)
-                left = seconds - (now - t_start) - _END_RESERVE_S
-                total = int(min(cfg.steps, max(step + 1, step + left / per_step)))
-                state = state._replace(total_steps=jnp.asarray(total, jnp.int32))
-                if not refits:
-                    refits = {max(step + 1, total // 4), max(step + 2, total // 2), max(step + 3, 3 * total // 4)}
-                    print_fn(f"--seconds {seconds:g}: {per_step * 1e3:.2f} ms/step, schedule fitted to {total} steps")
-                elif step == max(refits):
-                    calibrate = False
-                    print_fn(f"--seconds {seconds:g}: {per_step * 1e3:.2f} ms/step, schedule refitted to {total} steps")
-                if bar is not None:
-                    bar.total = total
-                    bar.refresh()
+                total = fitter.observe(step, time.perf_counter())
+                if total is not None:
+                    state = state._replace(total_steps=jnp.asarray(total, jnp.int32))
+                    if bar is not None:
+                        bar.total = total
+                        bar.refresh()
             total = int(state.total_steps)
             if step % cfg.log_every == 0 or step == total:
                 loss = float(metrics["loss"])
                 if not math.isfinite(loss):
                     raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; lower --lr or check the config")
                 elapsed = time.perf_counter() - t_start
-                _log(mf, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
+                log_row(mf, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
                           "loss": loss, "lr": float(metrics["lr"]), "valid": float(metrics["valid"])})
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.3f}")
@@ -311,7 +348,7 @@ def train_and_evaluate(
                 mngr.save(step, args=_save_args(state), force=True)
             if step % cfg.eval_every == 0 or end:
                 summary = evaluate(cfg, layout, state.params, stats, test)
-                _log(mf, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t_start, **summary})
+                log_row(mf, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t_start, **summary})
                 if bar is not None:
                     bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", l1_3d=f"{summary['l1_3d']:.3f}")
             if stopped_by_time:
@@ -330,41 +367,13 @@ def train_and_evaluate(
             checkpoint.save(workdir / "model", solver, {"train": train_info,
                             "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}}, force=True)
         wall = time.perf_counter() - t_start
-        _log(mf, {"kind": "end", "step": step, "seconds": wall, "finished": finished, **summary})
+        log_row(mf, {"kind": "end", "step": step, "seconds": wall, "finished": finished, **summary})
     return {"step": step, "wall_seconds": wall, "finished": finished, **summary}
 
 
-_CALIBRATION_STEPS = 20
-_END_RESERVE_S = 3.5  # final evaluation, checkpoint and model write
 
 
 def _save_args(state: TrainState):
     import orbax.checkpoint as ocp
 
     return ocp.args.StandardSave(state._asdict())
-
-
-def measure_throughput(cfg: Config, batch_sizes=(1024, 4096, 16384), seconds: float = 5.0) -> list[dict]:
-    """Valid training samples per second of the full jitted step (sampling + loss + update)."""
-    layout = layouts.get_layout(cfg.layout)
-    k = keys(cfg)
-    stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], 20_000)
-    rows = []
-    for bs in batch_sizes:
-        c = dataclasses.replace(cfg, batch_size=bs)
-        step = make_train_step(c, layout, stats, make_mesh(bs))
-        state = init_state(c, layout, k["init"])
-        t0 = time.perf_counter()
-        state, m = step(state, k["train"])
-        jax.block_until_ready(state)
-        compile_s = time.perf_counter() - t0
-        n, valid, t0 = 0, 0.0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            state, m = step(state, k["train"])
-            valid += m["valid"]
-            n += 1
-        jax.block_until_ready(state)
-        dt = time.perf_counter() - t0
-        rows.append({"batch": bs, "steps_per_s": n / dt, "ms_per_step": 1e3 * dt / n,
-                     "valid_samples_per_s": float(valid) * bs / dt, "compile_s": compile_s})
-    return rows

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.lib import paths
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Compilation dominates the suite's time on a 2-core CPU: share compiled programs between
@@ -15,13 +17,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 
-def _shared_dir() -> Path:
-    """The project's shared folder (SEED.md, the original models): beside the repo, else /work/shared."""
-    beside = REPO.parent / "shared"
-    return beside if (beside / "SEED.md").is_file() else Path("/work/shared")
+# CLI subprocesses import the pnpjax of this checkout (not whichever one is pip-installed).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
 
-
-SHARED = _shared_dir()
+SHARED = paths.shared_dir()  # ../shared beside the repo, or $PNPJAX_SHARED; tests needing it skip when absent
 SEED_MD = SHARED / "SEED.md"
 SEED_MODELS = SHARED / "seed-models"
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pnpjax import baselines, geometry
+from pnpjax import geometry
+from experiments.lib import baselines
 from pnpjax.errors import ConfigError
 
 # blazeface6 (SEED.md), cm; x right, y up, z towards the viewer.

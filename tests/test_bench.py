@@ -12,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from pnpjax import bench, checkpoint, layouts, protocols, train
+from pnpjax import checkpoint, layouts, protocols, train
+from experiments.lib import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 128  # the smoke size: every jitted solver below compiles for this one batch shape

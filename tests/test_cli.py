@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pytest
 
+import oracles
 from pnpjax import camera, checkpoint, cli, layouts, protocols, seed_import, tfjs
 
 PYTHON_M = [sys.executable, "-m", "pnpjax"]
@@ -48,7 +49,7 @@ def run(entry: list[str], args: list[str], cwd: Path) -> subprocess.CompletedPro
 
 def seed_landmarks(n: int = 6, seed: int = 0) -> np.ndarray:
     """(n, 6, 2) blazeface6 landmarks in the original's image coords, drawn by the literal seed recipe."""
-    uv, *_ = protocols.seed_reference_numpy(np.random.default_rng(seed), 400 * n, layouts.BLAZEFACE6.array.astype(np.float64), 1.0)
+    uv, *_ = oracles.seed_reference_numpy(np.random.default_rng(seed), 400 * n, layouts.BLAZEFACE6.array.astype(np.float64), 1.0)
     assert len(uv) >= n
     return uv[:n].astype(np.float32)
 
@@ -296,8 +297,11 @@ def test_eval_prints_table_and_json(tmp_path, smoke_workdir, seed_model_dir):
     header = next(i for i, ln in enumerate(lines) if "L1-3D" in ln)
     assert lines[header].split()[0] == "model" and set(lines[header + 1]) == {"-"}
     assert lines[header + 2].startswith(str(smoke_workdir)) and lines[header + 3].startswith(str(seed_model_dir))
-    out = json.loads(lines[-1])
-    assert out == json.loads((tmp_path / "m.json").read_text())
+    assert not any(ln.lstrip().startswith("{") for ln in lines)  # JSON only when asked for
+    out = json.loads((tmp_path / "m.json").read_text())
+    r2 = run([SCRIPT], ["eval", "--checkpoint", str(smoke_workdir), "--checkpoint", str(seed_model_dir), "--n", "4000", "--json", "-"], tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    assert json.loads(r2.stdout) == out  # `--json -` prints the same JSON alone
     assert out["protocol"] == "seed" and out["layout"] == "blazeface6" and out["n"] == 4000
     for res in out["results"].values():
         assert set(res) == METRIC_KEYS and all(np.isfinite(v) for v in res.values())
@@ -361,10 +365,10 @@ def test_eval_refine_costs_on_the_same_draws(tmp_path, seed_model_dir, capfd):
     three refinements cut the original model's error by more than a third."""
     res = {}
     for cost in ("image", "object", "ml"):
-        code = cli.main(["eval", "--checkpoint", str(seed_model_dir), "--n", "2000", "--refine", "5", "--refine-cost", cost])
+        code = cli.main(["eval", "--checkpoint", str(seed_model_dir), "--n", "2000", "--refine", "5", "--refine-cost", cost, "--json", "-"])
         out, err = capfd.readouterr()
         assert code == 0, err
-        (label, r), = json.loads(out.strip().splitlines()[-1])["results"].items()
+        (label, r), = json.loads(out)["results"].items()
         assert label.endswith("+refine 5" + ("" if cost == "image" else f" ({cost})"))
         res[cost] = r["l1_3d"]
     assert all(v < 0.67 * 3.81 for v in res.values()), res

@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pnpjax import camera, checkpoint, cli, config, export, geometry, layouts, model, node, precision, protocols, tfjs
-from pnpjax.precision import aligned, jax_pose, pose_error
+from pnpjax import camera, checkpoint, cli, config, export, geometry, layouts, model, protocols, tfjs
+from experiments.lib import node, precision
+from experiments.lib.precision import aligned, jax_pose, pose_error
 from pnpjax.model import ModelConfig
 from pnpjax.tfjs import ExportError
 
@@ -135,7 +136,7 @@ def js_predict(module: Path, landmarks: Any = (), cam: Any = None, bad: list | N
 
 
 def node_tfjs(model_dir: Path, x: np.ndarray) -> tuple[np.ndarray, dict]:
-    from pnpjax.node import tfjs_predict_in_node
+    from experiments.lib.node import tfjs_predict_in_node
 
     return tfjs_predict_in_node(model_dir, x)
 

@@ -123,7 +123,7 @@ def test_train_group_compiles_once_and_logs_per_model(tmp_path, monkeypatch):
     states = multi.init_states(runs, LAYOUT)
     states, _ = step(states, hyper)
     states, _ = step(states, hyper._replace(loss_w=hyper.loss_w[::-1]))
-    assert step._cache_size() == 1
+    assert step.traces == 1
 
 
 def test_losses_table_matches_losses_module():

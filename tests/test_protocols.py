@@ -16,6 +16,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.transform import Rotation
 
+import oracles
 from pnpjax import camera, geometry, layouts, protocols
 
 LAYOUT = layouts.BLAZEFACE6
@@ -88,7 +89,7 @@ def reference_draws() -> dict[float, tuple]:
     """The literal recipe (draw in the whole box, then filter), numpy/scipy, float64."""
     out = {}
     for s, n in ((1.0, 300_000), (2.0, 240_000)):
-        uv, q, t, behind = protocols.seed_reference_numpy(np.random.default_rng(int(s)), n, PTS, s)
+        uv, q, t, behind = oracles.seed_reference_numpy(np.random.default_rng(int(s)), n, PTS, s)
         out[s] = (uv, q, t, behind, n)
     return out
 

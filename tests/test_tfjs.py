@@ -11,12 +11,11 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import pytest
 
+from experiments.lib import paths
 from pnpjax import tfjs
 from pnpjax.tfjs import Dense, ExportError, ModelFormatError
 
-SEED_DIR = Path(__file__).resolve().parents[2] / "shared" / "seed-models"
-if not SEED_DIR.is_dir():  # the repo may live elsewhere; fall back to the shared checkout
-    SEED_DIR = Path("/work/shared/seed-models")
+SEED_DIR = paths.shared_dir() / "seed-models"
 SEEDS = {"blazeface6": 6, "faceapi10": 10}
 
 # float32 arithmetic tolerance for TF.js (float32) vs numpy (float64) on the same weights.
@@ -33,7 +32,7 @@ def needs_node(fn: F) -> F:
 
 def node_predict(model_dir: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """Predict with TF.js in Node (import here so non-Node tests don't need the module)."""
-    from pnpjax.node import tfjs_predict_in_node
+    from experiments.lib.node import tfjs_predict_in_node
 
     return tfjs_predict_in_node(model_dir, x)
 
@@ -588,7 +587,7 @@ def test_node_matches_reader_on_official_models(name: str) -> None:
 @needs_node
 def test_node_rejects_escaping_weight_path(tmp_path: Path) -> None:
     """The Node tool, like the reader, refuses shards outside the model directory."""
-    from pnpjax.node import NodeToolError
+    from experiments.lib.node import NodeToolError
 
     d = tmp_path / "model"
     shutil.copytree(SEED_DIR / "blazeface6", d)
@@ -602,7 +601,7 @@ def test_node_rejects_escaping_weight_path(tmp_path: Path) -> None:
 
 def test_node_helper_explains_missing_npm_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without web/node_modules (or without node) the helper says how to fix it instead of crashing."""
-    from pnpjax import node
+    from experiments.lib import node
 
     monkeypatch.setattr(node, "WEB_DIR", tmp_path)
     with pytest.raises(node.NodeUnavailableError, match=r"cd web && npm ci"):

@@ -14,7 +14,7 @@ pipeline:
     it is from TF.js itself on the stored weights (an ulp here and there: TF.js's summation
     order differs).
 
-Realistic-protocol checkpoints take pixels of `PIXEL_CAMERA` (the camera of the test suite); seed
+Realistic-protocol checkpoints take pixels of `PIXEL_CAMERA` (a 640x480 webcam at 60° horizontal FOV); seed
 ones the original's coordinates.
 """
 
@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pnpjax import camera, checkpoint, export, geometry, model, node, protocols, tfjs
+from pnpjax import camera, checkpoint, export, geometry, model, protocols, tfjs
+from experiments.lib import node
 
-PIXEL_CAMERA = camera.Camera(554.2562584220408, 554.2562584220408, 322.5, 238.0, 640.0, 480.0)  # hfov 60°, 640x480
+PIXEL_CAMERA = camera.Camera(554.2562584220408, 554.2562584220408, 322.5, 238.0, 640.0, 480.0)  # hfov 60°, 640x480: the study's webcam
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -72,7 +73,7 @@ def shipped_inputs(ckpt: str | Path, n: int = 1000, key: int = 3):
     """(solver, export camera, (n, K, 2) float32 image coords) of a checkpoint's own test protocol."""
     solver = checkpoint.load(ckpt)
     cam = None if solver.config.protocol == "seed" else PIXEL_CAMERA
-    proto = solver.config.seed_test if solver.config.protocol == "seed" else solver.config.realistic
+    proto = solver.config.test_protocol
     xy = np.asarray(protocols.sample_jit(proto, jax.random.key(key), solver.layout, n).xy)
     if cam is None:
         uv = camera.pixels_to_seed(camera.normalized_to_pixels(xy, camera.SEED_CAMERA.intrinsics))

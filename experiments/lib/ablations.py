@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.lib.report import md_table, write_report
 from pnpjax import config as configs
 from pnpjax import layouts, losses, model, multi, protocols, train
 from pnpjax.config import Config
@@ -76,20 +77,6 @@ def fmt_ms(values: Iterable[float], digits: int = 3) -> str:
     if not np.isfinite(m):
         return "diverged"
     return f"{m:.{digits}g} ± {s:.2g}"
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_report(out: Path, title: str, command: str, body: Sequence[str]) -> Path:
-    text = "\n\n".join([f"# {title}", f"Made by:\n\n```\n{command}\n```", *body]) + "\n"
-    path = out / "results.md"
-    path.write_text(text)
-    (out / "command.txt").write_text(command + "\n")
-    return path
 
 
 def _timestamp_note(extra: str = "") -> str:
@@ -455,7 +442,7 @@ def ablate_noise(out: str | Path, *, command: str, steps: int = 1500, batch_size
                     cells.append(fmt_ms(vals))
                 rows.append([f"train {level:g}"] + cells)
             best = [lv[int(np.nanargmin(mat[:, j]))] for j in range(len(sets))]
-            body.append(f"### {kind}\n\n" + md_table(["train \\ test"] + [f"test {n}" for n in sets], rows)
+            body.append(f"### {kind}\n\n" + md_table(["train → test"] + [f"test {n}" for n in sets], rows)
                         + "\n\nBest training noise per test noise: " + ", ".join(f"{n} → {b:g}" for n, b in zip(sets, best)) + ".")
             summary[protocol][kind] = {"matrix": mat.tolist(), "train": list(lv), "test": list(sets), "best": best}
             im = ax.imshow(np.log10(mat), cmap="viridis_r")

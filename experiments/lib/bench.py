@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.lib.report import md_table
 from pnpjax import checkpoint, geometry, losses, protocols, refine, train
 from pnpjax.model import Prediction
 
@@ -72,7 +73,7 @@ def checkpoint_noise(solver) -> refine.NoiseModel | None:
     cfg = getattr(solver, "config", None)
     if cfg is None:
         return None
-    return refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
+    return refine.noise_model_of(cfg.test_protocol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def refine_fn(solver, pts_Kx3: np.ndarray, iters: int, noise: refine.NoiseModel 
 
 
 def _solve_cv2_one(xy_Kx2, pts_Kx3, K, method, rvec0, tvec0):
-    from pnpjax import baselines
+    from experiments.lib import baselines
 
     try:
         return baselines._solve_one(xy_Kx2, pts_Kx3, K, method, rvec0, tvec0)
@@ -271,9 +272,9 @@ def original_model_dir(layout_name: str, given: str | None) -> Path | None:
     """The published model of a layout: `given`, else <shared>/seed-models/<layout> if present."""
     if given:
         return Path(given)
-    from pnpjax import shipping
+    from experiments.lib import paths
 
-    return shipping._original_dir(layout_name)
+    return paths.original_model_dir(layout_name)
 
 
 def make_solvers(solver, cfg: SolverBenchConfig) -> dict[str, SolverFn | None]:
@@ -378,7 +379,9 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
     solvers = {c: checkpoint.load(c) for c in dict.fromkeys((cfg.seed_checkpoint, cfg.realistic_checkpoint))}
     made: dict[str, dict[str, SolverFn | None]] = {}  # one compile per checkpoint and batch shape
     extra: dict[str, SolverFn] = {}
-    results: dict = {"config": dataclasses.asdict(cfg), "machine": info, "settings": [], "_rot": {}}
+    shown = {"seed_checkpoint": _show_path(cfg.seed_checkpoint), "realistic_checkpoint": _show_path(cfg.realistic_checkpoint),
+             "seed_extra_checkpoints": [_show_path(c) for c in cfg.seed_extra_checkpoints]}
+    results: dict = {"config": {**dataclasses.asdict(cfg), **shown}, "machine": info, "settings": [], "_rot": {}}
     for st in settings(cfg, solvers[cfg.realistic_checkpoint]):
         solver = solvers[st.checkpoint]
         if st.checkpoint not in made:
@@ -412,7 +415,7 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
         truth = summarize(per_example(np.asarray(batch.q), np.asarray(batch.t), valid, batch, pts), valid, valid)
         refined = [n for n in rows if n.startswith("pnpjax + refine")]
         results["settings"].append({"protocol": st.protocol, "noise_name": st.noise_name, "noise": st.noise,
-                                    "checkpoint": st.checkpoint, "layout": solver.layout.name, "n": int(valid.sum()),
+                                    "checkpoint": _show_path(st.checkpoint), "layout": solver.layout.name, "n": int(valid.sum()),
                                     "truth_reproj_rmse_median": truth["reproj_rmse_median"], "rows": rows,
                                     "rot_median_vs_sqpnp": {n: paired_median_diff(rot[n], rot[SQPNP]) for n in refined}})
     info["loadavg_end"] = list(os.getloadavg())
@@ -470,9 +473,7 @@ def solver_targets(results: dict) -> list[Target]:
 
 
 def targets_markdown(targets: list[Target]) -> list[str]:
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {t.text} | {t.measured} | {'yes' if t.met else '**no**'} |" for t in targets]
-    return lines
+    return md_table(["target", "measured", "met"], [[t.text, t.measured, "yes" if t.met else "**no**"] for t in targets]).splitlines()
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,9 +488,10 @@ _COLUMNS = [("l1_3d", "L1-3D", ".3f"), ("rot_mean_deg", "rot mean°", ".2f"), ("
 
 def _show_path(p: str) -> str:
     """A path as written in reports: relative to the repository when inside it."""
-    root = Path(__file__).resolve().parents[1]
+    from experiments.lib.paths import REPO
+
     try:
-        return str(Path(p).resolve().relative_to(root))
+        return str(Path(p).resolve().relative_to(REPO))
     except ValueError:
         return p
 
@@ -499,12 +501,13 @@ def _cell(v, fmt: str) -> str:
 
 
 def setting_table(s: dict) -> list[str]:
-    lines = ["| solver | " + " | ".join(c[1] for c in _COLUMNS) + " |", "|---|" + "---:|" * len(_COLUMNS)]
+    rows = []
     for name, r in s["rows"].items():
         cells = [_cell(r.get(k), f) for k, _, f in _COLUMNS]
         if r.get("unsolved"):
             cells[_COLUMNS.index(("failures", "fail >30°", ".2%"))] += f" ({r['unsolved']} unsolved)"
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append([name, *cells])
+    lines = md_table(["solver", *(c[1] for c in _COLUMNS)], rows, ["", *":" * len(_COLUMNS)]).splitlines()
     return lines
 
 

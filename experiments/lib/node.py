@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pnpjax.errors import PnpjaxError
+from pnpjax.errors import NodeToolError, NodeUnavailableError
 
 __all__ = ["NodeToolError", "NodeUnavailableError", "WEB_DIR", "PREDICT_SCRIPT", "JS_PREDICT_SCRIPT", "node_executable",
            "tfjs_predict_in_node", "js_predict_in_node"]
@@ -21,13 +21,6 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PREDICT_SCRIPT = WEB_DIR / "tools" / "tfjs_predict.mjs"
 JS_PREDICT_SCRIPT = WEB_DIR / "tools" / "js_predict.mjs"
 
-
-class NodeUnavailableError(PnpjaxError, RuntimeError):
-    """Node.js or the web/ npm dependencies are not installed."""
-
-
-class NodeToolError(PnpjaxError, RuntimeError):
-    """The Node script ran but failed (bad model, bad input, TF.js error)."""
 
 
 def node_executable() -> str | None:
