@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11, Node.js, Debian/apt):
 #   make demo   install, train the default config briefly, evaluate it beside the shipped
 #               checkpoint and the original model, print the table
-#   make test   install (incl. test deps, npm packages, Debian's chromium) and run the tests
+#   make test   install (incl. test deps, npm packages, Debian's chromium), lint, run every test
+#   make test-fast   the unit tests only (no training, no Node, no browser): about a minute
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup web chromium checkpoints clean
+.PHONY: demo test test-fast lint setup web chromium checkpoints clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,13 @@ chromium:
 
 test: setup web chromium
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not node and not chromium"
+
+lint: setup
+	$(VENV)/bin/ruff format --check pnpjax experiments tests
+	$(VENV)/bin/ruff check pnpjax experiments tests
 
 demo: setup
 	$(VENV)/bin/pnpjax train --config blazeface6-seed --workdir runs/demo --seconds 60

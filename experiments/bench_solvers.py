@@ -6,7 +6,7 @@
     python experiments/bench_solvers.py --key 1 --seed-noise --out experiments/results/bench_solvers_key1  # fresh draws
 
 Writes <out>/README.md (tables, targets, the command), results.json, error_vs_noise.png and
-error_cdf.png; the logic is in pnpjax/bench.py.
+error_cdf.png; the logic is in experiments/lib/bench.py.
 """
 
 from __future__ import annotations

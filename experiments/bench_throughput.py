@@ -5,7 +5,7 @@ against cv2 SQPnP per pose, measured in one run (issue #4).
     python experiments/bench_throughput.py --checkpoint runs/b6 --batch 1 1000 100000
     python experiments/bench_throughput.py --smoke --checkpoint DIR --out /tmp/t.md
 
-Writes experiments/results/bench_throughput.md; the logic is in pnpjax/bench.py.
+Writes experiments/results/bench_throughput.md; the logic is in experiments/lib/bench.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     python experiments/export_precision.py            # every shipped checkpoint (needs Node and web/node_modules)
 
-Writes experiments/results/export_precision.md; the logic is in pnpjax/precision.py.
+Writes experiments/results/export_precision.md; the logic is in experiments/lib/precision.py.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ def predict_poses(solver, x, cam, refine_iters: int = 0, refine_cost: str = "ima
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pnpjax import camera, protocols
+    from pnpjax import camera
 
     out = Path(args.output)
     if out.suffix not in (".npy", ".json"):

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gzip
 import json
 import os
 import shutil
@@ -64,8 +63,6 @@ __all__ = [
     "export_solver",
     "image_intrinsics",
     "pose_function",
-    "quantization_report",
-    "quantization_study",
 ]
 
 FORMATS: tuple[str, ...] = ("tfjs", "js", "savedmodel")

@@ -31,14 +31,13 @@ protocol and stats key) and shared by its models.
 
 Each model logs to `<workdir>/<run name>/metrics.jsonl` in train.py's format ("train" rows with
 step, seconds since the group started, samples, loss, lr; "eval" rows with the summary of
-`losses.summarize`), so `pnpjax.ablations.plot_curves` draws them like any run.
+`losses.summarize`), so `experiments.lib.ablations.plot_curves` draws them like any run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
 from pathlib import Path

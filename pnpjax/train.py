@@ -26,7 +26,7 @@ import optax
 
 from pnpjax import checkpoint, layouts, losses, model, protocols
 from pnpjax.config import Config
-from pnpjax.errors import CheckpointError, ConfigError, NonFiniteLossError
+from pnpjax.errors import ConfigError, NonFiniteLossError
 
 
 class TrainState(NamedTuple):

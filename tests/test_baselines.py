@@ -1,4 +1,4 @@
-"""Tests for pnpjax.baselines: OpenCV solvers on normalised coordinates, in pnpjax's conventions."""
+"""Tests for experiments.lib.baselines: OpenCV solvers on normalised coordinates, in pnpjax's conventions."""
 
 from __future__ import annotations
 

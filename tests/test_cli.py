@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import oracles
-from pnpjax import camera, checkpoint, cli, layouts, protocols, seed_import, tfjs
+from pnpjax import camera, checkpoint, cli, layouts, seed_import, tfjs
 
 PYTHON_M = [sys.executable, "-m", "pnpjax"]
 SCRIPT = shutil.which("pnpjax", path=str(Path(sys.executable).parent)) or "pnpjax"

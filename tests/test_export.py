@@ -10,8 +10,6 @@ checked too, within 1e-5 plus its own distance to float64.
 from __future__ import annotations
 
 import base64
-import dataclasses
-import functools
 import gzip
 import json
 import shutil
@@ -21,107 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pnpjax import camera, checkpoint, cli, config, export, geometry, layouts, model, protocols, tfjs
+from pnpjax import camera, checkpoint, cli, export, geometry, tfjs
 from experiments.lib import node, precision
-from experiments.lib.precision import aligned, jax_pose, pose_error
-from pnpjax.model import ModelConfig
+from experiments.lib.precision import jax_pose, pose_error
+from helpers import ATOL, OTHER_CAMERA, PIXEL_CAMERA, assert_matches_jax, jax_pose64, random_solver, sample_landmarks, to_image
 from pnpjax.tfjs import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
-ATOL = 1e-5
-# A pixel camera: 640x480, 60° horizontal field of view, principal point off-centre.
-PIXEL_CAMERA = precision.PIXEL_CAMERA
-OTHER_CAMERA = camera.Camera(900.0, 905.0, 610.0, 355.0, 1280.0, 720.0)
-
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
 
 
-# --------------------------------------------------------------------------------------------
-# Models, inputs and references
-# --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _seed_stats() -> model.Stats:
-    """Standardisation of the blazeface6 seed protocol (quat head), computed once."""
-    cfg = config.get_config("blazeface6-seed")
-    return model.compute_stats(cfg.model, cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000)
-
-
-def random_solver(rotation: str = "quat", widths: tuple[int, ...] = (64, 64), seed: int = 0) -> checkpoint.Solver:
-    """An untrained blazeface6 solver with real standardisation statistics and non-zero biases."""
-    cfg = dataclasses.replace(config.get_config("blazeface6-seed"), model=ModelConfig(widths, rotation))
-    layout = layouts.get_layout(cfg.layout)
-    k_init, k_bias = jax.random.split(jax.random.key(seed))
-    params = model.init_params(cfg.model, k_init, layout.num_points)
-    leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(k_bias, len(leaves))
-    params = jax.tree_util.tree_unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
-    stats = _seed_stats()
-    if rotation == "6d":  # rotation columns ~ unit vectors; translation statistics as for quat
-        stats = stats._replace(y_mean=jnp.concatenate([jnp.zeros(6), stats.y_mean[4:]]),
-                               y_std=jnp.concatenate([jnp.full(6, 0.5), stats.y_std[4:]]))
-    return checkpoint.Solver(cfg, layout, stats, params, {})
-
-
 @pytest.fixture(scope="session")
-def smoke_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained checkpoint (the tiny `smoke` config, ~25 s), trained once per session."""
-    from pnpjax import train
-
-    workdir = tmp_path_factory.mktemp("export-smoke") / "run"
-    train.train_and_evaluate(config.get_config("smoke"), workdir, progress=False, print_fn=lambda *_: None)
-    return workdir
+def smoke_checkpoint(smoke_workdir: Path) -> Path:
+    """The session's trained smoke run (conftest's `smoke_workdir`)."""
+    return smoke_workdir
 
 
 @pytest.fixture(scope="session")
 def solver64() -> checkpoint.Solver:
     """The default architecture (64-64, quat head), random weights."""
     return random_solver()
-
-
-@functools.lru_cache(maxsize=None)
-def _xy_pool(seed: int) -> np.ndarray:
-    """2000 held-out draws of the seed test protocol (blazeface6, every solver here), normalised coords."""
-    from pnpjax import train
-
-    layout = layouts.get_layout("blazeface6")
-    batch = train.eval_batch(config.get_config("blazeface6-seed").test_protocol, layout, jax.random.key(seed), 2100)
-    xy = np.asarray(batch.xy)[np.asarray(batch.valid)]
-    assert len(xy) >= 2000
-    return xy[:2000]
-
-
-def to_image(xy: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
-    """Normalised coords -> the export camera's image coords (seed: u right, v up), float32."""
-    if cam is None:
-        uv = camera.pixels_to_seed(camera.normalized_to_pixels(xy, camera.SEED_CAMERA.intrinsics))
-    else:
-        uv = camera.normalized_to_pixels(xy, cam.intrinsics)
-    return np.asarray(uv, np.float32)
-
-
-def sample_landmarks(solver, cam: camera.Camera | None, n: int = 1000, seed: int = 1) -> np.ndarray:
-    """n in-distribution inputs (the seed test protocol) in the camera's image coords."""
-    assert solver.layout.name == "blazeface6" and solver.config.protocol == "seed"
-    return to_image(_xy_pool(seed)[:n], cam)
-
-
-def jax_pose64(solver, uv: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
-    return jax_pose(solver, uv, cam, np.float64)
-
-
-def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Camera | None) -> None:
-    """pose within ATOL of float64 JAX, and of float32 JAX (`pnpjax predict`) up to float32 JAX's own error."""
-    ref64 = jax_pose64(solver, uv, cam)
-    err = pose_error(pose, ref64)
-    assert err.max() <= ATOL, f"max |export - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
-    ref32 = aligned(jax_pose(solver, uv, cam), ref64)
-    assert np.all(pose_error(pose, ref32) <= ATOL + np.abs(ref32 - ref64) + 1e-7)
 
 
 def js_predict(module: Path, landmarks: Any = (), cam: Any = None, bad: list | None = None) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from pnpjax import export
-from test_export import ATOL, PIXEL_CAMERA, assert_matches_jax, random_solver
+from helpers import ATOL, PIXEL_CAMERA, assert_matches_jax, random_solver
 
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web"

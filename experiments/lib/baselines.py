@@ -25,7 +25,7 @@ try:  # optional dependencies (the `bench` and `test` extras), not needed to tra
     import cv2
     from scipy.spatial.transform import Rotation
 except ImportError as e:
-    raise ImportError("pnpjax.baselines needs OpenCV and scipy: pip install 'pnpjax[bench]'") from e
+    raise ImportError("experiments.lib.baselines needs OpenCV and scipy: pip install 'pnpjax[bench]'") from e
 
 from pnpjax.errors import ConfigError
 

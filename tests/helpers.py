@@ -1,0 +1,91 @@
+"""Helpers shared by test modules: reference solvers, inputs and comparisons (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.lib import precision
+from experiments.lib.precision import aligned, jax_pose, pose_error
+from pnpjax import camera, checkpoint, config, layouts, model
+from pnpjax.model import ModelConfig
+
+ATOL = 1e-5
+# A pixel camera: 640x480, 60° horizontal field of view, principal point off-centre.
+PIXEL_CAMERA = precision.PIXEL_CAMERA
+OTHER_CAMERA = camera.Camera(900.0, 905.0, 610.0, 355.0, 1280.0, 720.0)
+
+
+
+# --------------------------------------------------------------------------------------------
+# Models, inputs and references
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _seed_stats() -> model.Stats:
+    """Standardisation of the blazeface6 seed protocol (quat head), computed once."""
+    cfg = config.get_config("blazeface6-seed")
+    return model.compute_stats(cfg.model, cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000)
+
+
+def random_solver(rotation: str = "quat", widths: tuple[int, ...] = (64, 64), seed: int = 0) -> checkpoint.Solver:
+    """An untrained blazeface6 solver with real standardisation statistics and non-zero biases."""
+    cfg = dataclasses.replace(config.get_config("blazeface6-seed"), model=ModelConfig(widths, rotation))
+    layout = layouts.get_layout(cfg.layout)
+    k_init, k_bias = jax.random.split(jax.random.key(seed))
+    params = model.init_params(cfg.model, k_init, layout.num_points)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(k_bias, len(leaves))
+    params = jax.tree_util.tree_unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+    stats = _seed_stats()
+    if rotation == "6d":  # rotation columns ~ unit vectors; translation statistics as for quat
+        stats = stats._replace(y_mean=jnp.concatenate([jnp.zeros(6), stats.y_mean[4:]]),
+                               y_std=jnp.concatenate([jnp.full(6, 0.5), stats.y_std[4:]]))
+    return checkpoint.Solver(cfg, layout, stats, params, {})
+
+
+@functools.lru_cache(maxsize=None)
+def _xy_pool(seed: int) -> np.ndarray:
+    """2000 held-out draws of the seed test protocol (blazeface6, every solver here), normalised coords."""
+    from pnpjax import train
+
+    layout = layouts.get_layout("blazeface6")
+    batch = train.eval_batch(config.get_config("blazeface6-seed").test_protocol, layout, jax.random.key(seed), 2100)
+    xy = np.asarray(batch.xy)[np.asarray(batch.valid)]
+    assert len(xy) >= 2000
+    return xy[:2000]
+
+
+def to_image(xy: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
+    """Normalised coords -> the export camera's image coords (seed: u right, v up), float32."""
+    if cam is None:
+        uv = camera.pixels_to_seed(camera.normalized_to_pixels(xy, camera.SEED_CAMERA.intrinsics))
+    else:
+        uv = camera.normalized_to_pixels(xy, cam.intrinsics)
+    return np.asarray(uv, np.float32)
+
+
+def sample_landmarks(solver, cam: camera.Camera | None, n: int = 1000, seed: int = 1) -> np.ndarray:
+    """n in-distribution inputs (the seed test protocol) in the camera's image coords."""
+    assert solver.layout.name == "blazeface6" and solver.config.protocol == "seed"
+    return to_image(_xy_pool(seed)[:n], cam)
+
+
+def jax_pose64(solver, uv: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
+    return jax_pose(solver, uv, cam, np.float64)
+
+
+def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Camera | None) -> None:
+    """pose within ATOL of float64 JAX, and of float32 JAX (`pnpjax predict`) up to float32 JAX's own error."""
+    ref64 = jax_pose64(solver, uv, cam)
+    err = pose_error(pose, ref64)
+    assert err.max() <= ATOL, f"max |export - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    ref32 = aligned(jax_pose(solver, uv, cam), ref64)
+    assert np.all(pose_error(pose, ref32) <= ATOL + np.abs(ref32 - ref64) + 1e-7)
+
+
