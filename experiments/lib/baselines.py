@@ -40,7 +40,7 @@ METHODS = (*_FLAGS, "lm_from_truth")
 _ORACLE_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 100, 1e-12)
 
 
-def _solve_one(xy_Kx2: np.ndarray, pts_Kx3: np.ndarray, K: np.ndarray, method: str, rvec0, tvec0):
+def solve_one(xy_Kx2: np.ndarray, pts_Kx3: np.ndarray, K: np.ndarray, method: str, rvec0, tvec0):
     """One cv2 call on pixels of camera K -> (rvec (3,), tvec (3,), ok); NaN, False on failure."""
     nan = np.full(3, np.nan)
     try:
@@ -111,7 +111,7 @@ def solve_cv2(
     rvecs, tvecs, oks = np.empty((n, 3)), np.empty((n, 3)), np.empty(n, bool)
     for i in range(n):
         # Contiguous per-pose copies: OpenCV's Python bindings reject strided views.
-        rvecs[i], tvecs[i], oks[i] = _solve_one(
+        rvecs[i], tvecs[i], oks[i] = solve_one(
             np.ascontiguousarray(xy[i]), np.ascontiguousarray(pts[i]), K, method, rvec0[i], tvec0[i]
         )
     q = np.full((n, 4), np.nan)

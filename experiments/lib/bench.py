@@ -216,10 +216,10 @@ def _solve_cv2_one(xy_Kx2, pts_Kx3, K, method, rvec0, tvec0):
     from experiments.lib import baselines
 
     try:
-        return baselines._solve_one(xy_Kx2, pts_Kx3, K, method, rvec0, tvec0)
+        return baselines.solve_one(xy_Kx2, pts_Kx3, K, method, rvec0, tvec0)
     except ValueError:
         # cv2.solvePnP can return (False, None, None) (SQPnP, seed protocol at 2 cm jitter), which
-        # baselines._solve_one does not expect; it is a failed call like any other.
+        # baselines.solve_one does not expect; it is a failed call like any other.
         return np.full(3, np.nan), np.full(3, np.nan), False
 
 
@@ -734,14 +734,15 @@ def throughput_markdown(results: dict, command: str) -> str:
         "`cores busy` is the process's CPU time ÷ wall time while pnpjax ran (1.0: one core; this CPU has "
         f"{results['machine']['cpus']}). At batch 1 a call costs XLA's dispatch and per-kernel overhead, not arithmetic.",
         "",
-        "| batch | solver | time per call | µs per pose | poses / s | × cv2 SQPnP | cores busy |",
-        "|---:|---|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for r in results["rows"]:
         s = r["seconds_per_call"]
         call = f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
-        lines.append(f"| {r['batch']:,} | {r['solver']} | {call} | {s / r['batch'] * 1e6:.4g} | {r['poses_per_s']:,.0f} | "
-                     f"{r['x_sqpnp']:,.1f} | {r['cores']:.2f} |")
+        rows.append([f"{r['batch']:,}", r["solver"], call, f"{s / r['batch'] * 1e6:.4g}", f"{r['poses_per_s']:,.0f}",
+                     f"{r['x_sqpnp']:,.1f}", f"{r['cores']:.2f}"])
+    lines += md_table(["batch", "solver", "time per call", "µs per pose", "poses / s", "× cv2 SQPnP", "cores busy"], rows,
+                      [":", "", ":", ":", ":", ":", ":"]).splitlines()
     lines += ["", "## Targets (issue #4)", "", *targets_markdown(throughput_targets(results)), ""]
     return "\n".join(lines)
 

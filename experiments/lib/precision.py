@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.lib.report import md_table
 from pnpjax import camera, checkpoint, export, geometry, model, protocols, tfjs
 from experiments.lib import node
 
@@ -136,9 +137,10 @@ def precision_report(rows: list[dict[str, Any]], command: str) -> str:
         "storage can beat; `emulation vs TF.js`: that emulation against TF.js itself on the stored float32 weights "
         "(raw outputs), the emulation's own accuracy.",
         "",
-        "| checkpoint | camera | TF.js (Node) | JS module (Node) | JAX float32 | one-ulp input | exact weights, TF.js arithmetic | emulation vs TF.js |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['checkpoint']} | {r['camera']} | {r['tfjs_node']:.2g} | {r['js_node']:.2g} | {r['jax_float32']:.2g} | "
-              f"{r['one_ulp_input']:.2g} | {r['tfjs_arithmetic_exact_weights']:.2g} | {r['emulation_vs_node']:.2g} |" for r in rows]
+    head = ["checkpoint", "camera", "TF.js (Node)", "JS module (Node)", "JAX float32", "one-ulp input",
+            "exact weights, TF.js arithmetic", "emulation vs TF.js"]
+    keys = ["tfjs_node", "js_node", "jax_float32", "one_ulp_input", "tfjs_arithmetic_exact_weights", "emulation_vs_node"]
+    lines += md_table(head, [[r["checkpoint"], r["camera"], *(f"{r[k]:.2g}" for k in keys)] for r in rows],
+                      ["", "", *":" * len(keys)]).splitlines()
     return "\n".join(lines) + "\n"
