@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from experiments.lib.paths import REPO
 from pnpjax.errors import NodeToolError, NodeUnavailableError
 
 __all__ = ["NodeToolError", "NodeUnavailableError", "WEB_DIR", "PREDICT_SCRIPT", "JS_PREDICT_SCRIPT", "node_executable",
            "tfjs_predict_in_node", "js_predict_in_node"]
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = REPO / "web"
 PREDICT_SCRIPT = WEB_DIR / "tools" / "tfjs_predict.mjs"
 JS_PREDICT_SCRIPT = WEB_DIR / "tools" / "js_predict.mjs"
 
