@@ -177,9 +177,10 @@ def save_shots(record: dict, out_dir: Path) -> dict[int, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for code, url in record.get("shots", {}).items():
-        p = out_dir / f"frame{int(code):02d}.jpg"
+        name = f"frame{int(code):02d}.jpg" if code.isdigit() else f"{code}.jpg"
+        p = out_dir / name
         p.write_bytes(base64.b64decode(url.split(",", 1)[1]))
-        paths[int(code)] = p
+        paths[int(code) if code.isdigit() else code] = p
     return paths
 
 
@@ -192,7 +193,7 @@ def filmstrip(paths: list[Path], out: Path, *, width: int = 320, captions: list[
         if captions:
             cv2.putText(img, captions[k], (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(img)
-    cv2.imwrite(str(out), np.hstack(tiles))
+    cv2.imwrite(str(out), np.hstack(tiles), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out
 
 
@@ -280,7 +281,7 @@ def score_rolls(video: RollVideo, rotations: dict[str, dict[int, np.ndarray]]) -
     out = {}
     for name, frames in rotations.items():
         rows = roll_errors(video, frames)
-        e = np.array([r["error_deg"] for r in rows])
+        e = np.array([r["error_deg"] for r in rows] or [np.nan])
         out[name] = {"n": len(rows), "median_deg": float(np.median(e)), "p90_deg": float(np.percentile(e, 90)),
                      "mean_deg": float(e.mean()), "rows": rows}
     return out
@@ -372,3 +373,187 @@ def webcam_experiment(work: Path, *, detections: dict, angles_deg: list[float], 
             "ms": {"detect_median": float(np.median(ms[:, 0])), "solve_median": float(np.median(ms[:, 1])),
                    "total_median": float(np.median(ms[:, 2])), "total_mean": float(ms[:, 2].mean()),
                    "fps_median": float(1000 / np.median(ms[:, 2])), "n": len(ms)}}
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def mapping_figure(detections: dict, image: int, face: int, out: Path, *, size: int = 480) -> Path:
+    """A face crop with face-api.js's 68 landmarks numbered and faceapi10's points named (its detector indices)."""
+    from pnpjax import layouts
+
+    layout = layouts.FACEAPI10
+    src = cv2.imread(str(_image_path(detections, image)))
+    lm = np.asarray(detections["images"][image]["faces"][face]["landmarks"], np.float64)
+    lo, hi = lm.min(0), lm.max(0)
+    centre, half = (lo + hi) / 2, 0.75 * max(hi - lo)
+    scale = size / (2 * half)
+    m = np.array([[scale, 0, size / 2 - scale * centre[0]], [0, scale, size / 2 - scale * centre[1]]])
+    img = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    img = cv2.addWeighted(img, 0.6, np.full_like(img, 255), 0.4, 0)
+    p = lm * scale + m[:, 2]
+    for i, (x, y) in enumerate(p):
+        cv2.circle(img, (round(x), round(y)), 2, (60, 60, 60), -1, cv2.LINE_AA)
+        cv2.putText(img, str(i), (round(x) + 3, round(y) - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (40, 40, 40), 1, cv2.LINE_AA)
+    panel = np.full((size, 300, 3), 255, np.uint8)
+    cv2.putText(panel, "faceapi10 point = face-api.js index", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for k, (name, i) in enumerate(zip(layout.point_names, layout.detector.indices)):
+        x, y = p[i]
+        cv2.circle(img, (round(x), round(y)), 6, (0, 128, 255), 2, cv2.LINE_AA)
+        cv2.putText(img, str(k), (round(x) - 16, round(y) + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 70, 200), 2, cv2.LINE_AA)
+        cv2.putText(panel, f"{k}: {name} = {i}", (8, 56 + 24 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 70, 200), 1, cv2.LINE_AA)
+    cv2.putText(panel, "(left/right: as seen in the image)", (8, 56 + 24 * 10 + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.imwrite(str(out), np.hstack([img, panel]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return out
+
+
+def facing_counts(detections: dict, hfov_deg: float = 60.0) -> dict[str, int]:
+    """Faces that cv2 SQPnP turns towards the camera (forward axis within 60 degrees of the line of
+    sight) with faceapi10's detector indices and with left and right swapped."""
+    from pnpjax import layouts
+
+    pts = np.asarray(layouts.FACEAPI10.points, np.float64)
+    idx = list(layouts.FACEAPI10.detector.indices)
+    variants = {"faceapi10 indices": idx, "left/right swapped": [idx[i] for i in (0, 1, 3, 2, 6, 7, 4, 5, 9, 8)]}
+    out = {"faces": len(detections["landmarks"])}
+    for name, sel in variants.items():
+        n = 0
+        for row, lm in zip(detections["faces"], np.asarray(detections["landmarks"], np.float64)):
+            image = detections["images"][row["image"]]
+            r, t = sqpnp_pose(pts, lm[sel], sqpnp_camera(image["width"], image["height"], hfov_deg))
+            n += bool(r[:, 2] @ (-t / np.linalg.norm(t)) > np.cos(np.radians(60)))
+        out[name] = n
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The report (experiments/faces_webcam.py)
+# --------------------------------------------------------------------------------------------
+
+ROLL_ANGLES = [0, 8, 16, 24, -8, -16, -24]
+
+
+def faces_report(out: Path, work: Path, *, images: list[int], angles_deg: list[float], command: str,
+                 refine_iters: int = 5, distance_cm: float = 60.0, cpu_frames: int = 6,
+                 filmstrip_frames: list[int] | None = None) -> dict:
+    """Every figure of issue 11 in `out` (README.md, results.json, PNGs): the index mapping on the
+    photos, the roll test in headless Chromium (wasm backend; frame rate also on the cpu backend),
+    photo mode."""
+    import os
+    import time
+    from urllib.parse import urlencode
+
+    from pnpjax import checkpoint, export
+
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = REPO / "checkpoints" / "faceapi10"
+    solver = checkpoint.load(ckpt)
+    modules = {}
+    for quant in ("uint8", "float32"):
+        modules[quant] = work / "models" / f"faceapi10-{quant}" / "pnp.js"
+        export.export_solver(solver, "js", modules[quant].parent, quantize=quant, source="checkpoints/faceapi10", force=True)
+    load = {"before": os.getloadavg()}
+    # 1. The index mapping on every face of the photos.
+    t = time.perf_counter()
+    det = detect_faces([SAMPLES[i] for i in images], work / "samples.json")
+    detect_s = time.perf_counter() - t
+    facing = facing_counts(det)
+    best = max(range(len(det["images"])), key=lambda k: det["images"][k]["faces"][best_face(det, k)]["score"])
+    mapping_figure(det, best, best_face(det, best), out / "mapping.png")
+    # 2. The roll video in the page (wasm), scored against cv2 SQPnP on the same landmarks.
+    res = webcam_experiment(work / "wasm", detections=det, angles_deg=angles_deg, checkpoint=ckpt, module=modules["uint8"],
+                            refine_iters=refine_iters, distance_cm=distance_cm, timeout_s=300)
+    cam = tuple(res["video"]["camera"])
+    rotations_f32 = js_rotations(modules["float32"], res["points"], cam, work)
+    scores = res["scores"] | score_rolls(res["roll"], {"pnpjax JS module float32 (Node, same landmarks)": rotations_f32})
+    shots = save_shots(res["record"], work / "shots")
+    codes = filmstrip_frames or sorted((c for c, (s, a) in enumerate(res["roll"].frames) if s == 0 and a in (-24, -16, 0, 16, 24)),
+                                       key=lambda c: res["roll"].frames[c][1])
+    codes = [c for c in codes if c in shots]
+    filmstrip([shots[c] for c in codes], out / "filmstrip.png", width=200,
+              captions=[f"roll {res['roll'].frames[c][1]:+.0f} deg" for c in codes])
+    # 3. Frame rate on the cpu backend (a few frames).
+    cpu = webcam_experiment(work / "cpu", detections=det, angles_deg=angles_deg, checkpoint=ckpt, module=modules["uint8"],
+                            distance_cm=distance_cm, costs=(), timeout_s=300, query={"backend": "cpu", "frames": cpu_frames})
+    # 4. Photo mode on one sample photo.
+    server = Server(modules["uint8"].parent.parent)
+    try:
+        q = {"mode": "photo", "photo": f"/node_modules/@vladmandic/face-api/demo/{SAMPLES[images[best]].name}",
+             "js": "/models/faceapi10-uint8/pnp.js"}
+        photo = run_faces_page(server.url + "demo/faces.html?" + urlencode(q), work / "photo.json", work / "photo.png", timeout_s=300)
+    finally:
+        server.close()
+    shutil.copy(save_shots(photo["record"], work / "photo")["photo"], out / "photo.jpg")
+    load["after"] = os.getloadavg()
+    summary = {
+        "command": command, "load_average": load, "detect_faces_seconds": detect_s, "facing": facing,
+        "video": {k: v for k, v in res["video"].items() if k != "frames"} | {"angles_deg": angles_deg},
+        "counts": res["counts"], "offsite_requests": res["report"]["offsite"] + cpu["report"]["offsite"] + photo["offsite"],
+        "page_config": res["config"], "cpu_page_config": cpu["config"],
+        "scores": {k: {m: v[m] for m in ("n", "median_deg", "p90_deg", "mean_deg")} for k, v in scores.items()},
+        "ms": {"wasm": res["ms"], "cpu": cpu["ms"]},
+        "photo": {"faces": len(photo["record"]["photo"]["faces"]), "ms": photo["record"]["photo"]["ms"]},
+        "refine_iters": refine_iters, "distance_cm": distance_cm,
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    (out / "README.md").write_text(_report_markdown(summary))
+    return summary
+
+
+def _report_markdown(s: dict) -> str:
+    v, c, sc = s["video"], s["counts"], s["scores"]
+    sq = sc["cv2 SQPnP"]["median_deg"]
+    lines = [
+        "# Real faces: face-api.js -> pnpjax in headless Chromium with a fake webcam",
+        "",
+        f"Generated by `{s['command']}` (load average {s['load_average']['before'][0]:.1f} before, "
+        f"{s['load_average']['after'][0]:.1f} after, on this 2-core CPU).",
+        "",
+        "## The index mapping (faceapi10 <- face-api.js's 68 points)",
+        "",
+        f"cv2 SQPnP (60° FOV) turns {s['facing']['faceapi10 indices']} of {s['facing']['faces']} detected faces "
+        f"of the sample photos towards the camera with faceapi10's indices, {s['facing']['left/right swapped']} "
+        "with left and right swapped. [mapping.png](mapping.png) draws them on a face.",
+        "",
+        "![mapping](mapping.png)",
+        "",
+        "## The fake webcam: a photo turned about the frame centre (= a camera roll)",
+        "",
+        f"{len(v['segments'])} faces ({', '.join(v['segments'])}), each zoomed so that its outer eye corners sit "
+        f"{s['distance_cm']:g} cm away at {v['hfov_deg']:.0f}° horizontal FOV in {v['width']}x{v['height']}, turned by "
+        f"{', '.join(f'{a:+g}' for a in v['angles_deg'])}° ({c['frames']} frames at {v['fps']} fps, .y4m). "
+        f"The page processed {c['processed']} frames, found the zoomed face on {c['with_face']} "
+        f"(another face was the largest on {c['other_face']}). Error of the estimated rotation change between two "
+        "frames of the same face against the known roll, over every pair (degrees):",
+        "",
+        "| solver (same landmarks) | pairs | median | p90 | mean | median / SQPnP's |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in sc.items():
+        lines.append(f"| {name} | {r['n']} | {r['median_deg']:.2f} | {r['p90_deg']:.2f} | {r['mean_deg']:.2f} | {r['median_deg'] / sq:.2f} |")
+    w, cpu = s["ms"]["wasm"], s["ms"]["cpu"]
+    lines += [
+        "",
+        "The JS module in the page is `pnpjax export --format js` of `checkpoints/faceapi10` (uint8, the default);",
+        f"\"pnpjax Python, refine {s['refine_iters']}\" is `pnpjax predict --refine {s['refine_iters']} --refine-cost C` on the landmarks the page used.",
+        "",
+        "## Frame rate of the whole pipeline in headless Chromium",
+        "",
+        "Per processed frame: draw the video frame, face-api.js (tiny face detector 320 + 68 landmarks), select, solve, draw the overlay.",
+        "",
+        "| TF.js backend | frames | detect median ms | solve median ms | total median ms | frames / s (1000 / median) |",
+        "|---|---|---|---|---|---|",
+        f"| {s['page_config']['backend']} | {w['n']} | {w['detect_median']:.0f} | {w['solve_median']:.2f} | {w['total_median']:.0f} | {w['fps_median']:.1f} |",
+        f"| {s['cpu_page_config']['backend']} | {cpu['n']} | {cpu['detect_median']:.0f} | {cpu['solve_median']:.2f} | {cpu['total_median']:.0f} | {cpu['fps_median']:.1f} |",
+        "",
+        f"Requests that left 127.0.0.1: {len(s['offsite_requests'])}.",
+        "",
+        "![filmstrip](filmstrip.png)",
+        "",
+        f"Photo mode ({s['photo']['faces']} faces found, tiny face detector at 608): ![photo](photo.jpg)",
+        "",
+    ]
+    return "\n".join(lines)

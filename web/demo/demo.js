@@ -5,7 +5,6 @@
 //   js=URL of a `pnpjax export --format js` module     (default /models/js/pnp.js; "none" to skip)
 //   tfjs=URL of a `--format tfjs` model.json          (default /models/tfjs/model.json; "none" to skip)
 //   yaw, pitch, roll (degrees), distance, x, y (cm): initial slider values
-//   blazeface=URL of @tensorflow-models/blazeface's UMD bundle, for the optional webcam mode
 // TF.js is loaded from web/node_modules (served at /node_modules) and runs on its cpu backend.
 // <body data-ready> is set once the first pose is printed (the headless test waits for it).
 
@@ -13,7 +12,6 @@ const params = new URLSearchParams(location.search);
 const JS_URL = params.get('js') ?? '/models/js/pnp.js';
 const TFJS_URL = params.get('tfjs') ?? '/models/tfjs/model.json';
 const TF_SCRIPT = params.get('tfjs-script') ?? '/node_modules/@tensorflow/tfjs/dist/tf.min.js';
-const BLAZEFACE_URL = params.get('blazeface') ?? '/node_modules/@tensorflow-models/blazeface/dist/blazeface.min.js';
 const SLIDERS = ['yaw', 'pitch', 'roll', 'distance', 'x', 'y'];
 const AXIS_CM = 6;
 const $ = (id) => document.getElementById(id);
@@ -47,7 +45,7 @@ const flipFrame = ({ quaternion: q, translation: t }) => ({
 
 // --- state -------------------------------------------------------------------------------------
 
-const state = { solver: null, model: null, meta: null, errors: {}, webcam: false };
+const state = { solver: null, model: null, meta: null, errors: {} };
 
 function loadScript(src) {
   return new Promise((resolve, reject) => {
@@ -159,11 +157,10 @@ function drawAxes(ctx, pose, style) {
   ctx.restore();
 }
 
-function draw(landmarks, truth, results, background) {
+function draw(landmarks, truth, results) {
   const canvas = $('view');
   const ctx = canvas.getContext('2d');
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (background) ctx.drawImage(background, 0, 0, canvas.width, canvas.height);
   if (truth) drawAxes(ctx, truth, { width: 2, dash: [6, 4] });
   if (results.js?.quaternion) drawAxes(ctx, results.js, { width: 5 });
   if (results.tfjs?.quaternion) drawAxes(ctx, results.tfjs, { width: 1.5, dark: true });
@@ -180,9 +177,9 @@ function draw(landmarks, truth, results, background) {
   });
 }
 
-function show(landmarks, truth, background) {
+function show(landmarks, truth) {
   const results = { js: runJs(landmarks), tfjs: runTfjs(landmarks) };
-  draw(landmarks, truth, results, background);
+  draw(landmarks, truth, results);
   const out = {
     layout: state.meta.layout.name,
     camera: state.meta.camera.name,
@@ -198,49 +195,12 @@ function show(landmarks, truth, background) {
 }
 
 function update() {
-  if (state.webcam) return;
   const v = Object.fromEntries(SLIDERS.map((id) => [id, Number($(id).value)]));
   SLIDERS.forEach((id) => { document.querySelector(`output[for=${id}]`).textContent = v[id]; });
   const truth = sliderPose(v);
   // float32 landmarks: what TF.js sees, so both runtimes and the test's JAX run get the same numbers.
   const landmarks = project(truth, layoutPoints()).map((p) => p.map(Math.fround));
-  show(landmarks, truth, null);
-}
-
-// --- optional webcam mode (BlazeFace's 6 landmarks; not available offline) ---------------------
-
-async function startWebcam() {
-  const status = $('webcam-status');
-  try {
-    if (!navigator.mediaDevices?.getUserMedia) throw new Error('this browser has no camera API');
-    if (!navigator.onLine) throw new Error('offline: BlazeFace downloads its weights from the internet');
-    if (state.meta.layout.name !== 'blazeface6') throw new Error('the webcam mode needs a blazeface6 model');
-    await ensureTf();
-    if (!window.blazeface) await loadScript(BLAZEFACE_URL);  // npm install @tensorflow-models/blazeface
-    const detector = await blazeface.load();
-    const video = $('video');
-    video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
-    await video.play();
-    state.webcam = true;
-    $('sliders').disabled = true;
-    status.textContent = 'running';
-    const cam = state.meta.camera;
-    const frame = async () => {
-      const faces = await detector.estimateFaces(video, false);
-      const [vw, vh] = [video.videoWidth, video.videoHeight];
-      if (faces.length) {
-        // Pixels (y down) -> the export camera's coordinates (seed: x/width, 1 - y/height).
-        const landmarks = faces[0].landmarks.map(([x, y]) =>
-          (cam.name === 'seed' ? [x / vw, 1 - y / vh] : [(x * cam.width) / vw, (y * cam.height) / vh]));
-        show(landmarks, null, video);
-      }
-      requestAnimationFrame(frame);
-    };
-    frame();
-  } catch (e) {
-    status.textContent = e.message;
-    status.className = 'err';
-  }
+  show(landmarks, truth);
 }
 
 // --- start -----------------------------------------------------------------------------------------
@@ -259,7 +219,6 @@ async function main() {
     ` (${[state.solver && 'JS module', state.model && 'TF.js ' + tf.version.tfjs].filter(Boolean).join(' + ')})` +
     (errors.length ? ` — ${errors.join('; ')}` : '');
   if (errors.length) $('status').className = 'err';
-  $('webcam').addEventListener('click', startWebcam);
   update();
   document.body.dataset.ready = '';
 }

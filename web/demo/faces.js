@@ -9,7 +9,8 @@
 //   mode=camera|photo   start the camera (default) or run on photo=URL (default: face-api's demo/sample1.jpg)
 //   fov=DEG         horizontal field of view of the camera (default 60)
 //   backend=wasm|cpu    TF.js backend of face-api.js (default wasm, falls back to cpu)
-//   landmarks=full|tiny face_landmark_68 or its tiny version (default full); size=N: tiny detector input (default 320)
+//   landmarks=full|tiny face_landmark_68 or its tiny version (default full)
+//   size=N          input size of the tiny face detector, a multiple of 32 (default 320 for the camera, 608 for photos)
 //   refine=N        passed to estimatePose as {refine: N} (modules with refinement; default: the module's own)
 //   track=1         smooth with the module's createTracker, when it has one
 //   framecode=1     read a frame number from the video's top-left corner (the test's fake webcam)
@@ -31,7 +32,7 @@ const opt = {
   photo: params.get('photo') ?? '/node_modules/@vladmandic/face-api/demo/sample1.jpg',
   backend: params.get('backend') ?? 'wasm',
   landmarks: params.get('landmarks') ?? 'full',
-  size: Number(params.get('size') ?? 320),
+  size: Number(params.get('size') ?? (params.get('mode') === 'photo' ? 608 : 320)),
   refine: params.has('refine') ? Number(params.get('refine')) : undefined,
   framecode: params.get('framecode') === '1',
   frames: Number(params.get('frames') ?? 0),
@@ -210,6 +211,7 @@ async function runPhoto() {
     drawOverlay(ctx, state.solver, f.pose, cam, scale);
   }
   record.photo = { url: opt.photo, camera: cam, faces, ms };
+  record.shots.photo = view.toDataURL('image/jpeg', 0.85);
   show({ photo: opt.photo, camera: cam, ms, faces: faces.map((f) => ({ score: f.score, ...f.opencv })) });
 }
 
