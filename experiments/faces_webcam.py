@@ -29,8 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "experiments" / "results" / "faces"))
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pnpjax-faces-") as work:
-        s = faces.faces_report(Path(a.out), Path(work), images=a.images, angles_deg=a.angles, refine_iters=a.refine,
-                               command=shlex.join(["python", "experiments/faces_webcam.py", *argv]))
+        s = faces.faces_report(
+            Path(a.out),
+            Path(work),
+            images=a.images,
+            angles_deg=a.angles,
+            refine_iters=a.refine,
+            command=shlex.join(["python", "experiments/faces_webcam.py", *argv]),
+        )
     for name, r in s["scores"].items():
         print(f"{name:55s} {r['median_deg']:.2f} deg median over {r['n']} pairs")
     print(f"wrote {a.out}")

@@ -24,9 +24,13 @@ ANGLES = [0, 10, 20, -10, -20]  # degrees of image turn (= camera roll) per fram
 pytestmark = [
     pytest.mark.node,
     pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed"),
-    pytest.mark.skipif(not faces.SAMPLES[0].is_file(), reason="@vladmandic/face-api is not in web/node_modules (cd web && npm ci)"),
+    pytest.mark.skipif(
+        not faces.SAMPLES[0].is_file(), reason="@vladmandic/face-api is not in web/node_modules (cd web && npm ci)"
+    ),
 ]
-needs_chromium = pytest.mark.skipif(not faces.CHROMIUM.exists(), reason="Debian's chromium is not installed (make chromium)")
+needs_chromium = pytest.mark.skipif(
+    not faces.CHROMIUM.exists(), reason="Debian's chromium is not installed (make chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +73,22 @@ def test_detector_outputs_agree_and_predict_reads_them(detected, tmp_path):
     outs = []
     for inp in ("faces.npy", "faces.json", "raw.json"):
         out = tmp_path / f"{inp}.npy"
-        assert cli.main(["predict", "--checkpoint", str(CKPT), "--input", str(d / inp), "--output", str(out),
-                         "--camera", "hfov=60,1920x1280"]) == 0
+        assert (
+            cli.main(
+                [
+                    "predict",
+                    "--checkpoint",
+                    str(CKPT),
+                    "--input",
+                    str(d / inp),
+                    "--output",
+                    str(out),
+                    "--camera",
+                    "hfov=60,1920x1280",
+                ]
+            )
+            == 0
+        )
         outs.append(np.load(out))
     assert outs[0].shape == (len(x), 7)
     for y in outs[1:]:
@@ -89,8 +107,15 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
     module = tmp_path / "models" / "faceapi10" / "pnp.js"
     export.export_solver(solver, "js", module.parent, quantize="uint8")  # the `pnpjax export` default
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    res = faces.webcam_experiment(tmp_path / "run", detections=det, angles_deg=ANGLES, checkpoint=CKPT, module=module,
-                                  costs=("ml",), timeout_s=150)
+    res = faces.webcam_experiment(
+        tmp_path / "run",
+        detections=det,
+        angles_deg=ANGLES,
+        checkpoint=CKPT,
+        module=module,
+        costs=("ml",),
+        timeout_s=150,
+    )
     shutil.copy(tmp_path / "run" / "page.png", ARTIFACTS / "webcam-page.png")
     shots = faces.save_shots(res["record"], ARTIFACTS / "webcam")
     report = res["report"]
@@ -104,7 +129,9 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
     for e in res["record"]["frames"]:
         if e["face"] is not None:
             q, t = np.asarray(e["face"]["pose"]["quaternion"]), np.asarray(e["face"]["pose"]["translation"])
-            assert np.all(np.isfinite(q)) and abs(np.linalg.norm(q) - 1) < 1e-9 and q[3] >= 0 and 20 < t[2] < 200, e["face"]["pose"]
+            assert np.all(np.isfinite(q)) and abs(np.linalg.norm(q) - 1) < 1e-9 and q[3] >= 0 and 20 < t[2] < 200, e[
+                "face"
+            ]["pose"]
     # The page ran the module: the same module in Node on the page's landmarks gives the same rotations.
     page = res["frames"]
     node = faces.js_rotations(module, res["points"], tuple(res["video"]["camera"]), tmp_path)
@@ -119,8 +146,19 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
     assert net["median_deg"] <= 2.0 * sq["median_deg"], (net["median_deg"], sq["median_deg"])
     # The score discriminates: against the opposite roll the same rotations are far off.
     video = dataclasses.replace(res["roll"], frames=tuple((s, -a) for s, a in res["roll"].frames))
-    wrong = faces.score_rolls(video, {"sq": {c: faces.sqpnp_pose(np.asarray(layouts.FACEAPI10.points), p, res["video"]["camera"])[0]
-                                             for c, p in res["points"].items()}})["sq"]
+    wrong = faces.score_rolls(
+        video,
+        {
+            "sq": {
+                c: faces.sqpnp_pose(np.asarray(layouts.FACEAPI10.points), p, res["video"]["camera"])[0]
+                for c, p in res["points"].items()
+            }
+        },
+    )["sq"]
     assert wrong["median_deg"] > 2 * sq["median_deg"] + 5, (wrong["median_deg"], sq["median_deg"])
-    (ARTIFACTS / "webcam-scores.json").write_text(json.dumps({k: {m: v[m] for m in ("n", "median_deg", "p90_deg")}
-                                                              for k, v in scores.items()} | {"ms": res["ms"]}, indent=1))
+    (ARTIFACTS / "webcam-scores.json").write_text(
+        json.dumps(
+            {k: {m: v[m] for m in ("n", "median_deg", "p90_deg")} for k, v in scores.items()} | {"ms": res["ms"]},
+            indent=1,
+        )
+    )

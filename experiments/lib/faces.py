@@ -35,7 +35,9 @@ LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45  # face-api.js 68-point indices
 # --------------------------------------------------------------------------------------------
 
 
-def detect_faces(images: list[Path], out_json: Path, npy: Path | None = None, raw: Path | None = None, **options) -> dict:
+def detect_faces(
+    images: list[Path], out_json: Path, npy: Path | None = None, raw: Path | None = None, **options
+) -> dict:
     """web/tools/detect_faces.mjs on image files; options: backend, detector, landmarks, input_size, min_score."""
     cmd = ["node", str(WEB / "tools" / "detect_faces.mjs"), *map(str, images), "--out", str(out_json)]
     if npy is not None:
@@ -85,8 +87,8 @@ def draw_frame_code(img: np.ndarray, code: int) -> None:
     bits = [1, 0] + [(code >> (5 - b)) & 1 for b in range(6)]
     for i, bit in enumerate(bits):
         x = 8 + 20 * i
-        img[4:28, x - 4:x + 20] = 128  # a grey margin so the photo never touches a square
-        img[8:24, x:x + 16] = 255 if bit else 0
+        img[4:28, x - 4 : x + 20] = 128  # a grey margin so the photo never touches a square
+        img[8:24, x : x + 16] = 255 if bit else 0
 
 
 def write_y4m(path: Path, frames_bgr: list[np.ndarray], fps: int) -> None:
@@ -99,9 +101,17 @@ def write_y4m(path: Path, frames_bgr: list[np.ndarray], fps: int) -> None:
             f.write(cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420).tobytes())
 
 
-def make_roll_video(path: Path, detections: dict, *, faces: list[tuple[int, int]], angles_deg: list[float],
-                    size: tuple[int, int] = (640, 480), hfov_deg: float = 60.0, distance_cm: float = 60.0,
-                    fps: int = 5) -> tuple[RollVideo, list[np.ndarray]]:
+def make_roll_video(
+    path: Path,
+    detections: dict,
+    *,
+    faces: list[tuple[int, int]],
+    angles_deg: list[float],
+    size: tuple[int, int] = (640, 480),
+    hfov_deg: float = 60.0,
+    distance_cm: float = 60.0,
+    fps: int = 5,
+) -> tuple[RollVideo, list[np.ndarray]]:
     """One segment per (image index, face index) of `detections` (detect_faces.mjs output on SAMPLES
     or any images): the face zoomed so that its outer eye corners sit `distance_cm` away, centred,
     and turned by each angle about the frame centre. Returns the video and its frames (BGR)."""
@@ -119,8 +129,9 @@ def make_roll_video(path: Path, detections: dict, *, faces: list[tuple[int, int]
         for angle in angles_deg:
             a = scale * roll_matrix(angle)
             m = np.hstack([a, (np.array([w / 2, h / 2]) - a @ centre)[:, None]])
-            img = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REFLECT)
+            img = cv2.warpAffine(
+                src, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
             draw_frame_code(img, len(frames))
             frames.append(img)
             meta.append((seg, float(angle)))
@@ -147,8 +158,12 @@ class Server:
     """web/tools/serve.mjs on a free port, 127.0.0.1 only, with `models` mounted at /models."""
 
     def __init__(self, models: Path):
-        self.proc = subprocess.Popen(["node", str(WEB / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["node", str(WEB / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline().strip()
         if not line.startswith("serving http://127.0.0.1:"):
             self.proc.kill()
@@ -160,10 +175,21 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-def run_faces_page(url: str, out_json: Path, screenshot: Path, *, video: Path | None = None, timeout_s: float = 120) -> dict:
+def run_faces_page(
+    url: str, out_json: Path, screenshot: Path, *, video: Path | None = None, timeout_s: float = 120
+) -> dict:
     """web/tools/run_faces.mjs: the page in headless Chromium (fake webcam `video`); its report."""
-    cmd = ["node", str(WEB / "tools" / "run_faces.mjs"), url, str(out_json), str(screenshot),
-           "--chromium", str(CHROMIUM), "--timeout", str(int(timeout_s))]
+    cmd = [
+        "node",
+        str(WEB / "tools" / "run_faces.mjs"),
+        url,
+        str(out_json),
+        str(screenshot),
+        "--chromium",
+        str(CHROMIUM),
+        "--timeout",
+        str(int(timeout_s)),
+    ]
     if video is not None:
         cmd += ["--video", str(video)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 60)
@@ -191,7 +217,9 @@ def filmstrip(paths: list[Path], out: Path, *, width: int = 320, captions: list[
         img = cv2.imread(str(p))
         img = cv2.resize(img, (width, round(img.shape[0] * width / img.shape[1])), interpolation=cv2.INTER_AREA)
         if captions:
-            cv2.putText(img, captions[k], (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                img, captions[k], (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA
+            )
         tiles.append(img)
     cv2.imwrite(str(out), np.hstack(tiles), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out
@@ -204,9 +232,13 @@ def filmstrip(paths: list[Path], out: Path, *, width: int = 320, captions: list[
 
 def quat_to_matrix(q_xyzw) -> np.ndarray:
     x, y, z, w = np.asarray(q_xyzw, np.float64) / np.linalg.norm(q_xyzw)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def angle_deg(r: np.ndarray) -> float:
@@ -220,11 +252,15 @@ def sqpnp_camera(width: float, height: float, hfov_deg: float) -> tuple[float, f
     return (f, f, width / 2, height / 2)
 
 
-def sqpnp_pose(points_3d: np.ndarray, uv: np.ndarray, cam: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+def sqpnp_pose(
+    points_3d: np.ndarray, uv: np.ndarray, cam: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """cv2 SQPnP: (R_cam_layout (3, 3), t (3,)) for pixel landmarks (K, 2)."""
     fx, fy, cx, cy = cam
     k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
-    ok, rvec, tvec = cv2.solvePnP(points_3d.astype(np.float64), np.asarray(uv, np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP)
+    ok, rvec, tvec = cv2.solvePnP(
+        points_3d.astype(np.float64), np.asarray(uv, np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP
+    )
     if not ok:
         raise RuntimeError("cv2 SQPnP failed")
     return cv2.Rodrigues(rvec)[0], tvec.ravel()
@@ -242,14 +278,20 @@ def roll_errors(video: RollVideo, frames: dict[int, np.ndarray]) -> list[dict]:
     for seg in range(len(video.segments)):
         codes = [c for c, (s, _) in enumerate(video.frames) if s == seg and c in frames]
         for a, i in enumerate(codes):
-            for j in codes[a + 1:]:
+            for j in codes[a + 1 :]:
                 d = video.frames[j][1] - video.frames[i][1]
                 if d == 0:
                     continue
                 rz = np.eye(3)
                 rz[:2, :2] = roll_matrix(d)
-                rows.append({"segment": seg, "frames": [i, j], "roll_deg": d,
-                             "error_deg": angle_deg(frames[j] @ frames[i].T @ rz.T)})
+                rows.append(
+                    {
+                        "segment": seg,
+                        "frames": [i, j],
+                        "roll_deg": d,
+                        "error_deg": angle_deg(frames[j] @ frames[i].T @ rz.T),
+                    }
+                )
     return rows
 
 
@@ -282,8 +324,13 @@ def score_rolls(video: RollVideo, rotations: dict[str, dict[int, np.ndarray]]) -
     for name, frames in rotations.items():
         rows = roll_errors(video, frames)
         e = np.array([r["error_deg"] for r in rows] or [np.nan])
-        out[name] = {"n": len(rows), "median_deg": float(np.median(e)), "p90_deg": float(np.percentile(e, 90)),
-                     "mean_deg": float(e.mean()), "rows": rows}
+        out[name] = {
+            "n": len(rows),
+            "median_deg": float(np.median(e)),
+            "p90_deg": float(np.percentile(e, 90)),
+            "mean_deg": float(e.mean()),
+            "rows": rows,
+        }
     return out
 
 
@@ -292,29 +339,47 @@ def score_rolls(video: RollVideo, rotations: dict[str, dict[int, np.ndarray]]) -
 # --------------------------------------------------------------------------------------------
 
 
-def python_rotations(checkpoint: Path, points: dict[int, np.ndarray], cam: tuple[float, ...], size: tuple[int, int],
-                     refine_iters: int, cost: str) -> dict[int, np.ndarray]:
+def python_rotations(
+    checkpoint: Path,
+    points: dict[int, np.ndarray],
+    cam: tuple[float, ...],
+    size: tuple[int, int],
+    refine_iters: int,
+    cost: str,
+) -> dict[int, np.ndarray]:
     """pnpjax in Python (`pnpjax predict --refine N --refine-cost C`) on the page's landmarks."""
-    from pnpjax import camera, checkpoint as ckpt, cli, refine
+    from pnpjax import camera, checkpoint as ckpt, inference, refine
 
     solver = ckpt.load(checkpoint)
     codes = sorted(points)
     x = np.stack([points[c] for c in codes]).astype(np.float32)
     noise = refine.noise_model_of(solver.config.realistic)
-    y = cli.predict_poses(solver, x, camera.parse_camera([*cam, *size]), refine_iters, cost, noise)
+    y = inference.predict_poses(solver, x, camera.parse_camera([*cam, *size]), refine_iters, cost, noise)
     return {c: quat_to_matrix(q) for c, q in zip(codes, y[:, :4])}
 
 
-def js_rotations(module: Path, points: dict[int, np.ndarray], cam: tuple[float, ...], work: Path,
-                 options: dict | None = None) -> dict[int, np.ndarray]:
+def js_rotations(
+    module: Path, points: dict[int, np.ndarray], cam: tuple[float, ...], work: Path, options: dict | None = None
+) -> dict[int, np.ndarray]:
     """An exported JS module in Node on the page's landmarks (camera in pixels, OpenCV frame out)."""
     codes = sorted(points)
     inp, out = work / f"{module.parent.name}-in.json", work / f"{module.parent.name}-out.json"
     fx, fy, cx, cy = cam
-    inp.write_text(json.dumps({"landmarks": [points[c].tolist() for c in codes],
-                               "camera": {"fx": fx, "fy": fy, "cx": cx, "cy": cy}, **({"options": options} if options else {})}))
-    proc = subprocess.run(["node", str(WEB / "tools" / "js_predict.mjs"), str(module), str(inp), str(out)],
-                          capture_output=True, text=True, timeout=120)
+    inp.write_text(
+        json.dumps(
+            {
+                "landmarks": [points[c].tolist() for c in codes],
+                "camera": {"fx": fx, "fy": fy, "cx": cx, "cy": cy},
+                **({"options": options} if options else {}),
+            }
+        )
+    )
+    proc = subprocess.run(
+        ["node", str(WEB / "tools" / "js_predict.mjs"), str(module), str(inp), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip())
     res = json.loads(out.read_text())
@@ -326,10 +391,21 @@ def js_rotations(module: Path, points: dict[int, np.ndarray], cam: tuple[float, 
     return rots
 
 
-def webcam_experiment(work: Path, *, detections: dict, angles_deg: list[float], checkpoint: Path,
-                      module: Path, fps: int = 5, hfov_deg: float = 60.0, distance_cm: float = 60.0,
-                      refine_iters: int = 5, costs: tuple[str, ...] = ("image", "ml"), timeout_s: float = 120,
-                      query: dict | None = None) -> dict:
+def webcam_experiment(
+    work: Path,
+    *,
+    detections: dict,
+    angles_deg: list[float],
+    checkpoint: Path,
+    module: Path,
+    fps: int = 5,
+    hfov_deg: float = 60.0,
+    distance_cm: float = 60.0,
+    refine_iters: int = 5,
+    costs: tuple[str, ...] = ("image", "ml"),
+    timeout_s: float = 120,
+    query: dict | None = None,
+) -> dict:
     """Make the roll video from the best face of each image of `detections` (detect_faces on
     sample photos), run web/demo/faces.html on it in headless Chromium with `module` (a faceapi10
     JS export, served at /models/<its dir>/<its name>), then score the rotation changes of every
@@ -341,14 +417,25 @@ def webcam_experiment(work: Path, *, detections: dict, angles_deg: list[float], 
     work.mkdir(parents=True, exist_ok=True)
     det = detections
     faces = [(k, best_face(det, k)) for k in range(len(det["images"]))]
-    video, _ = make_roll_video(work / "roll.y4m", det, faces=faces, angles_deg=angles_deg, fps=fps,
-                               hfov_deg=hfov_deg, distance_cm=distance_cm)
+    video, _ = make_roll_video(
+        work / "roll.y4m", det, faces=faces, angles_deg=angles_deg, fps=fps, hfov_deg=hfov_deg, distance_cm=distance_cm
+    )
     server = Server(module.parent.parent)
     try:
-        q = {"framecode": 1, "frames": len(video.frames), "fov": hfov_deg, "js": f"/models/{module.parent.name}/{module.name}",
-             **(query or {})}
-        report = run_faces_page(server.url + "demo/faces.html?" + urlencode(q), work / "page.json", work / "page.png",
-                                video=video.path, timeout_s=timeout_s)
+        q = {
+            "framecode": 1,
+            "frames": len(video.frames),
+            "fov": hfov_deg,
+            "js": f"/models/{module.parent.name}/{module.name}",
+            **(query or {}),
+        }
+        report = run_faces_page(
+            server.url + "demo/faces.html?" + urlencode(q),
+            work / "page.json",
+            work / "page.png",
+            video=video.path,
+            timeout_s=timeout_s,
+        )
     finally:
         server.close()
     record = report["record"]
@@ -364,15 +451,30 @@ def webcam_experiment(work: Path, *, detections: dict, angles_deg: list[float], 
     if points:
         for cost in costs:
             rotations[f"pnpjax Python, refine {refine_iters} ({cost})"] = python_rotations(
-                checkpoint, points, cam, (video.width, video.height), refine_iters, cost)
+                checkpoint, points, cam, (video.width, video.height), refine_iters, cost
+            )
     scores = score_rolls(video, rotations)
     ms = np.array([[e["ms"]["detect"], e["ms"]["solve"], e["ms"]["total"]] for e in record["frames"]])
-    return {"roll": video, "video": dataclasses.asdict(video) | {"path": video.path.name, "camera": cam}, "counts": counts,
-            "report": {k: v for k, v in report.items() if k != "record"}, "config": record["config"],
-            "errors": record["errors"], "record": record, "frames": frames, "points": points, "scores": scores,
-            "ms": {"detect_median": float(np.median(ms[:, 0])), "solve_median": float(np.median(ms[:, 1])),
-                   "total_median": float(np.median(ms[:, 2])), "total_mean": float(ms[:, 2].mean()),
-                   "fps_median": float(1000 / np.median(ms[:, 2])), "n": len(ms)}}
+    return {
+        "roll": video,
+        "video": dataclasses.asdict(video) | {"path": video.path.name, "camera": cam},
+        "counts": counts,
+        "report": {k: v for k, v in report.items() if k != "record"},
+        "config": record["config"],
+        "errors": record["errors"],
+        "record": record,
+        "frames": frames,
+        "points": points,
+        "scores": scores,
+        "ms": {
+            "detect_median": float(np.median(ms[:, 0])),
+            "solve_median": float(np.median(ms[:, 1])),
+            "total_median": float(np.median(ms[:, 2])),
+            "total_mean": float(ms[:, 2].mean()),
+            "fps_median": float(1000 / np.median(ms[:, 2])),
+            "n": len(ms),
+        },
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,15 +498,32 @@ def mapping_figure(detections: dict, image: int, face: int, out: Path, *, size: 
     p = lm * scale + m[:, 2]
     for i, (x, y) in enumerate(p):
         cv2.circle(img, (round(x), round(y)), 2, (60, 60, 60), -1, cv2.LINE_AA)
-        cv2.putText(img, str(i), (round(x) + 3, round(y) - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (40, 40, 40), 1, cv2.LINE_AA)
+        cv2.putText(
+            img, str(i), (round(x) + 3, round(y) - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (40, 40, 40), 1, cv2.LINE_AA
+        )
     panel = np.full((size, 300, 3), 255, np.uint8)
-    cv2.putText(panel, "faceapi10 point = face-api.js index", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        panel, "faceapi10 point = face-api.js index", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+    )
     for k, (name, i) in enumerate(zip(layout.point_names, layout.detector.indices)):
         x, y = p[i]
         cv2.circle(img, (round(x), round(y)), 6, (0, 128, 255), 2, cv2.LINE_AA)
-        cv2.putText(img, str(k), (round(x) - 16, round(y) + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 70, 200), 2, cv2.LINE_AA)
-        cv2.putText(panel, f"{k}: {name} = {i}", (8, 56 + 24 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 70, 200), 1, cv2.LINE_AA)
-    cv2.putText(panel, "(left/right: as seen in the image)", (8, 56 + 24 * 10 + 8), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (80, 80, 80), 1, cv2.LINE_AA)
+        cv2.putText(
+            img, str(k), (round(x) - 16, round(y) + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 70, 200), 2, cv2.LINE_AA
+        )
+        cv2.putText(
+            panel, f"{k}: {name} = {i}", (8, 56 + 24 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 70, 200), 1, cv2.LINE_AA
+        )
+    cv2.putText(
+        panel,
+        "(left/right: as seen in the image)",
+        (8, 56 + 24 * 10 + 8),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.42,
+        (80, 80, 80),
+        1,
+        cv2.LINE_AA,
+    )
     cv2.imwrite(str(out), np.hstack([img, panel]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out
 
@@ -435,9 +554,18 @@ def facing_counts(detections: dict, hfov_deg: float = 60.0) -> dict[str, int]:
 ROLL_ANGLES = [0, 8, 16, 24, -8, -16, -24]
 
 
-def faces_report(out: Path, work: Path, *, images: list[int], angles_deg: list[float], command: str,
-                 refine_iters: int = 5, distance_cm: float = 60.0, cpu_frames: int = 6,
-                 filmstrip_frames: list[int] | None = None) -> dict:
+def faces_report(
+    out: Path,
+    work: Path,
+    *,
+    images: list[int],
+    angles_deg: list[float],
+    command: str,
+    refine_iters: int = 5,
+    distance_cm: float = 60.0,
+    cpu_frames: int = 6,
+    filmstrip_frames: list[int] | None = None,
+) -> dict:
     """Every figure of issue 11 in `out` (README.md, results.json, PNGs): the index mapping on the
     photos, the roll test in headless Chromium (wasm backend; frame rate also on the cpu backend),
     photo mode."""
@@ -454,7 +582,9 @@ def faces_report(out: Path, work: Path, *, images: list[int], angles_deg: list[f
     modules = {}
     for quant in ("uint8", "float32"):
         modules[quant] = work / "models" / f"faceapi10-{quant}" / "pnp.js"
-        export.export_solver(solver, "js", modules[quant].parent, quantize=quant, source="checkpoints/faceapi10", force=True)
+        export.export_solver(
+            solver, "js", modules[quant].parent, quantize=quant, source="checkpoints/faceapi10", force=True
+        )
     load = {"before": os.getloadavg()}
     # 1. The index mapping on every face of the photos.
     t = time.perf_counter()
@@ -464,39 +594,75 @@ def faces_report(out: Path, work: Path, *, images: list[int], angles_deg: list[f
     best = max(range(len(det["images"])), key=lambda k: det["images"][k]["faces"][best_face(det, k)]["score"])
     mapping_figure(det, best, best_face(det, best), out / "mapping.png")
     # 2. The roll video in the page (wasm), scored against cv2 SQPnP on the same landmarks.
-    res = webcam_experiment(work / "wasm", detections=det, angles_deg=angles_deg, checkpoint=ckpt, module=modules["uint8"],
-                            refine_iters=refine_iters, distance_cm=distance_cm, timeout_s=300)
+    res = webcam_experiment(
+        work / "wasm",
+        detections=det,
+        angles_deg=angles_deg,
+        checkpoint=ckpt,
+        module=modules["uint8"],
+        refine_iters=refine_iters,
+        distance_cm=distance_cm,
+        timeout_s=300,
+    )
     cam = tuple(res["video"]["camera"])
     rotations_f32 = js_rotations(modules["float32"], res["points"], cam, work)
-    scores = res["scores"] | score_rolls(res["roll"], {"pnpjax JS module float32 (Node, same landmarks)": rotations_f32})
+    scores = res["scores"] | score_rolls(
+        res["roll"], {"pnpjax JS module float32 (Node, same landmarks)": rotations_f32}
+    )
     shots = save_shots(res["record"], work / "shots")
-    codes = filmstrip_frames or sorted((c for c, (s, a) in enumerate(res["roll"].frames) if s == 0 and a in (-24, -16, 0, 16, 24)),
-                                       key=lambda c: res["roll"].frames[c][1])
+    codes = filmstrip_frames or sorted(
+        (c for c, (s, a) in enumerate(res["roll"].frames) if s == 0 and a in (-24, -16, 0, 16, 24)),
+        key=lambda c: res["roll"].frames[c][1],
+    )
     codes = [c for c in codes if c in shots]
-    filmstrip([shots[c] for c in codes], out / "filmstrip.png", width=200,
-              captions=[f"roll {res['roll'].frames[c][1]:+.0f} deg" for c in codes])
+    filmstrip(
+        [shots[c] for c in codes],
+        out / "filmstrip.png",
+        width=200,
+        captions=[f"roll {res['roll'].frames[c][1]:+.0f} deg" for c in codes],
+    )
     # 3. Frame rate on the cpu backend (a few frames).
-    cpu = webcam_experiment(work / "cpu", detections=det, angles_deg=angles_deg, checkpoint=ckpt, module=modules["uint8"],
-                            distance_cm=distance_cm, costs=(), timeout_s=300, query={"backend": "cpu", "frames": cpu_frames})
+    cpu = webcam_experiment(
+        work / "cpu",
+        detections=det,
+        angles_deg=angles_deg,
+        checkpoint=ckpt,
+        module=modules["uint8"],
+        distance_cm=distance_cm,
+        costs=(),
+        timeout_s=300,
+        query={"backend": "cpu", "frames": cpu_frames},
+    )
     # 4. Photo mode on one sample photo.
     server = Server(modules["uint8"].parent.parent)
     try:
-        q = {"mode": "photo", "photo": f"/node_modules/@vladmandic/face-api/demo/{SAMPLES[images[best]].name}",
-             "js": "/models/faceapi10-uint8/pnp.js"}
-        photo = run_faces_page(server.url + "demo/faces.html?" + urlencode(q), work / "photo.json", work / "photo.png", timeout_s=300)
+        q = {
+            "mode": "photo",
+            "photo": f"/node_modules/@vladmandic/face-api/demo/{SAMPLES[images[best]].name}",
+            "js": "/models/faceapi10-uint8/pnp.js",
+        }
+        photo = run_faces_page(
+            server.url + "demo/faces.html?" + urlencode(q), work / "photo.json", work / "photo.png", timeout_s=300
+        )
     finally:
         server.close()
     shutil.copy(save_shots(photo["record"], work / "photo")["photo"], out / "photo.jpg")
     load["after"] = os.getloadavg()
     summary = {
-        "command": command, "load_average": load, "detect_faces_seconds": detect_s, "facing": facing,
+        "command": command,
+        "load_average": load,
+        "detect_faces_seconds": detect_s,
+        "facing": facing,
         "video": {k: v for k, v in res["video"].items() if k != "frames"} | {"angles_deg": angles_deg},
-        "counts": res["counts"], "offsite_requests": res["report"]["offsite"] + cpu["report"]["offsite"] + photo["offsite"],
-        "page_config": res["config"], "cpu_page_config": cpu["config"],
+        "counts": res["counts"],
+        "offsite_requests": res["report"]["offsite"] + cpu["report"]["offsite"] + photo["offsite"],
+        "page_config": res["config"],
+        "cpu_page_config": cpu["config"],
         "scores": {k: {m: v[m] for m in ("n", "median_deg", "p90_deg", "mean_deg")} for k, v in scores.items()},
         "ms": {"wasm": res["ms"], "cpu": cpu["ms"]},
         "photo": {"faces": len(photo["record"]["photo"]["faces"]), "ms": photo["record"]["photo"]["ms"]},
-        "refine_iters": refine_iters, "distance_cm": distance_cm,
+        "refine_iters": refine_iters,
+        "distance_cm": distance_cm,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     (out / "README.md").write_text(_report_markdown(summary))
@@ -504,6 +670,8 @@ def faces_report(out: Path, work: Path, *, images: list[int], angles_deg: list[f
 
 
 def _report_markdown(s: dict) -> str:
+    from experiments.lib import report
+
     v, c, sc = s["video"], s["counts"], s["scores"]
     sq = sc["cv2 SQPnP"]["median_deg"]
     lines = [
@@ -529,25 +697,51 @@ def _report_markdown(s: dict) -> str:
         f"(another face was the largest on {c['other_face']}). Error of the estimated rotation change between two "
         "frames of the same face against the known roll, over every pair (degrees):",
         "",
-        "| solver (same landmarks) | pairs | median | p90 | mean | median / SQPnP's |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in sc.items():
-        lines.append(f"| {name} | {r['n']} | {r['median_deg']:.2f} | {r['p90_deg']:.2f} | {r['mean_deg']:.2f} | {r['median_deg'] / sq:.2f} |")
-    w, cpu = s["ms"]["wasm"], s["ms"]["cpu"]
-    lines += [
+        report.md_table(
+            ["solver (same landmarks)", "pairs", "median", "p90", "mean", "median / SQPnP's"],
+            [
+                [
+                    name,
+                    r["n"],
+                    f"{r['median_deg']:.2f}",
+                    f"{r['p90_deg']:.2f}",
+                    f"{r['mean_deg']:.2f}",
+                    f"{r['median_deg'] / sq:.2f}",
+                ]
+                for name, r in sc.items()
+            ],
+        ),
         "",
         "The JS module in the page is `pnpjax export --format js` of `checkpoints/faceapi10` (uint8, the default);",
-        f"\"pnpjax Python, refine {s['refine_iters']}\" is `pnpjax predict --refine {s['refine_iters']} --refine-cost C` on the landmarks the page used.",
+        f'"pnpjax Python, refine {s["refine_iters"]}" is `pnpjax predict --refine {s["refine_iters"]} '
+        "--refine-cost C` on the landmarks the page used.",
         "",
         "## Frame rate of the whole pipeline in headless Chromium",
         "",
-        "Per processed frame: draw the video frame, face-api.js (tiny face detector 320 + 68 landmarks), select, solve, draw the overlay.",
+        "Per processed frame: draw the video frame, face-api.js (tiny face detector 320 + 68 landmarks), "
+        "select, solve, draw the overlay.",
         "",
-        "| TF.js backend | frames | detect median ms | solve median ms | total median ms | frames / s (1000 / median) |",
-        "|---|---|---|---|---|---|",
-        f"| {s['page_config']['backend']} | {w['n']} | {w['detect_median']:.0f} | {w['solve_median']:.2f} | {w['total_median']:.0f} | {w['fps_median']:.1f} |",
-        f"| {s['cpu_page_config']['backend']} | {cpu['n']} | {cpu['detect_median']:.0f} | {cpu['solve_median']:.2f} | {cpu['total_median']:.0f} | {cpu['fps_median']:.1f} |",
+        report.md_table(
+            [
+                "TF.js backend",
+                "frames",
+                "detect median ms",
+                "solve median ms",
+                "total median ms",
+                "frames / s (1000 / median)",
+            ],
+            [
+                [
+                    cfg["backend"],
+                    m["n"],
+                    f"{m['detect_median']:.0f}",
+                    f"{m['solve_median']:.2f}",
+                    f"{m['total_median']:.0f}",
+                    f"{m['fps_median']:.1f}",
+                ]
+                for cfg, m in ((s["page_config"], s["ms"]["wasm"]), (s["cpu_page_config"], s["ms"]["cpu"]))
+            ],
+        ),
         "",
         f"Requests that left 127.0.0.1: {len(s['offsite_requests'])}.",
         "",
