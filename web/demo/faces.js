@@ -78,11 +78,38 @@ function overlayGeometry() {
   line([0, 0, 0], [0, 0, 8], '#48f');
   // A box around the head.
   const [x0, x1, y0, y1, z0, z1] = [-9, 9, -13, 11, -20, 2];
-  const c = [[x0, y0, z0], [x1, y0, z0], [x1, y1, z0], [x0, y1, z0], [x0, y0, z1], [x1, y0, z1], [x1, y1, z1], [x0, y1, z1]];
-  [[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]].forEach(([a, b]) => line(c[a], c[b], '#0dd'));
+  const c = [
+    [x0, y0, z0],
+    [x1, y0, z0],
+    [x1, y1, z0],
+    [x0, y1, z0],
+    [x0, y0, z1],
+    [x1, y0, z1],
+    [x1, y1, z1],
+    [x0, y1, z1],
+  ];
+  [
+    [0, 1],
+    [1, 2],
+    [2, 3],
+    [3, 0],
+    [4, 5],
+    [5, 6],
+    [6, 7],
+    [7, 4],
+    [0, 4],
+    [1, 5],
+    [2, 6],
+    [3, 7],
+  ].forEach(([a, b]) => line(c[a], c[b], '#0dd'));
   // Glasses: two lenses in front of the eyes, a bridge, arms back to the ears.
   const lens = (cx) => {
-    const p = [[cx - 2.6, 4.9], [cx + 2.6, 4.9], [cx + 2.3, 1.6], [cx - 2.3, 1.6]].map(([x, y]) => [x, y, -1.8]);
+    const p = [
+      [cx - 2.6, 4.9],
+      [cx + 2.6, 4.9],
+      [cx + 2.3, 1.6],
+      [cx - 2.3, 1.6],
+    ].map(([x, y]) => [x, y, -1.8]);
     p.forEach((a, i) => line(a, p[(i + 1) % 4], '#fd0'));
   };
   lens(-3.3);
@@ -98,14 +125,14 @@ const SEGMENTS = overlayGeometry();
 function drawOverlay(ctx, solver, pose, cam, scale) {
   const camera = new THREE.PerspectiveCamera((2 * Math.atan(cam.height / 2 / cam.fy) * 180) / Math.PI, cam.width / cam.height, 1, 5000);
   const head = new THREE.Object3D();
-  const three = solver.toThreeJS(pose);  // pose in the export's frame -> three.js camera frame, cm
+  const three = solver.toThreeJS(pose); // pose in the export's frame -> three.js camera frame, cm
   head.position.fromArray(three.position);
   head.quaternion.fromArray(three.quaternion);
   head.updateMatrixWorld(true);
   camera.updateMatrixWorld(true);
   const toPixels = (p) => {
     const v = new THREE.Vector3(...p).applyMatrix4(head.matrixWorld);
-    if (v.z > -1) return null;  // behind the camera
+    if (v.z > -1) return null; // behind the camera
     v.project(camera);
     return [((v.x + 1) / 2) * cam.width * scale, ((1 - v.y) / 2) * cam.height * scale];
   };
@@ -161,12 +188,24 @@ async function load() {
   if (detector?.name !== FACE_API_68) {
     throw new Error(`the module's layout ${solver.metadata.layout.name} does not take face-api.js's 68 landmarks`);
   }
-  Object.assign(state, { faceapi, solver, detector,
-    options: new faceapi.TinyFaceDetectorOptions({ inputSize: opt.size, scoreThreshold: 0.4 }) });
-  record.config = { backend: faceapi.tf.getBackend(), faceapi: faceapi.version, landmarks: opt.landmarks, size: opt.size,
-    layout: solver.metadata.layout.name, source: solver.metadata.source, refine: opt.refine ?? null,
-    tracker: typeof solver.createTracker === 'function' };
-  $('status').textContent = `face-api.js ${faceapi.version} (${record.config.backend}, tiny face detector ${opt.size} + ` +
+  Object.assign(state, {
+    faceapi,
+    solver,
+    detector,
+    options: new faceapi.TinyFaceDetectorOptions({ inputSize: opt.size, scoreThreshold: 0.4 }),
+  });
+  record.config = {
+    backend: faceapi.tf.getBackend(),
+    faceapi: faceapi.version,
+    landmarks: opt.landmarks,
+    size: opt.size,
+    layout: solver.metadata.layout.name,
+    source: solver.metadata.source,
+    refine: opt.refine ?? null,
+    tracker: typeof solver.createTracker === 'function',
+  };
+  $('status').textContent =
+    `face-api.js ${faceapi.version} (${record.config.backend}, tiny face detector ${opt.size} + ` +
     `${opt.landmarks} 68-point landmarks) → ${solver.metadata.layout.name} (${solver.metadata.source.config})`;
 }
 
@@ -177,14 +216,16 @@ async function solveFaces(image, cam) {
   const tiny = opt.landmarks === 'tiny';
   const found = await faceapi.detectAllFaces(image, options).withFaceLandmarks(tiny);
   const t1 = performance.now();
-  const faces = found.map((r) => {
-    const landmarks = r.landmarks.positions.map((p) => [p.x, p.y]);
-    const points = selectLayoutPoints(landmarks, detector);
-    const pose = opt.refine === undefined ? solver.estimatePose(points, cam) : solver.estimatePose(points, cam, { refine: opt.refine });
-    const opencv = solver.metadata.frame.startsWith('OpenGL') ? flip(pose) : pose;
-    const b = r.detection.box;
-    return { score: r.detection.score, box: [b.x, b.y, b.width, b.height], landmarks, points, pose, opencv };
-  }).sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
+  const faces = found
+    .map((r) => {
+      const landmarks = r.landmarks.positions.map((p) => [p.x, p.y]);
+      const points = selectLayoutPoints(landmarks, detector);
+      const pose = opt.refine === undefined ? solver.estimatePose(points, cam) : solver.estimatePose(points, cam, { refine: opt.refine });
+      const opencv = solver.metadata.frame.startsWith('OpenGL') ? flip(pose) : pose;
+      const b = r.detection.box;
+      return { score: r.detection.score, box: [b.x, b.y, b.width, b.height], landmarks, points, pose, opencv };
+    })
+    .sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
   return { faces, ms: { detect: t1 - t0, solve: performance.now() - t1 } };
 }
 
@@ -222,7 +263,7 @@ function readFrameCode(ctx) {
   const W = 8 + 8 * 20;
   const px = ctx.getImageData(0, 0, W, 32).data;
   const lum = (i) => {
-    const o = (16 * W + 16 + 20 * i) * 4;  // centre of square i: x = 8 + 20 i + 8, y = 8 + 8
+    const o = (16 * W + 16 + 20 * i) * 4; // centre of square i: x = 8 + 20 i + 8, y = 8 + 8
     return px[o] + px[o + 1] + px[o + 2];
   };
   const [white, black] = [lum(0), lum(1)];
@@ -246,7 +287,9 @@ async function runCamera() {
   const t0 = performance.now();
   if (typeof state.solver.createTracker === 'function') state.tracker = state.solver.createTracker();
   for (;;) {
-    await new Promise((r) => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(() => r()) : requestAnimationFrame(() => r())));
+    await new Promise((r) =>
+      video.requestVideoFrameCallback ? video.requestVideoFrameCallback(() => r()) : requestAnimationFrame(() => r()),
+    );
     const tStart = performance.now();
     fctx.drawImage(video, 0, 0, w, h);
     const code = opt.framecode ? readFrameCode(fctx) : null;
@@ -260,8 +303,13 @@ async function runCamera() {
     if (face) drawLandmarks(ctx, face.landmarks, face.points, 1);
     if (shown) drawOverlay(ctx, state.solver, shown, cam, 1);
     ms.total = performance.now() - tStart;
-    const entry = { code, t: tStart - t0, camera: cam, ms, face: face && { score: face.score, box: face.box, landmarks: face.landmarks,
-      points: face.points, pose: face.opencv } };
+    const entry = {
+      code,
+      t: tStart - t0,
+      camera: cam,
+      ms,
+      face: face && { score: face.score, box: face.box, landmarks: face.landmarks, points: face.points, pose: face.opencv },
+    };
     record.frames.push(entry);
     if (opt.framecode) {
       seen.add(code);
@@ -301,8 +349,10 @@ function fail(e) {
   document.body.dataset.done = '';
 }
 
-load().then(() => {
-  $('camera').addEventListener('click', () => start('camera'));
-  $('photo').addEventListener('click', () => start('photo'));
-  return start(opt.mode);
-}).catch(fail);
+load()
+  .then(() => {
+    $('camera').addEventListener('click', () => start('camera'));
+    $('photo').addEventListener('click', () => start('photo'));
+    return start(opt.mode);
+  })
+  .catch(fail);

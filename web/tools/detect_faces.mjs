@@ -31,8 +31,18 @@ export const DETECTOR = 'face-api.js/68';
 class UserError extends Error {}
 
 function parseArgs(argv) {
-  const opts = { images: [], out: null, npy: null, raw: null, backend: 'wasm', detector: 'tiny', landmarks: 'full',
-    inputSize: 416, minScore: 0.5, maxFaces: Infinity };
+  const opts = {
+    images: [],
+    out: null,
+    npy: null,
+    raw: null,
+    backend: 'wasm',
+    detector: 'tiny',
+    landmarks: 'full',
+    inputSize: 416,
+    minScore: 0.5,
+    maxFaces: Infinity,
+  };
   const num = (flag, v, ok) => {
     const x = Number(v);
     if (!ok(x)) throw new UserError(`${flag}: bad value ${JSON.stringify(v)}`);
@@ -40,7 +50,10 @@ function parseArgs(argv) {
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith('--')) { opts.images.push(a); continue; }
+    if (!a.startsWith('--')) {
+      opts.images.push(a);
+      continue;
+    }
     const v = argv[++i];
     if (v === undefined) throw new UserError(`${a} needs a value`);
     const choose = (choices) => {
@@ -58,7 +71,8 @@ function parseArgs(argv) {
     else if (a === '--max-faces') opts.maxFaces = num(a, v, (x) => Number.isInteger(x) && x >= 1);
     else throw new UserError(`unknown option ${a}`);
   }
-  if (!opts.images.length || !opts.out) throw new UserError('usage: detect_faces.mjs IMAGE... --out faces.json [--npy faces.npy] [options]');
+  if (!opts.images.length || !opts.out)
+    throw new UserError('usage: detect_faces.mjs IMAGE... --out faces.json [--npy faces.npy] [options]');
   if (!opts.out.endsWith('.json')) throw new UserError(`--out must end in .json, got ${opts.out}`);
   if (opts.npy !== null && !opts.npy.endsWith('.npy')) throw new UserError(`--npy must end in .npy, got ${opts.npy}`);
   if (opts.raw !== null && !opts.raw.endsWith('.json')) throw new UserError(`--raw must end in .json, got ${opts.raw}`);
@@ -116,7 +130,7 @@ async function atomicWrite(file, data) {
 /** Load face-api.js on a tfjs backend; returns {faceapi, tf, detect(rgb image) -> faces}. */
 export async function loadDetector({ backend = 'wasm', detector = 'tiny', landmarks = 'full', inputSize = 416, minScore = 0.5 } = {}) {
   const quiet = console.log;
-  console.log = () => {};  // the "install tfjs-node" banner
+  console.log = () => {}; // the "install tfjs-node" banner
   let faceapi, tf;
   try {
     tf = require('@tensorflow/tfjs');
@@ -130,9 +144,10 @@ export async function loadDetector({ backend = 'wasm', detector = 'tiny', landma
   const markNet = landmarks === 'full' ? faceapi.nets.faceLandmark68Net : faceapi.nets.faceLandmark68TinyNet;
   await boxNet.loadFromDisk(MODELS);
   await markNet.loadFromDisk(MODELS);
-  const options = detector === 'tiny'
-    ? new faceapi.TinyFaceDetectorOptions({ inputSize, scoreThreshold: minScore })
-    : new faceapi.SsdMobilenetv1Options({ minConfidence: minScore });
+  const options =
+    detector === 'tiny'
+      ? new faceapi.TinyFaceDetectorOptions({ inputSize, scoreThreshold: minScore })
+      : new faceapi.SsdMobilenetv1Options({ minConfidence: minScore });
   async function detect({ width, height, rgb }) {
     const x = tf.tensor3d(rgb, [height, width, 3], 'int32');
     try {
@@ -144,7 +159,7 @@ export async function loadDetector({ backend = 'wasm', detector = 'tiny', landma
           landmarks: r.landmarks.positions.map((p) => [p.x, p.y]),
           raw: r,
         }))
-        .sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);  // largest face first
+        .sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]); // largest face first
     } finally {
       x.dispose();
     }
@@ -155,11 +170,17 @@ export async function loadDetector({ backend = 'wasm', detector = 'tiny', landma
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const decoded = [];
-  for (const file of opts.images) decoded.push(await decode(file));  // all user errors before any work
+  for (const file of opts.images) decoded.push(await decode(file)); // all user errors before any work
   const det = await loadDetector(opts);
-  const out = { detector: DETECTOR, backend: det.backend, faceapi: det.faceapi.version,
+  const out = {
+    detector: DETECTOR,
+    backend: det.backend,
+    faceapi: det.faceapi.version,
     options: { detector: opts.detector, landmarks: opts.landmarks, inputSize: opts.inputSize, minScore: opts.minScore },
-    images: [], faces: [], landmarks: [] };
+    images: [],
+    faces: [],
+    landmarks: [],
+  };
   const raw = [];
   for (const [i, img] of decoded.entries()) {
     const faces = (await det.detect(img)).slice(0, opts.maxFaces);

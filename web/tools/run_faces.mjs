@@ -20,14 +20,26 @@ function fail(message) {
   process.exit(1);
 }
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+];
 
 /** Only the local server (and in-page data/blob URLs) may be reached. */
 export function isLocal(url) {
   const u = new URL(url);
-  return u.protocol === 'data:' || u.protocol === 'blob:' || ((u.protocol === 'http:' || u.protocol === 'ws:') && u.hostname === '127.0.0.1');
+  return (
+    u.protocol === 'data:' || u.protocol === 'blob:' || ((u.protocol === 'http:' || u.protocol === 'ws:') && u.hostname === '127.0.0.1')
+  );
 }
 
 async function main() {
@@ -40,12 +52,16 @@ async function main() {
   const video = take('--video', null);
   const timeout = 1000 * Number(take('--timeout', '120'));
   const [url, outPath, shotPath] = argv;
-  if (argv.length !== 3 || !(timeout > 0)) fail('usage: node run_faces.mjs URL OUT.json SCREENSHOT.png [--video FILE] [--timeout S] [--chromium PATH]');
+  if (argv.length !== 3 || !(timeout > 0))
+    fail('usage: node run_faces.mjs URL OUT.json SCREENSHOT.png [--video FILE] [--timeout S] [--chromium PATH]');
   const args = [...FLAGS, ...(video ? [`--use-file-for-fake-video-capture=${path.resolve(video)}`] : [])];
   const { chromium } = await import('playwright-core');
   const profile = await mkdtemp(path.join(os.tmpdir(), 'pnpjax-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath, headless: true, args, viewport: { width: 1200, height: 760 },
+    executablePath,
+    headless: true,
+    args,
+    viewport: { width: 1200, height: 760 },
   });
   const report = { offsite: [], console: [], pageErrors: [], failedRequests: [] };
   let t0 = 0;
@@ -57,7 +73,9 @@ async function main() {
       return route.abort('blockedbyclient');
     });
     const page = context.pages()[0] ?? (await context.newPage());
-    page.on('console', (m) => { if (['error', 'warning'].includes(m.type())) report.console.push(m.text()); });
+    page.on('console', (m) => {
+      if (['error', 'warning'].includes(m.type())) report.console.push(m.text());
+    });
     page.on('pageerror', (e) => report.pageErrors.push(String(e)));
     page.on('requestfailed', (r) => report.failedRequests.push(r.url()));
     t0 = Date.now();
