@@ -128,7 +128,9 @@ def make_roll_video(
         names.append(f"{image['file']} face {j}")
         for angle in angles_deg:
             a = scale * roll_matrix(angle)
-            m = np.hstack([a, (np.array([w / 2, h / 2]) - a @ centre)[:, None]])
+            # cv2 maps pixel indices (pixel i's centre is at i + 0.5 in image coordinates): turn about
+            # the principal point (w/2, h/2) of the image coordinates, i.e. index (w/2 - 0.5, h/2 - 0.5).
+            m = np.hstack([a, (np.array([w / 2, h / 2]) - 0.5 - a @ (centre - 0.5))[:, None]])
             img = cv2.warpAffine(
                 src, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
             )
