@@ -3,6 +3,7 @@
 #               checkpoint and the original model, print the table
 #   make test   install (incl. test deps, npm packages, Debian's chromium), lint, run every test
 #   make test-fast   the unit tests only (no training, no Node, no browser): about a minute
+#               (npm test in web/: the JS module's build check, eslint, prettier, node --test)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,6 +29,7 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 test: setup web chromium
+	cd web && npm test
 	$(PY) -m pytest -q
 
 test-fast: setup

@@ -222,7 +222,8 @@ def _export(args: argparse.Namespace) -> int:
     from pnpjax import export
 
     quantize = args.quantize or ("float32" if args.format == "savedmodel" else "uint8")
-    path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=quantize, camera=args.camera, force=args.force)
+    path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=quantize, camera=args.camera, force=args.force,
+                                    refine_iters=args.refine, refine_cost=args.refine_cost)
     print(f"wrote {args.format} export to {path}")
     return 0
 
@@ -274,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights' storage (default: uint8 for tfjs and js, the smallest; float32 for savedmodel)")
     x.add_argument("--camera", default="seed", help="seed | fx,fy,cx,cy,width,height: the image coordinates the export takes")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    x.add_argument("--refine", type=int, default=None,
+                   help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 5)")
+    x.add_argument("--refine-cost", choices=("image", "object", "ml"), default=None,
+                   help="js: default refinement cost (default ml, with the checkpoint's noise model)")
     return p
 
 

@@ -37,7 +37,6 @@ same pre/post-processing and returns the normalised pose (w >= 0), like ``pnpjax
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -357,84 +356,6 @@ def write_tfjs(out_dir: Path, layers: list[tfjs.Dense], num_points: int, quantiz
 # js: one ES module
 # --------------------------------------------------------------------------------------------
 
-_JS_DECODERS = {
-    "float32": "const V = new DataView(B.buffer);\n"
-    "const read = (n) => Float64Array.from({ length: n }, () => V.getFloat32((o += 4) - 4, true));",
-    "float16": "const V = new DataView(B.buffer);\n"
-    "const half = (h, e = (h >> 10) & 31, m = h & 1023) => (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + m / 1024);\n"
-    "const read = (n) => Float64Array.from({ length: n }, () => half(V.getUint16((o += 2) - 2, true)));",
-    # q * scale + min in double precision, stored as float32 (as tfjs-core's decodeWeights).
-    "uint8": "let u = 0;\n"
-    "const read = (n, [s, m] = Q[u++].map(Math.fround)) => Float64Array.from({ length: n }, () => Math.fround(B[o++] * s + m));",
-}
-
-_JS_6D = """
-// 6d head: Gram-Schmidt (columns a, b, a x b), then the rotation's quaternion.
-function rotationQuat(y) {
-  const unit = (v) => v.map((x) => x / Math.hypot(...v));
-  const a = unit(y.slice(0, 3)), d = a[0] * y[3] + a[1] * y[4] + a[2] * y[5];
-  const b = unit([0, 1, 2].map((i) => y[3 + i] - d * a[i]));
-  const c = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-  const [[r00, r10, r20], [r01, r11, r21], [r02, r12, r22]] = [a, b, c];
-  const tr = r00 + r11 + r22;
-  let s;
-  if (tr > 0) return (s = 2 * Math.sqrt(tr + 1)), [(r21 - r12) / s, (r02 - r20) / s, (r10 - r01) / s, s / 4];
-  if (r00 > r11 && r00 > r22) return (s = 2 * Math.sqrt(1 + r00 - r11 - r22)), [s / 4, (r01 + r10) / s, (r02 + r20) / s, (r21 - r12) / s];
-  if (r11 > r22) return (s = 2 * Math.sqrt(1 + r11 - r00 - r22)), [(r01 + r10) / s, s / 4, (r12 + r21) / s, (r02 - r20) / s];
-  return (s = 2 * Math.sqrt(1 + r22 - r00 - r11)), [(r02 + r20) / s, (r12 + r21) / s, s / 4, (r10 - r01) / s];
-}
-"""
-
-_JS_TEMPLATE = """\
-// pnpjax __VERSION__ head pose solver, layout __LAYOUT__ (checkpoint config __CONFIG__, __QUANT__). No dependencies.
-// estimatePose(landmarks, camera?) -> {quaternion: [x, y, z, w] unit w >= 0, translation: [x, y, z] __UNITS__}
-//   landmarks: __K__ [x, y] pairs or __2K__ numbers, in metadata.layout order; camera: 'seed' (x/width,
-//   1 - y/height) or {fx, fy, cx, cy} pixels, default metadata.camera. Pose: X_cam = R(q) X_layout + t,
-//   frame: __FRAMEDESC__.
-// toThreeJS(pose, unitScale = 1) -> {position, quaternion} in three.js's camera frame.
-export const metadata = __METADATA__;
-const K = __K__, CAM = __CAMERA__, GL = __GL__, LAYERS = __LAYERS__, Q = __QUANTPARAMS__;
-const S = __YSTD__.map(Math.fround), M = __YMEAN__.map(Math.fround), XS = __XSTANDARD__?.map((a) => a.map(Math.fround));
-const B = Uint8Array.from(atob('__WEIGHTS__'), (c) => c.charCodeAt(0));
-let o = 0;
-__DECODER__
-const NET = LAYERS.map(([n, m, relu]) => [read(n * m), read(m), n, m, relu]);
-const fail = (msg) => { throw new Error(`pnpjax estimatePose: ${msg}`); };
-__EXTRA__
-export function estimatePose(landmarks, camera) {
-  const L = landmarks, c = camera === undefined ? CAM : camera === 'seed' ? [1, -1, 0.5, 0.5] : [camera?.fx, camera?.fy, camera?.cx, camera?.cy];
-  if (!c.every(Number.isFinite) || !(c[0] && c[1])) fail("camera must be 'seed' or {fx, fy, cx, cy} with fx, fy non-zero");
-  if (L == null || typeof L == 'string' || !(L.length == K || L.length == 2 * K)) fail(`landmarks must be ${K} [x, y] pairs or ${2 * K} numbers, got ${L?.length ?? L}`);
-  const flat = L.length == K ? Array.from(L, (p, i) => (p?.length == 2 && typeof p != 'string' ? [...p] : fail(`landmark ${i} is not an [x, y] pair`))).flat() : Array.from(L);
-  let x = flat.map((v, i) => (typeof v == 'number' && isFinite(v) ? (v - c[2 + (i & 1)]) / c[i & 1] : fail(`landmark ${i >> 1} ${'xy'[i & 1]} is ${v}, not a finite number`)));
-  if (XS) x = x.map((v, i) => (v - XS[0][i]) / XS[1][i]);  // standardisation (float32 weights: not folded)
-  for (const [w, b, n, m, relu] of NET) {
-    const h = Float64Array.from(b);
-    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) h[j] += x[i] * w[i * m + j];
-    x = relu ? h.map((v) => Math.max(v, 0)) : h;
-  }
-  const y = Array.from(x, (z, i) => z * S[i] + M[i]);
-  let q = __ROTATION__, t = y.slice(-3);
-  const r = Math.hypot(...q);
-  return GL ? flip(q.map((v) => v / r), t) : canon(q.map((v) => v / r), t);
-}
-
-const canon = (q, t) => ({ quaternion: q[3] < 0 ? q.map((v) => -v) : q, translation: t });
-// OpenCV <-> OpenGL camera frame: a 180-degree rotation about x, applied on the left.
-const flip = (q, t) => canon([q[3], -q[2], q[1], -q[0]], [t[0], -t[1], -t[2]]);
-
-export function toThreeJS(pose, unitScale = 1) {
-  const p = GL ? canon(pose.quaternion, pose.translation) : flip(pose.quaternion, pose.translation);
-  return { position: p.translation.map((v) => v * unitScale), quaternion: p.quaternion };
-}
-"""
-
-
-def _js_number(v: float) -> str:
-    """Shortest decimal that rounds back to the same float32 (the JS side applies Math.fround)."""
-    return np.format_float_positional(np.float32(v), unique=True, trim="-")
-
-
 def js_weights(solver, quantize: str) -> tuple[bytes, list[tuple[float, float]], list[tfjs.Dense]]:
     """The JS module's trunk: (stored bytes, uint8 (scale, min) per tensor, layers as the JS decodes them).
 
@@ -462,39 +383,14 @@ def js_weights(solver, quantize: str) -> tuple[bytes, list[tuple[float, float]],
     return b"".join(chunks), quant, decoded
 
 
-def js_module_source(solver, cam: camlib.Camera | None, quantize: str, source: str) -> str:
-    """The text of the standalone ES module (see the module docstring)."""
-    rotation = solver.config.model.rotation
-    blob, quant, layers = js_weights(solver, quantize)
-    meta = export_metadata(solver, cam, "js", quantize, source)
-    subs = {
-        "__VERSION__": __version__,
-        "__K__": str(solver.layout.num_points),
-        "__2K__": str(2 * solver.layout.num_points),
-        "__LAYOUT__": solver.layout.name,
-        "__CONFIG__": solver.config.name,
-        "__QUANT__": f"{quantize} weights",
-        "__UNITS__": solver.layout.units,
-        "__FRAMEDESC__": meta["frame"],
-        "__METADATA__": json.dumps(meta, separators=(",", ":")),
-        # Full float64 intrinsics (JS numbers are doubles): a float32 fx alone moves far faces by ~1e-5 cm.
-        "__CAMERA__": "[" + ", ".join(repr(float(v)) for v in image_intrinsics(cam)) + "]",
-        "__GL__": "true" if frame_of(cam) == "opengl" else "false",
-        "__LAYERS__": json.dumps([[int(d.kernel.shape[0]), int(d.kernel.shape[1]), int(d.activation == "relu")] for d in layers]).replace(" ", ""),
-        "__QUANTPARAMS__": "[" + ",".join(f"[{_js_number(s)},{_js_number(m)}]" for s, m in quant) + "]",
-        "__YSTD__": "[" + ",".join(_js_number(v) for v in np.asarray(solver.stats.y_std)) + "]",
-        "__YMEAN__": "[" + ",".join(_js_number(v) for v in np.asarray(solver.stats.y_mean)) + "]",
-        "__XSTANDARD__": "null" if quantize != "float32" else "[[" + ",".join(_js_number(v) for v in np.asarray(solver.stats.x_mean)) + "],["
-        + ",".join(_js_number(v) for v in np.asarray(solver.stats.x_std)) + "]]",
-        "__DECODER__": _JS_DECODERS[quantize],
-        "__EXTRA__": _JS_6D if rotation == "6d" else "",
-        "__ROTATION__": "rotationQuat(y)" if rotation == "6d" else "y.slice(0, 4)",
-        "__WEIGHTS__": base64.b64encode(blob).decode("ascii"),
-    }
-    text = _JS_TEMPLATE
-    for key in sorted(subs, key=len, reverse=True):  # __2K__ before __K__
-        text = text.replace(key, subs[key])
-    return text
+def js_module_source(solver, cam: camlib.Camera | None, quantize: str, source: str, *, refine_iters: int | None = None,
+                     refine_cost: str | None = None) -> str:
+    """The text of the standalone ES module: `pnpjax/js/pnp.mjs` with its data filled in (see `jsmodule`)."""
+    from pnpjax import jsmodule
+
+    return jsmodule.module_source(solver, cam, quantize, source,
+                                  refine_iters=jsmodule.DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
+                                  refine_cost=refine_cost or jsmodule.DEFAULT_REFINE_COST)
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,6 +446,8 @@ def export_solver(
     camera: str | camlib.Camera | None = "seed",
     force: bool = False,
     source: str = "",
+    refine_iters: int | None = None,
+    refine_cost: str | None = None,
 ) -> Path:
     """Export a loaded `checkpoint.Solver`; returns the written directory (the module file for js)."""
     if fmt not in FORMATS:
@@ -572,7 +470,7 @@ def export_solver(
             write_tfjs(tmp, layers, solver.layout.num_points, layer_quantizations(len(layers), quantize, False), meta)
         return out
     if fmt == "js":
-        text = js_module_source(solver, cam, quantize, source)
+        text = js_module_source(solver, cam, quantize, source, refine_iters=refine_iters, refine_cost=refine_cost)
         with _staged_dir(out, force) as tmp:
             (tmp / JS_FILE).write_text(text, encoding="utf-8")
         return out / JS_FILE
@@ -590,13 +488,18 @@ def export_checkpoint(
     quantize: str = "float32",
     camera: str | camlib.Camera | None = "seed",
     force: bool = False,
+    refine_iters: int | None = None,
+    refine_cost: str | None = None,
 ) -> Path:
     """`pnpjax export`: load a checkpoint and write it as tfjs | js | savedmodel (see module docstring)."""
     from pnpjax import checkpoint as ckpt
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
+    if format != "js" and (refine_iters is not None or refine_cost is not None):
+        raise ExportError("--refine and --refine-cost apply to --format js only")
     cam = camlib.parse_camera(camera)  # bad cameras and a non-empty --out fail before loading
     _check_out(Path(out), force)
     solver = ckpt.load(checkpoint)
-    return export_solver(solver, format, out, quantize=quantize, camera=cam, force=force, source=Path(checkpoint).absolute().name)
+    return export_solver(solver, format, out, quantize=quantize, camera=cam, force=force, source=Path(checkpoint).absolute().name,
+                         refine_iters=refine_iters, refine_cost=refine_cost)

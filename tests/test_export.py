@@ -44,6 +44,16 @@ def solver64() -> checkpoint.Solver:
     return random_solver()
 
 
+def min_depth(solver, pose: np.ndarray, cam: camera.Camera | None) -> np.ndarray:
+    """(N,) smallest depth of the layout's points under (N, 7) poses of the export frame (seed: OpenGL)."""
+    with jax.enable_x64(True):
+        q, t = pose[:, :4], pose[:, 4:]
+        if cam is None:
+            q, t = camera.pose_gl_to_opencv(q, t)
+        X = geometry.transform_points(geometry.quat_to_matrix(geometry.quat_normalize(q)), t, np.asarray(solver.layout.array, np.float64))
+        return np.asarray(X[..., 2].min(-1))
+
+
 def js_predict(module: Path, landmarks: Any = (), cam: Any = None, bad: list | None = None) -> dict:
     """Run web/tools/js_predict.mjs (the module in plain Node)."""
     payload: dict[str, Any] = {"landmarks": np.asarray(landmarks, np.float64).tolist(), "bad": bad or []}
@@ -166,8 +176,13 @@ def test_js_module_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
     """The float32 JS module computes in float64 (JS numbers): within 1e-5 on every checkpoint,
     the realistic ones included (the web route for users who need the full precision)."""
     solver, cam, uv = _shipped_inputs(ckpt)
-    path = export.export_checkpoint(ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed")
-    err = pose_error(js_predict(path, uv)["poses"], jax_pose64(solver, uv, cam))
+    path = export.export_checkpoint(ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed", refine_iters=0)
+    js, ref = js_predict(path, uv)["poses"], jax_pose64(solver, uv, cam)
+    # Where the network alone puts a point behind the camera, the module moves the pose in front
+    # (its guarantee; tests/test_jsmodule.py): those rows are compared there, not here.
+    front = min_depth(solver, ref, cam) > camera.MIN_DEPTH
+    assert front.mean() > 0.99 and np.all(min_depth(solver, js, cam) > camera.MIN_DEPTH)
+    err = pose_error(js[front], ref[front])
     assert err.max() <= ATOL, f"max |JS - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
 
 
@@ -265,7 +280,7 @@ def test_tfjs_quantized_within_quantisation_error(solver64, tmp_path, quantize):
 @needs_node
 @pytest.mark.node
 def test_js_module_float32_equals_jax_seed_camera(smoke_checkpoint, tmp_path):
-    path = export.export_checkpoint(smoke_checkpoint, "js", tmp_path / "js")
+    path = export.export_checkpoint(smoke_checkpoint, "js", tmp_path / "js", refine_iters=0)
     assert path == tmp_path / "js" / export.JS_FILE
     solver = checkpoint.load(smoke_checkpoint)
     uv = sample_landmarks(solver, None)
@@ -284,7 +299,7 @@ def test_js_module_float32_equals_jax_seed_camera(smoke_checkpoint, tmp_path):
 @needs_node
 @pytest.mark.node
 def test_js_module_pixel_camera_and_camera_argument(solver64, tmp_path):
-    path = export.export_solver(solver64, "js", tmp_path / "js", camera=PIXEL_CAMERA)
+    path = export.export_solver(solver64, "js", tmp_path / "js", camera=PIXEL_CAMERA, refine_iters=0)
     uv = sample_landmarks(solver64, PIXEL_CAMERA)
     r = js_predict(path, uv)
     assert_matches_jax(r["poses"], solver64, uv, PIXEL_CAMERA)
@@ -302,7 +317,7 @@ def test_js_module_pixel_camera_and_camera_argument(solver64, tmp_path):
 @pytest.mark.node
 def test_js_module_6d_head_equals_jax(tmp_path):
     solver = random_solver("6d", seed=4)
-    path = export.export_solver(solver, "js", tmp_path / "js")
+    path = export.export_solver(solver, "js", tmp_path / "js", refine_iters=0)
     uv = sample_landmarks(solver, None, n=500)
     assert_matches_jax(js_predict(path, uv)["poses"], solver, uv, None)
 
@@ -321,24 +336,21 @@ def js_reference(solver, decoded: list[tfjs.Dense], uv: np.ndarray) -> np.ndarra
 @pytest.mark.parametrize("quantize", ["float16", "uint8"])
 def test_js_module_quantized_decodes_its_weights(solver64, tmp_path, quantize):
     """The inlined float16/uint8 weights decode in JS to exactly what Python stored; sizes."""
-    path = export.export_solver(solver64, "js", tmp_path / "js", quantize=quantize)
+    path = export.export_solver(solver64, "js", tmp_path / "js", quantize=quantize, refine_iters=0)
     uv = sample_landmarks(solver64, None, n=300)
     r = js_predict(path, uv)
     blob, _, decoded = export.js_weights(solver64, quantize)
     assert np.abs(r["poses"] - js_reference(solver64, decoded, uv)).max() <= ATOL
     assert pose_error(r["poses"], jax_pose64(solver64, uv, None)).max() > ATOL  # it is quantised
     text = path.read_bytes()
-    assert base64.b64encode(blob) in text
-    if quantize == "uint8":  # the default architecture (blazeface6, 64-64) fits the 12 KB budget
-        assert len(text) <= 12 * 1024, len(text)
-        assert len(gzip.compress(text, 9)) <= 9 * 1024
+    assert base64.b64encode(blob) in text  # sizes: tests/test_jsmodule.py
 
 
 BAD_INPUTS = [
     ({"landmarks": [[0.5, 0.5]] * 5}, "6 [x, y] pairs or 12 numbers, got 5"),
     ({"landmarks": [0.5] * 11}, "got 11"),
     ({"landmarks": [[0.5, 0.5]] * 5 + [[0.5, None]]}, "landmark 5 y is null, not a finite number"),
-    ({"landmarks": [0.5] * 11 + ["0.5"]}, "landmark 5 y is 0.5, not a finite number"),
+    ({"landmarks": [0.5] * 11 + ["0.5"]}, 'landmark 5 y is "0.5", not a finite number'),
     ({"landmarks": [[0.5, 0.5]] * 5 + [[0.5]]}, "landmark 5 is not an [x, y] pair"),
     ({"landmarks": [[0.5, 0.5]] * 5 + ["ab"]}, "landmark 5 is not an [x, y] pair"),
     ({"landmarks": None}, "got null"),

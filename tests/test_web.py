@@ -66,9 +66,9 @@ def solvers():
 def server(tmp_path_factory, solvers):
     """Exports (float32) of a seed-camera and a pixel-camera solver, served with web/."""
     models = tmp_path_factory.mktemp("models")
-    export.export_solver(solvers["seed"], "js", models / "seed" / "js")
+    export.export_solver(solvers["seed"], "js", models / "seed" / "js", refine_iters=0)  # compared with TF.js
     export.export_solver(solvers["seed"], "tfjs", models / "seed" / "tfjs")
-    export.export_solver(solvers["pixels"], "js", models / "pixels" / "js", camera=PIXEL_CAMERA)
+    export.export_solver(solvers["pixels"], "js", models / "pixels" / "js", camera=PIXEL_CAMERA, refine_iters=0)
     export.export_solver(solvers["pixels"], "tfjs", models / "pixels" / "tfjs", camera=PIXEL_CAMERA)
     (models / "outside").symlink_to("/etc")  # a symlink out of a served directory is not followed
     if shutil.which("node") is None:

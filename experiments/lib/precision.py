@@ -115,7 +115,7 @@ def precision_study(ckpt: str | Path, n: int = 1000, key: int = 3) -> dict[str, 
                   for layer in tfjs.read_layers_model(d).layers]
         # How well the emulation stands for TF.js: the two on the same (stored float32) weights.
         out["emulation_vs_node"] = float(np.abs(tfjs_arithmetic(stored, uv) - y).max())
-        m = export.export_solver(solver, "js", Path(tmp) / "js", camera=cam or "seed")
+        m = export.export_solver(solver, "js", Path(tmp) / "js", camera=cam or "seed", refine_iters=0)
         poses = np.asarray(node.js_predict_in_node(m, {"landmarks": uv.astype(np.float64).tolist()})["poses"], np.float64)
         out["js_node"] = pose_error(poses.reshape(-1, 7), ref).max()
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in out.items()}

@@ -4,6 +4,7 @@
 //   node web/tools/js_predict.mjs MODULE.js INPUT.json OUTPUT.json
 //
 // INPUT.json: {"landmarks": [[...], ...], "camera": <optional estimatePose camera argument>,
+//              "options": <optional estimatePose options, e.g. {"refine": 5, "cost": "ml"}>,
 //              "bad": [<optional inputs that must throw>, ...]}
 // OUTPUT.json: {"poses": [[qx, qy, qz, qw, tx, ty, tz], ...], "three": [[px, py, pz, qx, qy, qz, qw], ...],
 //               "errors": ["message" | null per bad input], "metadata": {...}}
@@ -26,14 +27,14 @@ async function main() {
   const poses = [];
   const three = [];
   for (const landmarks of input.landmarks ?? []) {
-    const pose = input.camera === undefined ? solver.estimatePose(landmarks) : solver.estimatePose(landmarks, input.camera);
+    const pose = solver.estimatePose(landmarks, input.camera ?? undefined, input.options ?? undefined);
     poses.push([...pose.quaternion, ...pose.translation]);
     const t = solver.toThreeJS(pose);
     three.push([...t.position, ...t.quaternion]);
   }
   const errors = (input.bad ?? []).map((bad) => {
     try {
-      solver.estimatePose(bad.landmarks, bad.camera);
+      solver.estimatePose(bad.landmarks, bad.camera, bad.options);
       return null;
     } catch (err) {
       return err instanceof Error ? `${err.constructor.name}: ${err.message}` : `non-Error thrown: ${err}`;

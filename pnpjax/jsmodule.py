@@ -1,0 +1,134 @@
+"""The standalone JS module (`pnpjax export --format js`): `pnpjax/js/pnp.mjs` with its one
+injection point filled.
+
+The module's source is a real ES module file (formatted, linted and unit-tested in Node: see
+web/package.json). Its line ``const GENERATED = null;`` is the only place an export writes, and
+it writes data: ``const GENERATED = JSON.parse('<json>');`` where the JSON holds the weights
+(base64), layer shapes, standardisation, camera, layout points, the refinement's defaults and
+the public metadata. Every string of a checkpoint (layout and point names, units, config name)
+reaches the module only inside that JSON text, escaped so that it cannot end the string literal,
+the script element or the line (``\\``, ``'``, ``<``, ``>``, ``&`` and, by ``ensure_ascii``,
+U+2028/U+2029 are escaped). Non-finite values are refused before anything is written.
+
+The exported text is ``pnp.min.mjs``: the source minified after its injection line by terser
+(``node web/tools/build_module.mjs``; `npm test` checks that it is current), to keep the download
+small. An installed pnpjax needs no Node to export.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from pnpjax import camera as camlib
+from pnpjax.tfjs import ExportError
+
+SOURCE_NAME = "pnp.mjs"  # the readable source (web/ lints, formats and unit-tests it)
+BUILT_NAME = "pnp.min.mjs"  # the same, minified after the injection line (web/tools/build_module.mjs)
+INJECTION_LINE = "const GENERATED = JSON.parse('null');"
+REFINE_COSTS = ("image", "object", "ml")
+# `pnpjax export --refine` default: the smallest number of ml-cost LM steps with which the
+# default module (blazeface6, uint8, pixel camera) reaches OpenCV.js SQPnP's median rotation
+# error at every realistic noise level (experiments/bench_web.py).
+DEFAULT_REFINE_ITERS = 5
+DEFAULT_REFINE_COST = "ml"
+MAX_REFINE_ITERS = 100  # the module's MAX_ITERATIONS
+
+
+def source_text(name: str = BUILT_NAME) -> str:
+    """The module's source (``pnp.mjs``) or its minified build (``pnp.min.mjs``), as shipped with the package."""
+    return resources.files("pnpjax").joinpath("js", name).read_text(encoding="utf-8")
+
+
+def _float32_number(v: float) -> float:
+    """The shortest decimal that rounds back to the same float32 (the JS side applies Math.fround)."""
+    return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
+
+
+def _check_finite(name: str, values: Any) -> None:
+    a = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ExportError(f"cannot export: the checkpoint's {name} has {int(np.sum(~np.isfinite(a)))} non-finite values (NaN or inf)")
+
+
+def check_solver_finite(solver) -> None:
+    """Refuse a checkpoint whose params, standardisation statistics or layout are not finite."""
+    import jax
+
+    for path, leaf in jax.tree_util.tree_flatten_with_path(solver.params)[0]:
+        _check_finite("parameter " + "/".join(str(getattr(k, "key", k)) for k in path), leaf)
+    for field, value in zip(solver.stats._fields, solver.stats):
+        if value is not None:
+            _check_finite(f"statistic {field}", value)
+    _check_finite("layout points", solver.layout.array)
+    y_std = np.asarray(solver.stats.y_std, np.float64)
+    if np.any(y_std == 0) or (solver.stats.x_std is not None and np.any(np.asarray(solver.stats.x_std) == 0)):
+        raise ExportError("cannot export: the checkpoint's standardisation has a zero standard deviation")
+
+
+def module_data(solver, cam: camlib.Camera | None, quantize: str, source: str, *, refine_iters: int, refine_cost: str) -> dict[str, Any]:
+    """Everything the module needs, as JSON-ready data (the value of ``GENERATED``)."""
+    from pnpjax import export, refine
+
+    if not (isinstance(refine_iters, int) and 0 <= refine_iters <= MAX_REFINE_ITERS):
+        raise ExportError(f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}")
+    if refine_cost not in REFINE_COSTS:
+        raise ExportError(f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}")
+    check_solver_finite(solver)
+    blob, quant, layers = export.js_weights(solver, quantize)
+    cfg = solver.config
+    proto = cfg.seed_test if cfg.protocol == "seed" else cfg.realistic
+    noise = refine.noise_model_of(proto)
+    f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]  # noqa: E731
+    x_standard = None
+    if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
+        x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
+    return {
+        "metadata": export.export_metadata(solver, cam, "js", quantize, source),
+        "k": solver.layout.num_points,
+        "points": f32(solver.layout.array),
+        # Full float64 intrinsics (JS numbers are doubles): a float32 fx alone moves far faces by ~1e-5 cm.
+        "camera": [float(v) for v in export.image_intrinsics(cam)],
+        "gl": export.frame_of(cam) == "opengl",
+        "rotation": cfg.model.rotation,
+        "layers": [[int(d.kernel.shape[0]), int(d.kernel.shape[1]), int(d.activation == "relu")] for d in layers],
+        "dtype": quantize,
+        "quant": [[_float32_number(s), _float32_number(m)] for s, m in quant],
+        "xStandard": x_standard,
+        "yStd": f32(solver.stats.y_std),
+        "yMean": f32(solver.stats.y_mean),
+        "refine": {"iterations": refine_iters, "cost": refine_cost, "sigma3d": float(noise.sigma_3d), "noise2d": float(noise.noise_2d)},
+        "weights": base64.b64encode(blob).decode("ascii"),
+    }
+
+
+def js_string_literal_json(data: Any) -> str:
+    """``JSON.parse('...')`` of ``data``: JSON text inside a single-quoted JS string literal.
+
+    JSON.parse (unlike an object literal) keeps keys such as ``__proto__`` as plain data and the
+    keys' order; the escapes keep the text inside the literal, the line and any <script> element.
+    """
+    try:
+        text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except ValueError as e:
+        raise ExportError(f"cannot export: {e}") from None
+    for a, b in (("\\", "\\\\"), ("'", "\\'"), ("<", "\\x3c"), (">", "\\x3e"), ("&", "\\x26")):
+        text = text.replace(a, b)
+    assert "\n" not in text and "\r" not in text
+    return f"JSON.parse('{text}')"
+
+
+def module_source(solver, cam: camlib.Camera | None, quantize: str, source: str, *, refine_iters: int = DEFAULT_REFINE_ITERS,
+                  refine_cost: str = DEFAULT_REFINE_COST, minified: bool = True) -> str:
+    """The text of the exported module: the (minified) source with its injection line replaced by the data."""
+    text = source_text(BUILT_NAME if minified else SOURCE_NAME)
+    lines = text.split("\n")
+    if lines.count(INJECTION_LINE) != 1:
+        raise ExportError(f"{BUILT_NAME if minified else SOURCE_NAME} must contain the line {INJECTION_LINE!r} exactly once")
+    data = module_data(solver, cam, quantize, source, refine_iters=refine_iters, refine_cost=refine_cost)
+    lines[lines.index(INJECTION_LINE)] = f"const GENERATED = {js_string_literal_json(data)};"
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// Minify the JS module's source for export: pnpjax/js/pnp.mjs -> pnpjax/js/pnp.min.mjs.
+//
+//   node web/tools/build_module.mjs [--check]
+//
+// The output is the source's /*! header, its injection line unchanged, then the code after that
+// line minified by terser (GENERATED stays a free name, so nothing is folded from the placeholder).
+// `pnpjax export` fills the injection line of pnp.min.mjs (pnpjax/jsmodule.py). --check exits 1 if
+// the committed pnp.min.mjs differs from a fresh build (run by `npm test`).
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { minify } from 'terser';
+
+const SOURCE = fileURLToPath(new URL('../../pnpjax/js/pnp.mjs', import.meta.url));
+const TARGET = fileURLToPath(new URL('../../pnpjax/js/pnp.min.mjs', import.meta.url));
+export const INJECTION_LINE = "const GENERATED = JSON.parse('null');";
+
+export async function build(source) {
+  const lines = source.split('\n');
+  const at = lines.indexOf(INJECTION_LINE);
+  if (at < 0 || lines.indexOf(INJECTION_LINE, at + 1) >= 0)
+    throw new Error(`the source must contain the line ${INJECTION_LINE} exactly once`);
+  const header = source.slice(0, source.indexOf('*/') + 2);
+  if (!header.startsWith('/*!')) throw new Error('the source must start with a /*! header comment');
+  const body = lines.slice(at + 1).join('\n');
+  const result = await minify(body, {
+    module: true,
+    ecma: 2020,
+    compress: { passes: 2 },
+    mangle: { reserved: ['GENERATED'] },
+    format: { comments: false },
+  });
+  return `${header}\n${INJECTION_LINE}\n${result.code}\n`;
+}
+
+async function main() {
+  const built = await build(await readFile(SOURCE, 'utf8'));
+  if (process.argv.includes('--check')) {
+    const current = await readFile(TARGET, 'utf8').catch(() => '');
+    if (current !== built) {
+      process.stderr.write('build_module: pnpjax/js/pnp.min.mjs is stale; run `node web/tools/build_module.mjs`\n');
+      process.exit(1);
+    }
+    return;
+  }
+  await writeFile(TARGET, built);
+}
+
+main().catch((err) => {
+  process.stderr.write(`build_module: ${String(err?.message ?? err).split('\n')[0]}\n`);
+  process.exit(1);
+});
