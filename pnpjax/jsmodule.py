@@ -83,7 +83,7 @@ def module_data(solver, cam: camlib.Camera | None, quantize: str, source: str, *
     cfg = solver.config
     proto = cfg.seed_test if cfg.protocol == "seed" else cfg.realistic
     noise = refine.noise_model_of(proto)
-    f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]  # noqa: E731
+    f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]
     x_standard = None
     if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]

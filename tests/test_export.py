@@ -10,7 +10,6 @@ checked too, within 1e-5 plus its own distance to float64.
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import shutil
 import subprocess
