@@ -29,8 +29,8 @@ from pnpjax import (
     precision,
     refine,
 )
-from pnpjax.precision import pose_error
 from pnpjax.errors import PnpjaxError
+from pnpjax.precision import pose_error
 from pnpjax.tfjs import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
