@@ -52,7 +52,9 @@ def _float32_number(v: float) -> float:
 def _check_finite(name: str, values: Any) -> None:
     a = np.asarray(values, np.float64)
     if not np.all(np.isfinite(a)):
-        raise ExportError(f"cannot export: the checkpoint's {name} has {int(np.sum(~np.isfinite(a)))} non-finite values (NaN or inf)")
+        raise ExportError(
+            f"cannot export: the checkpoint's {name} has {int(np.sum(~np.isfinite(a)))} non-finite values (NaN or inf)"
+        )
 
 
 def check_solver_finite(solver) -> None:
@@ -60,24 +62,42 @@ def check_solver_finite(solver) -> None:
     import jax
 
     for path, leaf in jax.tree_util.tree_flatten_with_path(solver.params)[0]:
-        _check_finite("parameter " + "/".join(str(getattr(k, "key", k)) for k in path), leaf)
+        _check_finite(
+            "parameter " + "/".join(str(getattr(k, "key", k)) for k in path), leaf
+        )
     for field, value in zip(solver.stats._fields, solver.stats):
         if value is not None:
             _check_finite(f"statistic {field}", value)
     _check_finite("layout points", solver.layout.array)
     y_std = np.asarray(solver.stats.y_std, np.float64)
-    if np.any(y_std == 0) or (solver.stats.x_std is not None and np.any(np.asarray(solver.stats.x_std) == 0)):
-        raise ExportError("cannot export: the checkpoint's standardisation has a zero standard deviation")
+    if np.any(y_std == 0) or (
+        solver.stats.x_std is not None and np.any(np.asarray(solver.stats.x_std) == 0)
+    ):
+        raise ExportError(
+            "cannot export: the checkpoint's standardisation has a zero standard deviation"
+        )
 
 
-def module_data(solver, cam: camlib.Camera | None, quantize: str, source: str, *, refine_iters: int, refine_cost: str) -> dict[str, Any]:
+def module_data(
+    solver,
+    cam: camlib.Camera | None,
+    quantize: str,
+    source: str,
+    *,
+    refine_iters: int,
+    refine_cost: str,
+) -> dict[str, Any]:
     """Everything the module needs, as JSON-ready data (the value of ``GENERATED``)."""
     from pnpjax import export, refine
 
     if not (isinstance(refine_iters, int) and 0 <= refine_iters <= MAX_REFINE_ITERS):
-        raise ExportError(f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}")
+        raise ExportError(
+            f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}"
+        )
     if refine_cost not in REFINE_COSTS:
-        raise ExportError(f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}")
+        raise ExportError(
+            f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}"
+        )
     check_solver_finite(solver)
     blob, quant, layers = export.js_weights(solver, quantize)
     cfg = solver.config
@@ -85,7 +105,9 @@ def module_data(solver, cam: camlib.Camera | None, quantize: str, source: str, *
     noise = refine.noise_model_of(proto)
     f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]
     x_standard = None
-    if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
+    if (
+        quantize == "float32"
+    ):  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
     return {
         "metadata": export.export_metadata(solver, cam, "js", quantize, source),
@@ -95,13 +117,25 @@ def module_data(solver, cam: camlib.Camera | None, quantize: str, source: str, *
         "camera": [float(v) for v in export.image_intrinsics(cam)],
         "gl": export.frame_of(cam) == "opengl",
         "rotation": cfg.model.rotation,
-        "layers": [[int(d.kernel.shape[0]), int(d.kernel.shape[1]), int(d.activation == "relu")] for d in layers],
+        "layers": [
+            [
+                int(d.kernel.shape[0]),
+                int(d.kernel.shape[1]),
+                int(d.activation == "relu"),
+            ]
+            for d in layers
+        ],
         "dtype": quantize,
         "quant": [[_float32_number(s), _float32_number(m)] for s, m in quant],
         "xStandard": x_standard,
         "yStd": f32(solver.stats.y_std),
         "yMean": f32(solver.stats.y_mean),
-        "refine": {"iterations": refine_iters, "cost": refine_cost, "sigma3d": float(noise.sigma_3d), "noise2d": float(noise.noise_2d)},
+        "refine": {
+            "iterations": refine_iters,
+            "cost": refine_cost,
+            "sigma3d": float(noise.sigma_3d),
+            "noise2d": float(noise.noise_2d),
+        },
         "weights": base64.b64encode(blob).decode("ascii"),
     }
 
@@ -113,22 +147,49 @@ def js_string_literal_json(data: Any) -> str:
     keys' order; the escapes keep the text inside the literal, the line and any <script> element.
     """
     try:
-        text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(
+            data, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        )
     except ValueError as e:
         raise ExportError(f"cannot export: {e}") from None
-    for a, b in (("\\", "\\\\"), ("'", "\\'"), ("<", "\\x3c"), (">", "\\x3e"), ("&", "\\x26")):
+    for a, b in (
+        ("\\", "\\\\"),
+        ("'", "\\'"),
+        ("<", "\\x3c"),
+        (">", "\\x3e"),
+        ("&", "\\x26"),
+    ):
         text = text.replace(a, b)
     assert "\n" not in text and "\r" not in text
     return f"JSON.parse('{text}')"
 
 
-def module_source(solver, cam: camlib.Camera | None, quantize: str, source: str, *, refine_iters: int = DEFAULT_REFINE_ITERS,
-                  refine_cost: str = DEFAULT_REFINE_COST, minified: bool = True) -> str:
+def module_source(
+    solver,
+    cam: camlib.Camera | None,
+    quantize: str,
+    source: str,
+    *,
+    refine_iters: int = DEFAULT_REFINE_ITERS,
+    refine_cost: str = DEFAULT_REFINE_COST,
+    minified: bool = True,
+) -> str:
     """The text of the exported module: the (minified) source with its injection line replaced by the data."""
     text = source_text(BUILT_NAME if minified else SOURCE_NAME)
     lines = text.split("\n")
     if lines.count(INJECTION_LINE) != 1:
-        raise ExportError(f"{BUILT_NAME if minified else SOURCE_NAME} must contain the line {INJECTION_LINE!r} exactly once")
-    data = module_data(solver, cam, quantize, source, refine_iters=refine_iters, refine_cost=refine_cost)
-    lines[lines.index(INJECTION_LINE)] = f"const GENERATED = {js_string_literal_json(data)};"
+        raise ExportError(
+            f"{BUILT_NAME if minified else SOURCE_NAME} must contain the line {INJECTION_LINE!r} exactly once"
+        )
+    data = module_data(
+        solver,
+        cam,
+        quantize,
+        source,
+        refine_iters=refine_iters,
+        refine_cost=refine_cost,
+    )
+    lines[lines.index(INJECTION_LINE)] = (
+        f"const GENERATED = {js_string_literal_json(data)};"
+    )
     return "\n".join(lines)

@@ -94,6 +94,7 @@ export function createSolver(g) {
   const POSE = F64(7); // w x y z tx ty tz (OpenCV frame)
   const TRY = F64(7);
   const DQ = F64(4);
+  const X = F64(3); // one camera point
   const OUT = F64(7);
   const [JU, JV, JW, S, Y, DELTA] = [0, 0, 0, 0, 0, 0].map(() => F64(6));
   const A = F64(36);
@@ -163,7 +164,9 @@ export function createSolver(g) {
         if (xi !== 0) for (let j = 0, o = i * m; j < m; j++) h[j] += xi * w[o + j];
       }
       if (relu) for (let j = 0; j < m; j++) h[j] = max(h[j], 0);
-      [x, h] = [h, x];
+      const swap = x;
+      x = h;
+      h = swap;
     }
     const y = x;
     const o = YS.length - 3;
@@ -204,19 +207,20 @@ export function createSolver(g) {
 
   /** R = rotation matrix of the (w, x, y, z) quaternion p[0..3], its norm divided out. */
   function rotation(p) {
-    const [w, x, y, z] = p;
+    const w = p[0];
+    const x = p[1];
+    const y = p[2];
+    const z = p[3];
     const s = 2 / (w * w + x * x + y * y + z * z);
-    R.set([
-      1 - s * (y * y + z * z),
-      s * (x * y - z * w),
-      s * (x * z + y * w),
-      s * (x * y + z * w),
-      1 - s * (x * x + z * z),
-      s * (y * z - x * w),
-      s * (x * z - y * w),
-      s * (y * z + x * w),
-      1 - s * (x * x + y * y),
-    ]);
+    R[0] = 1 - s * (y * y + z * z);
+    R[1] = s * (x * y - z * w);
+    R[2] = s * (x * z + y * w);
+    R[3] = s * (x * y + z * w);
+    R[4] = 1 - s * (x * x + z * z);
+    R[5] = s * (y * z - x * w);
+    R[6] = s * (x * z - y * w);
+    R[7] = s * (y * z + x * w);
+    R[8] = 1 - s * (x * x + y * y);
   }
 
   function addOuter(u, scale) {
@@ -234,8 +238,10 @@ export function createSolver(g) {
     GR2.fill(0);
     let cost = 0;
     for (let k = 0; k < K; k++) {
-      const X = [0, 1, 2].map((i) => R[3 * i] * PTS[3 * k] + R[3 * i + 1] * PTS[3 * k + 1] + R[3 * i + 2] * PTS[3 * k + 2] + p[4 + i]);
-      const [x, y, z] = X;
+      for (let i = 0; i < 3; i++) X[i] = R[3 * i] * PTS[3 * k] + R[3 * i + 1] * PTS[3 * k + 1] + R[3 * i + 2] * PTS[3 * k + 2] + p[4 + i];
+      const x = X[0];
+      const y = X[1];
+      const z = X[2];
       front = front && z > MIN_DEPTH;
       const iz = 1 / max(z, MIN_DEPTH);
       const u = x * iz;
@@ -245,13 +251,13 @@ export function createSolver(g) {
       if (kind === 'object') {
         // e = X x m (its norm: X's distance from the ray m); de/dv_a = b_a x m,
         // de/domega_a = X m_a - (m . X) b_a.
-        const m = RAY.subarray(3 * k, 3 * k + 3);
-        const mX = m[0] * x + m[1] * y + m[2] * z;
+        const m = 3 * k;
+        const mX = RAY[m] * x + RAY[m + 1] * y + RAY[m + 2] * z;
         for (let i = 0; i < 3; i++) {
-          const e = X[(i + 1) % 3] * m[(i + 2) % 3] - X[(i + 2) % 3] * m[(i + 1) % 3];
+          const e = X[(i + 1) % 3] * RAY[m + ((i + 2) % 3)] - X[(i + 2) % 3] * RAY[m + ((i + 1) % 3)];
           for (let a = 0; a < 3; a++) {
-            JU[a] = i === a ? 0 : (a - i + 3) % 3 === 1 ? m[3 - i - a] : -m[3 - i - a];
-            JU[a + 3] = X[i] * m[a] - (i === a ? mX : 0);
+            JU[a] = i === a ? 0 : ((a - i + 3) % 3 === 1 ? 1 : -1) * RAY[m + 3 - i - a];
+            JU[a + 3] = X[i] * RAY[m + a] - (i === a ? mX : 0);
           }
           cost += e * e;
           addOuter(JU, 1);
@@ -260,8 +266,16 @@ export function createSolver(g) {
         continue;
       }
       // d(u, v)/d(v, omega) for X' = exp(delta) X, with the projection's Jacobian.
-      JU.set([iz, 0, -u * iz, -u * v, 1 + u * u, -v]);
-      JV.set([0, iz, -v * iz, -(1 + v * v), u * v, u]);
+      JU[0] = JV[1] = iz;
+      JU[1] = JV[0] = 0;
+      JU[2] = -u * iz;
+      JU[3] = -u * v;
+      JU[4] = 1 + u * u;
+      JU[5] = -v;
+      JV[2] = -v * iz;
+      JV[3] = -(1 + v * v);
+      JV[4] = u * v;
+      JV[5] = u;
       if (kind === 'image') {
         cost += ru * ru + rv * rv;
         addOuter(JU, 1);
@@ -297,7 +311,7 @@ export function createSolver(g) {
         (-2 * b * iz);
       // d z / d(v, omega) = (0, 0, 1, y, -x, 0); p = u Ju + v Jv.
       for (let a = 0; a < 6; a++) {
-        GR2[a] += 0.5 * (dqu * JU[a] + dqv * JV[a] + dz * [0, 0, 1, y, -x, 0][a]);
+        GR2[a] += 0.5 * (dqu * JU[a] + dqv * JV[a] + dz * (a === 2 ? 1 : a === 3 ? y : a === 4 ? -x : 0));
         JW[a] = u * JU[a] + v * JV[a];
       }
       addOuter(JU, ia);
@@ -340,24 +354,23 @@ export function createSolver(g) {
     const ch = cos(0.5 * th);
     const hs = small ? 0.5 - th2 / 48 + (th2 * th2) / 3840 : sh / th;
     const a = 2 * hs * hs;
-    const b = small ? 1 / 6 - th2 / 120 + (th2 * th2) / 5040 : (th - 2 * sh * ch) / (th * th * th);
-    DQ.set([small ? 1 - th2 / 8 + (th2 * th2) / 384 : ch, w0 * hs, w1 * hs, w2 * hs]);
-    const [aw, ax, ay, az] = DQ;
+    const b = small ? 1 / 6 - th2 / 120 + (th2 * th2) / 5040 : (th - 2 * sh * ch) / (th2 * th);
+    const aw = (DQ[0] = small ? 1 - th2 / 8 + (th2 * th2) / 384 : ch);
+    const ax = (DQ[1] = w0 * hs);
+    const ay = (DQ[2] = w1 * hs);
+    const az = (DQ[3] = w2 * hs);
     const [bw, bx, by, bz, tx, ty, tz] = POSE;
     rotation(DQ);
-    const c = [w1 * v2 - w2 * v1, w2 * v0 - w0 * v2, w0 * v1 - w1 * v0];
-    const V = [
-      v0 + a * c[0] + b * (w1 * c[2] - w2 * c[1]),
-      v1 + a * c[1] + b * (w2 * c[0] - w0 * c[2]),
-      v2 + a * c[2] + b * (w0 * c[1] - w1 * c[0]),
-    ];
-    TRY.set([
-      aw * bw - ax * bx - ay * by - az * bz,
-      aw * bx + ax * bw + ay * bz - az * by,
-      aw * by - ax * bz + ay * bw + az * bx,
-      aw * bz + ax * by - ay * bx + az * bw,
-      ...[0, 1, 2].map((i) => R[3 * i] * tx + R[3 * i + 1] * ty + R[3 * i + 2] * tz + V[i]),
-    ]);
+    const c0 = w1 * v2 - w2 * v1;
+    const c1 = w2 * v0 - w0 * v2;
+    const c2 = w0 * v1 - w1 * v0;
+    TRY[0] = aw * bw - ax * bx - ay * by - az * bz;
+    TRY[1] = aw * bx + ax * bw + ay * bz - az * by;
+    TRY[2] = aw * by - ax * bz + ay * bw + az * bx;
+    TRY[3] = aw * bz + ax * by - ay * bx + az * bw;
+    TRY[4] = R[0] * tx + R[1] * ty + R[2] * tz + v0 + a * c0 + b * (w1 * c2 - w2 * c1);
+    TRY[5] = R[3] * tx + R[4] * ty + R[5] * tz + v1 + a * c1 + b * (w2 * c0 - w0 * c2);
+    TRY[6] = R[6] * tx + R[7] * ty + R[8] * tz + v2 + a * c2 + b * (w0 * c1 - w1 * c0);
   }
 
   /**

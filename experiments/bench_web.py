@@ -1,0 +1,41 @@
+"""The web solver benchmark: OpenCV.js vs the pnpjax JS module vs the original TF.js model, in Node.
+
+    python experiments/bench_web.py                 # -> experiments/results/bench_web/
+    python experiments/bench_web.py --n 300 --out /tmp/bench_web   # quick
+
+See experiments/lib/web_bench.py for the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.lib import web_bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=2000, help="draws per setting")
+    p.add_argument("--key", type=int, default=0)
+    p.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "bench_web")
+    )
+    a = p.parse_args(argv)
+    res = web_bench.run(n=a.n, key=a.key)
+    command = (
+        "python experiments/bench_web.py"
+        + (f" --n {a.n}" if a.n != 2000 else "")
+        + (f" --key {a.key}" if a.key else "")
+    )
+    web_bench.write(res, Path(a.out), command)
+    for row in web_bench.targets(res):
+        print(" | ".join(str(x) for x in row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
