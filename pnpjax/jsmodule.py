@@ -62,20 +62,14 @@ def check_solver_finite(solver) -> None:
     import jax
 
     for path, leaf in jax.tree_util.tree_flatten_with_path(solver.params)[0]:
-        _check_finite(
-            "parameter " + "/".join(str(getattr(k, "key", k)) for k in path), leaf
-        )
+        _check_finite("parameter " + "/".join(str(getattr(k, "key", k)) for k in path), leaf)
     for field, value in zip(solver.stats._fields, solver.stats):
         if value is not None:
             _check_finite(f"statistic {field}", value)
     _check_finite("layout points", solver.layout.array)
     y_std = np.asarray(solver.stats.y_std, np.float64)
-    if np.any(y_std == 0) or (
-        solver.stats.x_std is not None and np.any(np.asarray(solver.stats.x_std) == 0)
-    ):
-        raise ExportError(
-            "cannot export: the checkpoint's standardisation has a zero standard deviation"
-        )
+    if np.any(y_std == 0) or (solver.stats.x_std is not None and np.any(np.asarray(solver.stats.x_std) == 0)):
+        raise ExportError("cannot export: the checkpoint's standardisation has a zero standard deviation")
 
 
 def module_data(
@@ -91,13 +85,9 @@ def module_data(
     from pnpjax import export, refine
 
     if not (isinstance(refine_iters, int) and 0 <= refine_iters <= MAX_REFINE_ITERS):
-        raise ExportError(
-            f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}"
-        )
+        raise ExportError(f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}")
     if refine_cost not in REFINE_COSTS:
-        raise ExportError(
-            f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}"
-        )
+        raise ExportError(f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}")
     check_solver_finite(solver)
     blob, quant, layers = export.js_weights(solver, quantize)
     cfg = solver.config
@@ -105,9 +95,7 @@ def module_data(
     noise = refine.noise_model_of(proto)
     f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]
     x_standard = None
-    if (
-        quantize == "float32"
-    ):  # the module applies the input standardisation (see export.js_weights)
+    if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
     return {
         "metadata": export.export_metadata(solver, cam, "js", quantize, source),
@@ -147,9 +135,7 @@ def js_string_literal_json(data: Any) -> str:
     keys' order; the escapes keep the text inside the literal, the line and any <script> element.
     """
     try:
-        text = json.dumps(
-            data, ensure_ascii=True, allow_nan=False, separators=(",", ":")
-        )
+        text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     except ValueError as e:
         raise ExportError(f"cannot export: {e}") from None
     for a, b in (
@@ -189,7 +175,5 @@ def module_source(
         refine_iters=refine_iters,
         refine_cost=refine_cost,
     )
-    lines[lines.index(INJECTION_LINE)] = (
-        f"const GENERATED = {js_string_literal_json(data)};"
-    )
+    lines[lines.index(INJECTION_LINE)] = f"const GENERATED = {js_string_literal_json(data)};"
     return "\n".join(lines)

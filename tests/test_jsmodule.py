@@ -18,71 +18,45 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pnpjax import (
-    camera,
-    checkpoint,
-    cli,
-    export,
-    jsmodule,
-    layouts,
-    model,
-    precision,
-    refine,
-)
+from experiments.lib import node, precision
+from experiments.lib.precision import pose_error
+from helpers import random_solver
+from pnpjax import camera, checkpoint, cli, export, jsmodule, layouts, model, refine
 from pnpjax.errors import PnpjaxError
-from pnpjax.precision import pose_error
 from pnpjax.tfjs import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
 ATOL = 1e-5
-SHIPPED = sorted(
-    p for p in (REPO / "checkpoints").iterdir() if (p / "pnpjax.json").is_file()
-)
-needs_node = pytest.mark.skipif(
-    shutil.which("node") is None, reason="Node.js (`node`) is not installed"
-)
+SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "pnpjax.json").is_file())
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
 
 
-def predict64(
-    solver, uv: np.ndarray, cam: camera.Camera | None, iters: int, cost: str
-) -> np.ndarray:
+def predict64(solver, uv: np.ndarray, cam: camera.Camera | None, iters: int, cost: str) -> np.ndarray:
     """`pnpjax predict --refine iters --refine-cost cost` (cli.predict_poses) in float64: the same
     adapters, network, refinement and noise model, on float64 copies of the float32 weights."""
     with jax.enable_x64(True):
         f64 = lambda a: jnp.asarray(a, jnp.float64)
         uv = f64(uv)
         if cam is None:
-            xy = camera.pixels_to_normalized(
-                camera.seed_to_pixels(uv), f64(camera.SEED_CAMERA.intrinsics)
-            )
+            xy = camera.pixels_to_normalized(camera.seed_to_pixels(uv), f64(camera.SEED_CAMERA.intrinsics))
         else:
             xy = camera.pixels_to_normalized(uv, f64(cam.intrinsics))
         stats = model.Stats(*(None if a is None else f64(a) for a in solver.stats))
-        p = model.apply(
-            solver.config.model, jax.tree_util.tree_map(f64, solver.params), stats, xy
-        )
+        p = model.apply(solver.config.model, jax.tree_util.tree_map(f64, solver.params), stats, xy)
         pts = f64(solver.layout.array)
         cfg = solver.config
-        noise = refine.noise_model_of(
-            cfg.seed_test if cfg.protocol == "seed" else cfg.realistic
-        )
+        noise = refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
         if cost == "ml":
             q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters)
         else:
             q, t = refine.refine_pose(xy, pts, p.q, p.t, iters=iters, cost=cost)
-        q, t = (
-            camera.pose_opencv_to_gl(q, t)
-            if cam is None
-            else (q * jnp.where(q[:, 3:] < 0, -1.0, 1.0), t)
-        )
+        q, t = camera.pose_opencv_to_gl(q, t) if cam is None else (q * jnp.where(q[:, 3:] < 0, -1.0, 1.0), t)
         return np.concatenate([np.asarray(q), np.asarray(t)], -1)
 
 
 def js_run(module: Path, uv: np.ndarray, options: dict | None = None) -> np.ndarray:
     payload = {"landmarks": np.asarray(uv, np.float64).tolist(), "options": options}
-    return np.asarray(
-        precision.node.js_predict_in_node(module, payload)["poses"], np.float64
-    ).reshape(-1, 7)
+    return np.asarray(node.js_predict_in_node(module, payload)["poses"], np.float64).reshape(-1, 7)
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,14 +71,9 @@ def test_refined_float32_module_equals_predict(ckpt, tmp_path):
     """float32 module + N LM steps == `pnpjax predict --refine N --refine-cost C` (float64 JAX) to
     1e-5, for the module's default (--refine, ml) and for the image and object costs."""
     solver, cam, uv = precision.shipped_inputs(ckpt, n=300)
-    path = export.export_checkpoint(
-        ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed"
-    )
+    path = export.export_checkpoint(ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed")
     data = json.loads(_generated_json(path.read_text()))
-    assert (
-        data["refine"]["iterations"] == jsmodule.DEFAULT_REFINE_ITERS
-        and data["refine"]["cost"] == "ml"
-    )
+    assert data["refine"]["iterations"] == jsmodule.DEFAULT_REFINE_ITERS and data["refine"]["cost"] == "ml"
     for iters, cost in [
         (jsmodule.DEFAULT_REFINE_ITERS, "ml"),
         (3, "image"),
@@ -116,9 +85,7 @@ def test_refined_float32_module_equals_predict(ckpt, tmp_path):
         assert err.max() <= ATOL, (
             f"{cost}: max |JS - predict| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
         )
-        assert np.all(js[:, 3] >= 0) and np.allclose(
-            np.linalg.norm(js[:, :4], axis=1), 1, atol=1e-12
-        )
+        assert np.all(js[:, 3] >= 0) and np.allclose(np.linalg.norm(js[:, :4], axis=1), 1, atol=1e-12)
         net = predict64(solver, uv, cam, 0, cost)
         assert pose_error(net, ref).max() > 1e-3  # the refinement did something
 
@@ -156,13 +123,9 @@ HOSTILE = [
 
 def hostile_solver() -> checkpoint.Solver:
     """An untrained blazeface6-sized solver whose layout name, units and point names are hostile."""
-    from tests.test_export import random_solver
-
     s = random_solver()
     names = tuple(HOSTILE[:5]) + ("__proto__",)
-    lay = layouts.Layout(
-        HOSTILE[5] + HOSTILE[0], names, s.layout.points, units=HOSTILE[2]
-    )
+    lay = layouts.Layout(HOSTILE[5] + HOSTILE[0], names, s.layout.points, units=HOSTILE[2])
     return dataclasses.replace(
         s,
         layout=lay,
@@ -174,20 +137,17 @@ def hostile_solver() -> checkpoint.Solver:
 @pytest.mark.node
 def test_hostile_strings_stay_data(tmp_path):
     solver = hostile_solver()
-    path = export.export_solver(
-        solver, "js", tmp_path / "js", source=HOSTILE[6] + HOSTILE[2]
-    )
+    path = export.export_solver(solver, "js", tmp_path / "js", source=HOSTILE[6] + HOSTILE[2])
     text = path.read_text()
-    assert (
-        "</script" not in text.lower() and "\u2028" not in text and "\u2029" not in text
-    )
+    assert "</script" not in text.lower() and "\u2028" not in text and "\u2029" not in text
     (line,) = [ln for ln in text.splitlines() if ln.startswith("const GENERATED = ")]
     assert line.endswith("');")
     script = (
         f"const m = await import({json.dumps(path.as_uri())});"
         "const lm = Array.from({length: 6}, (_, k) => [0.5 + 0.02 * Math.cos(k), 0.5 + 0.02 * Math.sin(k)]);"
         "const pose = m.estimatePose(lm);"
-        "console.log(JSON.stringify({pwned: globalThis.PWNED ?? null, meta: m.metadata, proto: Object.getPrototypeOf(m.metadata.layout.points) === Object.prototype,"
+        "console.log(JSON.stringify({pwned: globalThis.PWNED ?? null, meta: m.metadata,"
+        " proto: Object.getPrototypeOf(m.metadata.layout.points) === Object.prototype,"
         " names: Object.keys(m.metadata.layout.points), ok: pose.translation.every(Number.isFinite)}));"
     )
     proc = subprocess.run(
@@ -202,42 +162,29 @@ def test_hostile_strings_stay_data(tmp_path):
     assert out["pwned"] is None and out["ok"] and out["proto"]
     meta = out["meta"]
     assert (
-        meta["layout"]["name"] == solver.layout.name
-        and meta["units"] == solver.layout.units == meta["layout"]["units"]
+        meta["layout"]["name"] == solver.layout.name and meta["units"] == solver.layout.units == meta["layout"]["units"]
     )
     assert meta["source"] == {
         "config": solver.config.name,
         "checkpoint": HOSTILE[6] + HOSTILE[2],
     }
     assert sorted(out["names"]) == sorted(solver.layout.point_names)
-    assert meta["layout"]["points"]["__proto__"] == [
-        float(v) for v in solver.layout.points[5]
-    ]
+    assert meta["layout"]["points"]["__proto__"] == [float(v) for v in solver.layout.points[5]]
 
 
 def test_nonfinite_checkpoints_are_refused(tmp_path):
-    from tests.test_export import random_solver
-
     s = random_solver()
     bad_params = jax.tree_util.tree_map(lambda a: a, s.params)
-    bad_params["Dense_1"]["kernel"] = (
-        bad_params["Dense_1"]["kernel"].at[3, 4].set(jnp.nan)
-    )
+    bad_params["Dense_1"]["kernel"] = bad_params["Dense_1"]["kernel"].at[3, 4].set(jnp.nan)
     cases = {
         "non-finite": dataclasses.replace(s, params=bad_params),
-        "y_std": dataclasses.replace(
-            s, stats=s.stats._replace(y_mean=s.stats.y_mean.at[2].set(jnp.inf))
-        ),
-        "zero standard deviation": dataclasses.replace(
-            s, stats=s.stats._replace(y_std=s.stats.y_std.at[0].set(0.0))
-        ),
+        "y_std": dataclasses.replace(s, stats=s.stats._replace(y_mean=s.stats.y_mean.at[2].set(jnp.inf))),
+        "zero standard deviation": dataclasses.replace(s, stats=s.stats._replace(y_std=s.stats.y_std.at[0].set(0.0))),
     }
     for expected, solver in cases.items():
         with pytest.raises(ExportError) as e:
             export.export_solver(solver, "js", tmp_path / "js")
-        assert "\n" not in str(e.value) and (
-            "non-finite" in str(e.value) or expected in str(e.value)
-        ), str(e.value)
+        assert "\n" not in str(e.value) and ("non-finite" in str(e.value) or expected in str(e.value)), str(e.value)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ExportError, match="--refine must be an integer"):
         export.export_solver(s, "js", tmp_path / "js", refine_iters=-1)
@@ -246,16 +193,12 @@ def test_nonfinite_checkpoints_are_refused(tmp_path):
 
 
 def test_cli_export_nan_checkpoint_is_one_line_exit_2(tmp_path, capsys):
-    from tests.test_export import random_solver
-
     s = random_solver()
     params = jax.tree_util.tree_map(lambda a: a, s.params)
     params["Dense_0"]["bias"] = params["Dense_0"]["bias"].at[0].set(jnp.nan)
     try:
         ckpt = checkpoint.save(tmp_path / "nan", dataclasses.replace(s, params=params))
-    except (
-        PnpjaxError
-    ) as e:  # a checkpoint format that refuses to store NaN is fine too
+    except PnpjaxError as e:  # a checkpoint format that refuses to store NaN is fine too
         pytest.skip(f"cannot write a NaN checkpoint: {e}")
     assert (
         cli.main(
@@ -272,11 +215,7 @@ def test_cli_export_nan_checkpoint_is_one_line_exit_2(tmp_path, capsys):
         == 2
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert (
-        len(err) == 1
-        and err[0].startswith("pnpjax export: error: ")
-        and "finite" in err[0]
-    )
+    assert len(err) == 1 and err[0].startswith("pnpjax export: error: ") and "finite" in err[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -294,9 +233,7 @@ def test_source_has_one_injection_line_and_the_build_keeps_it():
 
 def default_module_text() -> bytes:
     solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
-    return jsmodule.module_source(
-        solver, camera.parse_camera("hfov=60,640x480"), "uint8", "blazeface6"
-    ).encode()
+    return jsmodule.module_source(solver, camera.parse_camera("hfov=60,640x480"), "uint8", "blazeface6").encode()
 
 
 @pytest.mark.xfail(

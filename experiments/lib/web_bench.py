@@ -91,9 +91,7 @@ def _setting(name, ckpt, proto, layout, key, n) -> Setting:
     b = protocols.sample_jit(proto, jax.random.key(key), layout, n)
     valid = np.asarray(b.valid)
     intr = np.asarray(b.intrinsics, np.float64)[valid]
-    if (
-        "seed" in name
-    ):  # focal 1, principal point 0: give OpenCV the coordinates x 1000 (see baselines)
+    if "seed" in name:  # focal 1, principal point 0: give OpenCV the coordinates x 1000 (see baselines)
         intr = np.tile([1000.0, 1000.0, 0.0, 0.0], (int(valid.sum()), 1))
     return Setting(
         name,
@@ -140,9 +138,7 @@ def _tfjs_poses(raw: np.ndarray, layout_name: str) -> tuple[np.ndarray, np.ndarr
     mean, scale = seed_import.SEED_DESTANDARDISATION[layout_name]
     y = raw * np.asarray(scale) + np.asarray(mean)
     with jax.enable_x64(True):
-        q, t = camera.pose_gl_to_opencv(
-            y[:, :4] / np.linalg.norm(y[:, :4], axis=1, keepdims=True), y[:, 4:7]
-        )
+        q, t = camera.pose_gl_to_opencv(y[:, :4] / np.linalg.norm(y[:, :4], axis=1, keepdims=True), y[:, 4:7])
     return np.asarray(q), np.asarray(t)
 
 
@@ -151,9 +147,7 @@ def _sizes(path: Path) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, 9, mtime=0))
 
 
-def run(
-    n: int = 2000, key: int = 0, repeats: int = 3, tfjs_single: int = 200, log=print
-) -> dict[str, Any]:
+def run(n: int = 2000, key: int = 0, repeats: int = 3, tfjs_single: int = 200, log=print) -> dict[str, Any]:
     """Export the modules, run the Node benchmark on the draws, return sizes, metrics and times."""
     settings = draws(n, key)
     iters, cost = jsmodule.DEFAULT_REFINE_ITERS, jsmodule.DEFAULT_REFINE_COST
@@ -181,9 +175,7 @@ def run(
                     source=ckpt,
                 )
                 if ckpt == "blazeface6":
-                    out["sizes"][
-                        f"pnpjax module {quantize} (blazeface6, refinement included)"
-                    ] = _sizes(path)
+                    out["sizes"][f"pnpjax module {quantize} (blazeface6, refinement included)"] = _sizes(path)
                 modules[ckpt] += [
                     {
                         "name": f"pnpjax {quantize}",
@@ -196,21 +188,15 @@ def run(
                         "options": None,
                     },
                 ]
-        opencv = (
-            WEB / "node_modules" / "@techstark" / "opencv-js" / "dist" / "opencv.js"
-        )
-        out["sizes"]["OpenCV.js 4.5.1 (npm @techstark/opencv-js 4.5.2, opencv.js)"] = (
-            _sizes(opencv)
-        )
+        opencv = WEB / "node_modules" / "@techstark" / "opencv-js" / "dist" / "opencv.js"
+        out["sizes"]["OpenCV.js 4.5.1 (npm @techstark/opencv-js 4.5.2, opencv.js)"] = _sizes(opencv)
         tfmin = WEB / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
         out["sizes"]["TF.js 4.22 tf.min.js (full bundle)"] = _sizes(tfmin)
         if tfjs_dir.is_dir():
             out["sizes"]["original model (model.json + shard)"] = tuple(
                 map(
                     sum,
-                    zip(
-                        *(_sizes(p) for p in sorted(tfjs_dir.iterdir()) if p.is_file())
-                    ),
+                    zip(*(_sizes(p) for p in sorted(tfjs_dir.iterdir()) if p.is_file())),
                 )
             )
         results = {}
@@ -246,9 +232,7 @@ def run(
             )
             if proc.returncode != 0:
                 raise RuntimeError(
-                    proc.stderr.strip().splitlines()[-1]
-                    if proc.stderr.strip()
-                    else f"exit {proc.returncode}"
+                    proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
                 )
             got = json.loads((tmp / "out.json").read_text())
             out["environment"] = got["environment"]
@@ -265,11 +249,7 @@ def run(
                     q, t = raw[:, :4], raw[:, 4:]
                 rows[name] = {
                     **metrics(q, t, s),
-                    **{
-                        k: r[k]
-                        for k in ("us_single", "us_batch", "batch_vs_single")
-                        if k in r
-                    },
+                    **{k: r[k] for k in ("us_single", "us_batch", "batch_vs_single") if k in r},
                 }
             out["settings"][s.name] = rows
     return out
@@ -278,9 +258,7 @@ def run(
 def _payload(s: Setting) -> dict:
     f = s.intrinsics
     pixels = s.xy * f[:, None, :2] + f[:, None, 2:]
-    seed = np.stack(
-        [s.xy[..., 0] + 0.5, 0.5 - s.xy[..., 1]], -1
-    )  # the original's image coordinates
+    seed = np.stack([s.xy[..., 0] + 0.5, 0.5 - s.xy[..., 1]], -1)  # the original's image coordinates
     return {
         "name": s.name,
         "n": len(s.xy),
@@ -303,13 +281,12 @@ def targets(res: dict) -> list[tuple[str, str, bool]]:
         a, b = r[default]["rot_median"], r["OpenCV.js SQPNP"]["rot_median"]
         fa, fb = r[default]["failures"], r["OpenCV.js SQPNP"]["failures"]
         ok &= a <= 1.01 * b and (fb > 0 or fa == 0)
-        parts.append(
-            f"{name.split()[-1]}: {a:.3f}° vs {b:.3f}° ({a / b:.4f}x), failures {fa} vs {fb}"
-        )
+        parts.append(f"{name.split()[-1]}: {a:.3f}° vs {b:.3f}° ({a / b:.4f}x), failures {fa} vs {fb}")
     rows.append(
         (
             (
-                "default module (blazeface6, uint8, pixel camera, refinement on): median rotation <= 1.01x OpenCV.js SQPnP at "
+                "default module (blazeface6, uint8, pixel camera, refinement on): "
+                "median rotation <= 1.01x OpenCV.js SQPnP at "
                 "every realistic level, no failure where SQPnP has none"
             ),
             "; ".join(parts),
@@ -317,8 +294,7 @@ def targets(res: dict) -> list[tuple[str, str, bool]]:
         )
     )
     ratios = [
-        (r["OpenCV.js SQPNP"]["us_single"] / r[default]["us_single"], name)
-        for name, r in res["settings"].items()
+        (r["OpenCV.js SQPNP"]["us_single"] / r[default]["us_single"], name) for name, r in res["settings"].items()
     ]
     worst = min(ratios)
     rows.append(
@@ -329,8 +305,7 @@ def targets(res: dict) -> list[tuple[str, str, bool]]:
         )
     )
     ratios = [
-        (r["OpenCV.js SQPNP"]["us_single"] / r["pnpjax uint8"]["us_batch"], name)
-        for name, r in res["settings"].items()
+        (r["OpenCV.js SQPNP"]["us_single"] / r["pnpjax uint8"]["us_batch"], name) for name, r in res["settings"].items()
     ]
     rows.append(
         (
@@ -356,13 +331,15 @@ def report(res: dict, command: str) -> str:
         "# Web solver benchmark: OpenCV.js vs the pnpjax JS module vs the original TF.js model",
         "",
         f"Generated by `{command}` (`experiments/lib/web_bench.py`, `web/tools/bench_core.mjs`). "
-        f"{env.get('runtime', '')}, {env.get('cpus', '?')} CPUs, load average {', '.join(f'{x:.2f}' for x in env.get('load', []))} "
+        f"{env.get('runtime', '')}, {env.get('cpus', '?')} CPUs, load average "
+        f"{', '.join(f'{x:.2f}' for x in env.get('load', []))} "
         "at the end (other jobs share this machine: compare times only as ratios within a table).",
         "",
         f"{res['n']} draws per setting (key {res['key']}), the same for every solver. Rotation error in degrees, "
         "translation in cm, failures: rotation error > 30°. µs / pose: fastest of 3 passes; single = one call per pose "
-        "(the module: pixels + that draw's camera; OpenCV.js: solvePnP on pixels and the camera matrix; TF.js: predict on "
-        "[1, K, 2]), batch = one call for the whole set (the module's estimatePoses on normalised coordinates; TF.js predict "
+        "(the module: pixels + that draw's camera; OpenCV.js: solvePnP on pixels and the camera matrix; "
+        "TF.js: predict on [1, K, 2]), batch = one call for the whole set (the module's estimatePoses on "
+        "normalised coordinates; TF.js predict "
         f"on [N, K, 2]). The module's refinement: its default, {res['refine']} Levenberg-Marquardt steps with the "
         "checkpoint's noise model.",
         "",
@@ -393,7 +370,8 @@ def report(res: dict, command: str) -> str:
         for solver, r in rows.items():
             batch = f"{r['us_batch']:.2f}" if "us_batch" in r else "–"
             lines.append(
-                f"| {solver} | {r['rot_median']:.3f} | {r['rot_p90']:.3f} | {r['trans_median']:.2f} | {r['failures']} | "
+                f"| {solver} | {r['rot_median']:.3f} | {r['rot_p90']:.3f} | {r['trans_median']:.2f} | "
+                f"{r['failures']} | "
                 f"{r['us_single']:.2f} | {batch} |"
             )
     return "\n".join(lines) + "\n"
@@ -405,11 +383,7 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    real = [
-        (float(k.split("=")[-1]), v)
-        for k, v in res["settings"].items()
-        if k.startswith("realistic")
-    ]
+    real = [(float(k.split("=")[-1]), v) for k, v in res["settings"].items() if k.startswith("realistic")]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
     for solver in real[0][1]:
         ys = [v[solver]["rot_median"] for _, v in real]
@@ -428,9 +402,7 @@ def plot(res: dict, path: Path) -> None:
     r = real[-2][1]
     names = [s for s in r if "us_single" in r[s]]
     bx.barh(names, [r[s]["us_single"] for s in names], label="single calls")
-    bx.barh(
-        names, [r[s].get("us_batch", math.nan) for s in names], label="batch", alpha=0.7
-    )
+    bx.barh(names, [r[s].get("us_batch", math.nan) for s in names], label="batch", alpha=0.7)
     bx.set_xscale("log")
     bx.set_xlabel("µs per pose (Node, same process)")
     bx.tick_params(axis="y", labelsize=6)
