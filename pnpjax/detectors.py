@@ -73,4 +73,4 @@ def select(x: np.ndarray, layout: Layout) -> np.ndarray:
     d = layout.detector
     if d is None or x.ndim != 3 or x.shape[1] != d.num_points or x.shape[1] == layout.num_points:
         return x
-    return x[:, list(d.indices)]
+    return np.ascontiguousarray(x[:, list(d.indices)])

@@ -162,3 +162,17 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
             indent=1,
         )
     )
+
+
+def test_score_detections_against_sqpnp(detected):
+    """experiments/score_detections.py's scoring on real detections: every solver turns every face
+    towards the camera; the refinement lands next to SQPnP (closer than the network alone) and
+    reprojects the landmarks about as well."""
+    det, _ = detected
+    res = faces.score_detections(det, CKPT, hfov_deg=60.0, refine_iters=5, cost="ml")
+    s = res["summary"]
+    n = len(det["landmarks"])
+    assert all(v["faces"] == n and v["facing_camera"] == n for v in s.values()), s
+    net, ref, sq = s["network"], s["refine 5 (ml)"], s["cv2 SQPnP"]
+    assert ref["rot_vs_sqpnp_median_deg"] < net["rot_vs_sqpnp_median_deg"], s
+    assert ref["reproj_median_pct_eyes"] <= 1.1 * sq["reproj_median_pct_eyes"], s

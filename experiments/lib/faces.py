@@ -261,7 +261,7 @@ def sqpnp_pose(
     fx, fy, cx, cy = cam
     k = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
     ok, rvec, tvec = cv2.solvePnP(
-        points_3d.astype(np.float64), np.asarray(uv, np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP
+        points_3d.astype(np.float64), np.ascontiguousarray(uv, np.float64), k, None, flags=cv2.SOLVEPNP_SQPNP
     )
     if not ok:
         raise RuntimeError("cv2 SQPnP failed")
@@ -787,3 +787,81 @@ def _report_markdown(s: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring detections on image files (experiments/score_detections.py)
+# --------------------------------------------------------------------------------------------
+
+
+def reprojection_rmse(points_3d: np.ndarray, uv: np.ndarray, r: np.ndarray, t: np.ndarray, cam) -> float:
+    """RMS distance (pixels) between landmarks and the layout projected with pose (r, t)."""
+    fx, fy, cx, cy = cam
+    x = points_3d @ r.T + t
+    proj = np.stack([fx * x[:, 0] / x[:, 2] + cx, fy * x[:, 1] / x[:, 2] + cy], -1)
+    return float(np.sqrt(np.mean(np.sum((proj - uv) ** 2, -1))))
+
+
+def score_detections(
+    detections: dict, checkpoint: Path, *, hfov_deg: float = 60.0, refine_iters: int = 5, cost: str = "ml"
+) -> dict:
+    """pnpjax (network, and + refinement) against cv2 SQPnP on every face of detect_faces.mjs output:
+    rotation difference to SQPnP (degrees), reprojection RMSE of each (pixels and % of the outer-eye
+    distance), and whether each turns the face towards the camera. No ground truth: SQPnP is the anchor."""
+    from pnpjax import camera, checkpoint as ckpt, detectors, inference, refine
+
+    solver = ckpt.load(checkpoint)
+    layout = solver.layout
+    if layout.detector is None or layout.detector.name != detections.get("detector"):
+        raise ValueError(f"the checkpoint's layout {layout.name} does not take {detections.get('detector')} landmarks")
+    pts = np.asarray(layout.points, np.float64)
+    lm = np.asarray(detections["landmarks"], np.float64)
+    x = detectors.select(lm, layout)
+    noise = refine.noise_model_of(solver.config.realistic)
+    rows = []
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for n, row in enumerate(detections["faces"]):
+        image = detections["images"][row["image"]]
+        by_size.setdefault((image["width"], image["height"]), []).append(n)
+    poses: dict[str, dict[int, np.ndarray]] = {"network": {}, f"refine {refine_iters} ({cost})": {}}
+    for (w, h), idx in by_size.items():
+        cam = camera.parse_camera(f"hfov={hfov_deg},{w}x{h}")
+        for name, iters in (("network", 0), (f"refine {refine_iters} ({cost})", refine_iters)):
+            y = inference.predict_poses(solver, x[idx].astype(np.float32), cam, iters, cost, noise)
+            poses[name].update(dict(zip(idx, y)))
+    for n, row in enumerate(detections["faces"]):
+        image = detections["images"][row["image"]]
+        cam = sqpnp_camera(image["width"], image["height"], hfov_deg)
+        eyes = float(np.linalg.norm(lm[n, LEFT_EYE_OUTER] - lm[n, RIGHT_EYE_OUTER]))
+        r_sq, t_sq = sqpnp_pose(pts, x[n], cam)
+        out = {
+            "image": image["file"],
+            "face": row["face"],
+            "eyes_px": eyes,
+            "cv2 SQPnP": {
+                "reproj_px": reprojection_rmse(pts, x[n], r_sq, t_sq, cam),
+                "depth": float(t_sq[2]),
+                "facing_deg": float(np.degrees(np.arccos(np.clip(r_sq[:, 2] @ (-t_sq / np.linalg.norm(t_sq)), -1, 1)))),
+            },
+        }
+        for name, p in poses.items():
+            r, t = quat_to_matrix(p[n][:4]), np.asarray(p[n][4:], np.float64)
+            out[name] = {
+                "reproj_px": reprojection_rmse(pts, x[n], r, t, cam),
+                "depth": float(t[2]),
+                "rot_vs_sqpnp_deg": angle_deg(r @ r_sq.T),
+                "facing_deg": float(np.degrees(np.arccos(np.clip(r[:, 2] @ (-t / np.linalg.norm(t)), -1, 1)))),
+            }
+        rows.append(out)
+    summary = {}
+    for name in ("cv2 SQPnP", *poses):
+        reproj = np.array([r[name]["reproj_px"] / r["eyes_px"] * 100 for r in rows])
+        s = {
+            "faces": len(rows),
+            "reproj_median_pct_eyes": float(np.median(reproj)),
+            "facing_camera": int(sum(r[name]["facing_deg"] < 60 for r in rows)),
+        }
+        if name != "cv2 SQPnP":
+            s["rot_vs_sqpnp_median_deg"] = float(np.median([r[name]["rot_vs_sqpnp_deg"] for r in rows]))
+        summary[name] = s
+    return {"checkpoint": str(checkpoint.name), "hfov_deg": hfov_deg, "summary": summary, "faces": rows}
