@@ -105,7 +105,9 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
     det, _ = detected
     solver = checkpoint.load(CKPT)
     module = tmp_path / "models" / "faceapi10" / "pnp.js"
-    export.export_solver(solver, "js", module.parent, quantize="uint8")  # the `pnpjax export` default
+    export.export_solver(
+        solver, "js", module.parent, quantize="uint8"
+    )  # `pnpjax export` defaults: uint8, refinement on
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     res = faces.webcam_experiment(
         tmp_path / "run",
@@ -137,12 +139,14 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
     node = faces.js_rotations(module, res["points"], tuple(res["video"]["camera"]), tmp_path)
     for c, e in page.items():
         np.testing.assert_allclose(faces.quat_to_matrix(e["face"]["pose"]["quaternion"]), node[c], atol=1e-9)
-    scores = res["scores"]
-    sq, refined = scores["cv2 SQPnP"], scores["pnpjax Python, refine 5 (ml)"]
-    net = scores["pnpjax JS module in the page"]
-    assert sq["n"] >= 10 and refined["n"] == sq["n"] == net["n"]
+    # The module alone (no refinement), in Node on the same landmarks.
+    alone = faces.js_rotations(module, res["points"], tuple(res["video"]["camera"]), tmp_path, options={"refine": 0})
+    scores = res["scores"] | faces.score_rolls(res["roll"], {"network alone": alone})
+    sq, page, net = scores["cv2 SQPnP"], scores["pnpjax JS module in the page"], scores["network alone"]
+    assert sq["n"] >= 10 and page["n"] == sq["n"] == net["n"] == scores["pnpjax Python, refine 5 (ml)"]["n"]
     assert sq["median_deg"] < 10, sq  # the detector follows the face (the issue measured ~4 degrees)
-    assert refined["median_deg"] <= 1.5 * sq["median_deg"], (refined["median_deg"], sq["median_deg"])
+    # The page's module refines (its default): within 1.5x of SQPnP's median error.
+    assert page["median_deg"] <= 1.5 * sq["median_deg"], (page["median_deg"], sq["median_deg"])
     assert net["median_deg"] <= 2.0 * sq["median_deg"], (net["median_deg"], sq["median_deg"])
     # The score discriminates: against the opposite roll the same rotations are far off.
     video = dataclasses.replace(res["roll"], frames=tuple((s, -a) for s, a in res["roll"].frames))

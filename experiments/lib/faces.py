@@ -607,10 +607,15 @@ def faces_report(
         timeout_s=300,
     )
     cam = tuple(res["video"]["camera"])
-    rotations_f32 = js_rotations(modules["float32"], res["points"], cam, work)
-    scores = res["scores"] | score_rolls(
-        res["roll"], {"pnpjax JS module float32 (Node, same landmarks)": rotations_f32}
-    )
+    node_rows = {
+        "pnpjax JS module uint8, network alone (Node, same landmarks)": js_rotations(
+            modules["uint8"], res["points"], cam, work, options={"refine": 0}
+        ),
+        "pnpjax JS module float32, its default refinement (Node, same landmarks)": js_rotations(
+            modules["float32"], res["points"], cam, work
+        ),
+    }
+    scores = res["scores"] | score_rolls(res["roll"], node_rows)
     shots = save_shots(res["record"], work / "shots")
     codes = filmstrip_frames or sorted(
         (c for c, (s, a) in enumerate(res["roll"].frames) if s == 0 and a in (-24, -16, 0, 16, 24)),
@@ -738,7 +743,8 @@ def _report_markdown(s: dict) -> str:
             ],
         ),
         "",
-        "The JS module in the page is `pnpjax export --format js` of `checkpoints/faceapi10` (uint8, the default);",
+        "The JS module in the page is `pnpjax export --format js` of `checkpoints/faceapi10` with its defaults "
+        "(uint8 weights, 5 Levenberg-Marquardt steps on the `ml` cost after the network);",
         f'"pnpjax Python, refine {s["refine_iters"]}" is `pnpjax predict --refine {s["refine_iters"]} '
         "--refine-cost C` on the landmarks the page used.",
         "",

@@ -575,6 +575,26 @@ export function createSolver(g) {
     };
   }
 
+  /**
+   * selectLandmarks(points) -> the layout's K [x, y] pairs, in layout order, from the whole output
+   * of the detector its metadata names (metadata.layout.detector: {name, num_points, indices},
+   * e.g. face-api.js's 68 landmarks for faceapi10). `points`: [x, y] pairs or {x, y} objects
+   * (face-api.js's `result.landmarks.positions`).
+   */
+  function selectLandmarks(points) {
+    const det = g.metadata.layout.detector;
+    if (!det) fail('selectLandmarks', `layout ${show(g.metadata.layout.name)} does not name its detector`);
+    if (points == null || typeof points === 'string' || points.length !== det.num_points) {
+      fail('selectLandmarks', `${show(det.name)} gives ${det.num_points} points, got ${show(points?.length ?? points)}`);
+    }
+    return det.indices.map((i) => {
+      const p = points[i];
+      const xy = p != null && typeof p === 'object' && !('x' in p) ? [p[0], p[1]] : [p?.x, p?.y];
+      if (!xy.every(isNum)) fail('selectLandmarks', `point ${i} is not an [x, y] pair or {x, y} of finite numbers`);
+      return xy;
+    });
+  }
+
   return {
     metadata: g.metadata,
     estimatePose,
@@ -582,6 +602,7 @@ export function createSolver(g) {
     refinePose,
     toThreeJS,
     threeCamera,
+    selectLandmarks,
   };
 }
 
@@ -594,3 +615,4 @@ export const estimatePoses = solver?.estimatePoses ?? template;
 export const refinePose = solver?.refinePose ?? template;
 export const toThreeJS = solver?.toThreeJS ?? template;
 export const threeCamera = solver?.threeCamera ?? template;
+export const selectLandmarks = solver?.selectLandmarks ?? template;

@@ -41,18 +41,6 @@ const $ = (id) => document.getElementById(id);
 if (params.has('fov')) $('fov').value = params.get('fov');
 if (params.get('track') === '1') $('track').checked = true;
 
-/**
- * The layout's points from a detector's output: `points` are the detector's points ([x, y] or
- * {x, y}), `detector` is metadata.layout.detector ({name, num_points, indices}).
- */
-export function selectLayoutPoints(points, detector) {
-  if (!detector || !Array.isArray(detector.indices)) throw new Error('the layout does not name its detector');
-  if (points.length !== detector.num_points) {
-    throw new Error(`${detector.name} gives ${detector.num_points} points, got ${points.length}`);
-  }
-  return detector.indices.map((i) => (Array.isArray(points[i]) ? [points[i][0], points[i][1]] : [points[i].x, points[i].y]));
-}
-
 // --- camera and frames --------------------------------------------------------------------------
 
 /** Pinhole camera of a width x height image with a horizontal field of view (principal point at the centre). */
@@ -121,9 +109,11 @@ function overlayGeometry() {
 }
 const SEGMENTS = overlayGeometry();
 
-/** Draw the overlay for a pose through a three.js camera matching the image's intrinsics. */
+/** Draw the overlay for a pose through the three.js camera of the image's intrinsics (the module's threeCamera). */
 function drawOverlay(ctx, solver, pose, cam, scale) {
-  const camera = new THREE.PerspectiveCamera((2 * Math.atan(cam.height / 2 / cam.fy) * 180) / Math.PI, cam.width / cam.height, 1, 5000);
+  const c = solver.threeCamera({ camera: cam });
+  const camera = new THREE.PerspectiveCamera(c.fov, c.aspect, c.near, c.far);
+  if (c.view) camera.setViewOffset(c.view.fullWidth, c.view.fullHeight, c.view.offsetX, c.view.offsetY, c.view.width, c.view.height);
   const head = new THREE.Object3D();
   const three = solver.toThreeJS(pose); // pose in the export's frame -> three.js camera frame, cm
   head.position.fromArray(three.position);
@@ -165,7 +155,7 @@ function drawLandmarks(ctx, all, selected, scale) {
 
 // --- the pipeline ---------------------------------------------------------------------------------
 
-const state = { faceapi: null, solver: null, detector: null, tracker: null, options: null };
+const state = { faceapi: null, solver: null, tracker: null, options: null };
 const record = { config: null, frames: [], photo: null, shots: {}, errors: [] };
 window.pnpjaxFaces = record;
 
@@ -184,14 +174,12 @@ async function load() {
   await faceapi.nets.tinyFaceDetector.loadFromUri(MODELS);
   await (opt.landmarks === 'tiny' ? faceapi.nets.faceLandmark68TinyNet : faceapi.nets.faceLandmark68Net).loadFromUri(MODELS);
   const solver = await import(new URL(opt.js, location.href).href);
-  const detector = solver.metadata.layout.detector;
-  if (detector?.name !== FACE_API_68) {
+  if (solver.metadata.layout.detector?.name !== FACE_API_68 || typeof solver.selectLandmarks !== 'function') {
     throw new Error(`the module's layout ${solver.metadata.layout.name} does not take face-api.js's 68 landmarks`);
   }
   Object.assign(state, {
     faceapi,
     solver,
-    detector,
     options: new faceapi.TinyFaceDetectorOptions({ inputSize: opt.size, scoreThreshold: 0.4 }),
   });
   record.config = {
@@ -201,7 +189,7 @@ async function load() {
     size: opt.size,
     layout: solver.metadata.layout.name,
     source: solver.metadata.source,
-    refine: opt.refine ?? null,
+    refine: opt.refine ?? "the module's default",
     tracker: typeof solver.createTracker === 'function',
   };
   $('status').textContent =
@@ -211,7 +199,7 @@ async function load() {
 
 /** Detect, select, solve: one entry per face, largest first. `image` is a canvas, image or video. */
 async function solveFaces(image, cam) {
-  const { faceapi, solver, detector, options } = state;
+  const { faceapi, solver, options } = state;
   const t0 = performance.now();
   const tiny = opt.landmarks === 'tiny';
   const found = await faceapi.detectAllFaces(image, options).withFaceLandmarks(tiny);
@@ -219,7 +207,7 @@ async function solveFaces(image, cam) {
   const faces = found
     .map((r) => {
       const landmarks = r.landmarks.positions.map((p) => [p.x, p.y]);
-      const points = selectLayoutPoints(landmarks, detector);
+      const points = solver.selectLandmarks(landmarks);
       const pose = opt.refine === undefined ? solver.estimatePose(points, cam) : solver.estimatePose(points, cam, { refine: opt.refine });
       const opencv = solver.metadata.frame.startsWith('OpenGL') ? flip(pose) : pose;
       const b = r.detection.box;
