@@ -48,6 +48,12 @@ class Camera:
             raise CameraError(f"camera values must be finite, got {vals}")
         if self.fx <= 0 or self.fy <= 0 or self.width <= 0 or self.height <= 0:
             raise CameraError(f"camera needs fx, fy, width, height > 0, got {vals}")
+        from pnpjax import validate
+
+        try:
+            validate.intrinsics(vals)  # the shared rules (magnitude limits), as the JS module applies them
+        except PnpjaxError as e:
+            raise CameraError(f"bad camera: {e}") from None
 
     @classmethod
     def from_hfov(cls, hfov_deg: float, width: float, height: float) -> "Camera":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pnpjax import __version__, layouts, model
+from pnpjax import __version__, fsio, integrity, layouts, model, readers
 from pnpjax.config import Config
-from pnpjax.errors import CheckpointError
+from pnpjax.errors import CheckpointError, PnpjaxError
 
 META_FILE = "pnpjax.json"
 FORMAT = "pnpjax-model/1"
@@ -102,15 +101,16 @@ def save(directory: str | Path, solver: Solver, extra_meta: dict | None = None, 
     out = Path(directory).absolute()
     if out.exists() and any(out.iterdir()) and not force:
         raise CheckpointError(f"{out} exists and is not empty (use --force to overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    integrity.check_solver(solver, str(out))  # never write a checkpoint that load would refuse
+    tmp = fsio.make_temp_dir(out, CheckpointError)
     try:
         ckptr = _checkpointer()
         ckptr.save(tmp / "params", jax.device_get(solver.params))
         ckptr.wait_until_finished()
         # orbax notes the absolute path it wrote to; a model directory is shared, so drop it.
         (tmp / "params" / "commit_success.txt").unlink(missing_ok=True)
-        meta = metadata(solver.config, solver.layout, solver.stats, solver.params, extra_meta)
+        hashes = {integrity.HASH_KEY: integrity.hash_tree(tmp / "params")}  # verified by load()
+        meta = metadata(solver.config, solver.layout, solver.stats, solver.params, {**(extra_meta or {}), **hashes})
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
         if out.exists():
             shutil.rmtree(out)
@@ -123,15 +123,33 @@ def save(directory: str | Path, solver: Solver, extra_meta: dict | None = None, 
 
 def read_meta(directory: Path) -> dict:
     f = directory / META_FILE
-    try:
-        meta = json.loads(f.read_text())
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{directory}: no {META_FILE}; not a pnpjax checkpoint") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{f} is corrupt: {e}") from e
-    if not isinstance(meta, dict) or "config" not in meta or "layout" not in meta:
-        raise CheckpointError(f"{f} is not pnpjax metadata")
+    if not f.exists() and not f.is_symlink():
+        raise CheckpointError(f"{directory}: no {META_FILE}; not a pnpjax checkpoint")
+    meta = readers.read_json(f, "checkpoint metadata", readers.MAX_META_BYTES, _CorruptMeta)
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("layout"), dict):
+        raise CheckpointError(f"{f} is not pnpjax metadata (needs 'config' and 'layout' objects)")
     return meta
+
+
+class _CorruptMeta(CheckpointError):
+    def __init__(self, msg: str):
+        super().__init__(f"{msg} (corrupt checkpoint metadata)")
+
+
+def _parts(meta: dict, where: str) -> tuple[Config, layouts.Layout]:
+    """Config and layout of checkpoint metadata, both validated; any malformed field is one CheckpointError."""
+    try:
+        cfg = Config.from_dict(meta["config"]).validate()
+        layout = layouts.Layout.from_dict(meta["layout"])
+    except PnpjaxError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
+        raise CheckpointError(f"{where}: malformed {META_FILE} ({type(e).__name__}: {str(e)[:120]})") from None
+    stats = meta.get("stats")
+    if not isinstance(stats, dict):
+        raise CheckpointError(f"{where}: {META_FILE} has no 'stats' object")
+    integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, where)
+    return cfg, layout
 
 
 def solver_from_meta(meta: dict, params) -> Solver:
@@ -162,18 +180,24 @@ def load(directory: str | Path) -> Solver:
     if (d / "model" / META_FILE).is_file():
         d = d / "model"
     meta = read_meta(d)
-    cfg = Config.from_dict(meta["config"])
-    layout = layouts.Layout.from_dict(meta["layout"])
+    cfg, layout = _parts(meta, str(d))
+    if (d / "params").is_dir():
+        if integrity.HASH_KEY not in meta:
+            raise CheckpointError(f"{d}: {META_FILE} has no '{integrity.HASH_KEY}' (made before checkpoints were hashed; "
+                                  "add the hashes with experiments/hash_checkpoints.py if you trust the files)")
+        integrity.verify_tree(d / "params", meta[integrity.HASH_KEY], str(d))
     target = _abstract_params(cfg, layout)
     if (d / "params").is_dir():
         params = _restore(lambda: _checkpointer().restore(d / "params", target), d, d / "params")
     elif (d / "ckpt").is_dir():
-        params = _restore(lambda: restore_latest_params(d, cfg, layout), d, _latest_step_dir(d / "ckpt"))
+        step_dir = _latest_step_dir(d / "ckpt")  # verifies the step's sha256 before orbax reads it
+        params = _restore(lambda: restore_latest_params(d, cfg, layout), d, step_dir)
     else:
         raise CheckpointError(f"{d}: has {META_FILE} but no params/ or ckpt/")
     shapes = lambda tree: jax.tree_util.tree_map(lambda a: tuple(a.shape), tree)  # noqa: E731
     if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(target) or shapes(params) != shapes(target):
         raise CheckpointError(f"{d}: the saved parameters do not match the model config in {META_FILE}")
+    integrity.check_params(params, str(d))
     return solver_from_meta(meta, params)
 
 
@@ -186,7 +210,7 @@ def restore_latest_params(workdir: str | Path, cfg: Config, layout: layouts.Layo
 
     step_dir = _latest_step_dir(Path(workdir).absolute() / "ckpt")
     if step_dir is None:
-        raise CheckpointError(f"{workdir}: no checkpoint steps in ckpt/")
+        raise CheckpointError(f"{workdir}: no verified checkpoint step in ckpt/ (none with a record in {integrity.STEP_HASH_FILE})")
     target = _abstract_params(cfg, layout)
     args = ocp.args.PyTreeRestore(item={"params": target}, partial_restore=True,
                                   restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)})
@@ -210,12 +234,14 @@ def _verify_readable(path: Path | None) -> None:
         kv.read(key).result()
 
 
+def _steps(ckpt: Path) -> list[int]:
+    return [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()] if ckpt.is_dir() else []
+
+
 def _latest_step_dir(ckpt: Path) -> Path | None:
-    """ckpt/<latest step>/default, the item train.restore_latest_params restores."""
-    if not ckpt.is_dir():
-        return None
-    steps = [int(p.name) for p in ckpt.iterdir() if p.name.isdigit()]
-    return ckpt / str(max(steps)) / "default" if steps else None
+    """ckpt/<newest step with a verified sha256 record>/default, the item restore_latest_params restores."""
+    step = integrity.verified_step(ckpt.parent, _steps(ckpt))
+    return None if step is None else ckpt / str(step) / "default"
 
 
 def _restore(fn, d: Path, data_dir: Path | None = None):

@@ -11,14 +11,23 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from pnpjax import fsio, validate
 from pnpjax.errors import ConfigError, InputError, PnpjaxError
+from pnpjax.readers import read_landmarks  # noqa: F401  (moved to readers.py; kept importable here)
 
 EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2, no usage block); subparsers inherit the class."""
+
+    def error(self, message: str):
+        from pnpjax.textsafe import one_line
+
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(' '.join(message.split()))}\n")
 
 
 def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = None) -> int:
@@ -40,7 +49,9 @@ def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = No
             return 0
     else:
         cfg = base
+    validate.cli_seconds(args.seconds)
     if args.steps is not None:
+        validate.cli_int(args.steps, "--steps", 1, 10**9)
         cfg = dataclasses.replace(cfg, steps=args.steps)
     summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress,
                                        t_start=t_start)
@@ -78,8 +89,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     from pnpjax import inference, protocols, train
 
-    if args.n <= 0:
-        raise InputError("--n must be positive")
+    validate.cli_int(args.n, "--n", 1, validate.MAX_EVAL_N)
+    validate.cli_int(args.seed, "--seed", 0, validate.MAX_SEED)
+    validate.cli_int(args.refine, "--refine", 0, validate.MAX_REFINE)
     solvers = _load_solvers(args.checkpoint)
     layout = solvers[0].layout
     if args.protocol == "seed":
@@ -107,6 +119,9 @@ def _eval(args: argparse.Namespace) -> int:
 def metrics_table(rows: dict[str, dict]) -> str:
     cols = [("l1_3d", "L1-3D"), ("rot_mean_deg", "rot mean°"), ("rot_median_deg", "rot med°"), ("rot_p99_deg", "rot p99°"),
             ("trans_mean", "t mean"), ("trans_median", "t med"), ("reproj_rmse_median", "reproj med"), ("failures", ">30° frac")]
+    from pnpjax.textsafe import one_line
+
+    rows = {one_line(k): v for k, v in rows.items()}  # a name from a path or a layout is one row, never two
     name_w = max([len("model")] + [len(k) for k in rows])
     head = f"{'model':<{name_w}} " + " ".join(f"{c[1]:>10}" for c in cols)
     lines = [head, "-" * len(head)]
@@ -115,58 +130,9 @@ def metrics_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def read_landmarks(path: Path, num_points: int, layout=None):
-    """(N, K, 2) float array from .npy or .json (a K x 2 list, or a list of them).
-
-    With a layout that names its detector, also the detector's full output (pnpjax.detectors).
-    """
-    import numpy as np
-
-    from pnpjax import detectors
-
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    try:
-        if path.suffix == ".npy":
-            x = np.load(path, allow_pickle=False)
-        elif path.suffix == ".json":
-            data = json.loads(path.read_text())
-            x = np.asarray(detectors.from_json(data) if layout is not None else data, dtype=np.float64)
-        else:
-            raise InputError(f"input must be .npy or .json, got {path.name}")
-    except (ValueError, TypeError, EOFError, OSError, UnicodeDecodeError) as e:  # incl. JSONDecodeError
-        raise InputError(f"cannot read landmarks from {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise InputError(f"{path}: landmarks must be real numbers")
-    if x.ndim == 2:
-        x = x[None]
-    if layout is not None:
-        x = detectors.select(x, layout)
-    if x.ndim != 3 or x.shape[1:] != (num_points, 2):
-        raise InputError(f"{path}: expected shape (N, {num_points}, 2) for this layout, got {tuple(x.shape)}")
-    if not np.all(np.isfinite(x)):
-        bad = int(np.sum(~np.all(np.isfinite(x), axis=(1, 2))))
-        raise InputError(f"{path}: {bad} of {x.shape[0]} poses have NaN or infinite landmarks")
-    return x
-
-
 def _atomic_write(path: Path, write) -> None:
     """write(tmp) then rename to path; a path that cannot be written is the user's error (one line)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            write(tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    fsio.atomic_write(path, write, InputError)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -198,6 +164,7 @@ def _predict(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in (".npy", ".json"):
         raise InputError(f"output must be .npy or .json, got {out.name}")
+    validate.cli_int(args.refine, "--refine", 0, validate.MAX_REFINE)
     (solver,) = _load_solvers([args.checkpoint])
     x = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout)
     spec = args.camera
@@ -207,8 +174,11 @@ def _predict(args: argparse.Namespace) -> int:
             raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
         spec = "seed"
     cam = camera.parse_camera(spec)
+    px = x if cam is not None else np.stack([x[..., 0], 1.0 - x[..., 1]], -1)  # seed coords -> its 1x1 pixels
+    validate.to_normalized(px, (camera.SEED_CAMERA if cam is None else cam).intrinsics, str(args.input))  # float64 rules
     proto = solver.test_protocol
     y = predict_poses(solver, x, cam, args.refine, args.refine_cost, _noise_model(args, proto))
+    validate.check_poses(y, opencv=cam is not None, what=f"the pose ({args.input})")
     if out.suffix == ".npy":
         _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
     else:
@@ -238,7 +208,7 @@ def _refine_args(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pnpjax", description="Tiny neural PnP solvers: train, evaluate, predict, export.")
+    p = _Parser(prog="pnpjax", description="Tiny neural PnP solvers: train, evaluate, predict, export.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train (or resume) a solver", description="Extra arguments override config fields, "
@@ -288,26 +258,54 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv[:1] == ["train"] and "--help-overrides" in argv:
-        import tyro
-
-        from pnpjax import config
-
-        tyro.cli(config.Config, args=["--help"], prog="pnpjax train --config NAME --workdir DIR")
-        return 0
-    args, rest = parser.parse_known_args(argv)
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     if rest and args.command != "train":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _usage_error(parser, f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "train" and "--help-overrides" in rest:
+        return _help_overrides(args)
     try:
         if args.command == "train":
             return _train(args, rest, t_start)
         return {"eval": _eval, "predict": _predict, "export": _export}[args.command](args)
     except PnpjaxError as e:
-        print(f"pnpjax {args.command}: error: {e}", file=sys.stderr)
+        from pnpjax.textsafe import one_line
+
+        print(f"pnpjax {args.command}: error: {one_line(e)}", file=sys.stderr)  # user text may hold line breaks
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"pnpjax {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> int:
+    try:
+        parser.error(message)
+    except SystemExit as e:
+        return e.code
+    return EXIT_USAGE
+
+
+def _help_overrides(args: argparse.Namespace) -> int:
+    """Every override with the defaults of the chosen --config (not the base Config's)."""
+    import tyro
+
+    from pnpjax import config
+
+    try:
+        base = config.get_config(args.config)
+    except PnpjaxError as e:
+        from pnpjax.textsafe import one_line
+
+        print(f"pnpjax train: error: {one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        tyro.cli(config.Config, default=base, args=["--help"], prog=f"pnpjax train --config {args.config} --workdir DIR")
+    except SystemExit as e:
+        return e.code or 0
+    return 0
 
 
 if __name__ == "__main__":

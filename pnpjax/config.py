@@ -65,6 +65,9 @@ class Config:
                 raise ConfigError(f"{f} must be positive, got {getattr(self, f)}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        from pnpjax.validate import config_numbers
+
+        config_numbers(self)  # every number finite and in range (issue #14)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -296,6 +296,13 @@ class LayersSolver:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_not_the_source(src: Path, out: Path) -> None:
+    """--out must not be, contain or lie inside the checkpoint it is made from (--force would delete it)."""
+    s, o = src.resolve(), out.resolve()
+    if o == s or s in o.parents or o in s.parents:
+        raise ExportError(f"--out {out} is, contains or lies inside the checkpoint {src}; choose another directory")
+
+
 def _check_out(out: Path, force: bool) -> None:
     if out.exists() or out.is_symlink():
         if not out.is_dir() or out.is_symlink():
@@ -307,14 +314,18 @@ def _check_out(out: Path, force: bool) -> None:
 @contextlib.contextmanager
 def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary sibling of ``out``; on success it replaces ``out`` by renames, else vanishes."""
+    from pnpjax import fsio
+
     _check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = fsio.make_temp_dir(out, ExportError)  # also removes temp dirs of killed exports of `out`
     try:
         yield tmp
         os.chmod(tmp, 0o755)
         _check_out(out, force)  # again: the export may have taken a while
-        tfjs.replace_dir(tmp, out)
+        try:
+            tfjs.replace_dir(tmp, out)
+        except OSError as e:
+            raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -458,6 +469,9 @@ def export_solver(
         raise ExportError("a SavedModel stores float32 weights; --quantize applies to tfjs and js")
     if not all(hasattr(solver, a) for a in ("config", "params", "stats")):
         raise ExportError(f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported")
+    from pnpjax import integrity
+
+    integrity.check_solver(solver, source or "checkpoint")  # finite params, sane stats: never export NaN
     cam = camlib.parse_camera(camera)
     out = Path(out)
     _check_out(out, force)
@@ -499,6 +513,7 @@ def export_checkpoint(
     if format != "js" and (refine_iters is not None or refine_cost is not None):
         raise ExportError("--refine and --refine-cost apply to --format js only")
     cam = camlib.parse_camera(camera)  # bad cameras and a non-empty --out fail before loading
+    _check_not_the_source(Path(checkpoint), Path(out))
     _check_out(Path(out), force)
     solver = ckpt.load(checkpoint)
     return export_solver(solver, format, out, quantize=quantize, camera=cam, force=force, source=Path(checkpoint).absolute().name,

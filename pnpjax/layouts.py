@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -67,7 +66,13 @@ class Layout:
     detector: DetectorSource | None = None
 
     def __post_init__(self):
-        validate_points(np.asarray(self.points, dtype=np.float64), self.name)
+        from pnpjax import validate
+
+        pts = np.asarray(self.points, dtype=np.float64)
+        if pts.ndim == 2 and pts.shape[0] > validate.MAX_POINTS:  # before any O(K) work
+            validate.layout_points(pts, self.name)
+        validate_points(pts, self.name)
+        validate.layout_points(pts, self.name)
         if len(self.point_names) != len(self.points):
             raise LayoutError(f"layout '{self.name}': {len(self.point_names)} names for {len(self.points)} points")
         if len(set(self.point_names)) != len(self.point_names):
@@ -125,6 +130,8 @@ class Layout:
                 raise LayoutError("layout 'points' list entries must be {\"name\": ..., \"xyz\": [x, y, z]}") from e
         else:
             raise LayoutError("layout 'points' must be an object or a list")
+        if not all(isinstance(p, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in xyz):
+            raise LayoutError(f"layout '{d.get('name', default_name)}': every point must be a list of 3 numbers (not strings or booleans)")
         arr = _as_points(xyz, d.get("name", default_name))
         name = str(d.get("name", default_name))
         detector = DetectorSource.from_dict(d["detector"], name) if d.get("detector") is not None else None
@@ -144,8 +151,9 @@ class Layout:
 
 def _no_duplicate_keys(pairs: list) -> dict:
     """json object hook: a repeated key (e.g. a point name) is an error, not a silent overwrite."""
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
+    import collections
+
+    dup = sorted(k for k, n in collections.Counter(k for k, _ in pairs).items() if n > 1)
     if dup:
         raise LayoutError(f"layout JSON repeats the key(s) {', '.join(dup)}; point names must be unique")
     return dict(pairs)
@@ -177,18 +185,16 @@ def validate_points(pts: np.ndarray, name: str = "layout") -> None:
 
 def load_layout_file(path: str | Path) -> Layout:
     """Read a user layout from .json or .csv (see module docstring)."""
+    from pnpjax import readers
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() or p.is_dir():
         raise LayoutError(f"layout file not found: {p}")
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise LayoutError(f"cannot read layout file {p}: {e}") from e
+    if p.suffix.lower() not in (".json", ".csv"):
+        raise LayoutError(f"layout file {p}: expected a .json or .csv file")
+    text = readers.layout_file_text(p, LayoutError)  # regular file, size-limited, UTF-8, BOM dropped
     if p.suffix.lower() == ".json":
-        try:
-            d = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-        except json.JSONDecodeError as e:
-            raise LayoutError(f"layout file {p} is not valid JSON: {e.msg} (line {e.lineno})") from e
+        d = readers.parse_json(text, f"layout file {p}", LayoutError, object_pairs_hook=_no_duplicate_keys)
         return Layout.from_dict(d, default_name=p.stem)
     if p.suffix.lower() == ".csv":
         rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]

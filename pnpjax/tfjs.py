@@ -51,6 +51,7 @@ ACTIVATIONS: tuple[str, ...] = ("relu", "linear")
 QUANTIZATIONS: tuple[str, ...] = ("float32", "float16", "uint8")
 SHARD_NAME = "group1-shard1of1.bin"
 MODEL_JSON = "model.json"
+MAX_MODEL_JSON_BYTES = 64 << 20
 # Keras version whose topology layout we emit (the one the published seed models use).
 KERAS_TOPOLOGY_VERSION = "2.2.4-tf"
 
@@ -288,8 +289,9 @@ def write_layers_model(
         model_json["userDefinedMetadata"] = metadata
     text = json.dumps(model_json, allow_nan=False)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    from pnpjax import fsio
+
+    tmp = fsio.make_temp_dir(out, ExportError)
     try:
         (tmp / MODEL_JSON).write_text(text, encoding="utf-8")
         (tmp / SHARD_NAME).write_bytes(b"".join(chunks))
@@ -306,7 +308,9 @@ def replace_dir(src: Path, dst: Path) -> None:
     if not dst.exists():
         os.rename(src, dst)
         return
-    backup = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+    from pnpjax import fsio
+
+    backup = Path(tempfile.mkdtemp(prefix=fsio.temp_prefix(dst) + "old-", dir=dst.parent))
     os.rmdir(backup)
     os.rename(dst, backup)
     try:
@@ -349,8 +353,12 @@ def _load_json(path: Path) -> dict[str, Any]:
     """Parse model.json, turning I/O and syntax problems into ModelFormatError."""
     if not path.is_file():
         raise _fail(f"missing {path}")
+    if path.stat().st_size > MAX_MODEL_JSON_BYTES:
+        raise _fail(f"{path} is {path.stat().st_size} bytes, more than the limit of {MAX_MODEL_JSON_BYTES}")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise _fail(f"malformed JSON in {path}: nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(f"malformed JSON in {path}: {exc}") from exc
     if not isinstance(obj, dict):
@@ -409,6 +417,11 @@ def _read_weights(model_dir: Path, manifest: Any) -> tuple[dict[str, np.ndarray]
         files = [_safe_weight_path(model_dir, p) for p in group["paths"]]
         if not files and expected:
             raise _fail(f"weightsManifest[{g}] lists weights but no shard paths")
+        on_disk = sum(f.stat().st_size for f in files)  # sizes first: never read a shard that cannot be right
+        if on_disk != expected:
+            raise _fail(
+                f"weightsManifest[{g}] shards hold {on_disk} bytes but the manifest's shapes x dtypes need {expected}"
+            )
         buf = b"".join(f.read_bytes() for f in files)
         if len(buf) != expected:
             raise _fail(

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -24,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from pnpjax import checkpoint, layouts, losses, model, protocols
+from pnpjax import checkpoint, integrity, layouts, losses, model, protocols
 from pnpjax.config import Config
-from pnpjax.errors import ConfigError, NonFiniteLossError
+from pnpjax.errors import CheckpointError, ConfigError, NonFiniteLossError, PnpjaxError
 
 
 class TrainState(NamedTuple):
@@ -185,12 +186,14 @@ def evaluate(cfg: Config, layout: layouts.Layout, params, stats, batch: protocol
 # --- the loop ----------------------------------------------------------------------------------
 
 
-def _manager(workdir: Path, cfg: Config):
+def _manager(workdir: Path, cfg: Config, cleanup: bool = False):
+    """cleanup: remove orbax's temporary step directories of a killed run (training only; loading writes nothing)."""
     import orbax.checkpoint as ocp
 
     return ocp.CheckpointManager(
         (workdir / "ckpt").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False),
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False,
+                                             cleanup_tmp_directories=cleanup),
     )
 
 
@@ -281,18 +284,85 @@ def train_and_evaluate(
     workdir = Path(workdir)
     cfg = cfg.validate()
     layout = layouts.get_layout(cfg.layout)
+    fresh = not _check_workdir(workdir, cfg)
+    made = _existing_entries(workdir)
+    try:
+        return _train_loop(cfg, layout, workdir, seconds=seconds, max_steps=max_steps, progress=progress,
+                           print_fn=print_fn, t_start=t_start)
+    except PnpjaxError:
+        if fresh:  # a run that fails at once (e.g. a NaN loss) leaves nothing behind, only what it created
+            _remove_new_entries(made)
+        raise
+
+
+def _check_workdir(workdir: Path, cfg: Config) -> bool:
+    """One-line errors for a workdir that cannot be used; True if it holds a run of this config."""
+    from pnpjax import readers
+
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"workdir {workdir} exists and is not a directory")
     cfg_file = workdir / "config.json"
-    if cfg_file.exists():
-        saved = Config.from_dict(json.loads(cfg_file.read_text()))
-        if saved != cfg:
-            raise ConfigError(f"{workdir} holds a run of a different config ('{saved.name}'); use another --workdir")
-    workdir.mkdir(parents=True, exist_ok=True)
+    if not cfg_file.exists():
+        return False
+    try:
+        saved = Config.from_dict(readers.read_json(cfg_file, "workdir config", readers.MAX_META_BYTES, ConfigError))
+    except PnpjaxError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"{cfg_file} is not a pnpjax config ({type(e).__name__})") from None
+    if saved != cfg:
+        raise ConfigError(f"{workdir} holds a run of a different config ('{saved.name}'); use another --workdir")
+    return True
+
+
+def _existing_entries(workdir: Path) -> tuple[Path, set[str] | None]:
+    """(workdir, its entries) if it exists, else (its topmost missing ancestor, None): what a failed run may remove."""
+    if workdir.is_dir():
+        return workdir, {p.name for p in workdir.iterdir()}
+    top = workdir.absolute()
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top, None
+
+
+def _remove_new_entries(made: tuple[Path, set[str] | None]) -> None:
+    import shutil
+
+    root, before = made
+    if before is None:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for p in root.iterdir():
+        if p.name not in before:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, max_steps, progress, print_fn, t_start) -> dict:
+    cfg_file = workdir / "config.json"
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to workdir {workdir}: {e.strerror or e}") from None
     k = keys(cfg)
     mesh = make_mesh(cfg.batch_size)
 
     stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], cfg.stats_samples)
-    mngr = _manager(workdir, cfg)
-    latest = mngr.latest_step()
+    try:
+        integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, "training statistics")
+    except CheckpointError:
+        raise ConfigError(f"layout '{layout.name}': the {cfg.protocol} protocol kept no usable sample of "
+                          f"{cfg.stats_samples} draws (every point must be in front of the camera and in the image); "
+                          "check the layout's units and that its origin is near its points") from None
+    mngr = _manager(workdir, cfg, cleanup=True)
+    latest = integrity.verified_step(workdir, list(mngr.all_steps()))
+    for unverified in [s for s in mngr.all_steps() if latest is None or s > latest]:
+        mngr.delete(unverified)  # committed by a run killed before it recorded the step's hashes
     if latest is not None:
         state = _restore_state(mngr, latest, cfg, layout)
         print_fn(f"resuming {workdir} from step {latest} of {int(state.total_steps)}")
@@ -346,6 +416,8 @@ def train_and_evaluate(
             end = step == total or stopped_by_time
             if step % cfg.checkpoint_every == 0 or end:
                 mngr.save(step, args=_save_args(state), force=True)
+                mngr.wait_until_finished()
+                integrity.record_step(workdir, step)
             if step % cfg.eval_every == 0 or end:
                 summary = evaluate(cfg, layout, state.params, stats, test)
                 log_row(mf, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t_start, **summary})
@@ -369,8 +441,6 @@ def train_and_evaluate(
         wall = time.perf_counter() - t_start
         log_row(mf, {"kind": "end", "step": step, "seconds": wall, "finished": finished, **summary})
     return {"step": step, "wall_seconds": wall, "finished": finished, **summary}
-
-
 
 
 def _save_args(state: TrainState):
