@@ -25,7 +25,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from pnpjax import geometry
-from pnpjax.errors import CameraError
+from pnpjax.errors import CameraError, PnpjaxError
 
 MIN_DEPTH = 1e-3  # depth clamp before dividing; keeps projection and its gradient finite.
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pnpjax import __version__, fsio, integrity, layouts, model, readers
+from pnpjax import __version__, fsio, integrity, layouts, model
 from pnpjax.config import Config
 from pnpjax.errors import CheckpointError, PnpjaxError
 
@@ -125,15 +125,13 @@ def read_meta(directory: Path) -> dict:
     f = directory / META_FILE
     if not f.exists() and not f.is_symlink():
         raise CheckpointError(f"{directory}: no {META_FILE}; not a pnpjax checkpoint")
-    meta = readers.read_json(f, "checkpoint metadata", readers.MAX_META_BYTES, _CorruptMeta)
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(meta.get("layout"), dict):
+    try:
+        meta = fsio.read_json(f, "checkpoint metadata", fsio.MAX_META_BYTES, CheckpointError)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e} (corrupt checkpoint metadata)") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("config"), dict) and isinstance(meta.get("layout"), dict)):
         raise CheckpointError(f"{f} is not pnpjax metadata (needs 'config' and 'layout' objects)")
     return meta
-
-
-class _CorruptMeta(CheckpointError):
-    def __init__(self, msg: str):
-        super().__init__(f"{msg} (corrupt checkpoint metadata)")
 
 
 def _parts(meta: dict, where: str) -> tuple[Config, layouts.Layout]:
@@ -183,8 +181,8 @@ def load(directory: str | Path) -> Solver:
     cfg, layout = _parts(meta, str(d))
     if (d / "params").is_dir():
         if integrity.HASH_KEY not in meta:
-            raise CheckpointError(f"{d}: {META_FILE} has no '{integrity.HASH_KEY}' (made before checkpoints were hashed; "
-                                  "add the hashes with experiments/hash_checkpoints.py if you trust the files)")
+            raise CheckpointError(f"{d}: {META_FILE} has no '{integrity.HASH_KEY}' (made before checkpoints were "
+                                  "hashed; add the hashes with experiments/hash_checkpoints.py if you trust the files)")
         integrity.verify_tree(d / "params", meta[integrity.HASH_KEY], str(d))
     target = _abstract_params(cfg, layout)
     if (d / "params").is_dir():
@@ -210,7 +208,8 @@ def restore_latest_params(workdir: str | Path, cfg: Config, layout: layouts.Layo
 
     step_dir = _latest_step_dir(Path(workdir).absolute() / "ckpt")
     if step_dir is None:
-        raise CheckpointError(f"{workdir}: no verified checkpoint step in ckpt/ (none with a record in {integrity.STEP_HASH_FILE})")
+        raise CheckpointError(f"{workdir}: no verified checkpoint step in ckpt/ "
+                              f"(none with a record in {integrity.STEP_HASH_FILE})")
     target = _abstract_params(cfg, layout)
     args = ocp.args.PyTreeRestore(item={"params": target}, partial_restore=True,
                                   restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)})

@@ -175,7 +175,8 @@ def _predict(args: argparse.Namespace) -> int:
         spec = "seed"
     cam = camera.parse_camera(spec)
     px = x if cam is not None else np.stack([x[..., 0], 1.0 - x[..., 1]], -1)  # seed coords -> its 1x1 pixels
-    validate.to_normalized(px, (camera.SEED_CAMERA if cam is None else cam).intrinsics, str(args.input))  # float64 rules
+    k = (camera.SEED_CAMERA if cam is None else cam).intrinsics
+    validate.to_normalized(px, k, str(args.input))  # the float64 rules, before the float32 solver
     proto = solver.test_protocol
     y = predict_poses(solver, x, cam, args.refine, args.refine_cost, _noise_model(args, proto))
     validate.check_poses(y, opencv=cam is not None, what=f"the pose ({args.input})")

@@ -11,16 +11,19 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any
+from collections.abc import Callable
 
 from pnpjax.errors import InputError, PnpjaxError
 
 MiB = 1 << 20
+MAX_META_BYTES = 16 * MiB  # pnpjax.json, config.json, layout files
 
 
 def _one_line(e: BaseException) -> str:
@@ -38,7 +41,13 @@ def check_regular(path: Path, what: str, error: type[PnpjaxError] = InputError) 
     except OSError as e:
         raise error(f"cannot read {what} {path}: {_one_line(e)}") from None
     if not stat.S_ISREG(st.st_mode):
-        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "not a regular file"
+        )
         raise error(f"{what} {path} is {kind}; expected a regular file")
     return st
 
@@ -68,8 +77,9 @@ def read_regular(path: str | os.PathLike, what: str, max_bytes: int, error: type
     return data
 
 
-def read_text(path: str | os.PathLike, what: str, max_bytes: int, error: type[PnpjaxError] = InputError,
-              encoding: str = "utf-8") -> str:
+def read_text(
+    path: str | os.PathLike, what: str, max_bytes: int, error: type[PnpjaxError] = InputError, encoding: str = "utf-8"
+) -> str:
     data = read_regular(path, what, max_bytes, error)
     try:
         return data.decode(encoding)
@@ -109,7 +119,7 @@ def clean_stale(target: Path) -> list[Path]:
     for p in entries:
         if not p.name.startswith(head):
             continue
-        pid = p.name[len(head):].split("-", 1)[0]
+        pid = p.name[len(head) :].split("-", 1)[0]
         if not pid.isdigit() or _pid_alive(int(pid)):
             continue
         try:
@@ -153,3 +163,37 @@ def atomic_write(path: Path, write: Callable[[str], None], error: type[PnpjaxErr
             raise
     except OSError as e:
         raise error(f"cannot write {path}: {_one_line(e)}") from None
+
+
+# --- JSON ------------------------------------------------------------------------------------------
+
+
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not a finite number")
+
+
+def parse_json(data: bytes | str, what: str, error: type[PnpjaxError] = InputError, **kwargs) -> Any:
+    """Strict JSON (no NaN/Infinity tokens); nesting too deep or bad syntax is one line."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant, **kwargs)
+    except RecursionError:
+        raise error(f"{what} is nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{what} is not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{what} is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except ValueError as e:
+        raise error(f"{what}: {(str(e).splitlines() or ['bad value'])[0][:200]}") from None
+
+
+def read_json(
+    path: str | os.PathLike, what: str, max_bytes: int = MAX_META_BYTES, error: type[PnpjaxError] = InputError, **kwargs
+) -> Any:
+    data = read_regular(path, what, max_bytes, error)
+    return parse_json(data, f"{what} {path}", error, **kwargs)
+
+
+def layout_file_text(path: Path, error: type[PnpjaxError]) -> str:
+    """A layout file's text (UTF-8, an optional BOM removed), size and type checked."""
+    text = read_text(path, "layout file", MAX_META_BYTES, error)
+    return text[1:] if text.startswith("\ufeff") else text

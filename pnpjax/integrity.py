@@ -101,7 +101,9 @@ def verify_tree(root: Path, manifest: Any, where: str) -> None:
     missing = sorted(set(manifest) - set(files))
     extra = sorted(set(files) - set(manifest))
     if missing:
-        raise CheckpointError(f"{where}: {root.name}/{missing[0]} is missing ({len(missing)} file(s) listed in its sha256 manifest)")
+        raise CheckpointError(
+            f"{where}: {root.name}/{missing[0]} is missing ({len(missing)} file(s) listed in its sha256 manifest)"
+        )
     if extra:
         raise CheckpointError(f"{where}: {root.name}/{extra[0]} is not in its sha256 manifest (added or renamed)")
     for rel in files:
@@ -116,9 +118,7 @@ def _read_step_hashes(workdir: Path) -> dict[str, Any]:
     f = workdir / STEP_HASH_FILE
     if not f.exists():
         return {}
-    from pnpjax import readers
-
-    d = readers.read_json(f, "step hashes", 64 * fsio.MiB, CheckpointError)
+    d = fsio.read_json(f, "step hashes", 64 * fsio.MiB, CheckpointError)
     if not isinstance(d, dict):
         raise CheckpointError(f"{f} is not an object of step hashes")
     return d
@@ -178,8 +178,10 @@ def check_params(params: Any, where: str) -> None:
         if not np.all(np.isfinite(a)):
             raise CheckpointError(f"{where}: parameter {jax.tree_util.keystr(path)} is not finite (NaN or Inf)")
         if a.size and np.abs(a).max() > MAX_PARAM_ABS:
-            raise CheckpointError(f"{where}: parameter {jax.tree_util.keystr(path)} holds |w| = {np.abs(a).max():g}, "
-                                  f"beyond the plausible {MAX_PARAM_ABS:g}")
+            raise CheckpointError(
+                f"{where}: parameter {jax.tree_util.keystr(path)} holds |w| = {np.abs(a).max():g}, "
+                f"beyond the plausible {MAX_PARAM_ABS:g}"
+            )
 
 
 def check_solver(solver: Any, where: str = "checkpoint") -> None:

@@ -130,8 +130,12 @@ class Layout:
                 raise LayoutError("layout 'points' list entries must be {\"name\": ..., \"xyz\": [x, y, z]}") from e
         else:
             raise LayoutError("layout 'points' must be an object or a list")
-        if not all(isinstance(p, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in xyz):
-            raise LayoutError(f"layout '{d.get('name', default_name)}': every point must be a list of 3 numbers (not strings or booleans)")
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        if not all(isinstance(p, (list, tuple)) and all(number(v) for v in p) for p in xyz):
+            raise LayoutError(f"layout '{d.get('name', default_name)}': every point must be a list of 3 numbers "
+                              "(not strings or booleans)")
         arr = _as_points(xyz, d.get("name", default_name))
         name = str(d.get("name", default_name))
         detector = DetectorSource.from_dict(d["detector"], name) if d.get("detector") is not None else None
@@ -185,16 +189,16 @@ def validate_points(pts: np.ndarray, name: str = "layout") -> None:
 
 def load_layout_file(path: str | Path) -> Layout:
     """Read a user layout from .json or .csv (see module docstring)."""
-    from pnpjax import readers
+    from pnpjax import fsio
 
     p = Path(path)
     if not p.exists() or p.is_dir():
         raise LayoutError(f"layout file not found: {p}")
     if p.suffix.lower() not in (".json", ".csv"):
         raise LayoutError(f"layout file {p}: expected a .json or .csv file")
-    text = readers.layout_file_text(p, LayoutError)  # regular file, size-limited, UTF-8, BOM dropped
+    text = fsio.layout_file_text(p, LayoutError)  # regular file, size-limited, UTF-8, BOM dropped
     if p.suffix.lower() == ".json":
-        d = readers.parse_json(text, f"layout file {p}", LayoutError, object_pairs_hook=_no_duplicate_keys)
+        d = fsio.parse_json(text, f"layout file {p}", LayoutError, object_pairs_hook=_no_duplicate_keys)
         return Layout.from_dict(d, default_name=p.stem)
     if p.suffix.lower() == ".csv":
         rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]

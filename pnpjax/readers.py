@@ -16,38 +16,14 @@ from typing import Any
 import numpy as np
 
 from pnpjax import fsio, validate
-from pnpjax.errors import InputError, PnpjaxError
+from pnpjax.errors import InputError
 
 MAX_NPY_BYTES = 4 << 30  # 4 GiB of landmarks (~45M poses of 6 points in float64)
 MAX_LANDMARK_JSON_BYTES = 256 * fsio.MiB  # a JSON list of lists is ~20x its numbers in memory: use .npy beyond
-MAX_META_BYTES = 16 * fsio.MiB
-MAX_LAYOUT_BYTES = 16 * fsio.MiB
+MAX_META_BYTES = fsio.MAX_META_BYTES
+parse_json, read_json = fsio.parse_json, fsio.read_json  # the JSON readers live in fsio (layouts.py imports them)
 
 _NUMERIC_JSON = b"0123456789+-.eE,[] \t\r\n"
-
-
-def _reject_constant(token: str):
-    raise ValueError(f"{token} is not a finite number")
-
-
-def parse_json(data: bytes | str, what: str, error: type[PnpjaxError] = InputError, **kwargs) -> Any:
-    """Strict JSON (no NaN/Infinity tokens); nesting too deep or bad syntax is one line."""
-    try:
-        return json.loads(data, parse_constant=_reject_constant, **kwargs)
-    except RecursionError:
-        raise error(f"{what} is nested too deeply") from None
-    except UnicodeDecodeError as e:
-        raise error(f"{what} is not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise error(f"{what} is not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    except ValueError as e:
-        raise error(f"{what}: {(str(e).splitlines() or ['bad value'])[0][:200]}") from None
-
-
-def read_json(path: str | os.PathLike, what: str, max_bytes: int = MAX_META_BYTES,
-              error: type[PnpjaxError] = InputError, **kwargs) -> Any:
-    data = fsio.read_regular(path, what, max_bytes, error)
-    return parse_json(data, f"{what} {path}", error, **kwargs)
 
 
 def _numbers_only(obj: Any, path: Path, depth: int = 0) -> None:
@@ -58,8 +34,10 @@ def _numbers_only(obj: Any, path: Path, depth: int = 0) -> None:
         for v in obj:
             _numbers_only(v, path, depth + 1)
     elif isinstance(obj, bool) or not isinstance(obj, (int, float)):
-        raise InputError(f"{path}: landmarks must be numbers, found {json.dumps(obj)[:20]} "
-                         "(strings, booleans, null and objects are not numbers)")
+        raise InputError(
+            f"{path}: landmarks must be numbers, found {json.dumps(obj)[:20]} "
+            "(strings, booleans, null and objects are not numbers)"
+        )
 
 
 def _json_landmarks(path: Path, layout=None) -> np.ndarray:
@@ -70,15 +48,23 @@ def _json_landmarks(path: Path, layout=None) -> np.ndarray:
     if plain:
         # Only numbers in nested lists (the common, possibly huge, case): check the nesting before parsing.
         b = np.frombuffer(data, np.uint8)
-        depth = np.cumsum((b == ord("[")).astype(np.int64) - (b == ord("]")).astype(np.int64)) if b.size else np.zeros(1, np.int64)
+        depth = (
+            np.cumsum((b == ord("[")).astype(np.int64) - (b == ord("]")).astype(np.int64))
+            if b.size
+            else np.zeros(1, np.int64)
+        )
         if depth.max(initial=0) > 3:
-            raise InputError(f"{path}: landmarks are nested {int(depth.max())} lists deep; expected a K x 2 list or a list of them")
+            raise InputError(
+                f"{path}: landmarks are nested {int(depth.max())} lists deep; expected a K x 2 list or a list of them"
+            )
     elif layout is None or layout.detector is None:
         i = next(j for j, c in enumerate(data) if c not in _NUMERIC_JSON)
         line = data.count(b"\n", 0, i) + 1
         token = data[i : i + 12].split(b",")[0].decode("utf-8", "replace")
-        raise InputError(f"{path}: landmarks must be numbers in nested lists; found {token!r} at line {line} "
-                         "(strings, booleans, null and NaN are not numbers)")
+        raise InputError(
+            f"{path}: landmarks must be numbers in nested lists; found {token!r} at line {line} "
+            "(strings, booleans, null and NaN are not numbers)"
+        )
     try:
         obj = parse_json(data, "the file")
     except InputError as e:
@@ -91,7 +77,9 @@ def _json_landmarks(path: Path, layout=None) -> np.ndarray:
     try:
         return np.asarray(obj, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
-        raise InputError(f"{path}: landmarks must be a K x 2 list of numbers or a list of them (ragged lists?)") from None
+        raise InputError(
+            f"{path}: landmarks must be a K x 2 list of numbers or a list of them (ragged lists?)"
+        ) from None
 
 
 def _npy_landmarks(path: Path) -> np.ndarray:
@@ -120,8 +108,9 @@ def _npy_landmarks(path: Path) -> np.ndarray:
     need = count * dtype.itemsize
     have = len(head) - f.tell()
     if need != have:
-        raise InputError(f"{path}: the .npy header claims shape {tuple(shape)} ({need:,} bytes of data), "
-                         f"the file holds {have:,}")
+        raise InputError(
+            f"{path}: the .npy header claims shape {tuple(shape)} ({need:,} bytes of data), the file holds {have:,}"
+        )
     x = np.frombuffer(head, dtype=dtype, count=count, offset=f.tell())
     x = x.reshape(shape, order="F" if fortran else "C")
     return x.astype(x.dtype.newbyteorder("="), copy=False)  # big-endian files are read as their values
@@ -148,10 +137,4 @@ def read_landmarks(path: str | os.PathLike, num_points: int, layout=None) -> np.
     return validate.landmarks(x, num_points, str(path))
 
 
-def layout_file_text(path: Path, error: type[PnpjaxError]) -> str:
-    """A layout file's text (UTF-8, an optional BOM removed), size and type checked."""
-    text = fsio.read_text(path, "layout file", MAX_LAYOUT_BYTES, error)
-    return text[1:] if text.startswith("\ufeff") else text
-
-
-__all__ = ["parse_json", "read_json", "read_landmarks", "layout_file_text"]
+__all__ = ["parse_json", "read_json", "read_landmarks"]

@@ -297,7 +297,7 @@ def train_and_evaluate(
 
 def _check_workdir(workdir: Path, cfg: Config) -> bool:
     """One-line errors for a workdir that cannot be used; True if it holds a run of this config."""
-    from pnpjax import readers
+    from pnpjax import fsio
 
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"workdir {workdir} exists and is not a directory")
@@ -305,7 +305,7 @@ def _check_workdir(workdir: Path, cfg: Config) -> bool:
     if not cfg_file.exists():
         return False
     try:
-        saved = Config.from_dict(readers.read_json(cfg_file, "workdir config", readers.MAX_META_BYTES, ConfigError))
+        saved = Config.from_dict(fsio.read_json(cfg_file, "workdir config", fsio.MAX_META_BYTES, ConfigError))
     except PnpjaxError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as e:
@@ -340,7 +340,8 @@ def _remove_new_entries(made: tuple[Path, set[str] | None]) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, max_steps, progress, print_fn, t_start) -> dict:
+def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, max_steps, progress, print_fn,
+                t_start) -> dict:
     cfg_file = workdir / "config.json"
     try:
         workdir.mkdir(parents=True, exist_ok=True)

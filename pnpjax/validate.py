@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from pnpjax.errors import ConfigError, InputError
+from pnpjax.errors import ConfigError, InputError, LayoutError
 
 MAX_ABS = 1e8
 MAX_NORMALIZED = 1e3
@@ -53,7 +54,9 @@ def _real_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
-def finite_number(v: Any, field: str, *, positive: bool = False, nonneg: bool = False, max_abs: float = MAX_ABS) -> float:
+def finite_number(
+    v: Any, field: str, *, positive: bool = False, nonneg: bool = False, max_abs: float = MAX_ABS
+) -> float:
     """One scalar field: a real, finite number within max_abs (and > 0 / >= 0 if asked)."""
     if not _real_number(v):
         raise InputError(f"{field} must be a number, got {v!r}"[:200])
@@ -91,12 +94,16 @@ def landmarks(x: np.ndarray, num_points: int, what: str = "landmarks") -> np.nda
     x = x.astype(np.float64)
     bad = ~np.all(np.isfinite(x), axis=(1, 2))
     if bad.any():
-        raise InputError(f"{what}: row {int(np.argmax(bad))} has NaN or infinite values ({int(bad.sum())} of {x.shape[0]} rows)")
+        raise InputError(
+            f"{what}: row {int(np.argmax(bad))} has NaN or infinite values ({int(bad.sum())} of {x.shape[0]} rows)"
+        )
     big = np.any(np.abs(x) > MAX_ABS, axis=(1, 2))
     if big.any():
         r = int(np.argmax(big))
-        raise InputError(f"{what}: row {r} has a coordinate of {np.abs(x[r]).max():g}, beyond the limit {MAX_ABS:g} "
-                         f"({int(big.sum())} of {x.shape[0]} rows)")
+        raise InputError(
+            f"{what}: row {r} has a coordinate of {np.abs(x[r]).max():g}, beyond the limit {MAX_ABS:g} "
+            f"({int(big.sum())} of {x.shape[0]} rows)"
+        )
     return x
 
 
@@ -109,9 +116,11 @@ def normalized_landmarks(xy: np.ndarray, what: str = "landmarks") -> np.ndarray:
         r = int(np.argmax(bad))
         with np.errstate(all="ignore"):
             worst = np.nanmax(np.abs(xy[r])) if np.isfinite(xy[r]).any() else float("inf")
-        raise InputError(f"{what}: row {r} is {worst:g} focal lengths off the optical axis (limit {MAX_NORMALIZED:g}: "
-                         f"|(u - cx) / fx| and |(v - cy) / fy|); check the camera and the landmarks' units "
-                         f"({int(bad.sum())} of {xy.shape[0]} rows)")
+        raise InputError(
+            f"{what}: row {r} is {worst:g} focal lengths off the optical axis (limit {MAX_NORMALIZED:g}: "
+            f"|(u - cx) / fx| and |(v - cy) / fy|); check the camera and the landmarks' units "
+            f"({int(bad.sum())} of {xy.shape[0]} rows)"
+        )
     return xy
 
 
@@ -137,17 +146,22 @@ def check_poses(y: np.ndarray, opencv: bool = True, what: str = "pose") -> np.nd
         ok = finite & unit & (q[:, 3] >= 0) & front
     if not ok.all():
         r = int(np.argmax(~ok))
-        why = ("is not finite" if not finite[r] else "has no unit quaternion" if not unit[r] or q[r, 3] < 0
-               else "is behind the camera")
-        raise InputError(f"{what} of row {r} {why}: its landmarks are outside what this solver was trained on "
-                         f"({int((~ok).sum())} of {y.shape[0]} rows)")
+        why = (
+            "is not finite"
+            if not finite[r]
+            else "has no unit quaternion"
+            if not unit[r] or q[r, 3] < 0
+            else "is behind the camera"
+        )
+        raise InputError(
+            f"{what} of row {r} {why}: its landmarks are outside what this solver was trained on "
+            f"({int((~ok).sum())} of {y.shape[0]} rows)"
+        )
     return y
 
 
 def layout_points(pts: np.ndarray, name: str) -> None:
     """Size, magnitude and origin rules of a layout (see module docstring); raises LayoutError."""
-    from pnpjax.layouts import LayoutError
-
     if pts.shape[0] > MAX_POINTS:
         raise LayoutError(f"layout '{name}': {pts.shape[0]} points, more than the limit of {MAX_POINTS}")
     if np.any(np.abs(pts) > MAX_LAYOUT_ABS):
@@ -155,16 +169,26 @@ def layout_points(pts: np.ndarray, name: str) -> None:
     centre = pts.mean(0)
     spread = math.sqrt(float(np.mean(np.sum((pts - centre) ** 2, -1))))
     if spread > 0 and float(np.linalg.norm(centre)) > MAX_ORIGIN_OFFSET * spread:
-        raise LayoutError(f"layout '{name}': its origin is {np.linalg.norm(centre):g} units from its points "
-                          f"({np.linalg.norm(centre) / spread:.0f}x their spread, limit {MAX_ORIGIN_OFFSET:g}x); "
-                          "poses place the origin, so give the points relative to a nearby origin (e.g. their centre)")
+        raise LayoutError(
+            f"layout '{name}': its origin is {np.linalg.norm(centre):g} units from its points "
+            f"({np.linalg.norm(centre) / spread:.0f}x their spread, limit {MAX_ORIGIN_OFFSET:g}x); "
+            "poses place the origin, so give the points relative to a nearby origin (e.g. their centre)"
+        )
 
 
 # --- config numbers ---------------------------------------------------------------------------------
 
 _POSITIVE_INTS = ("batch_size", "steps", "log_every", "eval_every", "eval_size", "checkpoint_every", "stats_samples")
-_INT_LIMITS = {"steps": 2**31 - 1, "log_every": 2**31 - 1, "eval_every": 2**31 - 1, "checkpoint_every": 2**31 - 1,
-               "warmup_steps": 2**31 - 1, "batch_size": 2**24, "eval_size": 2**24, "stats_samples": 2**24}  # int32 step counter; one-shot sampling
+_INT_LIMITS = {
+    "steps": 2**31 - 1,
+    "log_every": 2**31 - 1,
+    "eval_every": 2**31 - 1,
+    "checkpoint_every": 2**31 - 1,
+    "warmup_steps": 2**31 - 1,
+    "batch_size": 2**24,
+    "eval_size": 2**24,
+    "stats_samples": 2**24,
+}  # int32 step counter; one-shot sampling
 _RANGES = ("hfov_deg", "long_side_px", "depth_cm", "head_scale")
 
 
@@ -206,7 +230,10 @@ def config_numbers(cfg) -> None:
             raise _fail(name, f"must be >= 1 (candidates per sample), got {v}")
         if leaf in ("scale", "lr", "grad_clip") and not vals[0] > 0:
             raise _fail(name, f"must be > 0, got {v}")
-        if leaf in ("noise_cm", "margin", "principal_jitter", "shape_jitter_cm", "noise_2d", "warmup_steps") and not vals[0] >= 0:
+        if (
+            leaf in ("noise_cm", "margin", "principal_jitter", "shape_jitter_cm", "noise_2d", "warmup_steps")
+            and not vals[0] >= 0
+        ):
             raise _fail(name, f"must be >= 0, got {v}")
         if leaf in ("max_angle_deg", "yaw_deg", "pitch_deg", "roll_deg") and not 0 <= vals[0] <= 180:
             raise _fail(name, f"must be in [0, 180] degrees, got {v}")

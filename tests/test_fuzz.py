@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,30 +24,73 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pnpjax import checkpoint, cli, integrity, layouts, protocols, readers, validate
+import oracles
+from pnpjax import checkpoint, cli, integrity, layouts, readers, validate
 from pnpjax.errors import PnpjaxError
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "blazeface6-seed"
 
-FUZZ = settings(derandomize=True, deadline=None, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large, HealthCheck.filter_too_much])
+FUZZ = settings(
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
 
-GOOD = protocols.seed_reference_numpy(np.random.default_rng(0), 2000, layouts.BLAZEFACE6.array.astype(np.float64), 1.0)[0][:3]
+GOOD = oracles.seed_reference_numpy(np.random.default_rng(0), 2000, layouts.BLAZEFACE6.array.astype(np.float64), 1.0)[
+    0
+][:3]
 
 # Hostile values: the edges of float64 and float32, subnormals, NaN/Inf, huge integers, non-numbers.
 HOSTILE_FLOATS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.0, -0.0, 5e-324, -5e-324, 1e-300, 1e-38, 3.4e38, 3.5e38, 1e39, 1e30, 1e10, 1e8, 1e8 + 1,
-                     -1.7e308, 1.7976931348623157e308, 65504.0, 65520.0, 0.5, -0.5, 1.0, 1e3, 1e3 + 1e-9]),
+    st.sampled_from(
+        [
+            0.0,
+            -0.0,
+            5e-324,
+            -5e-324,
+            1e-300,
+            1e-38,
+            3.4e38,
+            3.5e38,
+            1e39,
+            1e30,
+            1e10,
+            1e8,
+            1e8 + 1,
+            -1.7e308,
+            1.7976931348623157e308,
+            65504.0,
+            65520.0,
+            0.5,
+            -0.5,
+            1.0,
+            1e3,
+            1e3 + 1e-9,
+        ]
+    ),
 )
 HOSTILE_SCALARS = st.one_of(
-    HOSTILE_FLOATS, st.integers(-(10**30), 10**30), st.booleans(), st.none(),
-    st.text(max_size=6), st.sampled_from(["0.5", "1e3", "NaN", "\n", "-", "1,2"]),
+    HOSTILE_FLOATS,
+    st.integers(-(10**30), 10**30),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=6),
+    st.sampled_from(["0.5", "1e3", "NaN", "\n", "-", "1,2"]),
 )
-JSON_VALUES = st.recursive(HOSTILE_SCALARS, lambda c: st.lists(c, max_size=6) | st.dictionaries(st.text(max_size=4), c, max_size=3),
-                           max_leaves=40)
+JSON_VALUES = st.recursive(
+    HOSTILE_SCALARS,
+    lambda c: st.lists(c, max_size=6) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+    max_leaves=40,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +153,23 @@ def test_fuzz_json_landmarks(scratch, data):
     _read(f)
 
 
-NPY_DESCRS = ["<f8", ">f8", "<f4", ">f4", "<f2", "<i4", ">i8", "|u1", "|b1", "<c16", "|O", "<U3", "|V8", "<M8[s]", "bogus"]
+NPY_DESCRS = [
+    "<f8",
+    ">f8",
+    "<f4",
+    ">f4",
+    "<f2",
+    "<i4",
+    ">i8",
+    "|u1",
+    "|b1",
+    "<c16",
+    "|O",
+    "<U3",
+    "|V8",
+    "<M8[s]",
+    "bogus",
+]
 
 
 @st.composite
@@ -138,10 +196,13 @@ def npy_bytes(draw) -> bytes:
         out = io.BytesIO()
         try:
             np.lib.format.write_array_header_1_0(out, header) if header["descr"] != "bogus" else out.write(
-                b"\x93NUMPY\x01\x00v\x00{'descr': 'bogus', 'fortran_order': False, 'shape': (3, 6, 2), }" + b" " * 50 + b"\n")
+                b"\x93NUMPY\x01\x00v\x00{'descr': 'bogus', 'fortran_order': False, 'shape': (3, 6, 2), }"
+                + b" " * 50
+                + b"\n"
+            )
         except (ValueError, TypeError):
             assume(False)
-        return out.getvalue() + bytes(data[128:128 + draw(st.integers(0, 400))])
+        return out.getvalue() + bytes(data[128 : 128 + draw(st.integers(0, 400))])
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(data) - 1))
         data[i] = draw(st.integers(0, 255))
@@ -170,14 +231,19 @@ def layout_files(draw) -> tuple[str, bytes]:
         return "csv", (("\ufeff" if draw(st.booleans()) else "") + text).encode("utf-8", "surrogatepass")
     if kind == "json-random":
         return "json", json.dumps(draw(JSON_VALUES)).encode()
-    d = {"name": draw(st.one_of(st.just("face"), st.text(max_size=8), HOSTILE_SCALARS)),
-         "units": draw(st.one_of(st.just("cm"), st.text(max_size=8))),
-         "points": dict(zip(names, pts))}
+    d = {
+        "name": draw(st.one_of(st.just("face"), st.text(max_size=8), HOSTILE_SCALARS)),
+        "units": draw(st.one_of(st.just("cm"), st.text(max_size=8))),
+        "points": dict(zip(names, pts)),
+    }
     for _ in range(draw(st.integers(0, 3))):
         r, c = draw(st.sampled_from(names)), draw(st.integers(0, 2))
         d["points"][r][c] = draw(HOSTILE_SCALARS)
     if draw(st.booleans()):
-        d["up"], d["facing"] = draw(st.sampled_from(["+y", "-x", "+z", "y", ""])), draw(st.sampled_from(["+z", "+y", "-z", 3]))
+        d["up"], d["facing"] = (
+            draw(st.sampled_from(["+y", "-x", "+z", "y", ""])),
+            draw(st.sampled_from(["+z", "+y", "-z", 3])),
+        )
     if draw(st.booleans()):  # move the origin away from the points, or blow the layout up
         off, scale = draw(HOSTILE_FLOATS), draw(st.sampled_from([1.0, 1e3, 1e-9, 1e7]))
         d["points"] = {n: [v * scale + off if isinstance(v, float) else v for v in p] for n, p in d["points"].items()}
@@ -302,18 +368,24 @@ def shipped_solver():
 
 
 CAMERAS = st.one_of(
-    st.just(None), st.just("seed"),
+    st.just(None),
+    st.just("seed"),
     st.tuples(*[HOSTILE_FLOATS] * 4, st.sampled_from([1.0, 640.0, -1.0, 0.0]), st.sampled_from([1.0, 480.0])).map(
-        lambda v: ",".join(repr(x) for x in v)),
+        lambda v: ",".join(repr(x) for x in v)
+    ),
     st.tuples(st.sampled_from([1.0, 1e-300, 5e-324, -1.0, 1e300]), st.sampled_from([0.5, 1e30, -1e30])).map(
-        lambda v: f"{v[0]!r},{v[0]!r},{v[1]!r},{v[1]!r},1,1"),
+        lambda v: f"{v[0]!r},{v[0]!r},{v[1]!r},{v[1]!r},1,1"
+    ),
     st.text(max_size=12),
 )
 
 
 @settings(FUZZ, max_examples=60)
-@given(values=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5), st.integers(0, 1), HOSTILE_FLOATS), max_size=3),
-       cam=CAMERAS, refine=st.sampled_from([0, 0, 3]))
+@given(
+    values=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5), st.integers(0, 1), HOSTILE_FLOATS), max_size=3),
+    cam=CAMERAS,
+    refine=st.sampled_from([0, 0, 3]),
+)
 def test_fuzz_predict(scratch, capfd, monkeypatch, shipped_solver, values, cam, refine):
     """Hostile landmark values and cameras through `pnpjax predict` on a shipped checkpoint (loaded once:
     loading is fuzzed above)."""
@@ -328,7 +400,17 @@ def test_fuzz_predict(scratch, capfd, monkeypatch, shipped_solver, values, cam, 
     np.save(d / "x.npy", x)
     out = d / "y.json"
     out.unlink(missing_ok=True)
-    argv = ["predict", "--checkpoint", str(SHIPPED), "--input", str(d / "x.npy"), "--output", str(out), "--refine", str(refine)]
+    argv = [
+        "predict",
+        "--checkpoint",
+        str(SHIPPED),
+        "--input",
+        str(d / "x.npy"),
+        "--output",
+        str(out),
+        "--refine",
+        str(refine),
+    ]
     if cam is not None:
         argv += ["--camera=" + cam]
     code, _, err = _run_cli(argv, d, capfd)
@@ -347,14 +429,62 @@ class Reached(Exception):
 
 
 OPTION_VALUES = st.one_of(
-    st.sampled_from(["0", "1", "-1", "-5", "5", "nan", "inf", "-inf", "1e300", "99999999999999999999", "4294967296",
-                     "", " ", "\n", "1\n2", "0x10", "1_000", "true", "seed", "l1_3d", "realistic", "uint8", "js"]),
-    st.integers(-(10**25), 10**25).map(str), HOSTILE_FLOATS.map(repr), st.text(max_size=8),
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "-1",
+            "-5",
+            "5",
+            "nan",
+            "inf",
+            "-inf",
+            "1e300",
+            "99999999999999999999",
+            "4294967296",
+            "",
+            " ",
+            "\n",
+            "1\n2",
+            "0x10",
+            "1_000",
+            "true",
+            "seed",
+            "l1_3d",
+            "realistic",
+            "uint8",
+            "js",
+        ]
+    ),
+    st.integers(-(10**25), 10**25).map(str),
+    HOSTILE_FLOATS.map(repr),
+    st.text(max_size=8),
 )
-TRAIN_OPTIONS = ["--seconds", "--steps", "--seed", "--lr", "--batch-size", "--warmup-steps", "--grad-clip", "--end-lr-fraction",
-                 "--seed-train.oversample", "--seed-train.scale", "--seed-test.noise-cm", "--realistic.aspects",
-                 "--realistic.depth-cm", "--realistic.hfov-deg", "--realistic.noise-2d", "--model.widths", "--model.rotation",
-                 "--loss", "--protocol", "--eval-size", "--stats-samples", "--layout", "--bogus"]
+TRAIN_OPTIONS = [
+    "--seconds",
+    "--steps",
+    "--seed",
+    "--lr",
+    "--batch-size",
+    "--warmup-steps",
+    "--grad-clip",
+    "--end-lr-fraction",
+    "--seed-train.oversample",
+    "--seed-train.scale",
+    "--seed-test.noise-cm",
+    "--realistic.aspects",
+    "--realistic.depth-cm",
+    "--realistic.hfov-deg",
+    "--realistic.noise-2d",
+    "--model.widths",
+    "--model.rotation",
+    "--loss",
+    "--protocol",
+    "--eval-size",
+    "--stats-samples",
+    "--layout",
+    "--bogus",
+]
 EVAL_OPTIONS = ["--n", "--seed", "--refine", "--protocol", "--refine-cost", "--noise-3d", "--noise-2d", "--bogus"]
 PREDICT_OPTIONS = ["--refine", "--refine-cost", "--noise-3d", "--noise-2d", "--camera", "--bogus"]
 EXPORT_OPTIONS = ["--format", "--quantize", "--camera", "--bogus"]
@@ -363,7 +493,9 @@ EXPORT_OPTIONS = ["--format", "--quantize", "--camera", "--bogus"]
 @st.composite
 def argv_cases(draw):
     command = draw(st.sampled_from(["train", "eval", "predict", "export", "bogus", ""]))
-    opts = {"train": TRAIN_OPTIONS, "eval": EVAL_OPTIONS, "predict": PREDICT_OPTIONS, "export": EXPORT_OPTIONS}.get(command, ["--x"])
+    opts = {"train": TRAIN_OPTIONS, "eval": EVAL_OPTIONS, "predict": PREDICT_OPTIONS, "export": EXPORT_OPTIONS}.get(
+        command, ["--x"]
+    )
     argv = [command] if command else []
     for _ in range(draw(st.integers(0, 4))):
         opt = draw(st.sampled_from(opts))

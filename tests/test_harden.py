@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pnpjax import checkpoint, cli, layouts, protocols
+import oracles
+from pnpjax import checkpoint, cli, layouts
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "blazeface6-seed"
@@ -30,7 +30,10 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 def snapshot(root: Path) -> dict:
     """Every entry under root (hidden ones included), with type, size and mtime."""
-    return {str(p.relative_to(root)): (p.is_dir(), p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.is_dir(), p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def main_error(argv: list, root: Path, capfd, command: str | None = None, stdout_ok: bool = False) -> str:
@@ -50,7 +53,9 @@ def main_error(argv: list, root: Path, capfd, command: str | None = None, stdout
 
 
 def seed_landmarks(n: int, seed: int = 0) -> np.ndarray:
-    uv, *_ = protocols.seed_reference_numpy(np.random.default_rng(seed), 400 * n, layouts.BLAZEFACE6.array.astype(np.float64), 1.0)
+    uv, *_ = oracles.seed_reference_numpy(
+        np.random.default_rng(seed), 400 * n, layouts.BLAZEFACE6.array.astype(np.float64), 1.0
+    )
     return uv[:n].astype(np.float64)
 
 
@@ -81,7 +86,7 @@ def data_files(d: Path) -> list[Path]:
 # --- 1. strings that reach generated files are data ------------------------------------------------
 
 
-HOSTILE_NAME = 'x\nglobalThis.PWNED = 1; //</script><img src=x onerror=alert(1)> | `` ``` \u2028 */'
+HOSTILE_NAME = "x\nglobalThis.PWNED = 1; //</script><img src=x onerror=alert(1)> | `` ``` \u2028 */"
 
 
 def test_f1_eval_table_and_markdown_keep_hostile_names_on_one_line_or_cell():
@@ -90,7 +95,7 @@ def test_f1_eval_table_and_markdown_keep_hostile_names_on_one_line_or_cell():
     from pnpjax import textsafe
 
     row = {"l1_3d": 1.0}
-    table = cli._table({HOSTILE_NAME: row, "b": row})
+    table = cli.metrics_table({HOSTILE_NAME: row, "b": row})
     assert len(table.splitlines()) == 4
     cell = textsafe.md_cell(HOSTILE_NAME)
     assert "\n" not in cell and "\u2028" not in cell and "|" not in cell.replace("\\|", "")
@@ -191,17 +196,21 @@ def _edit_meta(d: Path, edit) -> Path:
 def _set_stat(name, i, v):
     def edit(meta):
         meta["stats"][name][i] = v
+
     return edit
 
 
-@pytest.mark.parametrize("name,edit", [
-    ("x_std_zero", _set_stat("x_std", 3, 0.0)),
-    ("x_std_negative", _set_stat("x_std", 0, -1.0)),
-    ("y_std_zero", _set_stat("y_std", 6, 0.0)),
-    ("x_mean_huge", _set_stat("x_mean", 1, 1e300)),
-    ("y_mean_short", lambda m: m["stats"]["y_mean"].pop()),
-    ("x_std_long", lambda m: m["stats"]["x_std"].append(1.0)),
-])
+@pytest.mark.parametrize(
+    "name,edit",
+    [
+        ("x_std_zero", _set_stat("x_std", 3, 0.0)),
+        ("x_std_negative", _set_stat("x_std", 0, -1.0)),
+        ("y_std_zero", _set_stat("y_std", 6, 0.0)),
+        ("x_mean_huge", _set_stat("x_mean", 1, 1e300)),
+        ("y_mean_short", lambda m: m["stats"]["y_mean"].pop()),
+        ("x_std_long", lambda m: m["stats"]["x_std"].append(1.0)),
+    ],
+)
 def test_f2_insane_stats_refused_by_predict_and_export(tmp_path, capfd, name, edit):
     d = _edit_meta(copy_checkpoint(tmp_path / "c"), edit)
     np.save(tmp_path / "x.npy", GOOD)
@@ -252,9 +261,19 @@ def test_f2_nan_params_with_valid_hashes_refused_by_load_and_export(tmp_path, ca
 # --- 3. finite in, finite out ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value,camera", [(1e39, None), (1e30, None), (-1.7e308, None), (1e10, None),
-                                          (0.5, "1e-300,1e-300,0,0,1,1"), (0.5, "5e-324,5e-324,0,0,1,1"),
-                                          (0.5, "-500,500,320,240,640,480"), (0.5, "1e300,1e300,0,0,1,1")])
+@pytest.mark.parametrize(
+    "value,camera",
+    [
+        (1e39, None),
+        (1e30, None),
+        (-1.7e308, None),
+        (1e10, None),
+        (0.5, "1e-300,1e-300,0,0,1,1"),
+        (0.5, "5e-324,5e-324,0,0,1,1"),
+        (0.5, "-500,500,320,240,640,480"),
+        (0.5, "1e300,1e300,0,0,1,1"),
+    ],
+)
 def test_f3_no_nan_or_zero_quaternion_with_exit_0(tmp_path, capfd, value, camera):
     """Out-of-range coordinates or intrinsics: one line naming the row or field, exit 2."""
     x = GOOD.copy()
@@ -320,8 +339,20 @@ def _landmark_file(kind: str, d: Path) -> Path:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["npy_zero_rows", "npz_named_npy", "json_deep", "npy_header_1e12_rows",
-                                  "json_numeric_strings", "json_booleans", "json_nan_token", "fifo", "directory"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "npy_zero_rows",
+        "npz_named_npy",
+        "json_deep",
+        "npy_header_1e12_rows",
+        "json_numeric_strings",
+        "json_booleans",
+        "json_nan_token",
+        "fifo",
+        "directory",
+    ],
+)
 def test_f4_f7_landmark_files_refused_with_one_line(tmp_path, capfd, kind):
     inp = _landmark_file(kind, tmp_path)
     t0 = time.perf_counter()
@@ -348,12 +379,13 @@ def _meta_cases() -> dict:
             for k in head:
                 m = m[k]
             m[last] = value
+
         return edit
 
     return {
         "meta_is_a_list": lambda m: m.clear() or m.update({"__replace__": [1, 2]}),
         "config_is_a_string": set_path(["config"], "blazeface6-seed"),
-        "config_missing_model": lambda m: m["config"].pop("model"),
+        "config_unknown_field": set_path(["config", "model", "depth"], 3),
         "widths_is_a_string": set_path(["config", "model", "widths"], "64"),
         "widths_negative": set_path(["config", "model", "widths"], [-64, 64]),
         "rotation_unknown": set_path(["config", "model", "rotation"], "euler"),
@@ -375,7 +407,9 @@ def _meta_cases() -> dict:
 META_CASES = _meta_cases()
 
 
-@pytest.mark.parametrize("name", list(META_CASES) + ["meta_is_a_directory", "meta_is_a_fifo", "meta_deep", "meta_not_utf8", "meta_huge"])
+@pytest.mark.parametrize(
+    "name", list(META_CASES) + ["meta_is_a_directory", "meta_is_a_fifo", "meta_deep", "meta_not_utf8", "meta_huge"]
+)
 def test_f4_malformed_pnpjax_json_one_line(tmp_path, capfd, name):
     d = copy_checkpoint(tmp_path / "c")
     f = d / checkpoint.META_FILE
@@ -404,23 +438,26 @@ def _train_argv(tmp_path: Path, *extra) -> list:
     return ["train", "--config", "smoke", "--workdir", tmp_path / "wd", "--no-progress", *extra]
 
 
-@pytest.mark.parametrize("extra,field", [
-    (["--seed", "99999999999999999999"], "seed"),
-    (["--seed", "-1"], "seed"),
-    (["--seed-train.oversample", "0"], "oversample"),
-    (["--protocol", "realistic", "--realistic.aspects"], "aspects"),
-    (["--protocol", "realistic", "--realistic.depth-cm", "-5", "10"], "depth_cm"),
-    (["--realistic.hfov-deg", "0", "200"], "hfov_deg"),
-    (["--warmup-steps", "-1"], "warmup_steps"),
-    (["--grad-clip", "-1"], "grad_clip"),
-    (["--grad-clip", "nan"], "grad_clip"),
-    (["--end-lr-fraction", "-0.5"], "end_lr_fraction"),
-    (["--lr", "inf"], "lr"),
-    (["--seed-test.noise-cm", "-1"], "noise_cm"),
-    (["--seconds", "-5"], "--seconds"),
-    (["--seconds", "nan"], "--seconds"),
-    (["--steps", "0"], "--steps"),
-])
+@pytest.mark.parametrize(
+    "extra,field",
+    [
+        (["--seed", "99999999999999999999"], "seed"),
+        (["--seed", "-1"], "seed"),
+        (["--seed-train.oversample", "0"], "oversample"),
+        (["--protocol", "realistic", "--realistic.aspects"], "aspects"),
+        (["--protocol", "realistic", "--realistic.depth-cm", "-5", "10"], "depth_cm"),
+        (["--realistic.hfov-deg", "0", "200"], "hfov_deg"),
+        (["--warmup-steps", "-1"], "warmup_steps"),
+        (["--grad-clip", "-1"], "grad_clip"),
+        (["--grad-clip", "nan"], "grad_clip"),
+        (["--end-lr-fraction", "-0.5"], "end_lr_fraction"),
+        (["--lr", "inf"], "lr"),
+        (["--seed-test.noise-cm", "-1"], "noise_cm"),
+        (["--seconds", "-5"], "--seconds"),
+        (["--seconds", "nan"], "--seconds"),
+        (["--steps", "0"], "--steps"),
+    ],
+)
 def test_f4_f7_bad_numbers_refused_before_training(tmp_path, capfd, extra, field):
     t0 = time.perf_counter()
     msg = main_error(_train_argv(tmp_path, *extra), tmp_path, capfd, "train")
@@ -428,8 +465,15 @@ def test_f4_f7_bad_numbers_refused_before_training(tmp_path, capfd, extra, field
     assert time.perf_counter() - t0 < 20
 
 
-@pytest.mark.parametrize("extra,field", [(["--refine", "-5"], "--refine"), (["--refine", "100000000"], "--refine"),
-                                         (["--n", "0"], "--n"), (["--seed", "99999999999999999999"], "--seed")])
+@pytest.mark.parametrize(
+    "extra,field",
+    [
+        (["--refine", "-5"], "--refine"),
+        (["--refine", "100000000"], "--refine"),
+        (["--n", "0"], "--n"),
+        (["--seed", "99999999999999999999"], "--seed"),
+    ],
+)
 def test_f7_bad_eval_numbers(tmp_path, capfd, extra, field):
     msg = main_error(["eval", "--checkpoint", SHIPPED, "--n", "100", *extra], tmp_path, capfd, "eval")
     assert field in msg
@@ -444,7 +488,9 @@ def test_f4_workdir_that_is_a_file(tmp_path, capfd):
     (tmp_path / "wd").write_text("x")
     assert "workdir" in main_error(_train_argv(tmp_path), tmp_path, capfd, "train")
     (tmp_path / "f").write_text("x")
-    main_error(["train", "--config", "smoke", "--workdir", tmp_path / "f" / "wd", "--no-progress"], tmp_path, capfd, "train")
+    main_error(
+        ["train", "--config", "smoke", "--workdir", tmp_path / "f" / "wd", "--no-progress"], tmp_path, capfd, "train"
+    )
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root ignores directory permissions")
@@ -454,14 +500,21 @@ def test_f4_read_only_workdir_and_export_dir(tmp_path, capfd):
     ro.chmod(0o555)
     try:
         main_error(["train", "--config", "smoke", "--workdir", ro / "wd", "--no-progress"], tmp_path, capfd, "train")
-        main_error(["export", "--checkpoint", SHIPPED, "--format", "tfjs", "--out", ro / "m"], tmp_path, capfd, "export")
+        main_error(
+            ["export", "--checkpoint", SHIPPED, "--format", "tfjs", "--out", ro / "m"], tmp_path, capfd, "export"
+        )
     finally:
         ro.chmod(0o755)
 
 
 def test_f4_export_out_under_a_file(tmp_path, capfd):
     (tmp_path / "f").write_text("x")
-    main_error(["export", "--checkpoint", SHIPPED, "--format", "tfjs", "--out", tmp_path / "f" / "m"], tmp_path, capfd, "export")
+    main_error(
+        ["export", "--checkpoint", SHIPPED, "--format", "tfjs", "--out", tmp_path / "f" / "m"],
+        tmp_path,
+        capfd,
+        "export",
+    )
 
 
 def _layout_file(d: Path, offset=(0.0, 0.0, 0.0), k: int = 6) -> Path:
@@ -521,14 +574,34 @@ def test_f6_export_force_refuses_out_related_to_the_checkpoint(tmp_path, capfd, 
 # --- 7. minor ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [[], ["train"], ["train", "--config", "smoke"], ["eval", "--protocol", "x", "--checkpoint", "c"],
-                                  ["predict", "--checkpoint", "c", "--input", "i.npy", "--output", "o.npy", "--bogus"],
-                                  ["frobnicate"], ["eval", "--checkpoint", "c", "--n", "ten"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["train"],
+        ["train", "--config", "smoke"],
+        ["eval", "--protocol", "x", "--checkpoint", "c"],
+        ["predict", "--checkpoint", "c", "--input", "i.npy", "--output", "o.npy", "--bogus"],
+        ["frobnicate"],
+        ["eval", "--checkpoint", "c", "--n", "ten"],
+    ],
+)
 def test_f7_argparse_errors_are_one_line(tmp_path, capfd, argv):
     main_error(argv, tmp_path, capfd)
 
 
-NAN_LOSS = ("--lr", "1e12", "--warmup-steps", "0", "--grad-clip", "1e12", "--stats-samples", "1024", "--eval-size", "64")
+NAN_LOSS = (
+    "--lr",
+    "1e12",
+    "--warmup-steps",
+    "0",
+    "--grad-clip",
+    "1e12",
+    "--stats-samples",
+    "1024",
+    "--eval-size",
+    "64",
+)
 
 
 def test_f7_nan_loss_leaves_no_workdir(tmp_path, capfd):
@@ -563,7 +636,9 @@ def test_f7_stale_temp_entries_are_cleaned(tmp_path):
 
 
 def test_f7_csv_layout_with_utf8_bom_is_accepted(tmp_path):
-    rows = "\n".join(f"{n},{x},{y},{z}" for n, (x, y, z) in zip(layouts.BLAZEFACE6.point_names, layouts.BLAZEFACE6.points))
+    rows = "\n".join(
+        f"{n},{x},{y},{z}" for n, (x, y, z) in zip(layouts.BLAZEFACE6.point_names, layouts.BLAZEFACE6.points)
+    )
     f = tmp_path / "face.csv"
     f.write_bytes(("\ufeffname,x,y,z\n" + rows + "\n").encode("utf-8"))
     lay = layouts.load_layout_file(f)
