@@ -69,10 +69,9 @@ class Layout:
         from pnpjax import validate
 
         pts = np.asarray(self.points, dtype=np.float64)
-        if pts.ndim == 2 and pts.shape[0] > validate.MAX_POINTS:  # before any O(K) work
-            validate.layout_points(pts, self.name)
+        if pts.ndim == 2 and pts.shape[1:] == (3,):
+            validate.layout_points(pts, self.name)  # size and magnitude first: no SVD of 20,000 or 1e308-sized points
         validate_points(pts, self.name)
-        validate.layout_points(pts, self.name)
         if len(self.point_names) != len(self.points):
             raise LayoutError(f"layout '{self.name}': {len(self.point_names)} names for {len(self.points)} points")
         if len(set(self.point_names)) != len(self.point_names):

@@ -166,6 +166,8 @@ def layout_points(pts: np.ndarray, name: str) -> None:
         raise LayoutError(f"layout '{name}': {pts.shape[0]} points, more than the limit of {MAX_POINTS}")
     if np.any(np.abs(pts) > MAX_LAYOUT_ABS):
         raise LayoutError(f"layout '{name}': coordinates beyond {MAX_LAYOUT_ABS:g} units")
+    if not np.all(np.isfinite(pts)) or pts.shape[0] == 0:
+        return  # layouts.validate_points names these
     centre = pts.mean(0)
     spread = math.sqrt(float(np.mean(np.sum((pts - centre) ** 2, -1))))
     if spread > 0 and float(np.linalg.norm(centre)) > MAX_ORIGIN_OFFSET * spread:
