@@ -180,3 +180,32 @@ def test_score_detections_against_sqpnp(detected):
     net, ref, sq = s["network"], s["refine 5 (ml)"], s["cv2 SQPnP"]
     assert ref["rot_vs_sqpnp_median_deg"] < net["rot_vs_sqpnp_median_deg"], s
     assert ref["reproj_median_pct_eyes"] <= 1.1 * sq["reproj_median_pct_eyes"], s
+
+
+@needs_chromium
+@pytest.mark.chromium
+def test_page_loads_nothing_from_another_site(tmp_path):
+    """A link cannot make faces.html fetch another site's module or photo: the page refuses with a
+    one-line error and no request leaves 127.0.0.1."""
+    module = tmp_path / "models" / "faceapi10" / "pnp.js"
+    export.export_solver(checkpoint.load(CKPT), "js", module.parent, quantize="uint8")
+    server = faces.Server(module.parent.parent)
+    try:
+        reports = {}
+        for name, query in {
+            "photo": "mode=photo&photo=http://example.com/face.jpg&js=/models/faceapi10/pnp.js",
+            "js": "mode=photo&js=//example.com/pnp.js",
+        }.items():
+            reports[name] = faces.run_faces_page(
+                server.url + "demo/faces.html?" + query,
+                tmp_path / f"{name}.json",
+                tmp_path / f"{name}.png",
+                timeout_s=120,
+            )
+    finally:
+        server.close()
+    for name, report in reports.items():
+        assert report["offsite"] == [] and report["pageErrors"] == [], report
+        assert report["record"]["errors"] == [f"{name} must be on this server, got http://example.com"], report[
+            "record"
+        ]

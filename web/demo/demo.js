@@ -15,6 +15,12 @@ const TF_SCRIPT = params.get('tfjs-script') ?? '/node_modules/@tensorflow/tfjs/d
 const SLIDERS = ['yaw', 'pitch', 'roll', 'distance', 'x', 'y'];
 const AXIS_CM = 6;
 const $ = (id) => document.getElementById(id);
+/** A URL from the query, only on this page's own server: a link must not make the page run another site's code. */
+function sameOrigin(url, what) {
+  const u = new URL(url, location.href);
+  if (u.origin !== location.origin) throw new Error(`${what} must be on this server, got ${u.origin}`);
+  return u.href;
+}
 
 // --- quaternions (x, y, z, w) ----------------------------------------------------------------
 
@@ -58,7 +64,7 @@ function loadScript(src) {
 }
 
 async function ensureTf() {
-  if (!window.tf) await loadScript(TF_SCRIPT);
+  if (!window.tf) await loadScript(sameOrigin(TF_SCRIPT, 'tfjs-script'));
   if (tf.getBackend() !== 'cpu') await tf.setBackend('cpu');
   await tf.ready();
 }
@@ -66,7 +72,7 @@ async function ensureTf() {
 async function loadRuntimes() {
   if (JS_URL !== 'none') {
     try {
-      state.solver = await import(new URL(JS_URL, location.href).href);
+      state.solver = await import(sameOrigin(JS_URL, 'js'));
       state.meta = state.solver.metadata;
     } catch (e) {
       state.errors.js = `cannot load the JS module ${JS_URL}: ${e.message}`;
@@ -75,7 +81,7 @@ async function loadRuntimes() {
   if (TFJS_URL !== 'none') {
     try {
       await ensureTf();
-      state.model = await tf.loadLayersModel(new URL(TFJS_URL, location.href).href);
+      state.model = await tf.loadLayersModel(sameOrigin(TFJS_URL, 'tfjs'));
       const meta = state.model.getUserDefinedMetadata();
       if (!state.meta) state.meta = meta;
       else if (JSON.stringify(meta.layout) !== JSON.stringify(state.meta.layout) ||

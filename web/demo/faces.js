@@ -38,6 +38,12 @@ const opt = {
   frames: Number(params.get('frames') ?? 0),
 };
 const $ = (id) => document.getElementById(id);
+/** A URL from the query, only on this page's own server: a link must not make the page run or show another site's files. */
+function sameOrigin(url, what) {
+  const u = new URL(url, location.href);
+  if (u.origin !== location.origin) throw new Error(`${what} must be on this server, got ${u.origin}`);
+  return u.href;
+}
 if (params.has('fov')) $('fov').value = params.get('fov');
 if (params.get('track') === '1') $('track').checked = true;
 
@@ -173,7 +179,7 @@ async function load() {
   await faceapi.tf.ready();
   await faceapi.nets.tinyFaceDetector.loadFromUri(MODELS);
   await (opt.landmarks === 'tiny' ? faceapi.nets.faceLandmark68TinyNet : faceapi.nets.faceLandmark68Net).loadFromUri(MODELS);
-  const solver = await import(new URL(opt.js, location.href).href);
+  const solver = await import(sameOrigin(opt.js, 'js'));
   if (solver.metadata.layout.detector?.name !== FACE_API_68 || typeof solver.selectLandmarks !== 'function') {
     throw new Error(`the module's layout ${solver.metadata.layout.name} does not take face-api.js's 68 landmarks`);
   }
@@ -225,7 +231,7 @@ function show(out) {
 
 async function runPhoto() {
   const img = new Image();
-  img.src = opt.photo;
+  img.src = sameOrigin(opt.photo, 'photo');
   await img.decode();
   const cam = cameraOf(img.naturalWidth, img.naturalHeight, Number($('fov').value));
   const view = $('view');
