@@ -34,12 +34,14 @@ def _point(p: Any) -> Any:
     return p
 
 
-def _points_of(face: Any) -> Any:
+def _points_of(face: Any, depth: int = 0) -> Any:
     """One face-api.js object (result, landmarks, or a list of points) -> a list of points."""
+    if depth > 3:  # result -> landmarks -> _positions: anything deeper is not face-api.js output
+        raise InputError("face objects are nested too deeply for face-api.js output")
     if isinstance(face, dict):
         for key in ("landmarks", "_positions", "positions"):
             if key in face:
-                return _points_of(face[key])
+                return _points_of(face[key], depth + 1)
         if "_x" in face or "x" in face:  # a single point: not a face
             raise InputError("expected a face's landmarks, got a single point")
         raise InputError(f"unrecognised face object with keys {sorted(map(str, face))[:6]}")
