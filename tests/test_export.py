@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from pnpjax import camera, checkpoint, cli, export, geometry, tfjs
-from experiments.lib import node, precision
+from experiments.lib import node, precision, quantization
 from experiments.lib.precision import jax_pose, pose_error
 from helpers import ATOL, OTHER_CAMERA, PIXEL_CAMERA, assert_matches_jax, jax_pose64, random_solver, sample_landmarks, to_image
 from pnpjax.tfjs import ExportError
@@ -501,7 +501,7 @@ def test_cli_export_exit_status_in_a_subprocess(smoke_checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_quantization_study_sizes_and_accuracy(solver64):
-    rows = export.quantization_study(solver64, n=2000)
+    rows = quantization.quantization_study(solver64, n=2000)
     by_name = {r["export"]: r for r in rows}
     assert list(by_name) == ["JAX (checkpoint)", "tfjs float32", "tfjs float16 (pose layer float32)",
                              "tfjs uint8 (pose layer float32)", "tfjs uint8 (folded output layer)"]
@@ -512,7 +512,7 @@ def test_quantization_study_sizes_and_accuracy(solver64):
     assert abs(by_name["tfjs float32"]["seed_l1_3d"] - jax_l1) < 1e-3 * jax_l1
     assert abs(by_name["tfjs float16 (pose layer float32)"]["seed_l1_3d"] - jax_l1) < 1e-2 * jax_l1
     assert by_name["tfjs uint8 (pose layer float32)"]["js_bytes"] < by_name["tfjs float16 (pose layer float32)"]["js_bytes"]
-    report = export.quantization_report({"random": rows}, 2000)
+    report = quantization.quantization_report({"random": rows}, 2000)
     assert "| tfjs uint8 (pose layer float32) |" in report and "seed L1-3D" in report
 
 
