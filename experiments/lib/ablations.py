@@ -442,7 +442,7 @@ def ablate_noise(out: str | Path, *, command: str, steps: int = 1500, batch_size
                     cells.append(fmt_ms(vals))
                 rows.append([f"train {level:g}"] + cells)
             best = [lv[int(np.nanargmin(mat[:, j]))] for j in range(len(sets))]
-            body.append(f"### {kind}\n\n" + md_table(["train → test"] + [f"test {n}" for n in sets], rows)
+            body.append(f"### {kind}\n\n" + md_table(["train \\ test"] + [f"test {n}" for n in sets], rows)
                         + "\n\nBest training noise per test noise: " + ", ".join(f"{n} → {b:g}" for n, b in zip(sets, best)) + ".")
             summary[protocol][kind] = {"matrix": mat.tolist(), "train": list(lv), "test": list(sets), "best": best}
             im = ax.imshow(np.log10(mat), cmap="viridis_r")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -9,7 +10,8 @@ from typing import Any, Sequence
 def md_cell(value: Any) -> str:
     """A value as one Markdown table cell: pipes escaped, line breaks and HTML brackets neutralised."""
     text = " ".join(str(value).splitlines())
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"\\(?=\|)", r"\\\\", text)  # a backslash before a pipe would escape our escape
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def md_table(header: Sequence[Any], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None) -> str:
