@@ -30,6 +30,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "node: needs Node.js and web/node_modules (run `cd web && npm ci`)")
 
 
+# `make test-fast` runs `-m "not slow and not node and not chromium"`: the unit tests. A test is
+# slow when it trains, runs a script or a subprocess end to end, or sits in a module that does.
+SLOW_FIXTURES = {"smoke_workdir", "smoke_checkpoint", "error_runs"}
+SLOW_MODULES = {"test_experiments", "test_bench", "test_faces", "test_web", "test_train", "test_multi"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def x64():
     """Run a test in float64 (jax_enable_x64), restoring the previous setting afterwards."""
