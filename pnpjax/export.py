@@ -50,6 +50,7 @@ import numpy as np
 
 from pnpjax import __version__, camera as camlib, geometry, model, tfjs
 from pnpjax.model import Prediction
+from pnpjax.errors import PnpjaxError
 from pnpjax.tfjs import ExportError
 
 __all__ = [
@@ -470,7 +471,10 @@ def export_solver(
         raise ExportError(f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported")
     from pnpjax import integrity
 
-    integrity.check_solver(solver, source or "checkpoint")  # finite params, sane stats: never export NaN
+    try:
+        integrity.check_solver(solver, source or "checkpoint")  # finite params, sane stats: never export NaN
+    except PnpjaxError as e:
+        raise ExportError(f"cannot export: {e}") from None
     cam = camlib.parse_camera(camera)
     out = Path(out)
     _check_out(out, force)

@@ -165,9 +165,9 @@ def check_stats(stats: Any, num_points: int, out_dim: int, where: str) -> None:
         if a.shape != (n,):
             raise CheckpointError(f"{where}: stats.{name} has shape {a.shape}, expected ({n},)")
         if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1e12):
-            raise CheckpointError(f"{where}: stats.{name} holds NaN, infinite or absurd values")
+            raise CheckpointError(f"{where}: stats.{name} holds non-finite (NaN, inf) or absurd values")
         if name.endswith("_std") and not np.all(a > 0):
-            raise CheckpointError(f"{where}: stats.{name} must be > 0 everywhere (got {a.min():g})")
+            raise CheckpointError(f"{where}: stats.{name} must be > 0 everywhere (a zero standard deviation or less: {a.min():g})")
 
 
 def check_params(params: Any, where: str) -> None:
@@ -176,7 +176,7 @@ def check_params(params: Any, where: str) -> None:
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         a = np.asarray(leaf)
         if not np.all(np.isfinite(a)):
-            raise CheckpointError(f"{where}: parameter {jax.tree_util.keystr(path)} is not finite (NaN or Inf)")
+            raise CheckpointError(f"{where}: parameter {jax.tree_util.keystr(path)} is non-finite (NaN or inf)")
         if a.size and np.abs(a).max() > MAX_PARAM_ABS:
             raise CheckpointError(
                 f"{where}: parameter {jax.tree_util.keystr(path)} holds |w| = {np.abs(a).max():g}, "

@@ -151,9 +151,22 @@ def keys(cfg: Config) -> dict[str, jax.Array]:
 # --- evaluation ------------------------------------------------------------------------------
 
 
+EVAL_SAMPLE_CHUNK = 1 << 17  # draws per sampling call: the sampler's memory is ~oversample x 100 floats a draw
+
+
 def eval_batch(protocol: protocols.Protocol, layout: layouts.Layout, key: jax.Array, n: int) -> protocols.Batch:
-    """A fixed held-out set of n samples (a function of the key only)."""
-    return protocols.sample_jit(protocol, key, layout, n)
+    """A fixed held-out set of n samples (a function of the key and n only).
+
+    Up to EVAL_SAMPLE_CHUNK draws come from one call on `key`; more are drawn chunk by chunk
+    (chunk i from `fold_in(key, i)`), so memory stays bounded for `eval --n` in the millions.
+    """
+    if n <= EVAL_SAMPLE_CHUNK:
+        return protocols.sample_jit(protocol, key, layout, n)
+    parts = []
+    for i, start in enumerate(range(0, n, EVAL_SAMPLE_CHUNK)):
+        b = protocols.sample_jit(protocol, jax.random.fold_in(key, i), layout, EVAL_SAMPLE_CHUNK)
+        parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: n - start], b))
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

@@ -239,8 +239,8 @@ def test_f2_nan_params_with_valid_hashes_refused_by_load_and_export(tmp_path, ca
 
     s = checkpoint.load(SHIPPED)
     s.params = jax.tree_util.tree_map(lambda a: np.full(a.shape, np.nan, np.float32), s.params)
-    with pytest.raises(CheckpointError, match="finite"):
-        export.export_solver(s, "js", tmp_path / "direct")
+    with pytest.raises(export.ExportError, match="non-finite"):
+        export.export_solver(s, "tfjs", tmp_path / "direct")
     with pytest.raises(CheckpointError, match="finite"):
         checkpoint.save(tmp_path / "bad", s)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "direct").exists()
@@ -558,6 +558,27 @@ def test_f5_tfjs_shard_size_checked_before_reading(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", no_read)
     with pytest.raises(tfjs.ModelFormatError, match="bytes"):
         tfjs.read_layers_model(d)
+
+
+def test_f5_eval_draws_are_sampled_in_bounded_chunks(monkeypatch):
+    """`eval --n` in the millions: the sampler is called on at most EVAL_SAMPLE_CHUNK draws at a time
+    (it held ~oversample x 100 floats per draw at once: 5.2 GB for 2M); small n keeps its draws."""
+    import jax
+
+    from pnpjax import protocols, train
+
+    calls = []
+    real = protocols.sample_jit
+    monkeypatch.setattr(protocols, "sample_jit", lambda p, k, lay, n: calls.append(n) or real(p, k, lay, n))
+    monkeypatch.setattr(train, "EVAL_SAMPLE_CHUNK", 512)
+    key = jax.random.key(3)
+    b = train.eval_batch(protocols.SEED_TEST, layouts.BLAZEFACE6, key, 1300)
+    assert calls == [512, 512, 512] and b.xy.shape == (1300, 6, 2) and b.valid.shape == (1300,)
+    again = train.eval_batch(protocols.SEED_TEST, layouts.BLAZEFACE6, key, 1300)
+    np.testing.assert_array_equal(np.asarray(b.xy), np.asarray(again.xy))
+    assert len({np.asarray(b.xy)[i * 512, 0, 0] for i in range(3)}) == 3  # chunks are different draws
+    small = train.eval_batch(protocols.SEED_TEST, layouts.BLAZEFACE6, key, 512)  # n <= chunk: one call, as before
+    np.testing.assert_array_equal(np.asarray(small.xy), np.asarray(real(protocols.SEED_TEST, key, layouts.BLAZEFACE6, 512).xy))
 
 
 # --- 6. export --force next to its source ---------------------------------------------------------------
