@@ -61,6 +61,9 @@ const flip = ({ quaternion: [x, y, z, w], translation: [tx, ty, tz] }) => {
   return { quaternion: q[3] < 0 ? q.map((v) => -v) : q, translation: [tx, -ty, -tz] };
 };
 
+/** A pose in the export's frame -> the OpenCV camera frame. */
+const toOpenCV = (solver, pose) => (solver.metadata.frame.startsWith('OpenGL') ? flip(pose) : pose);
+
 // --- the head-fixed overlay (layout frame: cm, x right, y up, z out of the face) ----------------
 
 function overlayGeometry() {
@@ -215,7 +218,7 @@ async function solveFaces(image, cam) {
       const landmarks = r.landmarks.positions.map((p) => [p.x, p.y]);
       const points = solver.selectLandmarks(landmarks);
       const pose = opt.refine === undefined ? solver.estimatePose(points, cam) : solver.estimatePose(points, cam, { refine: opt.refine });
-      const opencv = solver.metadata.frame.startsWith('OpenGL') ? flip(pose) : pose;
+      const opencv = toOpenCV(solver, pose);
       const b = r.detection.box;
       return { score: r.detection.score, box: [b.x, b.y, b.width, b.height], landmarks, points, pose, opencv };
     })
@@ -292,7 +295,12 @@ async function runCamera() {
     const { faces, ms } = await solveFaces(frame, cam);
     const face = faces[0] ?? null;
     let shown = face?.pose ?? null;
-    if (state.tracker && $('track').checked) shown = state.tracker.update(face ? face.points : null, tStart, cam) ?? shown;
+    let tracked = null;
+    if (state.tracker && $('track').checked) {
+      // The tracker smooths over time; a frame without a face is extrapolated (or null at first).
+      tracked = state.tracker.update(face ? face.points : null, tStart, cam);
+      shown = tracked;
+    }
     ctx.drawImage(frame, 0, 0);
     if (face) drawLandmarks(ctx, face.landmarks, face.points, 1);
     if (shown) drawOverlay(ctx, state.solver, shown, cam, 1);
@@ -303,6 +311,7 @@ async function runCamera() {
       camera: cam,
       ms,
       face: face && { score: face.score, box: face.box, landmarks: face.landmarks, points: face.points, pose: face.opencv },
+      tracked: tracked && toOpenCV(state.solver, tracked),
     };
     record.frames.push(entry);
     if (opt.framecode) {
