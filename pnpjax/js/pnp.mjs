@@ -19,11 +19,11 @@ const LAMBDA_MAX = 1e10;
 const DIAG_FLOOR = 1e-6;
 const SIGMA_3D_FLOOR = 1e-4;
 const SMALL_ANGLE2 = sqrt(840 * 2 ** -52);
-// Finite in, finite out (the rules of pnpjax/validate.py): image coordinates and principal point
-// within +-MAX_COORD, focal lengths in [MIN_FOCAL, MAX_FOCAL], at most MAX_ITERS refinement steps.
-const MAX_COORD = 1e7;
-const MIN_FOCAL = 1e-3;
-const MAX_FOCAL = 1e7;
+// Finite in, finite out (the rules of pnpjax/validate.py): every landmark coordinate and
+// intrinsic a finite number within +-MAX_ABS, fx, fy > 0, every normalised coordinate within
+// +-MAX_NORMALIZED (a ray 89.94 degrees off axis); at most MAX_ITERS refinement steps.
+const MAX_ABS = 1e8;
+const MAX_NORMALIZED = 1e3;
 const MAX_ITERS = 100;
 const COSTS = ['image', 'object', 'ml'];
 const SEED = [1, -1, 0.5, 0.5];
@@ -114,11 +114,8 @@ export function createSolver(g) {
     if (cam == null) return g.camera;
     if (cam === 'seed') return SEED;
     const c = [cam.fx, cam.fy, cam.cx, cam.cy];
-    if (!c.every(isNum) || !(min(c[0], c[1]) >= MIN_FOCAL && max(c[0], c[1]) <= MAX_FOCAL && max(abs(c[2]), abs(c[3])) <= MAX_COORD)) {
-      fail(
-        where,
-        `camera must be 'seed' or {fx, fy, cx, cy} with fx, fy in [${MIN_FOCAL}, ${MAX_FOCAL}], |cx|, |cy| <= ${MAX_COORD}; got ${c.map(show)}`,
-      );
+    if (!c.every((v) => isNum(v) && abs(v) <= MAX_ABS) || !(c[0] > 0 && c[1] > 0)) {
+      fail(where, `camera must be 'seed' or {fx, fy, cx, cy}: finite numbers within +-${MAX_ABS}, fx, fy > 0; got ${c.map(show)}`);
     }
     return c;
   }
@@ -132,10 +129,14 @@ export function createSolver(g) {
   }
 
   function coordinate(v, c, i, where, row) {
-    if (!isNum(v) || abs(v) > MAX_COORD) {
-      fail(where, `${row}landmark ${i >> 1} ${'xy'[i & 1]} is ${show(v)}, ${isNum(v) ? `outside +-${MAX_COORD}` : 'not a finite number'}`);
+    // (Messages are built only on failure: this runs 2K times per pose.)
+    if (!isNum(v) || abs(v) > MAX_ABS) {
+      fail(where, `${row}landmark ${i >> 1} ${'xy'[i & 1]} is ${show(v)}, ${isNum(v) ? `outside +-${MAX_ABS}` : 'not a finite number'}`);
     }
-    XY[i] = (v - c[2 + (i & 1)]) / c[i & 1];
+    const x = (XY[i] = (v - c[2 + (i & 1)]) / c[i & 1]);
+    if (!(abs(x) <= MAX_NORMALIZED)) {
+      fail(where, `${row}landmark ${i >> 1} ${'xy'[i & 1]} is ${show(x)} focal lengths off the optical axis (limit ${MAX_NORMALIZED})`);
+    }
   }
 
   /** Landmarks (K [x, y] pairs or 2K numbers) -> XY. */
@@ -191,15 +192,18 @@ export function createSolver(g) {
       const k = [0, 1, 2, 3].reduce((best, i) => (P[i][i] > P[best][best] ? i : best), 0);
       P[k].forEach((v, i) => (POSE[i] = v));
     } else {
-      POSE.set([y[3], y[0], y[1], y[2]]);
+      POSE[0] = y[3];
+      POSE[1] = y[0];
+      POSE[2] = y[1];
+      POSE[3] = y[2];
     }
     unit(POSE);
-    POSE.set(y.subarray(o, o + 3), 4);
+    for (let i = 0; i < 3; i++) POSE[4 + i] = y[o + i];
     return y[o + 2];
   }
 
   function unit(p) {
-    const r = hypot(p[0], p[1], p[2], p[3]);
+    const r = sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2] + p[3] * p[3]);
     for (let i = 0; i < 4; i++) p[i] /= r;
   }
 
@@ -221,6 +225,15 @@ export function createSolver(g) {
     R[6] = s * (x * z - y * w);
     R[7] = s * (y * z + x * w);
     R[8] = 1 - s * (x * x + y * y);
+  }
+
+  /** Whether every layout point is at depth > MIN_DEPTH under pose p. */
+  function inFront(p) {
+    rotation(p);
+    for (let k = 0; k < K; k++) {
+      if (!(R[6] * PTS[3 * k] + R[7] * PTS[3 * k + 1] + R[8] * PTS[3 * k + 2] + p[6] > MIN_DEPTH)) return false;
+    }
+    return true;
   }
 
   function addOuter(u, scale) {
@@ -359,7 +372,13 @@ export function createSolver(g) {
     const ax = (DQ[1] = w0 * hs);
     const ay = (DQ[2] = w1 * hs);
     const az = (DQ[3] = w2 * hs);
-    const [bw, bx, by, bz, tx, ty, tz] = POSE;
+    const bw = POSE[0];
+    const bx = POSE[1];
+    const by = POSE[2];
+    const bz = POSE[3];
+    const tx = POSE[4];
+    const ty = POSE[5];
+    const tz = POSE[6];
     rotation(DQ);
     const c0 = w1 * v2 - w2 * v1;
     const c1 = w2 * v0 - w0 * v2;
@@ -382,20 +401,19 @@ export function createSolver(g) {
   function refine(iters, kind, tz0) {
     const n2 = POSE[0] ** 2 + POSE[1] ** 2 + POSE[2] ** 2 + POSE[3] ** 2;
     if (!(isNum(n2) && n2 > 0)) POSE.set([1, 0, 0, 0]);
-    if (!POSE.subarray(4).every(isNum)) POSE.set([0, 0, 0], 4);
+    if (!(isNum(POSE[4]) && isNum(POSE[5]) && isNum(POSE[6]))) POSE[4] = POSE[5] = POSE[6] = 0;
     unit(POSE);
-    evaluate(POSE, 'image');
-    if (!front) moveInFront();
+    if (!inFront(POSE)) moveInFront();
     if (!iters) return;
     for (let k = 0; k < K; k++) {
-      const n = hypot(XY[2 * k], XY[2 * k + 1], 1);
+      const n = sqrt(XY[2 * k] * XY[2 * k] + XY[2 * k + 1] * XY[2 * k + 1] + 1);
       RAY.set([XY[2 * k] / n, XY[2 * k + 1] / n, 1 / n], 3 * k);
     }
     // refine_ml: the 2D std from the starting depth, a floor on the 3D std.
     s2sq = ((NOISE_2D * RAD) / (tz0 > MIN_DEPTH ? tz0 : RAD)) ** 2;
     s3sq = max(SIGMA_3D, SIGMA_3D_FLOOR * RAD) ** 2;
     let cost = evaluate(POSE, kind);
-    [H, H2, GR, GR2] = [H2, H, GR2, GR];
+    swapNormals();
     let lam = LAMBDA_INIT;
     for (let it = 0; it < iters; it++) {
       let dMax = 0;
@@ -407,15 +425,25 @@ export function createSolver(g) {
       solve();
       retract();
       const next = evaluate(TRY, kind);
-      const ok = front && next < cost && TRY.every(isNum);
+      let ok = front && next < cost;
+      for (let i = 0; i < 7; i++) ok = ok && isNum(TRY[i]);
       if (ok) {
         POSE.set(TRY);
         cost = next;
-        [H, H2, GR, GR2] = [H2, H, GR2, GR];
+        swapNormals();
       }
       lam = min(max(ok ? lam * 0.1 : lam * 10, LAMBDA_MIN), LAMBDA_MAX);
     }
     unit(POSE);
+  }
+
+  function swapNormals() {
+    const h = H;
+    const gr = GR;
+    H = H2;
+    GR = GR2;
+    H2 = h;
+    GR2 = gr;
   }
 
   /** Keep POSE's rotation; put the layout centroid on the ray through the landmarks' mean, at the
@@ -450,11 +478,21 @@ export function createSolver(g) {
 
   /** POSE (OpenCV frame) -> OUT = qx qy qz qw tx ty tz in the export frame, w >= 0. */
   function output() {
-    let [w, x, y, z, tx, ty, tz] = POSE;
-    // OpenCV -> OpenGL camera frame: a 180-degree rotation about x, applied on the left.
-    if (GL) [w, x, y, z, ty, tz] = [-x, w, -z, y, -ty, -tz];
+    // OpenCV -> OpenGL camera frame: a 180-degree rotation about x, applied on the left:
+    // (w, x, y, z) -> (-x, w, -z, y), t -> (tx, -ty, -tz).
+    const flip = GL ? -1 : 1;
+    const w = GL ? -POSE[1] : POSE[0];
+    const x = GL ? POSE[0] : POSE[1];
+    const y = GL ? -POSE[3] : POSE[2];
+    const z = GL ? POSE[2] : POSE[3];
     const s = w < 0 ? -1 : 1;
-    OUT.set([s * x, s * y, s * z, s * w, tx, ty, tz]);
+    OUT[0] = s * x;
+    OUT[1] = s * y;
+    OUT[2] = s * z;
+    OUT[3] = s * w;
+    OUT[4] = POSE[4];
+    OUT[5] = flip * POSE[5];
+    OUT[6] = flip * POSE[6];
   }
 
   function result() {
@@ -509,7 +547,7 @@ export function createSolver(g) {
     const q = pose?.quaternion;
     const t = pose?.translation;
     const v = [q?.[0], q?.[1], q?.[2], q?.[3], t?.[0], t?.[1], t?.[2]];
-    if (!v.every((x) => isNum(x) && abs(x) <= MAX_COORD) || q.length !== 4 || t.length !== 3) {
+    if (!v.every((x) => isNum(x) && abs(x) <= MAX_ABS) || q.length !== 4 || t.length !== 3) {
       fail(where, 'pose must be {quaternion: [x, y, z, w], translation: [x, y, z]} of finite numbers');
     }
     let [x, y, z, w, tx, ty, tz] = v;

@@ -89,8 +89,13 @@ test('bad inputs throw one-line Errors naming the field', () => {
   const cases = [
     [() => solver.estimatePose(lm.slice(1)), /landmarks must be 6 \[x, y\] pairs or 12 numbers, got 5/],
     [() => solver.estimatePose(lm, { fx: -500, fy: 500, cx: 0, cy: 0 }), /camera must be/],
-    [() => solver.estimatePose(lm, { fx: 5e-324, fy: 5e-324, cx: 0, cy: 0 }), /camera must be/],
+    [
+      () => solver.estimatePose(lm, { fx: 5e-324, fy: 5e-324, cx: 0, cy: 0 }),
+      /landmark 0 x is Infinity focal lengths off the optical axis/,
+    ],
+    [() => solver.estimatePose(lm, { fx: 1e-300, fy: 1e-300, cx: 0, cy: 0 }), /landmark 0 x is .* focal lengths off the optical axis/],
     [() => solver.estimatePose([...lm.slice(0, 5), [1e300, 0]]), /landmark 5 x is 1e\+300, outside/],
+    [() => solver.estimatePose([...lm.slice(0, 5), [1e6, 0]]), /landmark 5 x is .* off the optical axis/],
     [() => solver.estimatePose([...lm.slice(0, 5), [-1.7e308, 0]]), /landmark 5 x/],
     [() => solver.estimatePose(lm, undefined, { refine: -1 }), /refine must be an integer/],
     [() => solver.estimatePose(lm, undefined, { cost: 'l2\n' }), /cost must be one of/],

@@ -10,6 +10,7 @@
 const now = () => performance.now();
 
 function fastest(repeats, pass) {
+  pass(); // warm-up (JIT tiering), not timed
   let best = Infinity;
   for (let r = 0; r < repeats; r++) {
     const t0 = now();

@@ -16,11 +16,12 @@ import { runBench } from './bench_core.mjs';
 
 const require = createRequire(import.meta.url);
 
+/** OpenCV.js, initialised, wrapped: the Emscripten module is a thenable that resolves to itself,
+ * so returning it from an async function (or awaiting it) would never settle. */
 async function loadOpenCV() {
-  let cv = require('@techstark/opencv-js');
-  if (cv instanceof Promise) cv = await cv;
-  else if (!cv.Mat) await new Promise((resolve) => (cv.onRuntimeInitialized = resolve));
-  return cv;
+  const cv = require('@techstark/opencv-js');
+  if (!cv.Mat) await new Promise((resolve) => (cv.onRuntimeInitialized = resolve));
+  return { cv };
 }
 
 async function loadTFJS(dir) {
@@ -57,9 +58,12 @@ async function main() {
   const input = JSON.parse(await readFile(inputPath, 'utf8'));
   const modules = [];
   for (const m of input.modules) modules.push({ ...m, mod: await import(pathToFileURL(path.resolve(m.path)).href) });
-  const cv = input.opencv ? await loadOpenCV() : null;
+  const log = (s) => process.stderr.write(`${s}\n`);
+  const { cv } = input.opencv ? await loadOpenCV() : { cv: null };
+  log('OpenCV.js ready');
   const { tf, model } = input.tfjs_model_dir ? await loadTFJS(input.tfjs_model_dir) : {};
-  const results = runBench(input, { modules, cv, tf, tfModel: model, log: (s) => process.stderr.write(`${s}\n`) });
+  log('TF.js ready');
+  const results = runBench(input, { modules, cv, tf, tfModel: model, log });
   const environment = { runtime: `Node ${process.version}`, cpus: os.cpus().length, load: os.loadavg() };
   await writeFile(outputPath, JSON.stringify({ results, environment }));
 }

@@ -1,0 +1,88 @@
+// Property-based fuzzing of the JS module (fast-check, seeded, time-bounded): whatever the
+// landmarks, camera, options and network output, a call either throws a one-line Error or returns
+// a finite valid pose (unit quaternion with w >= 0, every layout point in front of the camera).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import fc from 'fast-check';
+
+import { createSolver } from '../../pnpjax/js/pnp.mjs';
+import { PIXEL, syntheticData } from './synthetic.mjs';
+
+const SEED = 20251130;
+const TIME_LIMIT_MS = 5000;
+
+const number = fc.oneof(
+  { weight: 30, arbitrary: fc.double({ min: -2000, max: 2000, noNaN: true }) },
+  { weight: 1, arbitrary: fc.double() },
+  { weight: 1, arbitrary: fc.constantFrom(0, -0, 1e-300, 5e-324, -1.7e308, 1e39, 1e7, 1e7 + 1, Infinity, -Infinity, NaN) },
+);
+const junk = fc.oneof(fc.string(), fc.constant(null), fc.constant(undefined), fc.boolean(), fc.object(), fc.bigInt());
+const pair = fc.oneof(
+  { weight: 8, arbitrary: fc.tuple(number, number) },
+  { weight: 1, arbitrary: fc.array(fc.oneof(number, junk), { maxLength: 3 }) },
+);
+const landmarks = fc.oneof(
+  { weight: 6, arbitrary: fc.array(pair, { minLength: 6, maxLength: 6 }) },
+  { weight: 2, arbitrary: fc.array(number, { minLength: 12, maxLength: 12 }).map((a) => Float64Array.from(a)) },
+  { weight: 1, arbitrary: fc.array(fc.oneof(pair, number, junk), { maxLength: 13 }) },
+  { weight: 1, arbitrary: junk },
+);
+const camera = fc.oneof(
+  { weight: 6, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: fc.constant('seed') },
+  { weight: 3, arbitrary: fc.record({ fx: number, fy: number, cx: number, cy: number }) },
+  { weight: 1, arbitrary: junk },
+);
+const options = fc.oneof(
+  fc.constant(undefined),
+  fc.record(
+    { refine: fc.oneof(fc.integer({ min: 0, max: 8 }), number, junk), cost: fc.oneof(fc.constantFrom('image', 'object', 'ml'), junk) },
+    { requiredKeys: [] },
+  ),
+);
+// The network's raw output, i.e. the refinement's start: anything a float32 can hold.
+const start = fc.oneof(
+  { weight: 4, arbitrary: fc.array(fc.float({ min: -200, max: 200, noNaN: true }), { minLength: 7, maxLength: 7 }) },
+  { weight: 1, arbitrary: fc.array(fc.float(), { minLength: 7, maxLength: 7 }) },
+);
+
+function checkPose(solver, p) {
+  const q = p.quaternion;
+  const t = p.translation;
+  assert.ok([...q, ...t].every(Number.isFinite), `not finite: ${JSON.stringify(p)}`);
+  assert.ok(Math.abs(Math.hypot(...q) - 1) < 1e-9 && q[3] >= 0, `bad quaternion ${q}`);
+  // Depths of the layout's points in the OpenCV frame (a pixel export's own frame).
+  const [x, y, z, w] = q;
+  const pts = Object.values(solver.metadata.layout.points);
+  for (const [a, b, c] of pts) {
+    const depth = 2 * (x * z - y * w) * a + 2 * (y * z + x * w) * b + (1 - 2 * (x * x + y * y)) * c + t[2];
+    assert.ok(depth > 0, `a point behind the camera: depth ${depth}`);
+  }
+}
+
+test('fuzz: one-line Error or a finite valid pose', () => {
+  let cases = 0;
+  let poses = 0;
+  let errors = 0;
+  fc.assert(
+    fc.property(start, landmarks, camera, options, (s, lm, cam, opts) => {
+      cases++;
+      const solver = createSolver(syntheticData(s, { camera: PIXEL }));
+      let pose;
+      try {
+        pose = solver.estimatePose(lm, cam, opts);
+      } catch (e) {
+        errors++;
+        assert.ok(e instanceof Error, `threw a non-Error: ${e}`);
+        assert.ok(e.message.startsWith('pnpjax ') && !/[\n\r\u2028\u2029]/.test(e.message), `bad message: ${e.message}`);
+        return;
+      }
+      poses++;
+      checkPose(solver, pose);
+    }),
+    { seed: SEED, numRuns: 100000, interruptAfterTimeLimit: TIME_LIMIT_MS, markInterruptAsFailure: false },
+  );
+  console.log(`fuzz: ${cases} generated cases (${poses} poses, ${errors} one-line errors), seed ${SEED}, ${TIME_LIMIT_MS / 1000} s limit`);
+  assert.ok(cases >= 1000 && poses >= 100, `too few cases: ${cases}, ${poses} poses`);
+});
