@@ -21,16 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000, help="draws per setting")
     p.add_argument("--key", type=int, default=0)
-    p.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent / "results" / "bench_web")
-    )
+    p.add_argument("--runtime", action="append", choices=("Node", "Chromium"), help="default: both")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_web"))
     a = p.parse_args(argv)
-    res = web_bench.run(n=a.n, key=a.key)
+    res = web_bench.run(n=a.n, key=a.key, runtimes=tuple(a.runtime or ("Node", "Chromium")))
     command = (
         "python experiments/bench_web.py"
         + (f" --n {a.n}" if a.n != 2000 else "")
         + (f" --key {a.key}" if a.key else "")
     )
+    command += "".join(f" --runtime {r}" for r in a.runtime or ())
     web_bench.write(res, Path(a.out), command)
     for row in web_bench.targets(res):
         print(" | ".join(str(x) for x in row))

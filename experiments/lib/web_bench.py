@@ -157,8 +157,9 @@ def run(
         "n": n,
         "key": key,
         "refine": f"{iters} ({cost})",
-        "settings": {},
+        "runtimes": {},
         "sizes": {},
+        "environment": {},
     }
     tfjs_dir = paths.original_model_dir("blazeface6") or REPO / "missing-original-model"
     with tempfile.TemporaryDirectory(prefix="pnpjax-bench-web-") as tmp:
