@@ -25,6 +25,7 @@ import numpy as np
 from pnpjax import __version__, fsio, integrity, layouts, model
 from pnpjax.config import Config
 from pnpjax.errors import CheckpointError, PnpjaxError
+from pnpjax.solver import PoseSolver
 
 META_FILE = "pnpjax.json"
 FORMAT = "pnpjax-model/1"
@@ -37,8 +38,19 @@ CONVENTIONS = {
 
 
 @dataclass
-class Solver:
-    """A loaded solver: everything needed to run it."""
+class Solver(PoseSolver):
+    """A pnpjax solver: its training config, layout, standardisation statistics and parameters.
+
+    See `pnpjax.solver.PoseSolver` for `predict` (image coordinates in, (N, 7) poses out) and
+    `pure` (the solver as a pure JAX function).
+
+    Attributes:
+      config: the full training config (`pnpjax.config.Config`).
+      layout: the layout it solves for.
+      stats: the input and output standardisation (`pnpjax.model.Stats`).
+      params: the MLP's parameters (a flax params pytree).
+      meta: the checkpoint's metadata (`pnpjax.json`: conventions, evaluation figures, ...).
+    """
 
     config: Config
     layout: layouts.Layout
@@ -46,15 +58,17 @@ class Solver:
     params: Any
     meta: dict
 
-    def __call__(self, xy) -> model.Prediction:
-        return model.apply(self.config.model, self.params, self.stats, xy)
-
     @functools.cached_property
     def pure(self) -> tuple[Callable[[Any, jax.Array], model.Prediction], Any]:
         """(fn, variables): the solver as a pure JAX function `fn(variables, xy) -> Prediction` of
         its variables (params, stats) and (..., K, 2) normalised landmarks, for jit/vmap/grad.
         `fn` is the same object on every access (a stable jit static argument)."""
         return functools.partial(_apply, self.config.model), (self.params, self.stats)
+
+    @property
+    def protocol(self) -> str:
+        """"seed" or "realistic": the training protocol of its config."""
+        return self.config.protocol
 
     @property
     def test_protocol(self):
@@ -164,8 +178,21 @@ def _abstract_params(cfg: Config, layout: layouts.Layout):
     return jax.eval_shape(lambda: model.init_params(cfg.model, jax.random.key(0), layout.num_points))
 
 
-def load(directory: str | Path) -> Solver:
-    """Load a solver from a model dir, a training workdir, or an original TF.js model dir."""
+def load(directory: str | Path) -> PoseSolver:
+    """Load a solver: the paths `--checkpoint` takes.
+
+    Args:
+      directory: a model directory (`pnpjax.json` + `params/`, e.g. `checkpoints/blazeface6`), a
+        training workdir (its finished `model/`, else the latest step of `ckpt/`), or an original
+        TF.js model directory (`model.json` + shard, e.g. `../shared/seed-models/blazeface6`).
+
+    Returns:
+      a `Solver` (pnpjax models) or a `pnpjax.seed_import.SeedSolver` (original models); both
+      offer `predict` and `pure` (`pnpjax.solver.PoseSolver`).
+
+    Raises:
+      pnpjax.errors.CheckpointError: missing, corrupt or incompatible files.
+    """
     d = Path(directory).absolute()
     if not d.exists():
         raise CheckpointError(f"checkpoint not found: {directory}")

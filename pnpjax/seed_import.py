@@ -18,6 +18,7 @@ import numpy as np
 from pnpjax import camera, geometry, layouts, protocols, tfjs
 from pnpjax.errors import CheckpointError
 from pnpjax.model import Prediction
+from pnpjax.solver import PoseSolver
 
 # y * scale + mean, from SEED.md (the faceapi10 constants are the training notebook's printout).
 SEED_DESTANDARDISATION = {
@@ -33,8 +34,13 @@ SEED_DESTANDARDISATION = {
 _LAYOUT_BY_K = {6: layouts.BLAZEFACE6, 10: layouts.FACEAPI10}
 
 
-class SeedSolver:
-    """An original model behind pnpjax's solver interface (callable on normalised coords)."""
+class SeedSolver(PoseSolver):
+    """An original published model behind pnpjax's solver interface (`pnpjax.solver.PoseSolver`):
+    normalised OpenCV coordinates in, an OpenCV-frame pose out, through the seed adapters.
+
+    `weights` holds its Dense layers' (kernel, bias, activation) as published (uint8 weights
+    dequantised to float32); `pure`'s variables are (the (kernel, bias) pairs, mean, scale).
+    """
 
     def __init__(self, model_dir: Path, model: tfjs.LayersModel, layout: layouts.Layout):
         self.name = f"original {layout.name} ({model_dir.name})"
@@ -62,10 +68,6 @@ class SeedSolver:
         """The original network on original image coords: (N, K, 2) -> (N, 7) de-standardised."""
         fn, (layers, mean, scale) = self.pure
         return _seed_raw(fn.args[0], layers, mean, scale, uv_seed)
-
-    def __call__(self, xy) -> Prediction:
-        fn, variables = self.pure
-        return fn(variables, xy)
 
 
 def _seed_raw(acts, layers, mean, scale, uv_seed) -> jnp.ndarray:
