@@ -55,11 +55,31 @@ _EXPORTS = {
 _SUBMODULES = ("camera", "checkpoint", "config", "errors", "export", "geometry", "layouts", "losses",
                "model", "multi", "protocols", "refine", "solver", "train")
 
-__all__ = [*_EXPORTS, *_SUBMODULES]
+__all__ = [
+    "load", "PoseSolver", "Solver", "SeedSolver", "Prediction", "evaluate", "Camera", "Layout", "get_layout",
+    "SeedProtocol", "RealisticProtocol", "Batch", "sample", "LOSSES", "Config", "get_config", "train_and_evaluate",
+    "camera", "checkpoint", "config", "errors", "export", "geometry", "layouts", "losses", "model", "multi",
+    "protocols", "refine", "solver", "train",
+]  # the order of the docs
+assert __all__ == [*_EXPORTS, *_SUBMODULES]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from pnpjax import (camera, checkpoint, config, errors, export, geometry, layouts, losses,  # noqa: F401
-                        model, multi, protocols, refine, solver, train)
+    from pnpjax import (
+        camera,
+        checkpoint,
+        config,
+        errors,
+        export,
+        geometry,
+        layouts,
+        losses,
+        model,
+        multi,
+        protocols,
+        refine,
+        solver,
+        train,
+    )
     from pnpjax.camera import Camera
     from pnpjax.checkpoint import Solver, load
     from pnpjax.config import Config, get_config
