@@ -4,12 +4,13 @@
 #   make test   install (incl. test deps, npm packages, Debian's chromium), lint, run every test
 #   make test-fast   the unit tests only (no training, no Node, no browser): about a minute
 #               (npm test in web/: the JS module's build check, eslint, prettier, node --test)
+#   make docs   the API reference from the docstrings (pdoc) into build/docs/
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-fast lint setup web chromium checkpoints clean
+.PHONY: demo test test-fast lint docs setup web chromium checkpoints clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,9 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff format --check pnpjax experiments tests
 	$(VENV)/bin/ruff check pnpjax experiments tests
+
+docs: setup
+	$(PY) docs/build.py build/docs
 
 demo: setup
 	$(VENV)/bin/pnpjax train --config blazeface6-seed --workdir runs/demo --seconds 60
