@@ -10,10 +10,22 @@ docstring or annotation that does not render is a defect; tests/test_docs.py run
 from __future__ import annotations
 
 import sys
+import typing
 import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _resolve_namedtuple_annotations(module) -> None:
+    """pdoc reads a NamedTuple's signature from its generated `__new__`, whose string annotations
+    (`from __future__ import annotations`) it evaluates in the namespace of collections' generated
+    code, where a name such as `Any` does not exist. Hand it the annotations resolved in the
+    class's own module."""
+    for obj in list(vars(module).values()):
+        if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields") and obj.__module__ == module.__name__:
+            hints = typing.get_type_hints(obj)
+            obj.__new__.__annotations__ = {k: hints[k] for k in obj._fields if k in hints}
 
 
 def build(out: Path) -> tuple[list[Path], list[str]]:
@@ -26,7 +38,9 @@ def build(out: Path) -> tuple[list[Path], list[str]]:
 
     # The top-level names are imported on first use (PEP 562); pdoc reads the module's __dict__.
     for name in pnpjax.__all__:
-        getattr(pnpjax, name)
+        value = getattr(pnpjax, name)
+        if name in pnpjax._SUBMODULES:
+            _resolve_namedtuple_annotations(value)
     pdoc.render.configure(docformat="google", footer_text=f"pnpjax {pnpjax.__version__}", search=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -81,9 +81,11 @@ class PoseSolver:
         """Poses for landmarks in an image: the (N, 7) array `pnpjax predict` writes.
 
         Args:
-          landmarks: (N, K, 2) or (K, 2) image positions of the layout's K points, in its order.
-            With `camera="seed"`, the original's image coordinates: u = x / width (right),
-            v = 1 - y / height (up), in [0, 1]. Otherwise pixels (u right, v down).
+          landmarks: (N, K, 2) or (K, 2) image positions of the layout's K points, in its order,
+            or the full output of the detector the layout names (e.g. (N, 68, 2) face-api.js points
+            for faceapi10; see `pnpjax.detectors`). With `camera="seed"`, the original's image
+            coordinates: u = x / width (right), v = 1 - y / height (up), in [0, 1]. Otherwise
+            pixels (u right, v down).
           camera: "seed", or the pixel intrinsics `(fx, fy, cx, cy, width, height)` (also as the
             string "fx,fy,cx,cy,width,height", "hfov=DEG,WxH" or a `pnpjax.camera.Camera`).
             Default: "seed" for solvers of the seed protocol (and the original models); a solver
@@ -130,13 +132,16 @@ def _check_refine(refine: int, refine_cost: str) -> int:
     return int(refine)
 
 
-def check_landmarks(x: ArrayLike, num_points: int, name: str = "landmarks") -> np.ndarray:
+def check_landmarks(x: ArrayLike, num_points: int, name: str = "landmarks", layout: layouts.Layout | None = None) -> np.ndarray:
     """Landmarks as an (N, K, 2) real array ((K, 2) gains the batch axis), or InputError.
 
     Args:
       x: array-like of numbers.
       num_points: K, the layout's number of points.
       name: what to call the input in error messages (e.g. the file it came from).
+      layout: if given and it names its detector, the detector's full output (e.g. the 68
+        face-api.js points for faceapi10) is accepted and reduced to the layout's K points
+        (`pnpjax.detectors.select`).
     """
     try:
         x = np.asarray(x)
@@ -146,6 +151,10 @@ def check_landmarks(x: ArrayLike, num_points: int, name: str = "landmarks") -> n
         raise InputError(f"{name}: landmarks must be real numbers")
     if x.ndim == 2:
         x = x[None]
+    if layout is not None:
+        from pnpjax import detectors
+
+        x = detectors.select(x, layout)
     if x.ndim != 3 or x.shape[1:] != (num_points, 2):
         raise InputError(f"{name}: expected shape (N, {num_points}, 2) for this layout, got {tuple(x.shape)}")
     if not np.all(np.isfinite(x)):

@@ -145,7 +145,7 @@ def test_apply_is_a_pure_function_for_jit_vmap_and_grad(x64):
 
     from pnpjax import camera, geometry
 
-    for solver in (pnpjax.load(SEED_CKPT), pnpjax.load(PIXEL_CKPT)):
+    for solver in (pnpjax.load(SEED_CKPT),):  # the original model's class: the next test
         xy = jnp.asarray(np.random.default_rng(2).uniform(-0.3, 0.3, (8, 6, 2)))
         eager = solver(xy)
         jitted = jax.jit(solver.apply)(solver.params, xy)
