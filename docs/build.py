@@ -23,7 +23,8 @@ def _resolve_namedtuple_annotations(module) -> None:
     code, where a name such as `Any` does not exist. Hand it the annotations resolved in the
     class's own module."""
     for obj in list(vars(module).values()):
-        if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields") and obj.__module__ == module.__name__:
+        namedtuple = isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
+        if namedtuple and obj.__module__ == module.__name__:
             hints = typing.get_type_hints(obj)
             obj.__new__.__annotations__ = {k: hints[k] for k in obj._fields if k in hints}
 

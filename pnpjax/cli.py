@@ -167,19 +167,11 @@ def _predict(args: argparse.Namespace) -> int:
     validate.cli_int(args.refine, "--refine", 0, validate.MAX_REFINE)
     (solver,) = _load_solvers([args.checkpoint])
     x = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout)
-    spec = args.camera
-    if spec is None:
-        cfg = getattr(solver, "config", None)
-        if cfg is not None and cfg.protocol != "seed":
-            raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
-        spec = "seed"
-    cam = camera.parse_camera(spec)
-    px = x if cam is not None else np.stack([x[..., 0], 1.0 - x[..., 1]], -1)  # seed coords -> its 1x1 pixels
-    k = (camera.SEED_CAMERA if cam is None else cam).intrinsics
-    validate.to_normalized(px, k, str(args.input))  # the float64 rules, before the float32 solver
-    proto = solver.test_protocol
-    y = predict_poses(solver, x, cam, args.refine, args.refine_cost, _noise_model(args, proto))
-    validate.check_poses(y, opencv=cam is not None, what=f"the pose ({args.input})")
+    if args.camera is None and solver.protocol != "seed":
+        raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
+    cam = camera.parse_camera(args.camera or "seed")
+    noise = _noise_model(args, solver.test_protocol)
+    y = solver.predict(x, cam or "seed", args.refine, args.refine_cost, noise, what=str(args.input))
     if out.suffix == ".npy":
         _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
     else:

@@ -77,6 +77,8 @@ class PoseSolver:
         refine: int = 0,
         refine_cost: str = "image",
         noise: refine.NoiseModel | None = None,
+        *,
+        what: str = "landmarks",
     ) -> np.ndarray:
         """Poses for landmarks in an image: the (N, 7) array `pnpjax predict` writes.
 
@@ -95,6 +97,7 @@ class PoseSolver:
             cost) or "ml" (the likelihood under `noise`).
           noise: the 3D and 2D noise the "ml" cost assumes (`pnpjax.refine.NoiseModel`); default:
             that of `test_protocol`.
+          what: what error messages call the input (the CLI passes the file name).
 
         Returns:
           (N, 7) float32 `qx qy qz qw tx ty tz`, the quaternion unit with w >= 0, translation in
@@ -103,25 +106,30 @@ class PoseSolver:
           otherwise in the OpenCV camera frame (x right, y down, z forward).
 
         Raises:
-          pnpjax.errors.InputError: landmarks of the wrong shape or not finite, a negative
-            `refine`, an unknown `refine_cost`, or no camera for a pixel solver.
+          pnpjax.errors.InputError: landmarks of the wrong shape, not finite, beyond the limits of
+            `pnpjax.validate` (e.g. more than 1e3 focal lengths off the optical axis), a negative
+            `refine`, an unknown `refine_cost`, no camera for a pixel solver; or a pose that is not
+            finite or lies behind the camera (such a row is never returned). Messages name the row.
           pnpjax.camera.CameraError: a camera that cannot be used.
         """
         from pnpjax import camera as camlib
-        from pnpjax import inference
+        from pnpjax import inference, validate
 
-        x = check_landmarks(landmarks, self.layout.num_points, layout=self.layout)
+        x = check_landmarks(landmarks, self.layout.num_points, what, self.layout)
         if camera is None:
             if self.protocol != "seed":
                 raise InputError("this solver takes pixels: give the camera (fx, fy, cx, cy, width, height)")
             camera = "seed"
         cam = camlib.parse_camera(camera)
         refine = _check_refine(refine, refine_cost)
+        px = x if cam is not None else np.stack([x[..., 0], 1.0 - x[..., 1]], -1)  # seed coords -> 1x1 pixels
+        validate.to_normalized(px, (camlib.SEED_CAMERA if cam is None else cam).intrinsics, what)  # float64 rules
         if noise is None:
             from pnpjax import refine as reflib
 
             noise = reflib.noise_model_of(self.test_protocol)
-        return inference.predict_poses(self, x, cam, refine, refine_cost, noise)
+        y = inference.predict_poses(self, x, cam, refine, refine_cost, noise)
+        return validate.check_poses(y, opencv=cam is not None, what=f"the pose ({what})")
 
 
 def _check_refine(refine: int, refine_cost: str) -> int:
@@ -132,8 +140,12 @@ def _check_refine(refine: int, refine_cost: str) -> int:
     return int(refine)
 
 
-def check_landmarks(x: ArrayLike, num_points: int, name: str = "landmarks", layout: layouts.Layout | None = None) -> np.ndarray:
-    """Landmarks as an (N, K, 2) real array ((K, 2) gains the batch axis), or InputError.
+def check_landmarks(
+    x: ArrayLike, num_points: int, name: str = "landmarks", layout: layouts.Layout | None = None
+) -> np.ndarray:
+    """Landmarks as a checked (N, K, 2) float64 array ((K, 2) gains the batch axis), or InputError.
+
+    The rules are `pnpjax.validate.landmarks`': real, finite, within its limits, at least one row.
 
     Args:
       x: array-like of numbers.
@@ -143,24 +155,15 @@ def check_landmarks(x: ArrayLike, num_points: int, name: str = "landmarks", layo
         face-api.js points for faceapi10) is accepted and reduced to the layout's K points
         (`pnpjax.detectors.select`).
     """
+    from pnpjax import detectors, validate
+
     try:
         x = np.asarray(x)
     except (ValueError, TypeError) as e:  # ragged nested lists
-        raise InputError(f"{name}: landmarks must be an array of numbers ({e})") from None
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number)) or np.iscomplexobj(x):
-        raise InputError(f"{name}: landmarks must be real numbers")
-    if x.ndim == 2:
-        x = x[None]
-    if layout is not None:
-        from pnpjax import detectors
-
-        x = detectors.select(x, layout)
-    if x.ndim != 3 or x.shape[1:] != (num_points, 2):
-        raise InputError(f"{name}: expected shape (N, {num_points}, 2) for this layout, got {tuple(x.shape)}")
-    if not np.all(np.isfinite(x)):
-        bad = int(np.sum(~np.all(np.isfinite(x), axis=(1, 2))))
-        raise InputError(f"{name}: {bad} of {x.shape[0]} poses have NaN or infinite landmarks")
-    return x
+        raise InputError(f"{name}: landmarks must be an array of numbers ({str(e).splitlines()[0][:100]})") from None
+    if layout is not None and x.ndim in (2, 3) and x.dtype.kind in "iuf":
+        x = detectors.select(x[None] if x.ndim == 2 else x, layout)
+    return validate.landmarks(x, num_points, name)
 
 
 def evaluate(
@@ -197,7 +200,7 @@ def evaluate(
     """
     import jax
 
-    from pnpjax import inference, protocols, train
+    from pnpjax import inference, protocols
     from pnpjax import refine as reflib
 
     if isinstance(protocol, str):
@@ -211,6 +214,6 @@ def evaluate(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise InputError(f"n must be a positive number of draws, got {n!r}")
     refine = _check_refine(refine, refine_cost)
-    batch = train.eval_batch(protocol, solver.layout, jax.random.key(key), int(n))
+    batch = protocols.sample_jit(protocol, jax.random.key(key), solver.layout, int(n))  # train.eval_batch's draws
     noise = reflib.noise_model_of(protocol) if noise is None else noise
     return inference.evaluate(solver, batch, refine, refine_cost, noise)

@@ -8,6 +8,7 @@ central finite differences for gradients through the pure solver function.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ def test_import_is_light_and_every_public_name_resolves():
         "print(len(pnpjax.__all__))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == len(pnpjax.__all__)
     with pytest.raises(AttributeError):
@@ -60,19 +61,24 @@ def cli_outputs(tmp_path_factory, seed_model_dir):
     np.save(d / "seed.npy", seed_x)
     (d / "pix.json").write_text(json.dumps(pix_x.tolist()))
     cam = ",".join(map(str, CAM))
+    ckpt = lambda path, inp, out: ["--checkpoint", str(path), "--input", inp, "--output", out]  # noqa: E731
     runs = {
-        "seed_ckpt": ["--checkpoint", str(SEED_CKPT), "--input", "seed.npy", "--output", "seed_ckpt.npy"],
-        "pixel_ckpt": ["--checkpoint", str(PIXEL_CKPT), "--input", "pix.json", "--output", "pixel_ckpt.json", "--camera", cam],
-        "pixel_ckpt_ml": ["--checkpoint", str(PIXEL_CKPT), "--input", "pix.json", "--output", "pixel_ckpt_ml.npy",
-                          "--camera", cam, "--refine", "3", "--refine-cost", "ml", "--noise-2d", "0.05"],
-        "original": ["--checkpoint", str(seed_model_dir), "--input", "seed.npy", "--output", "original.npy", "--camera", "seed"],
+        "seed_ckpt": ckpt(SEED_CKPT, "seed.npy", "seed_ckpt.npy"),
+        "pixel_ckpt": [*ckpt(PIXEL_CKPT, "pix.json", "pixel_ckpt.json"), "--camera", cam],
+        "pixel_ckpt_ml": [*ckpt(PIXEL_CKPT, "pix.json", "pixel_ckpt_ml.npy"), "--camera", cam,
+                          "--refine", "3", "--refine-cost", "ml", "--noise-2d", "0.05"],
+        "original": [*ckpt(seed_model_dir, "seed.npy", "original.npy"), "--camera", "seed"],
     }
-    code = "import sys, json\nfrom pnpjax import cli\nfor argv in json.loads(sys.argv[1]):\n    assert cli.main(['predict', *argv]) == 0\n"
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(list(runs.values()))], cwd=d, capture_output=True, text=True,
-                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys, json\nfrom pnpjax import cli\n"
+        "for a in json.loads(sys.argv[1]):\n    assert cli.main(['predict', *a]) == 0\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(list(runs.values()))], cwd=d, capture_output=True,
+                       text=True, env=env)
     assert r.returncode == 0, r.stderr
-    out = {k: np.load(d / f"{k}.npy") if (d / f"{k}.npy").exists() else np.asarray(json.loads((d / f"{k}.json").read_text()))
-           for k in runs}
+    read = lambda k: np.load(d / f"{k}.npy") if (d / f"{k}.npy").exists() else np.asarray(json.loads((d / f"{k}.json").read_text()))  # noqa: E731,E501
+    out = {k: read(k) for k in runs}
     return {"seed_x": seed_x, "pix_x": pix_x, "out": out, "original": seed_model_dir}
 
 
@@ -117,9 +123,10 @@ def test_predict_recovers_poses_of_cv2_projections_in_the_opencv_frame():
     y = solver.predict(uv, camera=CAM, refine=3)
     _same_rotation(y[:, :4], rot.as_quat(), 2e-3)
     np.testing.assert_allclose(y[:, 4:], t_true, atol=0.05)
-    # assert np.all(y[:, 3] >= -1e-6)  # w >= 0 TODO(after inference.py)
+    assert np.all(y[:, 3] >= 0)  # w >= 0
     net_only = solver.predict(uv, camera=CAM)
-    assert np.median(np.linalg.norm(net_only[:, 4:] - t_true, axis=1)) > 10 * np.median(np.linalg.norm(y[:, 4:] - t_true, axis=1))
+    err = lambda poses: np.median(np.linalg.norm(poses[:, 4:] - t_true, axis=1))
+    assert err(net_only) > 10 * err(y)
 
 
 def test_seed_camera_takes_the_originals_coordinates_and_returns_its_frame():
@@ -137,53 +144,56 @@ def test_seed_camera_takes_the_originals_coordinates_and_returns_its_frame():
     y = solver.predict(uv, camera="seed", refine=3)
     _same_rotation(y[:, :4], rot.as_quat(), 2e-3)
     np.testing.assert_allclose(y[:, 4:], t, atol=0.05)
+    assert np.all(y[:, 3] >= 0)
 
 
-def test_apply_is_a_pure_function_for_jit_vmap_and_grad(x64):
+def test_pure_is_a_pure_function_for_jit_vmap_and_grad(x64):
     import jax
     import jax.numpy as jnp
 
     from pnpjax import camera, geometry
 
-    for solver in (pnpjax.load(SEED_CKPT),):  # the original model's class: the next test
-        xy = jnp.asarray(np.random.default_rng(2).uniform(-0.3, 0.3, (8, 6, 2)))
-        eager = solver(xy)
-        jitted = jax.jit(solver.apply)(solver.params, xy)
-        np.testing.assert_allclose(jitted.t, eager.t, rtol=1e-6)
-        # vmap over a stack of parameter sets: each row equals the solver with those parameters.
-        scaled = jax.tree_util.tree_map(lambda p: 0.9 * p, solver.params)
-        stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), solver.params, scaled)
-        both = jax.vmap(solver.apply, in_axes=(0, None))(stacked, xy)
-        np.testing.assert_allclose(both.t[0], eager.t, rtol=1e-6)
-        np.testing.assert_allclose(both.t[1], solver.apply(scaled, xy).t, rtol=1e-6)
-        assert not np.allclose(both.t[0], both.t[1])
+    solver = pnpjax.load(SEED_CKPT)
+    fn, variables = solver.pure
+    assert solver.pure[0] is fn  # a stable static argument
+    xy = jnp.asarray(np.random.default_rng(2).uniform(-0.3, 0.3, (8, 6, 2)))
+    eager = solver(xy)
+    np.testing.assert_allclose(jax.jit(fn)(variables, xy).t, eager.t, rtol=1e-6)
+    # vmap over a stack of variable sets: each row equals the solver with those variables.
+    scaled = jax.tree_util.tree_map(lambda p: 0.9 * p, variables)
+    stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), variables, scaled)
+    both = jax.vmap(fn, in_axes=(0, None))(stacked, xy)
+    np.testing.assert_allclose(both.t[0], eager.t, rtol=1e-6)
+    np.testing.assert_allclose(both.t[1], fn(scaled, xy).t, rtol=1e-6)
+    assert not np.allclose(both.t[0], both.t[1])
 
-        pts = jnp.asarray(solver.layout.array, jnp.float64)
+    pts = jnp.asarray(solver.layout.array, jnp.float64)
 
-        def reprojection_rmse(x):
-            p = solver.apply(solver.params, x[None])
-            e = camera.project(geometry.transform_points(p.R, p.t, pts))[0] - x
-            return jnp.sqrt(jnp.mean(jnp.sum(e * e, -1)))
+    def reprojection_rmse(x):
+        p = fn(variables, x[None])
+        e = camera.project(geometry.transform_points(p.R, p.t, pts))[0] - x
+        return jnp.sqrt(jnp.mean(jnp.sum(e * e, -1)))
 
-        x0 = xy[0]
-        g = jax.jit(jax.grad(reprojection_rmse))(x0)
-        eps = 1e-6
-        steps = eps * jnp.eye(12).reshape(12, 6, 2)  # central differences, all 12 coordinates at once
-        f = jax.jit(jax.vmap(reprojection_rmse))
-        fd = ((f(x0 + steps) - f(x0 - steps)) / (2 * eps)).reshape(6, 2)
-        np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-7)
-        # Gradients w.r.t. the parameters exist too (training through the public function).
-        gp = jax.grad(lambda p: jnp.sum(solver.apply(p, xy).t ** 2))(solver.params)
-        assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(gp))
+    x0 = xy[0]
+    g = jax.jit(jax.grad(reprojection_rmse))(x0)
+    eps = 1e-6
+    steps = eps * jnp.eye(12).reshape(12, 6, 2)  # central differences, all 12 coordinates at once
+    f = jax.jit(jax.vmap(reprojection_rmse))
+    fd = ((f(x0 + steps) - f(x0 - steps)) / (2 * eps)).reshape(6, 2)
+    np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-7)
+    # Gradients w.r.t. the variables exist too (training through the public function).
+    gp = jax.grad(lambda v: jnp.sum(fn(v, xy).t ** 2))(variables)
+    assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(gp))
 
 
-def test_original_model_apply_is_pure_too(seed_model_dir):
+def test_original_model_is_a_pure_function_too(seed_model_dir):
     import jax
 
     original = pnpjax.load(seed_model_dir)
+    fn, variables = original.pure
     xy = np.random.default_rng(4).uniform(-0.2, 0.2, (5, 6, 2)).astype(np.float32)
-    np.testing.assert_allclose(jax.jit(original.apply)(original.params, xy).t, original(xy).t, rtol=1e-6)
-    g = jax.grad(lambda x: original.apply(original.params, x).t.sum())(xy)
+    np.testing.assert_allclose(jax.jit(fn)(variables, xy).t, original(xy).t, rtol=1e-6)
+    g = jax.grad(lambda x: fn(variables, x).t.sum())(xy)
     assert g.shape == xy.shape and np.all(np.isfinite(g)) and np.any(g != 0)
 
 

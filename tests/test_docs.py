@@ -18,7 +18,8 @@ def test_api_reference_builds_without_warnings(tmp_path):
     import pnpjax
 
     out = tmp_path / "docs"
-    r = subprocess.run([sys.executable, str(REPO / "docs" / "build.py"), str(out)], capture_output=True, text=True, cwd=tmp_path)
+    build = REPO / "docs" / "build.py"
+    r = subprocess.run([sys.executable, str(build), str(out)], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.strip().endswith("warnings: 0"), r.stdout[-500:]
     assert r.stderr == "" or "warning" not in r.stderr.lower(), r.stderr[-2000:]
@@ -31,5 +32,5 @@ def test_api_reference_builds_without_warnings(tmp_path):
         if name not in modules:
             assert f'id="{name}"' in page, f"pnpjax.{name} is not documented on the package page"
     solver_page = (out / "pnpjax" / "solver.html").read_text(encoding="utf-8")
-    for documented in ("PoseSolver.predict", "PoseSolver.apply", "OpenCV camera frame", "w &gt;= 0"):
+    for documented in ("PoseSolver.predict", "PoseSolver.pure", "OpenCV camera frame", "w &gt;= 0"):
         assert documented in solver_page, documented
