@@ -185,7 +185,7 @@ def evaluate(
       protocol: "seed" (the original's test recipe, s = 1), "realistic" (the solver's own
         realistic protocol, the default one for the original models), or a
         `pnpjax.protocols.SeedProtocol` / `RealisticProtocol`.
-      n: number of candidate draws (a few of the seed protocol's may be rejected: see "n" below).
+      n: number of draws (the returned "n" counts the valid ones: a sampler may leave a few unfilled).
       key: PRNG seed of the draws.
       refine: Levenberg-Marquardt iterations after the network; `refine_cost` and `noise` as in
         `PoseSolver.predict` (the default noise is the evaluated protocol's).
