@@ -169,7 +169,7 @@ def _predict(args: argparse.Namespace) -> int:
     x = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout)
     if args.camera is None and solver.protocol != "seed":
         raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
-    cam = camera.parse_camera(args.camera or "seed")
+    cam = camera.parse_camera("seed" if args.camera is None else args.camera)
     noise = _noise_model(args, solver.test_protocol)
     y = solver.predict(x, cam or "seed", args.refine, args.refine_cost, noise, what=str(args.input))
     if out.suffix == ".npy":

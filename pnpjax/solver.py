@@ -160,7 +160,7 @@ def check_landmarks(
     try:
         x = np.asarray(x)
     except (ValueError, TypeError) as e:  # ragged nested lists
-        raise InputError(f"{name}: landmarks must be an array of numbers ({str(e).splitlines()[0][:100]})") from None
+        raise InputError(f"{name} must be an array of numbers ({str(e).splitlines()[0][:100]})") from None
     if layout is not None and x.ndim in (2, 3) and x.dtype.kind in "iuf":
         x = detectors.select(x[None] if x.ndim == 2 else x, layout)
     return validate.landmarks(x, num_points, name)

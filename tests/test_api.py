@@ -217,8 +217,11 @@ def test_evaluate_equals_pnpjax_eval(tmp_path, seed_model_dir):
     "kwargs, error",
     [
         ({"landmarks": np.zeros((3, 5, 2))}, "expected shape (N, 6, 2)"),
-        ({"landmarks": np.full((2, 6, 2), np.nan)}, "2 of 2 poses have NaN"),
+        ({"landmarks": np.full((2, 6, 2), np.nan)}, "row 0 has NaN or infinite values (2 of 2 rows)"),
         ({"landmarks": [["a", "b"]] * 6}, "real numbers"),
+        ({"landmarks": [[0.1, 0.2], [0.3]] * 3}, "must be an array of numbers"),
+        ({"landmarks": np.zeros((0, 6, 2))}, "no rows"),
+        ({"landmarks": np.full((6, 2), 0.5), "camera": (1e-300, 1, 0, 0, 1, 1)}, "focal lengths off the optical axis"),
         ({"landmarks": np.zeros((6, 2)), "refine": -1}, "refine must be"),
         ({"landmarks": np.zeros((6, 2)), "refine": 1.5}, "refine must be"),
         ({"landmarks": np.zeros((6, 2)), "refine_cost": "l2"}, "unknown refine_cost"),
