@@ -326,6 +326,7 @@ def _linearise(q, t, pts, xy):
 
 
 def _robust_weights(cfg: TrackerConfig, r: jax.Array, sigma: jax.Array) -> jax.Array:
+    """Cauchy weights of the landmarks' residuals (K, 2) (see the module docstring)."""
     e = jnp.sqrt(jnp.sum(r * r, -1))
     s = jnp.maximum(cfg.robust_c * sigma, cfg.robust_c_median * jnp.median(e))
     return 1.0 / (1.0 + (e / s) ** 2)

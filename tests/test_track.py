@@ -1,0 +1,247 @@
+"""The temporal filters against independent references, and the tracker's robustness."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from pnpjax import geometry, layouts, track, video
+
+LAYOUT = layouts.BLAZEFACE6
+PTS = LAYOUT.array.astype(np.float64)
+
+
+# --- references -------------------------------------------------------------------------------
+
+
+class KalmanJS:
+    """kalmanjs' KalmanFilter (Wouter Bulten), transcribed from its source."""
+
+    def __init__(self, R=1.0, Q=1.0, A=1.0, B=0.0, C=1.0):
+        self.R, self.Q, self.A, self.B, self.C = R, Q, A, B, C
+        self.cov = math.nan
+        self.x = math.nan
+
+    def filter(self, z, u=0.0):
+        if math.isnan(self.x):
+            self.x = (1 / self.C) * z
+            self.cov = (1 / self.C) * self.Q * (1 / self.C)
+        else:
+            pred_x = self.A * self.x + self.B * u
+            pred_cov = self.A * self.cov * self.A + self.R
+            K = pred_cov * self.C * (1 / (self.C * pred_cov * self.C + self.Q))
+            self.x = pred_x + K * (z - self.C * pred_x)
+            self.cov = pred_cov - K * self.C * pred_cov
+        return self.x
+
+
+def original_smoothing(q_cv, t_cv, present):
+    """The original viewer: OpenCV pose -> three.js frame, Euler 'XYZ' (scipy: intrinsic XYZ, R = Rx Ry Rz),
+    six KalmanJS(R=1, Q=3), back; frames without landmarks keep the last output."""
+    flip = Rotation.from_quat([1.0, 0, 0, 0])
+    filters = [KalmanJS(R=1, Q=3) for _ in range(6)]
+    out_q, out_t, last = [], [], None
+    for q, t, p in zip(q_cv, t_cv, present):
+        if p:
+            e = (flip * Rotation.from_quat(q)).as_euler("XYZ")
+            t_gl = t * np.array([1, -1, -1])
+            z = [f.filter(v) for f, v in zip(filters, np.concatenate([e, t_gl]))]
+            r = flip * Rotation.from_euler("XYZ", z[:3])
+            last = (r.as_quat(canonical=True), np.asarray(z[3:]) * np.array([1, -1, -1]))
+        out_q.append(last[0])
+        out_t.append(last[1])
+    return np.asarray(out_q), np.asarray(out_t)
+
+
+class OneEuroRef:
+    """Casiez et al.'s 1-euro reference (OneEuroFilter.py, 2019: the derivative against the last
+    *filtered* value, the rate from the timestamps)."""
+
+    def __init__(self, mincutoff, beta, dcutoff):
+        self.mincutoff, self.beta, self.dcutoff = mincutoff, beta, dcutoff
+        self.x_s = self.dx_s = self.last = None
+
+    @staticmethod
+    def alpha(cutoff, te):
+        return 1.0 / (1.0 + 1.0 / (2 * math.pi * cutoff) / te)
+
+    def __call__(self, x, timestamp):
+        if self.x_s is None:
+            self.x_s, self.dx_s, self.last = x, 0.0, timestamp
+            return x
+        te = timestamp - self.last
+        self.last = timestamp
+        dx = (x - self.x_s) / te
+        self.dx_s = self.dx_s + self.alpha(self.dcutoff, te) * (dx - self.dx_s)
+        cutoff = self.mincutoff + self.beta * abs(self.dx_s)
+        self.x_s = self.x_s + self.alpha(cutoff, te) * (x - self.x_s)
+        return self.x_s
+
+
+def _random_poses(rng, n, t, yaw_amp=0.6):
+    """Smooth random head poses (OpenCV frame, frontal ~ 180 deg about x) with noise; float64."""
+    tt = np.arange(t) / 30.0
+    ang = np.stack([yaw_amp * np.sin(2 * np.pi * rng.uniform(0.2, 1.5, (n, 1)) * tt + rng.uniform(0, 6, (n, 1))) for _ in range(3)], -1)
+    ang = ang + 0.05 * rng.standard_normal(ang.shape)
+    r = Rotation.from_quat([1.0, 0, 0, 0]) * Rotation.from_rotvec(ang.reshape(-1, 3))
+    q = r.as_quat(canonical=True).reshape(n, t, 4)
+    tr = np.stack([5 * np.sin(tt + i) + rng.standard_normal((n, t)) for i in range(3)], -1) + np.array([0, 0, 60.0])
+    return q, tr
+
+
+# --- baseline and One-Euro ---------------------------------------------------------------------
+
+
+def test_kalman_euler_is_the_original(x64):
+    rng = np.random.default_rng(0)
+    q, t = _random_poses(rng, 3, 90)
+    present = rng.uniform(size=(3, 90)) > 0.1
+    present[:, 0] = True
+    qo, to = track.kalman_euler(track.KalmanEuler(), q, t, present)
+    for i in range(3):
+        rq, rt = original_smoothing(q[i], t[i], present[i])
+        np.testing.assert_allclose(np.asarray(qo[i]), rq, atol=1e-10)
+        np.testing.assert_allclose(np.asarray(to[i]), rt, atol=1e-9)
+
+
+def test_threejs_euler_matches_scipy_and_round_trips(x64):
+    q = Rotation.random(200, random_state=1).as_quat()
+    e = np.asarray(track.threejs_euler_xyz(q))
+    np.testing.assert_allclose(e, Rotation.from_quat(q).as_euler("XYZ"), atol=1e-9)
+    back = np.asarray(track.threejs_quat_from_euler_xyz(e))
+    np.testing.assert_allclose(np.abs(np.sum(back * q, -1)), 1, atol=1e-12)
+
+
+def test_kalman_gain_converges_to_0434(x64):
+    """A unit step after convergence moves the output by K = 2.303 / 5.303 (R = 1, Q = 3), whatever the units."""
+    q = np.tile(Rotation.from_quat([1.0, 0, 0, 0]).as_quat(), (1, 60, 1))
+    t = np.zeros((1, 60, 3))
+    t[0, 59, 0] = 100.0
+    _, to = track.kalman_euler(track.KalmanEuler(), q, t, np.ones((1, 60), bool))
+    p = (-1 + math.sqrt(13)) / 2
+    assert abs(float(to[0, 59, 0]) / 100.0 - (p + 1) / (p + 4)) < 1e-6
+
+
+def test_one_euro_matches_reference_translation_and_fixed_axis_rotation(x64):
+    rng = np.random.default_rng(1)
+    T = 120
+    time = np.cumsum(rng.uniform(0.02, 0.05, T)) - 0.02
+    x = np.cumsum(rng.standard_normal(T)) * 0.7 + 3 * np.sin(np.arange(T) / 7)
+    theta = 0.8 * np.sin(np.arange(T) / 9) + 0.05 * rng.standard_normal(T)
+    present = rng.uniform(size=T) > 0.15
+    present[0] = True
+    axis = np.array([0.3, -0.5, 0.8]) / np.linalg.norm([0.3, -0.5, 0.8])
+    base = Rotation.from_rotvec([0.2, 2.9, 0.1])
+    q = (Rotation.from_rotvec(theta[:, None] * axis) * base).as_quat(canonical=True)
+    t = np.zeros((T, 3)) + np.array([1.0, -2.0, 50.0])
+    t[:, 1] += x
+    cfg = track.OneEuro(min_cutoff_rot=0.8, beta_rot=0.7, min_cutoff_trans=1.3, beta_trans=0.2, d_cutoff=1.1)
+    qo, to = track.one_euro(cfg, q[None], t[None], present[None], time[None])
+    ref_t, ref_r = OneEuroRef(1.3, 0.2, 1.1), OneEuroRef(0.8, 0.7, 1.1)
+    exp_t, exp_th, lt, lth = [], [], None, None
+    for i in range(T):
+        if present[i]:
+            lt, lth = ref_t(x[i], time[i]), ref_r(theta[i], time[i])
+        exp_t.append(lt)
+        exp_th.append(lth)
+    np.testing.assert_allclose(np.asarray(to[0, :, 1]) + 2.0, exp_t, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(to[0, :, [0, 2]]).T, np.broadcast_to([1.0, 50.0], (T, 2)), atol=1e-12)
+    r_exp = (Rotation.from_rotvec(np.asarray(exp_th)[:, None] * axis) * base).as_quat(canonical=True)
+    np.testing.assert_allclose(np.asarray(qo[0]), r_exp, atol=1e-9)
+
+
+def test_per_frame_holds_over_drops():
+    q = np.tile(np.array([0.0, 0, 0, 1]), (1, 5, 1))
+    q[0, :, 0] = [0, 0.1, 0.2, 0.3, 0.4]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    t = np.arange(15.0).reshape(1, 5, 3)
+    present = np.array([[True, False, True, False, False]])
+    qo, to = track.per_frame(q, t, present)
+    np.testing.assert_allclose(np.asarray(to[0]), t[0, [0, 0, 2, 2, 2]])
+    np.testing.assert_allclose(np.asarray(qo[0]), q[0, [0, 0, 2, 2, 2]], atol=1e-7)
+
+
+# --- the tracker -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip():
+    cfg = dataclasses.replace(video.SMOKE, outlier_rate=0.05, drop_rate=0.1, segment_frames=45)
+    v = jax.tree.map(np.asarray, video.sample_video(cfg, jax.random.key(7), LAYOUT, 8))
+    # A stand-in for the network: the true pose turned by ~5 deg and moved by ~3 cm (used at (re)starts).
+    rng = np.random.default_rng(0)
+    q_net = (Rotation.from_rotvec(0.09 * rng.standard_normal(v.q.shape[:2] + (3,)).reshape(-1, 3)) * Rotation.from_quat(v.q.reshape(-1, 4)))
+    q_net = q_net.as_quat().reshape(v.q.shape).astype(np.float32)
+    t_net = (v.t + 3 * rng.standard_normal(v.t.shape)).astype(np.float32)
+    return v, q_net, t_net
+
+
+def _angle_deg(qa, qb):
+    qa, qb = np.asarray(qa, np.float64), np.asarray(qb, np.float64)
+    rel = Rotation.from_quat(qa.reshape(-1, 4)).inv() * Rotation.from_quat(qb.reshape(-1, 4))
+    return np.degrees(rel.magnitude()).reshape(qa.shape[:-1])
+
+
+def test_tracker_follows_and_smooths(clip):
+    v, q_net, t_net = clip
+    q, t = track.track(track.TrackerConfig(), v.xy, v.present, v.time, q_net, t_net, PTS.astype(np.float32))
+    q, t = np.asarray(q), np.asarray(t)
+    assert np.all(np.isfinite(q)) and np.all(np.isfinite(t))
+    np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1, atol=1e-5)
+    assert np.all(q[..., 3] >= 0)
+    err = _angle_deg(q, v.q)
+    assert np.median(err) < 4.0
+    # On still segments the output moves far less than the network stand-in's per-frame poses.
+    still = (v.kind[:, 1:] == video.STILL) & (v.segment[:, 1:] == v.segment[:, :-1])
+    jit_track = np.sqrt(np.mean(_angle_deg(q[:, 1:], q[:, :-1])[still] ** 2))
+    jit_net = np.sqrt(np.mean(_angle_deg(q_net[:, 1:], q_net[:, :-1])[still] ** 2))
+    assert jit_track < 0.3 * jit_net
+
+
+def test_tracker_recovers_after_outliers(clip):
+    """One landmark jumps by 40 px on one frame of each sequence: against the clean twin the tracker
+    moves far less than a memoryless fit does, and is back within 0.2 deg ten frames later."""
+    v, q_net, t_net = clip
+    clean = v.xy - v.outlier_xy
+    n = np.arange(clean.shape[0])
+    f = np.full(n.shape, 100)
+    xy = clean.copy()
+    xy[n, f, 2] += 40.0 / v.intrinsics[:, :2]  # the nose tip, 40 px along (1, 1) / sqrt(2) * sqrt(2)
+    present = v.present.copy()
+    present[:, 95:112] = True
+    pts = PTS.astype(np.float32)
+    cfg = track.TrackerConfig()
+    diff = _angle_deg(track.track(cfg, xy, present, v.time, q_net, t_net, pts)[0], track.track(cfg, clean, present, v.time, q_net, t_net, pts)[0])
+    assert np.all(diff[:, :100] < 1e-4)
+    # A memoryless robust-less fit: the same Gauss-Newton restarted on every frame, no weights.
+    cfg0 = dataclasses.replace(cfg, max_gap=0.0, robust_c=1e9, robust_c_median=1e9)
+    diff0 = _angle_deg(track.track(cfg0, xy, present, v.time, q_net, t_net, pts)[0], track.track(cfg0, clean, present, v.time, q_net, t_net, pts)[0])
+    assert np.median(diff[:, 100]) < 0.25 * np.median(diff0[:, 100])
+    assert np.max(diff[:, 110]) < 0.2
+
+
+def test_tracker_never_nan_and_restarts():
+    """Hostile sequences: huge jumps, identical landmarks, a long gap, a repeated timestamp."""
+    cfg = track.TrackerConfig()
+    v = jax.tree.map(np.asarray, video.sample_video(dataclasses.replace(video.SMOKE, drop_rate=0.0), jax.random.key(2), LAYOUT, 2))
+    xy, present, time = v.xy.copy(), v.present.copy(), v.time.copy()
+    xy[0, 10] += 50.0  # every landmark far away
+    xy[0, 20] = 0.0  # all landmarks on one point
+    xy[1, 30:40] = np.nan  # missing landmarks given as NaN but flagged present=False
+    present[1, 30:40] = False
+    time[1, 40:] += 5.0  # a 5 s gap: restart
+    time[0, 50] = time[0, 49]  # dt = 0
+    q, t = track.track(cfg, xy, present, time, v.q, v.t, PTS.astype(np.float32))
+    q, t = np.asarray(q), np.asarray(t)
+    assert np.all(np.isfinite(q)) and np.all(np.isfinite(t))
+    X = np.einsum("ntij,kj->ntki", Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:2] + (3, 3)), PTS) + t[:, :, None]
+    assert np.all(X[..., 2] > 0)
+    err = _angle_deg(q, v.q)
+    assert np.all(err[0, 15:19] < 5) and np.all(err[0, 25:29] < 5)  # recovered from the garbage frames
+    assert np.all(err[1, 45:] < 5)  # restarted after the gap
