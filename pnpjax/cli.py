@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from pnpjax import fsio, validate
+from pnpjax import fsio, readers, validate
 from pnpjax.errors import ConfigError, InputError, PnpjaxError
 from pnpjax.readers import read_landmarks  # noqa: F401  (moved to readers.py; kept importable here)
 
@@ -166,12 +166,20 @@ def _predict(args: argparse.Namespace) -> int:
         raise InputError(f"output must be .npy or .json, got {out.name}")
     validate.cli_int(args.refine, "--refine", 0, validate.MAX_REFINE)
     (solver,) = _load_solvers([args.checkpoint])
-    x = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout)
+    if args.track:  # consecutive frames, some perhaps without landmarks
+        x, present = readers.read_frames(Path(args.input), solver.layout.num_points, solver.layout)
+    else:
+        x, present = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout), None
     if args.camera is None and solver.protocol != "seed":
         raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
     cam = camera.parse_camera("seed" if args.camera is None else args.camera)
-    noise = _noise_model(args, solver.test_protocol)
-    y = solver.predict(x, cam or "seed", args.refine, args.refine_cost, noise, what=str(args.input))
+    if args.track:
+        y = _tracked(args, solver, x, present, cam)
+    else:
+        if args.fps is not None or args.timestamps is not None:
+            raise InputError("--fps and --timestamps need --track")
+        noise = _noise_model(args, solver.test_protocol)
+        y = solver.predict(x, cam or "seed", args.refine, args.refine_cost, noise, what=str(args.input))
     if out.suffix == ".npy":
         _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
     else:
@@ -179,6 +187,29 @@ def _predict(args: argparse.Namespace) -> int:
     frame = "seed/OpenGL frame" if cam is None else "OpenCV camera frame"
     print(f"wrote {y.shape[0]} poses (qx qy qz qw tx ty tz, {frame}, {solver.layout.units}) to {out}")
     return 0
+
+
+def _tracked(args: argparse.Namespace, solver, x, present, cam):
+    """`predict --track`: the rows are consecutive frames (`present` False: no landmarks) -> one pose per frame."""
+    import numpy as np
+
+    from pnpjax import camera, track
+
+    if args.refine:
+        raise InputError("--track refines every frame itself; drop --refine")
+    px = x if cam is not None else np.stack([x[..., 0], 1.0 - x[..., 1]], -1)  # seed coords -> its 1x1 pixels
+    validate.to_normalized(px[present], (camera.SEED_CAMERA if cam is None else cam).intrinsics, str(args.input))
+    if args.fps is not None and args.timestamps is not None:
+        raise InputError("give --fps or --timestamps, not both")
+    if args.timestamps is not None:
+        time = readers.read_timestamps(Path(args.timestamps), x.shape[0])
+    else:
+        fps = 30.0 if args.fps is None else args.fps
+        if not (np.isfinite(fps) and 0 < fps <= 1e6):
+            raise InputError(f"--fps must be a positive number (at most 1e6), got {args.fps}")
+        time = np.arange(x.shape[0]) / fps
+    y = np.asarray(track.track_landmarks(solver, x, present, time, cam), np.float32)
+    return validate.check_poses(y, opencv=cam is not None, what=f"the pose ({args.input})")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -229,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--camera", default=None, help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)")
     r.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
     _refine_args(r, "the checkpoint's protocol's")
+    r.add_argument("--track", action="store_true", help="rows are consecutive video frames (all-NaN or null rows: no "
+                   "landmarks); the pose tracker (pnpjax.track) writes one pose per frame")
+    r.add_argument("--fps", type=float, default=None, help="--track: frame rate (default 30)")
+    r.add_argument("--timestamps", default=None, help="--track: .npy or .json of one time per frame, seconds, non-decreasing")
 
     x = sub.add_parser("export", help="web/TF exports of a checkpoint")
     x.add_argument("--checkpoint", required=True)

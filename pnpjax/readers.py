@@ -137,4 +137,63 @@ def read_landmarks(path: str | os.PathLike, num_points: int, layout=None) -> np.
     return validate.landmarks(x, num_points, str(path))
 
 
-__all__ = ["parse_json", "read_json", "read_landmarks"]
+def read_frames(path: str | os.PathLike, num_points: int, layout=None) -> tuple[np.ndarray, np.ndarray]:
+    """A video's landmarks (`pnpjax predict --track`): as read_landmarks, except that a frame may
+    have none: a null or [] row (.json) or a row that is entirely NaN (.npy).
+
+    Returns ((N, K, 2) float64 landmarks, zeros where missing; (N,) bool, the frame has landmarks).
+    """
+    path = Path(path)
+    if path.suffix == ".json":
+        obj = parse_json(fsio.read_regular(path, "input file", MAX_LANDMARK_JSON_BYTES), "the file")
+        if not isinstance(obj, list) or not obj:
+            raise InputError(f"{path}: expected a list of frames (K x 2 lists; null or [] for a frame without landmarks)")
+        present = np.array([r is not None and r != [] for r in obj], bool)
+        rows = [r for r, p in zip(obj, present) if p]
+        _numbers_only(rows, path)
+        try:
+            x = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            raise InputError(f"{path}: every frame must be a K x 2 list of numbers (ragged lists?)") from None
+    elif path.suffix == ".npy":
+        x = _npy_landmarks(path)
+        x = x[None] if x.ndim == 2 else x
+        present = ~np.all(np.isnan(x), axis=tuple(range(1, x.ndim))) if x.ndim >= 2 else np.ones(len(x), bool)
+        x = x[present]
+    else:
+        fsio.check_regular(path, "input file")
+        raise InputError(f"input must be .npy or .json, got {path.name}")
+    if not present.any():
+        raise InputError(f"{path}: no frame has landmarks")
+    if layout is not None and x.ndim == 3 and x.dtype.kind in "iuf":
+        from pnpjax import detectors
+
+        x = detectors.select(x, layout)
+    x = validate.landmarks(x, num_points, str(path))
+    full = np.zeros((present.size, num_points, 2))
+    full[present] = x
+    return full, present
+
+
+def read_timestamps(path: str | os.PathLike, n: int) -> np.ndarray:
+    """(n,) frame times in seconds from .npy or .json: finite, within +-1e9, non-decreasing."""
+    path = Path(path)
+    if path.suffix == ".json":
+        t = parse_json(fsio.read_regular(path, "timestamps file", MAX_LANDMARK_JSON_BYTES), "the file")
+        if not isinstance(t, list):
+            raise InputError(f"{path}: timestamps must be a list of {n} numbers (seconds)")
+        _numbers_only(t, path)
+        t = np.asarray(t, dtype=np.float64)
+    elif path.suffix == ".npy":
+        t = _npy_landmarks(path).astype(np.float64)
+    else:
+        fsio.check_regular(path, "timestamps file")
+        raise InputError(f"timestamps must be .npy or .json, got {path.name}")
+    if t.shape != (n,):
+        raise InputError(f"{path}: expected {n} timestamps (seconds, one per frame), got shape {tuple(t.shape)}")
+    if not np.all(np.isfinite(t) & (np.abs(t) <= 1e9)) or np.any(np.diff(t) < 0):
+        raise InputError(f"{path}: timestamps must be finite seconds (|t| <= 1e9), non-decreasing")
+    return t
+
+
+__all__ = ["parse_json", "read_frames", "read_json", "read_landmarks", "read_timestamps"]

@@ -448,3 +448,40 @@ def track(cfg: TrackerConfig, xy: ArrayLike, present: ArrayLike, time: ArrayLike
 
 FILTERS = ("per_frame", "kalman_euler", "one_euro", "track")
 DEFAULT = "track"
+
+
+def track_landmarks(solver, uv: ArrayLike, present: ArrayLike, time: ArrayLike, cam, cfg: TrackerConfig = TrackerConfig(),
+                    dtype=jnp.float32) -> jax.Array:
+    """One video through a solver and the tracker, as `pnpjax predict --track` and the JS module's
+    `createTracker` run it.
+
+    Args:
+      solver: a loaded solver (anything with `.pure` and `.layout`).
+      uv: (T, K, 2) landmarks in the camera's image coordinates (pixels; for cam=None the original's
+        u = x / width, v = 1 - y / height); rows where `present` is False are ignored.
+      present: (T,) bool, the frame has landmarks.
+      time: (T,) timestamps, seconds, non-decreasing.
+      cam: a `camera.Camera`, or None for the seed convention.
+      dtype: float32, or float64 under jax_enable_x64 (the JS module's arithmetic).
+
+    Returns:
+      (T, 7) qx qy qz qw tx ty tz, w >= 0: OpenCV camera frame for a camera, the original's
+      OpenGL-like frame for cam=None.
+    """
+    from pnpjax import camera
+
+    fn, variables = solver.pure
+    present = jnp.asarray(present, bool)
+    uv = jnp.where(present[:, None, None], jnp.asarray(uv, dtype), 0.0)
+    if cam is None:
+        xy = camera.pixels_to_normalized(camera.seed_to_pixels(uv), jnp.asarray(camera.SEED_CAMERA.intrinsics, dtype))
+    else:
+        xy = camera.pixels_to_normalized(uv, jnp.asarray(cam.intrinsics, dtype))
+    variables = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, variables)
+    p = fn(variables, xy)
+    q, t = track(cfg, xy[None], present[None], jnp.asarray(time, dtype)[None], p.q[None].astype(dtype), p.t[None].astype(dtype),
+                 jnp.asarray(solver.layout.array, dtype))
+    q, t = q[0], t[0]
+    if cam is None:
+        q, t = camera.pose_opencv_to_gl(q, t)
+    return jnp.concatenate([q, t], -1)

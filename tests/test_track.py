@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,7 @@ from scipy.spatial.transform import Rotation
 
 from pnpjax import geometry, layouts, track, video
 
+REPO = Path(__file__).resolve().parents[1]
 LAYOUT = layouts.BLAZEFACE6
 PTS = LAYOUT.array.astype(np.float64)
 
@@ -245,3 +248,71 @@ def test_tracker_never_nan_and_restarts():
     err = _angle_deg(q, v.q)
     assert np.all(err[0, 15:19] < 5) and np.all(err[0, 25:29] < 5)  # recovered from the garbage frames
     assert np.all(err[1, 45:] < 5)  # restarted after the gap
+
+
+# --- pnpjax predict --track ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_file(tmp_path_factory):
+    """One smoke video's pixel landmarks (missed frames as NaN rows), its camera spec and truth."""
+    from pnpjax import checkpoint
+
+    d = tmp_path_factory.mktemp("video")
+    v = jax.tree.map(np.asarray, video.sample_video(video.SMOKE, jax.random.key(4), LAYOUT, 1))
+    intr, size = v.intrinsics[0].astype(np.float64), v.image_size[0].astype(np.float64)
+    uv = v.xy[0].astype(np.float64) * intr[:2] + intr[2:]
+    present = v.present[0].copy()
+    present[[7, 8, 9]] = False
+    uv[~present] = np.nan
+    np.save(d / "in.npy", uv)
+    (d / "in.json").write_text(json.dumps([None if not p else r.tolist() for r, p in zip(uv, present)]))
+    spec = ",".join(repr(float(a)) for a in (*intr, *size))
+    solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
+    return d, spec, uv, present, v, solver
+
+
+def test_predict_track_cli(video_file):
+    from pnpjax import camera, cli
+
+    d, spec, uv, present, v, solver = video_file
+    times = np.cumsum(np.full(len(uv), 1 / 25.0)) - 1 / 25.0
+    (d / "t.json").write_text(json.dumps(times.tolist()))
+    assert cli.main(["predict", "--checkpoint", str(REPO / "checkpoints" / "blazeface6"), "--input", str(d / "in.json"),
+                     "--output", str(d / "out.npy"), "--camera", spec, "--track", "--timestamps", str(d / "t.json")]) == 0
+    assert cli.main(["predict", "--checkpoint", str(REPO / "checkpoints" / "blazeface6"), "--input", str(d / "in.npy"),
+                     "--output", str(d / "out.json"), "--camera", spec, "--track", "--fps", "25"]) == 0
+    a, b = np.load(d / "out.npy"), np.asarray(json.loads((d / "out.json").read_text()))
+    assert a.shape == (len(uv), 7) and np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, atol=1e-6)  # timestamps = frame / 25 is --fps 25
+    ref = np.asarray(track.track_landmarks(solver, np.nan_to_num(uv), present, times, camera.parse_camera(spec)))
+    np.testing.assert_allclose(a, ref, atol=1e-6)
+    assert np.all(a[:, 3] >= 0)
+    assert np.median(_angle_deg(a[:, :4], v.q[0])) < 5.0
+
+
+def test_predict_track_user_errors(video_file, capsys):
+    from pnpjax import cli
+
+    d, spec, uv, *_ = video_file
+    (d / "bad_t.json").write_text(json.dumps([0.0, 1.0]))
+    (d / "dec_t.json").write_text(json.dumps([1.0] + [0.0] * (len(uv) - 1)))
+    partial = uv.copy()
+    partial[3, 0, 0] = np.nan
+    np.save(d / "partial.npy", partial)
+    base = ["predict", "--checkpoint", str(REPO / "checkpoints" / "blazeface6"), "--camera", spec]
+    cases = [
+        ["--input", str(d / "in.npy"), "--fps", "30"],  # --fps without --track
+        ["--input", str(d / "in.npy"), "--track", "--fps", "30", "--timestamps", str(d / "bad_t.json")],
+        ["--input", str(d / "in.npy"), "--track", "--timestamps", str(d / "bad_t.json")],
+        ["--input", str(d / "in.npy"), "--track", "--timestamps", str(d / "dec_t.json")],
+        ["--input", str(d / "in.npy"), "--track", "--fps", "nan"],
+        ["--input", str(d / "in.npy"), "--track", "--refine", "3"],
+        ["--input", str(d / "partial.npy"), "--track"],  # a half-missing row is not a missed frame
+    ]
+    for extra in cases:
+        out = d / "never.npy"
+        assert cli.main(base + extra + ["--output", str(out)]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error" in err, err
+        assert not out.exists()
