@@ -43,8 +43,12 @@ def _plot(path: Path, v, outs: dict, n: int, R_front: np.ndarray, fps: float) ->
     fig, axes = plt.subplots(3, 1, figsize=(13, 9), sharex=True)
     truth = tracking.ypr(v.q[n], R_front)
     shown = [ANCHOR, "original Euler Kalman on network", "One-Euro SE(3) on refined", DEFAULT]
-    styles = {ANCHOR: dict(color="0.6", lw=0.8), "original Euler Kalman on network": dict(color="tab:orange", lw=1.0),
-              "One-Euro SE(3) on refined": dict(color="tab:green", lw=1.0), DEFAULT: dict(color="tab:blue", lw=1.4)}
+    styles = {
+        ANCHOR: dict(color="0.6", lw=0.8),
+        "original Euler Kalman on network": dict(color="tab:orange", lw=1.0),
+        "One-Euro SE(3) on refined": dict(color="tab:green", lw=1.0),
+        DEFAULT: dict(color="tab:blue", lw=1.4),
+    }
     colors = {"still": "white", "slow": "#eef5ff", "fast": "#ffecec", "lean": "#effaef"}
     L = int(np.sum(v.segment[n] == 0))
     for ax, j, label in zip(axes, (1, 0, 2), ("yaw", "pitch", "roll")):
@@ -60,8 +64,9 @@ def _plot(path: Path, v, outs: dict, n: int, R_front: np.ndarray, fps: float) ->
         ax.set_ylabel(f"{label} (deg)")
     axes[0].legend(loc="upper right", fontsize=8, ncol=3)
     kinds = ", ".join(f"{k}: {c}" for k, c in (("slow", "blue"), ("fast", "red"), ("lean", "green")))
-    axes[-1].set_xlabel(f"time (s); background: segment kind ({kinds}, still: white); red dotted: outlier frame; "
-                        "dash-dot: no landmarks")
+    axes[-1].set_xlabel(
+        f"time (s); background: segment kind ({kinds}, still: white); red dotted: outlier frame; dash-dot: no landmarks"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -83,19 +88,58 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - t0
 
     names = list(res)
-    rows = [[k, f"{r['rms_rot']:.3f}", f"{r['median_rot']:.3f}", f"{r['rms_trans']:.2f}", f"{r['jitter_rot']:.3f}", f"{r['jitter_trans']:.3f}",
-             f"{r['by_kind']['slow']['lag']:.2f}", f"{r['by_kind']['fast']['lag']:.2f}", f"{r['by_kind']['lean']['lag']:.2f}",
-             f"{r['outlier_dev']:.2f}", f"{r['recover_frames']:.2f}"] for k, r in res.items()]
-    main_table = md_table(["method", "RMS rot °", "median rot °", "RMS t cm", "still jitter °", "still jitter cm", "lag slow (fr)",
-                           "lag fast (fr)", "lag lean (fr)", "outlier dev °", "recover (fr)"], rows, [""] + [":"] * 10)
+    rows = [
+        [
+            k,
+            f"{r['rms_rot']:.3f}",
+            f"{r['median_rot']:.3f}",
+            f"{r['rms_trans']:.2f}",
+            f"{r['jitter_rot']:.3f}",
+            f"{r['jitter_trans']:.3f}",
+            f"{r['by_kind']['slow']['lag']:.2f}",
+            f"{r['by_kind']['fast']['lag']:.2f}",
+            f"{r['by_kind']['lean']['lag']:.2f}",
+            f"{r['outlier_dev']:.2f}",
+            f"{r['recover_frames']:.2f}",
+        ]
+        for k, r in res.items()
+    ]
+    main_table = md_table(
+        [
+            "method",
+            "RMS rot °",
+            "median rot °",
+            "RMS t cm",
+            "still jitter °",
+            "still jitter cm",
+            "lag slow (fr)",
+            "lag fast (fr)",
+            "lag lean (fr)",
+            "outlier dev °",
+            "recover (fr)",
+        ],
+        rows,
+        [""] + [":"] * 10,
+    )
     kind_rows = []
     for k in names:
         for kind in video.KINDS:
             r = res[k]["by_kind"][kind]
-            kind_rows.append([k, kind, f"{r['rms_rot']:.3f}", f"{r['rms_trans']:.2f}",
-                              f"{r['lag']:.2f}" if "lag" in r else "–", f"{r['lag_median']:.2f}" if "lag" in r else "–"])
-    kind_table = md_table(["method", "segment", "RMS rot °", "RMS t cm", "lag mean (fr)", "lag median (fr)"], kind_rows,
-                          ["", ""] + [":"] * 4)
+            kind_rows.append(
+                [
+                    k,
+                    kind,
+                    f"{r['rms_rot']:.3f}",
+                    f"{r['rms_trans']:.2f}",
+                    f"{r['lag']:.2f}" if "lag" in r else "–",
+                    f"{r['lag_median']:.2f}" if "lag" in r else "–",
+                ]
+            )
+    kind_table = md_table(
+        ["method", "segment", "RMS rot °", "RMS t cm", "lag mean (fr)", "lag median (fr)"],
+        kind_rows,
+        ["", ""] + [":"] * 4,
+    )
 
     d, a = res[DEFAULT], res[ANCHOR]
     base = {b: res[b] for b in BASELINES}
@@ -104,43 +148,77 @@ def main(argv: list[str] | None = None) -> int:
         ("RMS rotation error <= 0.8x per-frame SQPnP's", d["rms_rot"] / a["rms_rot"], 0.8, "ratio"),
         ("fast segments: lag <= 1 frame", d["by_kind"]["fast"]["lag"], 1.0, "frames"),
     ]
-    target_rows = [[name, f"{val:.3f} ({unit})", f"<= {lim}", "met" if val <= lim else "NOT met"] for name, val, lim, unit in checks]
+    target_rows = [
+        [name, f"{val:.3f} ({unit})", f"<= {lim}", "met" if val <= lim else "NOT met"]
+        for name, val, lim, unit in checks
+    ]
     for b, r in base.items():
-        better = (d["jitter_rot"] < r["jitter_rot"], d["rms_rot"] < r["rms_rot"], d["by_kind"]["fast"]["lag"] < r["by_kind"]["fast"]["lag"])
-        target_rows.append([f"better than {b} on jitter / RMS / fast lag",
-                            f"{d['jitter_rot']:.3f} vs {r['jitter_rot']:.3f}; {d['rms_rot']:.3f} vs {r['rms_rot']:.3f}; "
-                            f"{d['by_kind']['fast']['lag']:.2f} vs {r['by_kind']['fast']['lag']:.2f}", "all three",
-                            "met" if all(better) else "NOT met"])
+        better = (
+            d["jitter_rot"] < r["jitter_rot"],
+            d["rms_rot"] < r["rms_rot"],
+            d["by_kind"]["fast"]["lag"] < r["by_kind"]["fast"]["lag"],
+        )
+        target_rows.append(
+            [
+                f"better than {b} on jitter / RMS / fast lag",
+                f"{d['jitter_rot']:.3f} vs {r['jitter_rot']:.3f}; {d['rms_rot']:.3f} vs {r['rms_rot']:.3f}; "
+                f"{d['by_kind']['fast']['lag']:.2f} vs {r['by_kind']['fast']['lag']:.2f}",
+                "all three",
+                "met" if all(better) else "NOT met",
+            ]
+        )
     targets = md_table(["target (default tracker)", "measured", "target", ""], target_rows)
 
-    seq = int(np.argmax([len(set(v.kind[i].tolist())) * 100 + v.outlier[i].sum() + (~v.present[i]).sum() for i in range(v.kind.shape[0])]))
+    seq = int(
+        np.argmax(
+            [
+                len(set(v.kind[i].tolist())) * 100 + v.outlier[i].sum() + (~v.present[i]).sum()
+                for i in range(v.kind.shape[0])
+            ]
+        )
+    )
     _plot(out / "ypr.png", v, outs, seq, np.asarray(solver.layout.frontal_rotation), cfg.fps)
 
     frames = int(np.prod(v.present.shape))
-    command = "python experiments/bench_tracking.py" + "".join(f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python experiments/bench_tracking.py" + "".join(
+        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    n_out, n_drop = int(v.outlier.sum()), int((~v.present).sum())
     body = [
-        f"{args.n} sequences x {cfg.num_frames} frames at {cfg.fps:g} fps ({frames} frames; key {args.key}); per-frame network "
-        f"`{Path(args.checkpoint).name}`; {int(v.outlier.sum())} outlier frames, {int((~v.present).sum())} frames without landmarks. "
-        f"Every method runs on the same landmarks; wall time {wall:.0f} s on this shared 2-core CPU.",
-        "Video: `pnpjax.video.VideoConfig()` defaults (segments of 1.5 s: still, slow turn 10-40 °/s, fast shake/nod 100-200 °/s "
-        "peak, lean in/out; AR(1) landmark noise, rho 0.5, 3 % of the face's size; shape fixed per sequence; 2 % outlier frames "
-        "(one landmark jumps 20-60 px); 3 % frames without landmarks). Methods: see `pnpjax/track.py`; the 'original Euler "
-        "Kalman' is the original web app's six kalmanjs filters (R = 1, Q = 3) on three.js XYZ Euler angles + translation, run on "
-        "the network's per-frame poses (as the original did) and on the refined ones.",
+        f"{args.n} sequences x {cfg.num_frames} frames at {cfg.fps:g} fps ({frames} frames; key {args.key}); "
+        f"per-frame network `{Path(args.checkpoint).name}`; {n_out} outlier frames, {n_drop} frames without "
+        f"landmarks. Every method runs on the same landmarks; wall time {wall:.0f} s on this shared 2-core CPU.",
+        "Video: `pnpjax.video.VideoConfig()` defaults (segments of 1.5 s: still, slow turn 10-40 °/s, fast "
+        "shake/nod 100-200 °/s peak, lean in/out; AR(1) landmark noise, rho 0.5, 3 % of the face's size; shape "
+        "fixed per sequence; 2 % outlier frames (one landmark jumps 20-60 px); 3 % frames without landmarks). "
+        "Methods: see `pnpjax/track.py`; the 'original Euler Kalman' is the original web app's six kalmanjs "
+        "filters (R = 1, Q = 3) on three.js XYZ Euler angles + translation, run on the network's per-frame poses "
+        "(as the original did) and on the refined ones.",
         "## Targets\n\n" + targets,
         "## All methods\n\n" + main_table,
-        "Jitter: RMS frame-to-frame change on still segments. Lag: cross-correlation of the frame-to-frame motion along each "
-        "moving segment's main axis with the truth's (mean over segments; positive = behind). Outlier dev: rotation difference "
-        "at an outlier frame against the same method on the clean twin video; recover: frames until that difference is "
-        f"< {tracking.RECOVER_DEG} °.",
+        "Jitter: RMS frame-to-frame change on still segments. Lag: cross-correlation of the frame-to-frame motion "
+        "along each moving segment's main axis with the truth's (mean over segments; positive = behind). Outlier "
+        "dev: rotation difference at an outlier frame against the same method on the clean twin video; recover: "
+        f"frames until that difference is < {tracking.RECOVER_DEG} °.",
         "## Per segment kind\n\n" + kind_table,
-        f"![yaw, pitch, roll against time]({'ypr.png'})\n\nSequence {seq}: truth (dashed), per-frame SQPnP and the filters.",
+        f"![yaw, pitch, roll against time](ypr.png)\n\nSequence {seq}: truth (dashed), per-frame SQPnP and filters.",
     ]
     write_report(out, "Pose tracking on synthetic video", command, body)
-    (out / "results.json").write_text(json.dumps({"n": args.n, "key": args.key, "checkpoint": Path(args.checkpoint).name,
-                                                  "video": tracking.config_dict(cfg), "tracker": tracking.config_dict(track.TrackerConfig()),
-                                                  "one_euro": tracking.config_dict(track.OneEuro()), "results": res,
-                                                  "wall_seconds": wall}, indent=1))
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "n": args.n,
+                "key": args.key,
+                "checkpoint": Path(args.checkpoint).name,
+                "video": tracking.config_dict(cfg),
+                "tracker": tracking.config_dict(track.TrackerConfig()),
+                "one_euro": tracking.config_dict(track.OneEuro()),
+                "results": res,
+                "wall_seconds": wall,
+            },
+            indent=1,
+        )
+    )
     print((out / "results.md").read_text())
     return 0
 

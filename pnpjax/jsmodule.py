@@ -18,6 +18,7 @@ small. An installed pnpjax needs no Node to export.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from importlib import resources
 from typing import Any
@@ -125,7 +126,16 @@ def module_data(
             "noise2d": float(noise.noise_2d),
         },
         "weights": base64.b64encode(blob).decode("ascii"),
+        "track": _tracker_defaults(),
     }
+
+
+def _tracker_defaults() -> dict[str, float]:
+    """pnpjax.track.TrackerConfig's defaults, camelCase: the JS tracker's (createTracker) options."""
+    from pnpjax import track
+
+    camel = lambda name: name.split("_")[0] + "".join(w.capitalize() for w in name.split("_")[1:])
+    return {camel(k): v for k, v in dataclasses.asdict(track.TrackerConfig()).items()}
 
 
 def js_string_literal_json(data: Any) -> str:

@@ -4,7 +4,7 @@ over sequences).
 Every filter maps a batch of N sequences of T frames to one pose per frame, (N, T, 4) unit (x, y, z, w)
 quaternions (w >= 0) and (N, T, 3) translations, in the OpenCV camera frame, layout units. A frame
 whose `present` flag is False has no landmarks (the detector missed it); every filter then outputs
-its last pose (the tracker: its constant-velocity prediction, for at most `max_coast` s).
+its last pose (the tracker: its constant-velocity prediction, for at most `coast` s).
 
 Filters
 -------
@@ -34,13 +34,14 @@ Filters
   noise; then `iters` robust Gauss-Newton steps on
       sum_k w_k |proj(T X_k) - xy_k|^2 / sigma^2 + delta^T P_pp^-1 delta,   delta = log(T T-^-1),
   started at T-, with Cauchy weights w_k = 1 / (1 + (e_k / s)^2) recomputed at every step from the
-  residual norms e_k and a scale s = max(c sigma, c_med median_k e_k) (one landmark far from the
+  residual norms e_k and a scale s = c max(sigma, median_k e_k) (one landmark far from the
   others is down-weighted; when all are far - fast motion the prediction missed - none is);
   sigma = sqrt(noise_2d^2 r^2 + sigma_3d^2) / depth is the landmark noise (r: the layout's RMS
   radius). The twist is then corrected through the pose-twist covariance (the Kalman update of a
   state observed through its pose block). The process noise grows with the estimated angular speed,
-  q = q0 (1 + (|omega| / speed_scale)^2): a still head is smoothed hard, a fast one followed closely.
-  The first frame, a frame after more than `max_gap` s without landmarks, and any non-finite or
+  q = q0 (1 + (|omega| / speed_rot)^2 + (|dt/dt| / speed_trans)^2): a still head is smoothed hard, a
+  fast one followed closely. A (re)start has no pose prior and a broad twist prior.
+  The first frame, a frame after more than `gap` s without landmarks, and any non-finite or
   behind-the-camera result restart the filter from the per-frame network pose.
 """
 
@@ -57,6 +58,7 @@ from jax.typing import ArrayLike
 
 from pnpjax import geometry
 from pnpjax.camera import MIN_DEPTH, pose_gl_to_opencv, pose_opencv_to_gl
+from pnpjax.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
 # small SO(3)/SE(3) helpers on (x, y, z, w) quaternions (the JS module mirrors them line by line)
@@ -67,8 +69,15 @@ def _qmul(a: jax.Array, b: jax.Array) -> jax.Array:
     """Hamilton product a b, (x, y, z, w)."""
     ax, ay, az, aw = (a[..., i] for i in range(4))
     bx, by, bz, bw = (b[..., i] for i in range(4))
-    return jnp.stack([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                      aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz], -1)
+    return jnp.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        -1,
+    )
 
 
 def _qconj(q: jax.Array) -> jax.Array:
@@ -102,15 +111,19 @@ def _qrot(q: jax.Array, p: jax.Array) -> jax.Array:
 
 
 def _se3_retract(d: jax.Array, q: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """exp(d) T for d = (v, omega) (6,): jaxlie's SE3.exp(d) @ T (the refinement's retraction)."""
+    """exp(d) T for d = (v, omega) (..., 6): jaxlie's SE3.exp(d) @ T, written as pnpjax.refine's
+    retraction (the same closed forms and series below sqrt(840 eps), which the JS module shares)."""
     v, om = d[..., :3], d[..., 3:]
-    dq = _qexp(om)
     th2 = jnp.sum(om * om, -1)
-    small = th2 < 1e-8
+    small = th2 < math.sqrt(840.0 * float(jnp.finfo(th2.dtype).eps))
     th2s = jnp.where(small, 1.0, th2)
     th = jnp.sqrt(th2s)
-    a = jnp.where(small, 0.5 - th2 / 24.0, (1.0 - jnp.cos(th)) / th2s)
-    b = jnp.where(small, 1.0 / 6.0 - th2 / 120.0, (th - jnp.sin(th)) / (th2s * th))
+    sh, ch = jnp.sin(0.5 * th), jnp.cos(0.5 * th)
+    hs = jnp.where(small, 0.5 - th2 / 48.0 + th2 * th2 / 3840.0, sh / th)  # sin(th/2) / th
+    hc = jnp.where(small, 1.0 - th2 / 8.0 + th2 * th2 / 384.0, ch)
+    a = 2.0 * hs * hs  # (1 - cos th) / th^2
+    b = jnp.where(small, 1.0 / 6.0 - th2 / 120.0 + th2 * th2 / 5040.0, (th - 2.0 * sh * ch) / (th2s * th))
+    dq = jnp.concatenate([om * hs[..., None], hc[..., None]], -1)
     wv = jnp.cross(om, v)
     Vv = v + a[..., None] * wv + b[..., None] * jnp.cross(om, wv)
     R = geometry.quat_to_matrix(dq)
@@ -181,8 +194,15 @@ def threejs_quat_from_euler_xyz(e: ArrayLike) -> jax.Array:
     e = jnp.asarray(e)
     c1, c2, c3 = (jnp.cos(0.5 * e[..., i]) for i in range(3))
     s1, s2, s3 = (jnp.sin(0.5 * e[..., i]) for i in range(3))
-    return jnp.stack([s1 * c2 * c3 + c1 * s2 * s3, c1 * s2 * c3 - s1 * c2 * s3,
-                      c1 * c2 * s3 + s1 * s2 * c3, c1 * c2 * c3 - s1 * s2 * s3], -1)
+    return jnp.stack(
+        [
+            s1 * c2 * c3 + c1 * s2 * s3,
+            c1 * s2 * c3 - s1 * c2 * s3,
+            c1 * c2 * s3 + s1 * s2 * c3,
+            c1 * c2 * c3 - s1 * s2 * s3,
+        ],
+        -1,
+    )
 
 
 def _kalmanjs_step(cfg: KalmanEuler, state, z):
@@ -244,7 +264,9 @@ def one_euro_alpha(cutoff: ArrayLike, dt: ArrayLike) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def one_euro(cfg: OneEuro, q: ArrayLike, t: ArrayLike, present: ArrayLike, time: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def one_euro(
+    cfg: OneEuro, q: ArrayLike, t: ArrayLike, present: ArrayLike, time: ArrayLike
+) -> tuple[jax.Array, jax.Array]:
     """1-euro filter of per-frame poses (N, T, 4), (N, T, 3) with timestamps (N, T) seconds."""
     q, t, present, time = (jnp.asarray(a) for a in (q, t, present, time))
 
@@ -287,18 +309,24 @@ class TrackerConfig:
     init_iters: int = 5  # steps from the network's pose when the filter (re)starts
     noise_2d: float = 0.03  # landmark noise std, fraction of the face's image size
     sigma_3d: float = 0.3  # 3D shape noise std, layout units
-    accel_rot: float = 0.25  # white-noise angular acceleration density at rest, rad^2/s^3
-    accel_trans: float = 400.0  # white-noise linear acceleration density at rest, unit^2/s^3
-    speed_scale: float = 0.1  # rad/s; process noise x (1 + (|omega| / speed_scale)^2 + (|dt/dt| / speed_scale_trans)^2)
-    speed_scale_trans: float = 10.0  # layout units/s, of the translation's rate of change
-    init_std_rot: float = 0.5  # rad, the (re)start's pose prior (weak)
-    init_std_trans: float = 50.0  # layout units
-    init_std_vel_rot: float = 2.0  # rad/s
-    init_std_vel_trans: float = 50.0  # units/s
-    robust_c: float = 3.0  # Cauchy scale in multiples of sigma
-    robust_c_median: float = 3.0  # ... or of the median residual, whichever is larger
-    max_coast: float = 0.2  # s: frames without landmarks extrapolate at most this long
-    max_gap: float = 1.0  # s: a longer gap restarts the filter
+    # Process noise: white-noise acceleration densities at rest (rad^2/s^3, unit^2/s^3), times
+    # 1 + (|omega| / speed_rot)^2 + (|dt/dt| / speed_trans)^2 (rad/s, units/s). Picked by a grid on
+    # sequences of a tuning key (accel_rot 0.02-0.25 x speed_rot 0.05-0.15): the lowest RMS rotation
+    # error and still jitter with fast-segment lag well under a frame.
+    accel_rot: float = 0.02
+    accel_trans: float = 400.0
+    speed_rot: float = 0.05
+    speed_trans: float = 10.0
+    vel_std_rot: float = 2.0  # rad/s, the twist's prior std when the filter (re)starts
+    vel_std_trans: float = 50.0  # units/s
+    robust: float = 3.0  # Cauchy scale: this many sigma, or this many median residuals if larger
+    coast: float = 0.2  # s: frames without landmarks extrapolate at most this long
+    gap: float = 1.0  # s: a longer gap restarts the filter
+
+    def __post_init__(self) -> None:
+        values = dataclasses.astuple(self)
+        if not all(math.isfinite(v) and v >= 0 for v in values) or not (self.iters >= 1 and self.init_iters >= 1):
+            raise ConfigError(f"tracker parameters must be finite and >= 0, iterations >= 1: {self}")
 
 
 class TrackState(NamedTuple):
@@ -328,7 +356,7 @@ def _linearise(q, t, pts, xy):
 def _robust_weights(cfg: TrackerConfig, r: jax.Array, sigma: jax.Array) -> jax.Array:
     """Cauchy weights of the landmarks' residuals (K, 2) (see the module docstring)."""
     e = jnp.sqrt(jnp.sum(r * r, -1))
-    s = jnp.maximum(cfg.robust_c * sigma, cfg.robust_c_median * jnp.median(e))
+    s = cfg.robust * jnp.maximum(sigma, jnp.median(e))
     return 1.0 / (1.0 + (e / s) ** 2)
 
 
@@ -336,14 +364,15 @@ def _process_noise(cfg: TrackerConfig, nu: jax.Array, t: jax.Array, dt: jax.Arra
     """(12, 12) white-noise-acceleration process noise over dt, scaled up with the estimated speed
     (angular, and of the translation t: dt/dt = v + omega x t)."""
     t_rate = nu[:3] + jnp.cross(nu[3:], t)
-    k = 1.0 + jnp.sum(nu[3:] ** 2) / cfg.speed_scale**2 + jnp.sum(t_rate**2) / cfg.speed_scale_trans**2
+    k = 1.0 + jnp.sum(nu[3:] ** 2) / cfg.speed_rot**2 + jnp.sum(t_rate**2) / cfg.speed_trans**2
     qc = k * jnp.asarray([cfg.accel_trans] * 3 + [cfg.accel_rot] * 3, nu.dtype)
     Qc = jnp.diag(qc)
     return jnp.block([[dt**3 / 3 * Qc, dt**2 / 2 * Qc], [dt**2 / 2 * Qc, dt * Qc]])
 
 
-def _initial_cov(cfg: TrackerConfig, dtype) -> jax.Array:
-    s = jnp.asarray([cfg.init_std_trans] * 3 + [cfg.init_std_rot] * 3 + [cfg.init_std_vel_trans] * 3 + [cfg.init_std_vel_rot] * 3, dtype)
+def _restart_cov(cfg: TrackerConfig, dtype) -> jax.Array:
+    """Covariance at a (re)start: no pose prior (its block is unused), the twist's prior std."""
+    s = jnp.asarray([1.0] * 6 + [cfg.vel_std_trans] * 3 + [cfg.vel_std_rot] * 3, dtype)
     return jnp.diag(s * s)
 
 
@@ -352,15 +381,23 @@ def _sigma(cfg: TrackerConfig, rad: jax.Array, depth: jax.Array) -> jax.Array:
     return jnp.sqrt((cfg.noise_2d * rad) ** 2 + cfg.sigma_3d**2) / jnp.maximum(depth, MIN_DEPTH)
 
 
-def track_step(cfg: TrackerConfig, pts: jax.Array, state: TrackState, xy: jax.Array, present: jax.Array,
-               now: jax.Array, q_net: jax.Array, t_net: jax.Array) -> tuple[TrackState, tuple[jax.Array, jax.Array]]:
+def track_step(
+    cfg: TrackerConfig,
+    pts: jax.Array,
+    state: TrackState,
+    xy: jax.Array,
+    present: jax.Array,
+    now: jax.Array,
+    q_net: jax.Array,
+    t_net: jax.Array,
+) -> tuple[TrackState, tuple[jax.Array, jax.Array]]:
     """One frame of one sequence: (state, landmarks (K, 2), present, time s, network pose) ->
     (new state, (q, t) output)."""
     dtype = state.P.dtype
     eye6 = jnp.eye(6, dtype=dtype)
     rad = jnp.sqrt(jnp.mean(jnp.sum((pts - jnp.mean(pts, 0)) ** 2, -1)))
     dt = jnp.maximum(now - state.time, 0.0)
-    restart = ~state.started | (dt > cfg.max_gap)
+    restart = ~state.started | (dt > cfg.gap)
 
     # Prediction (the filter's own, or a restart at the network's pose).
     q_pred, t_pred = _se3_retract(state.nu * dt, state.q, state.t)
@@ -369,8 +406,8 @@ def track_step(cfg: TrackerConfig, pts: jax.Array, state: TrackState, xy: jax.Ar
     q0 = jnp.where(restart, q_net, q_pred)
     t0 = jnp.where(restart, t_net, t_pred)
     nu0 = jnp.where(restart, 0.0, state.nu)
-    P0 = jnp.where(restart, _initial_cov(cfg, dtype), P_pred)
-    P_pp_inv = jnp.linalg.inv(P0[:6, :6])
+    P0 = jnp.where(restart, _restart_cov(cfg, dtype), P_pred)
+    P_pp_inv = jnp.where(restart, 0.0, jnp.linalg.inv(P0[:6, :6]))  # a restart has no pose prior
 
     # Robust Gauss-Newton on landmarks + prior; delta = accumulated left step from (q0, t0).
     def gn(_, c):
@@ -394,18 +431,24 @@ def track_step(cfg: TrackerConfig, pts: jax.Array, state: TrackState, xy: jax.Ar
     P_vv_new = P_vv - G @ (P_pp - P_pp_new) @ G.T
     P_pv_new = P_pp_new @ G.T
     P1 = jnp.block([[P_pp_new, P_pv_new], [P_pv_new.T, P_vv_new]])
-    P1 = 0.5 * (P1 + P1.T)
 
     depth_ok = jnp.all((_qrot(q1, pts) + t1)[..., 2] > MIN_DEPTH)
-    ok = depth_ok & jnp.all(jnp.isfinite(q1)) & jnp.all(jnp.isfinite(t1)) & jnp.all(jnp.isfinite(P1)) & jnp.all(jnp.isfinite(nu1))
+    ok = (
+        depth_ok
+        & jnp.all(jnp.isfinite(q1))
+        & jnp.all(jnp.isfinite(t1))
+        & jnp.all(jnp.isfinite(P1))
+        & jnp.all(jnp.isfinite(nu1))
+    )
     # A failed update restarts at the network's pose (next frame refines it from there).
     q1 = jnp.where(ok, q1, q_net)
     t1 = jnp.where(ok, t1, t_net)
-    updated = TrackState(geometry.quat_normalize(q1), t1, jnp.where(ok, nu1, 0.0), jnp.where(ok, P1, _initial_cov(cfg, dtype)),
-                         now, ok)
+    updated = TrackState(
+        geometry.quat_normalize(q1), t1, jnp.where(ok, nu1, 0.0), jnp.where(ok, P1, _restart_cov(cfg, dtype)), now, ok
+    )
 
-    # No landmarks: keep the state, output the prediction (extrapolated at most max_coast s).
-    q_coast, t_coast = _se3_retract(state.nu * jnp.minimum(dt, cfg.max_coast), state.q, state.t)
+    # No landmarks: keep the state, output the prediction (extrapolated at most `coast` s).
+    q_coast, t_coast = _se3_retract(state.nu * jnp.minimum(dt, cfg.coast), state.q, state.t)
     new_state = jax.tree.map(lambda a, b: jnp.where(present, a, b), updated, state)
     q_out = jnp.where(present, new_state.q, jnp.where(state.started, q_coast, state.q))
     t_out = jnp.where(present, new_state.t, jnp.where(state.started, t_coast, state.t))
@@ -415,13 +458,26 @@ def track_step(cfg: TrackerConfig, pts: jax.Array, state: TrackState, xy: jax.Ar
 def initial_state(batch: tuple[int, ...], dtype=jnp.float32) -> TrackState:
     """A tracker that has seen nothing yet (its first frame with landmarks starts it)."""
     z = lambda *s: jnp.zeros(batch + s, dtype)  # noqa: E731
-    return TrackState(z(4).at[..., 3].set(1.0), z(3), z(6), jnp.broadcast_to(jnp.eye(12, dtype=dtype), batch + (12, 12)),
-                      z(), jnp.zeros(batch, bool))
+    return TrackState(
+        z(4).at[..., 3].set(1.0),
+        z(3),
+        z(6),
+        jnp.broadcast_to(jnp.eye(12, dtype=dtype), batch + (12, 12)),
+        z(),
+        jnp.zeros(batch, bool),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def track(cfg: TrackerConfig, xy: ArrayLike, present: ArrayLike, time: ArrayLike, q_net: ArrayLike, t_net: ArrayLike,
-          pts: ArrayLike) -> tuple[jax.Array, jax.Array]:
+def track(
+    cfg: TrackerConfig,
+    xy: ArrayLike,
+    present: ArrayLike,
+    time: ArrayLike,
+    q_net: ArrayLike,
+    t_net: ArrayLike,
+    pts: ArrayLike,
+) -> tuple[jax.Array, jax.Array]:
     """The default tracker over N sequences of T frames.
 
     Args:
@@ -450,8 +506,15 @@ FILTERS = ("per_frame", "kalman_euler", "one_euro", "track")
 DEFAULT = "track"
 
 
-def track_landmarks(solver, uv: ArrayLike, present: ArrayLike, time: ArrayLike, cam, cfg: TrackerConfig = TrackerConfig(),
-                    dtype=jnp.float32) -> jax.Array:
+def track_landmarks(
+    solver,
+    uv: ArrayLike,
+    present: ArrayLike,
+    time: ArrayLike,
+    cam,
+    cfg: TrackerConfig = TrackerConfig(),
+    dtype=jnp.float32,
+) -> jax.Array:
     """One video through a solver and the tracker, as `pnpjax predict --track` and the JS module's
     `createTracker` run it.
 
@@ -477,10 +540,19 @@ def track_landmarks(solver, uv: ArrayLike, present: ArrayLike, time: ArrayLike, 
         xy = camera.pixels_to_normalized(camera.seed_to_pixels(uv), jnp.asarray(camera.SEED_CAMERA.intrinsics, dtype))
     else:
         xy = camera.pixels_to_normalized(uv, jnp.asarray(cam.intrinsics, dtype))
-    variables = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, variables)
+    variables = jax.tree.map(
+        lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, variables
+    )
     p = fn(variables, xy)
-    q, t = track(cfg, xy[None], present[None], jnp.asarray(time, dtype)[None], p.q[None].astype(dtype), p.t[None].astype(dtype),
-                 jnp.asarray(solver.layout.array, dtype))
+    q, t = track(
+        cfg,
+        xy[None],
+        present[None],
+        jnp.asarray(time, dtype)[None],
+        p.q[None].astype(dtype),
+        p.t[None].astype(dtype),
+        jnp.asarray(solver.layout.array, dtype),
+    )
     q, t = q[0], t[0]
     if cam is None:
         q, t = camera.pose_opencv_to_gl(q, t)

@@ -111,13 +111,15 @@ def _shake_profile(tau: jax.Array, n: jax.Array) -> jax.Array:
     return jnp.sin(2 * jnp.pi * n * tau) * jnp.sin(jnp.pi * tau)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shake_peak_speeds(cycles: tuple[int, ...]) -> np.ndarray:
     """max over tau of |d/dtau _shake_profile| for each n (a dense grid, computed once)."""
     tau = np.linspace(0.0, 1.0, 20001)
     out = []
     for n in cycles:
-        d = 2 * np.pi * n * np.cos(2 * np.pi * n * tau) * np.sin(np.pi * tau) + np.pi * np.sin(2 * np.pi * n * tau) * np.cos(np.pi * tau)
+        d = 2 * np.pi * n * np.cos(2 * np.pi * n * tau) * np.sin(np.pi * tau) + np.pi * np.sin(
+            2 * np.pi * n * tau
+        ) * np.cos(np.pi * tau)
         out.append(np.max(np.abs(d)))
     return np.asarray(out)
 
@@ -130,7 +132,9 @@ def _motion_quat(R_front: jax.Array, ang: jax.Array) -> jax.Array:
     right, down, fwd = R_front[0], R_front[1], R_front[2]
     q_motion = geometry.quat_multiply(
         geometry.axis_angle_to_quat(-fwd, ang[..., 2]),
-        geometry.quat_multiply(geometry.axis_angle_to_quat(-down, ang[..., 1]), geometry.axis_angle_to_quat(right, ang[..., 0])),
+        geometry.quat_multiply(
+            geometry.axis_angle_to_quat(-down, ang[..., 1]), geometry.axis_angle_to_quat(right, ang[..., 0])
+        ),
     )
     return geometry.quat_canonical(geometry.quat_multiply(geometry.matrix_to_quat(R_front), q_motion))
 
@@ -196,7 +200,14 @@ def _one_sequence(cfg: VideoConfig, key: jax.Array, pts: jax.Array, R_front: jax
         logds = jnp.stack([still_d, still_d, still_d, lean])[k]
         new_ang = jnp.where(k == SLOW, target, ang)
         new_logd = jnp.where(k == LEAN, logd_t, logd)
-        mot = jnp.stack([jnp.zeros(3, dtype), (target - ang) / jnp.maximum(jnp.linalg.norm(target - ang), 1e-9), ax, jnp.zeros(3, dtype)])[k]
+        mot = jnp.stack(
+            [
+                jnp.zeros(3, dtype),
+                (target - ang) / jnp.maximum(jnp.linalg.norm(target - ang), 1e-9),
+                ax,
+                jnp.zeros(3, dtype),
+            ]
+        )[k]
         return (new_ang, new_logd), (angs, logds, mot)
 
     def u_between(x, lohi):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import jax
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pnpjax import geometry, layouts, track, video
+from pnpjax import layouts, track, video
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = layouts.BLAZEFACE6
@@ -90,7 +92,13 @@ class OneEuroRef:
 def _random_poses(rng, n, t, yaw_amp=0.6):
     """Smooth random head poses (OpenCV frame, frontal ~ 180 deg about x) with noise; float64."""
     tt = np.arange(t) / 30.0
-    ang = np.stack([yaw_amp * np.sin(2 * np.pi * rng.uniform(0.2, 1.5, (n, 1)) * tt + rng.uniform(0, 6, (n, 1))) for _ in range(3)], -1)
+    ang = np.stack(
+        [
+            yaw_amp * np.sin(2 * np.pi * rng.uniform(0.2, 1.5, (n, 1)) * tt + rng.uniform(0, 6, (n, 1)))
+            for _ in range(3)
+        ],
+        -1,
+    )
     ang = ang + 0.05 * rng.standard_normal(ang.shape)
     r = Rotation.from_quat([1.0, 0, 0, 0]) * Rotation.from_rotvec(ang.reshape(-1, 3))
     q = r.as_quat(canonical=True).reshape(n, t, 4)
@@ -179,7 +187,9 @@ def clip():
     v = jax.tree.map(np.asarray, video.sample_video(cfg, jax.random.key(7), LAYOUT, 8))
     # A stand-in for the network: the true pose turned by ~5 deg and moved by ~3 cm (used at (re)starts).
     rng = np.random.default_rng(0)
-    q_net = (Rotation.from_rotvec(0.09 * rng.standard_normal(v.q.shape[:2] + (3,)).reshape(-1, 3)) * Rotation.from_quat(v.q.reshape(-1, 4)))
+    q_net = Rotation.from_rotvec(0.09 * rng.standard_normal(v.q.shape[:2] + (3,)).reshape(-1, 3)) * Rotation.from_quat(
+        v.q.reshape(-1, 4)
+    )
     q_net = q_net.as_quat().reshape(v.q.shape).astype(np.float32)
     t_net = (v.t + 3 * rng.standard_normal(v.t.shape)).astype(np.float32)
     return v, q_net, t_net
@@ -220,11 +230,17 @@ def test_tracker_recovers_after_outliers(clip):
     present[:, 95:112] = True
     pts = PTS.astype(np.float32)
     cfg = track.TrackerConfig()
-    diff = _angle_deg(track.track(cfg, xy, present, v.time, q_net, t_net, pts)[0], track.track(cfg, clean, present, v.time, q_net, t_net, pts)[0])
+    diff = _angle_deg(
+        track.track(cfg, xy, present, v.time, q_net, t_net, pts)[0],
+        track.track(cfg, clean, present, v.time, q_net, t_net, pts)[0],
+    )
     assert np.all(diff[:, :100] < 1e-4)
     # A memoryless robust-less fit: the same Gauss-Newton restarted on every frame, no weights.
-    cfg0 = dataclasses.replace(cfg, max_gap=0.0, robust_c=1e9, robust_c_median=1e9)
-    diff0 = _angle_deg(track.track(cfg0, xy, present, v.time, q_net, t_net, pts)[0], track.track(cfg0, clean, present, v.time, q_net, t_net, pts)[0])
+    cfg0 = dataclasses.replace(cfg, gap=0.0, robust=1e9)
+    diff0 = _angle_deg(
+        track.track(cfg0, xy, present, v.time, q_net, t_net, pts)[0],
+        track.track(cfg0, clean, present, v.time, q_net, t_net, pts)[0],
+    )
     assert np.median(diff[:, 100]) < 0.25 * np.median(diff0[:, 100])
     assert np.max(diff[:, 110]) < 0.2
 
@@ -232,7 +248,9 @@ def test_tracker_recovers_after_outliers(clip):
 def test_tracker_never_nan_and_restarts():
     """Hostile sequences: huge jumps, identical landmarks, a long gap, a repeated timestamp."""
     cfg = track.TrackerConfig()
-    v = jax.tree.map(np.asarray, video.sample_video(dataclasses.replace(video.SMOKE, drop_rate=0.0), jax.random.key(2), LAYOUT, 2))
+    v = jax.tree.map(
+        np.asarray, video.sample_video(dataclasses.replace(video.SMOKE, drop_rate=0.0), jax.random.key(2), LAYOUT, 2)
+    )
     xy, present, time = v.xy.copy(), v.present.copy(), v.time.copy()
     xy[0, 10] += 50.0  # every landmark far away
     xy[0, 20] = 0.0  # all landmarks on one point
@@ -243,7 +261,10 @@ def test_tracker_never_nan_and_restarts():
     q, t = track.track(cfg, xy, present, time, v.q, v.t, PTS.astype(np.float32))
     q, t = np.asarray(q), np.asarray(t)
     assert np.all(np.isfinite(q)) and np.all(np.isfinite(t))
-    X = np.einsum("ntij,kj->ntki", Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:2] + (3, 3)), PTS) + t[:, :, None]
+    X = (
+        np.einsum("ntij,kj->ntki", Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:2] + (3, 3)), PTS)
+        + t[:, :, None]
+    )
     assert np.all(X[..., 2] > 0)
     err = _angle_deg(q, v.q)
     assert np.all(err[0, 15:19] < 5) and np.all(err[0, 25:29] < 5)  # recovered from the garbage frames
@@ -278,10 +299,44 @@ def test_predict_track_cli(video_file):
     d, spec, uv, present, v, solver = video_file
     times = np.cumsum(np.full(len(uv), 1 / 25.0)) - 1 / 25.0
     (d / "t.json").write_text(json.dumps(times.tolist()))
-    assert cli.main(["predict", "--checkpoint", str(REPO / "checkpoints" / "blazeface6"), "--input", str(d / "in.json"),
-                     "--output", str(d / "out.npy"), "--camera", spec, "--track", "--timestamps", str(d / "t.json")]) == 0
-    assert cli.main(["predict", "--checkpoint", str(REPO / "checkpoints" / "blazeface6"), "--input", str(d / "in.npy"),
-                     "--output", str(d / "out.json"), "--camera", spec, "--track", "--fps", "25"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--checkpoint",
+                str(REPO / "checkpoints" / "blazeface6"),
+                "--input",
+                str(d / "in.json"),
+                "--output",
+                str(d / "out.npy"),
+                "--camera",
+                spec,
+                "--track",
+                "--timestamps",
+                str(d / "t.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--checkpoint",
+                str(REPO / "checkpoints" / "blazeface6"),
+                "--input",
+                str(d / "in.npy"),
+                "--output",
+                str(d / "out.json"),
+                "--camera",
+                spec,
+                "--track",
+                "--fps",
+                "25",
+            ]
+        )
+        == 0
+    )
     a, b = np.load(d / "out.npy"), np.asarray(json.loads((d / "out.json").read_text()))
     assert a.shape == (len(uv), 7) and np.all(np.isfinite(a))
     np.testing.assert_allclose(a, b, atol=1e-6)  # timestamps = frame / 25 is --fps 25
@@ -316,3 +371,125 @@ def test_predict_track_user_errors(video_file, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error" in err, err
         assert not out.exists()
+
+
+# --- the JS module's createTracker -------------------------------------------------------------
+
+_NODE_TRACK = """
+import { readFileSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+const [modulePath, inPath, outPath] = process.argv.slice(1);
+const m = await import(pathToFileURL(modulePath).href);
+const input = JSON.parse(readFileSync(inPath, 'utf8'));
+const tracker = m.createTracker(input.options ?? undefined);
+const poses = [];
+for (const f of input.frames) {
+  if (f.reset) tracker.reset();
+  const p = tracker.update(f.landmarks, f.ms, input.camera ?? undefined);
+  poses.push(p === null ? null : [...p.quaternion, ...p.translation]);
+}
+const errors = (input.bad ?? []).map(([options, landmarks, ms]) => {
+  try {
+    m.createTracker(options).update(landmarks, ms);
+    return null;
+  } catch (e) {
+    return String(e.message);
+  }
+});
+writeFileSync(outPath, JSON.stringify({ poses, errors }));
+"""
+
+
+def _node_track(module: Path, payload: dict, tmp: Path) -> dict:
+    (tmp / "in.json").write_text(json.dumps(payload))
+    proc = subprocess.run(
+        ["node", "--input-type=module", "-e", _NODE_TRACK, str(module), str(tmp / "in.json"), str(tmp / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((tmp / "out.json").read_text())
+
+
+@pytest.mark.node
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
+@pytest.mark.parametrize("cam_kind", ["pixels", "seed"])
+def test_js_tracker_equals_jax(video_file, tmp_path, cam_kind):
+    """The float32 module's createTracker on a recorded sequence (missed frames, irregular
+    timestamps, a reset, a 2 s gap) equals track.track_landmarks in float64 to 1e-5."""
+    from pnpjax import camera, export
+
+    d, spec, uv, present, v, solver = video_file
+    cam = camera.parse_camera(spec if cam_kind == "pixels" else "seed")
+    if cam is None:  # the same frames in the original's coordinates (u = x / w, v = 1 - y / h)
+        w, h = v.image_size[0].astype(np.float64)
+        uv = np.stack([uv[..., 0] / w, 1 - uv[..., 1] / h], -1)
+    module = export.export_checkpoint(
+        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="float32", camera=cam or "seed"
+    )
+    rng = np.random.default_rng(0)
+    ms = np.cumsum(rng.uniform(25.0, 45.0, len(uv)))
+    ms[90:] += 2000.0  # a gap longer than TrackerConfig.gap: the filter restarts
+    cut = 60  # reset() before this frame
+    frames = [
+        {"landmarks": uv[i].tolist() if present[i] else None, "ms": float(ms[i]), "reset": i == cut}
+        for i in range(len(uv))
+    ]
+    frames[20]["landmarks"] = []  # [] is a missed frame too
+    present = present.copy()
+    present[20] = False
+    js = _node_track(module, {"frames": frames}, tmp_path)["poses"]
+    with jax.enable_x64(True):
+        ref = np.concatenate(
+            [
+                np.asarray(
+                    track.track_landmarks(
+                        solver, np.nan_to_num(uv[sl]), present[sl], ms[sl] / 1000, cam, dtype=jnp.float64
+                    )
+                )
+                for sl in (slice(0, cut), slice(cut, None))
+            ]
+        )
+    assert present[0] and present[cut]
+    js = np.asarray(js, np.float64)
+    assert js.shape == ref.shape
+    np.testing.assert_allclose(js, ref, atol=1e-5, rtol=0)
+    assert np.all(js[:, 3] >= 0)
+
+
+@pytest.mark.node
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
+def test_js_tracker_api(tmp_path):
+    """Missed frames before any landmarks give null, after them a pose; bad options, timestamps and
+    landmarks throw one-line errors."""
+    from pnpjax import export, jsmodule
+
+    module = export.export_checkpoint(
+        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="uint8", camera="hfov=60,640x480"
+    )
+    lm = [[300.0, 200.0], [340.0, 200.0], [320.0, 225.0], [320.0, 250.0], [280.0, 210.0], [360.0, 210.0]]
+    out = _node_track(
+        module,
+        {
+            "frames": [{"landmarks": None, "ms": 0.0}, {"landmarks": lm, "ms": 33.0}, {"landmarks": None, "ms": 66.0}],
+            "bad": [
+                [{"iters": 0}, lm, 0.0],
+                [{"iters": 2.5}, lm, 0.0],
+                [{"nope": 1}, lm, 0.0],
+                [{"coast": -1}, lm, 0.0],
+                [{"gap": "1"}, lm, 0.0],
+                [None, lm, "12"],
+                [None, lm, None],
+                [None, [[1, 2]], 0.0],
+                [None, "abcdef", 0.0],
+            ],
+        },
+        tmp_path,
+    )
+    assert out["poses"][0] is None and out["poses"][1] is not None and out["poses"][2] is not None
+    assert all(e is not None and "\n" not in e and e.startswith("pnpjax ") for e in out["errors"]), out["errors"]
+    # JS options are TrackerConfig's fields in camelCase, with its defaults.
+    data = jsmodule._tracker_defaults()
+    assert list(data.values()) == list(dataclasses.asdict(track.TrackerConfig()).values())
+    assert data["initIters"] == track.TrackerConfig().init_iters and data["noise2d"] == track.TrackerConfig().noise_2d

@@ -26,7 +26,9 @@ def _speeds(v):
     """Geodesic angular speed between consecutive frames (deg/s) and whether both are in one segment."""
     r = Rotation.from_quat(v.q.reshape(-1, 4).astype(np.float64)).as_matrix().reshape(v.q.shape[:2] + (3, 3))
     rel = np.einsum("ntji,ntjk->ntik", r[:, :-1], r[:, 1:])
-    ang = np.degrees(np.linalg.norm(Rotation.from_matrix(rel.reshape(-1, 3, 3)).as_rotvec(), axis=-1)).reshape(rel.shape[:2])
+    ang = np.degrees(np.linalg.norm(Rotation.from_matrix(rel.reshape(-1, 3, 3)).as_rotvec(), axis=-1)).reshape(
+        rel.shape[:2]
+    )
     same = v.segment[:, 1:] == v.segment[:, :-1]
     return ang * CFG.fps, same
 
@@ -92,9 +94,13 @@ def test_outliers_and_drops(vid):
     # exactly one landmark jumps on an outlier frame (a dropped frame's outlier is not flagged), by 20-60 px
     flagged = vid.outlier
     assert np.all(moved[flagged].sum(-1) == 1)
-    assert np.all((jump[flagged].max(-1) >= CFG.outlier_px[0] - 1e-3) & (jump[flagged].max(-1) <= CFG.outlier_px[1] + 1e-3))
+    assert np.all(
+        (jump[flagged].max(-1) >= CFG.outlier_px[0] - 1e-3) & (jump[flagged].max(-1) <= CFG.outlier_px[1] + 1e-3)
+    )
     assert not np.any(moved[vid.present & ~flagged])
-    none = video.sample_video(dataclasses.replace(video.SMOKE, outlier_rate=0.0, drop_rate=0.0), jax.random.key(0), LAYOUT, 4)
+    none = video.sample_video(
+        dataclasses.replace(video.SMOKE, outlier_rate=0.0, drop_rate=0.0), jax.random.key(0), LAYOUT, 4
+    )
     assert np.all(none.present) and not np.any(none.outlier) and not np.any(none.outlier_xy)
 
 
@@ -115,4 +121,6 @@ def test_landmark_noise_level_and_correlation():
     assert abs(corr - 0.6) < 0.03
     # and the landmarks are inside the image at this configuration's positions
     uv = camera.normalized_to_pixels(jnp.asarray(v.xy), v.intrinsics[:, None, None, :])
-    assert np.mean(np.all((np.asarray(uv) >= 0) & (np.asarray(uv) <= v.image_size[:, None, None, :]), axis=(2, 3))) > 0.99
+    assert (
+        np.mean(np.all((np.asarray(uv) >= 0) & (np.asarray(uv) <= v.image_size[:, None, None, :]), axis=(2, 3))) > 0.99
+    )

@@ -36,7 +36,9 @@ MAX_LAG = 8
 MAX_RECOVER = 30
 
 
-def _per_frame_poses(solver, xy: np.ndarray, refine_iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _per_frame_poses(
+    solver, xy: np.ndarray, refine_iters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Network poses and network + `refine_iters` ml-refined poses of (N, T, K, 2) landmarks."""
     n, t, k, _ = xy.shape
     flat = jnp.asarray(xy.reshape(n * t, k, 2), jnp.float32)
@@ -47,9 +49,17 @@ def _per_frame_poses(solver, xy: np.ndarray, refine_iters: int) -> tuple[np.ndar
     return shape(p.q, 4), shape(p.t, 3), shape(qr, 4), shape(tr, 3)
 
 
-def run_methods(solver, v: video.Video, *, refine_iters: int = 5, tracker: track.TrackerConfig = track.TrackerConfig(),
-                one_euro: track.OneEuro = track.OneEuro(), sqpnp: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def run_methods(
+    solver,
+    v: video.Video,
+    *,
+    refine_iters: int = 5,
+    tracker: track.TrackerConfig | None = None,
+    one_euro: track.OneEuro | None = None,
+    sqpnp: bool = True,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """name -> ((N, T, 4), (N, T, 3)) poses of every method on the video (OpenCV frame)."""
+    tracker, one_euro = tracker or track.TrackerConfig(), one_euro or track.OneEuro()
     xy, present = np.asarray(v.xy), np.asarray(v.present)
     qn, tn, qr, tr = _per_frame_poses(solver, xy, refine_iters)
     out: dict[str, tuple[Any, Any]] = {}
@@ -150,8 +160,11 @@ def score(q: np.ndarray, t: np.ndarray, v, q_clean: np.ndarray | None = None) ->
     d_tr = np.linalg.norm(t[:, 1:] - t[:, :-1], axis=-1)
     rms = lambda a: float(np.sqrt(np.mean(np.square(a)))) if np.size(a) else float("nan")  # noqa: E731
     res: dict[str, Any] = {
-        "rms_rot": rms(err), "rms_trans": rms(terr), "median_rot": float(np.median(err)),
-        "jitter_rot": rms(d_rot[still]), "jitter_trans": rms(d_tr[still]),
+        "rms_rot": rms(err),
+        "rms_trans": rms(terr),
+        "median_rot": float(np.median(err)),
+        "jitter_rot": rms(d_rot[still]),
+        "jitter_trans": rms(d_tr[still]),
         "by_kind": {},
     }
     lags = np.asarray(segment_lags(q, t, v))
@@ -164,8 +177,13 @@ def score(q: np.ndarray, t: np.ndarray, v, q_clean: np.ndarray | None = None) ->
         res["by_kind"][name] = row
     if q_clean is not None:
         dev, rec = recovery(q, q_clean, v.outlier)
-        res.update(outlier_dev=float(np.mean(dev)), outlier_dev_p90=float(np.percentile(dev, 90)),
-                   recover_frames=float(np.mean(rec)), recover_p90=float(np.percentile(rec, 90)), outlier_events=int(dev.size))
+        res.update(
+            outlier_dev=float(np.mean(dev)),
+            outlier_dev_p90=float(np.percentile(dev, 90)),
+            recover_frames=float(np.mean(rec)),
+            recover_p90=float(np.percentile(rec, 90)),
+            outlier_events=int(dev.size),
+        )
     return res
 
 

@@ -633,6 +633,140 @@ export function createSolver(g) {
     });
   }
 
+  // ------------------------------------------------------------------ tracker (pnpjax.track)
+
+  /**
+   * createTracker(options?) -> {update(landmarks, timestampMs, camera?) -> pose or null, reset()}:
+   * pnpjax.track's default tracker, frame by frame (a constant-velocity Kalman filter on SE(3)
+   * whose measurement is the landmarks: robust Gauss-Newton with the motion prior). landmarks: as
+   * estimatePose, or null / [] for a frame without landmarks (the pose is then extrapolated for at
+   * most maxCoast s; null before the first landmarks). options: pnpjax.track.TrackerConfig's fields
+   * in camelCase (defaults: the export's). reset() forgets the past.
+   */
+  function createTracker(options) {
+    const o = { ...g.track, ...options };
+    for (const k in o) {
+      const n = /ters$/.test(k); // iterations: integers in [1, MAX_ITERS]
+      if (!(k in g.track && isNum(o[k]) && o[k] >= n && (!n || (o[k] % 1 === 0 && o[k] <= MAX_ITERS))))
+        fail('createTracker', `bad option ${show(k)}`);
+    }
+    // 6 x 6 matrices as Float64Array(36), row-major.
+    const mat = (f) => F64(36).map((_, k) => f((k / 6) | 0, k % 6));
+    const row = (a, i) => a.subarray(6 * i, 6 * i + 6);
+    const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+    const tr = (a) => mat((i, j) => a[6 * j + i]);
+    const mul = (a, b) => ((b = tr(b)), mat((i, j) => dot(row(a, i), row(b, j))));
+    const mv = (a, v) => v.map((_, i) => dot(row(a, i), v));
+    const add = (a, b, y = 1) => a.map((x, k) => x + y * b[k]);
+    const diag = (a, b) => mat((i, j) => (i === j ? (i < 3 ? a : b) : 0));
+    const where = 'tracker.update';
+    const inv = (a) => {
+      const r = F64(36);
+      A.set(a);
+      for (let i = 0; i < 6; i++) {
+        GR.fill(0)[i] = 1;
+        solve();
+        for (let j = 0; j < 6; j++) r[6 * j + i] = -DELTA[j];
+      }
+      return r;
+    };
+    const go = (d, p) => (DELTA.set(d), POSE.set(p), retract(), TRY.slice()); // exp(d) p
+    const sigma = sqrt((o.noise2d * RAD) ** 2 + o.sigma3d ** 2);
+    let s = null; // [pose (w x y z t), twist (v, omega) per s, Ppp, Ppv, Pvv, time s, ok]
+
+    function update(landmarks, timestampMs, camera) {
+      const now = timestampMs / 1000;
+      if (!isNum(now)) fail(where, `bad timestampMs ${show(timestampMs)}`);
+      let [p, nu, pp, pv, vv, last, ok] = s ?? [];
+      const dt = s ? max(now - last, 0) : 0;
+      if (landmarks == null || !landmarks.length) {
+        if (!s) return null;
+        POSE.set(
+          ok
+            ? go(
+                nu.map((x) => x * min(dt, o.coast)),
+                p,
+              )
+            : p,
+        );
+        return result();
+      }
+      readLandmarks(landmarks, camera, where);
+      network();
+      unit(POSE);
+      const net = POSE.slice();
+      const restart = !ok || dt > o.gap;
+      if (restart) {
+        // No pose prior, a broad twist prior.
+        [p, nu, pp, pv] = [net, F64(6), F64(36), F64(36)];
+        vv = diag(o.velStdTrans ** 2, o.velStdRot ** 2);
+      } else {
+        // Prediction: constant twist; white-noise acceleration, more of it the faster the head moves.
+        const w = nu.subarray(3);
+        const v = [0, 1, 2].map((i) => nu[i] + w[(i + 1) % 3] * p[4 + ((i + 2) % 3)] - w[(i + 2) % 3] * p[4 + ((i + 1) % 3)]);
+        const k = 1 + dot(w, w) / o.speedRot ** 2 + dot(v, v) / o.speedTrans ** 2;
+        const qc = diag(k * o.accelTrans, k * o.accelRot);
+        p = go(
+          nu.map((x) => x * dt),
+          p,
+        );
+        pp = add(add(add(pp, add(pv, tr(pv)), dt), vv, dt * dt), qc, dt ** 3 / 3);
+        pv = add(add(pv, vv, dt), qc, (dt * dt) / 2);
+        vv = add(vv, qc, dt);
+      }
+      // Robust Gauss-Newton on the landmarks and the prior; delta: the sum of the steps.
+      const ppInv = restart ? pp : inv(pp);
+      const delta = F64(6);
+      let H;
+      for (let it = restart ? o.initIters : o.iters; it--;) {
+        rotation(p);
+        const obs = [];
+        let depth = 0;
+        for (let k = 0; k < K; k++) {
+          const X = [0, 1, 2].map((i) => dot(R.subarray(3 * i, 3 * i + 3), PTS.subarray(3 * k, 3 * k + 3)) + p[4 + i]);
+          const iz = 1 / max(X[2], MIN_DEPTH);
+          const ru = X[0] * iz - XY[2 * k];
+          const rv = X[1] * iz - XY[2 * k + 1];
+          obs.push([X[0] * iz, X[1] * iz, iz, ru, rv, hypot(ru, rv)]);
+          depth += X[2];
+        }
+        const sg = sigma / max(depth / K, MIN_DEPTH);
+        const e = obs.map((x) => x[5]).sort((a, b) => a - b);
+        const c = o.robust * max(sg, (e[(K - 1) >> 1] + e[K >> 1]) / 2);
+        H = ppInv.slice();
+        GR.set(mv(ppInv, delta));
+        for (const [u, v, iz, ru, rv, ek] of obs) {
+          const w = 1 / (1 + (ek / c) ** 2) / sg ** 2;
+          const ju = [iz, 0, -u * iz, -u * v, 1 + u * u, -v];
+          const jv = [0, iz, -v * iz, -(1 + v * v), u * v, u];
+          for (let a = 0; a < 6; a++) {
+            GR[a] += w * (ju[a] * ru + jv[a] * rv);
+            for (let b = 0; b < 6; b++) H[6 * a + b] += w * (ju[a] * ju[b] + jv[a] * jv[b]);
+          }
+        }
+        A.set(H);
+        solve();
+        delta.set(add(delta, DELTA));
+        p = go(DELTA, p);
+      }
+      // Kalman update of the twist through the pose-twist covariance.
+      const ppNew = inv(H);
+      const G = mul(tr(pv), ppInv);
+      nu = add(nu, mv(G, delta));
+      vv = add(vv, mul(mul(G, add(pp, ppNew, -1)), tr(G)), -1);
+      pv = mul(ppNew, tr(G));
+      pp = ppNew;
+      POSE.set(p);
+      unit(POSE);
+      evaluate(POSE, 'image'); // sets `front`: every point in front of the camera
+      ok = front && [...POSE, ...nu, ...pp, ...pv, ...vv].every(isNum);
+      if (!ok) POSE.set(net);
+      s = [POSE.slice(), nu, pp, pv, vv, now, ok];
+      return result();
+    }
+    return { update, reset: () => (s = null) };
+  }
+
   return {
     metadata: g.metadata,
     estimatePose,
@@ -641,6 +775,7 @@ export function createSolver(g) {
     toThreeJS,
     threeCamera,
     selectLandmarks,
+    createTracker,
   };
 }
 
@@ -654,3 +789,4 @@ export const refinePose = solver?.refinePose ?? template;
 export const toThreeJS = solver?.toThreeJS ?? template;
 export const threeCamera = solver?.threeCamera ?? template;
 export const selectLandmarks = solver?.selectLandmarks ?? template;
+export const createTracker = solver?.createTracker ?? template;
