@@ -245,13 +245,12 @@ def test_tracker_recovers_after_outliers(clip):
     assert np.max(diff[:, 110]) < 0.2
 
 
-def test_tracker_never_nan_and_restarts():
+def test_tracker_never_nan_and_restarts(clip):
     """Hostile sequences: huge jumps, identical landmarks, a long gap, a repeated timestamp."""
     cfg = track.TrackerConfig()
-    v = jax.tree.map(
-        np.asarray, video.sample_video(dataclasses.replace(video.SMOKE, drop_rate=0.0), jax.random.key(2), LAYOUT, 2)
-    )
-    xy, present, time = v.xy.copy(), v.present.copy(), v.time.copy()
+    v = clip[0]
+    xy, present, time = v.xy - v.outlier_xy, v.present.copy(), v.time.copy()
+    present[:2, 10:60] = True
     xy[0, 10] += 50.0  # every landmark far away
     xy[0, 20] = 0.0  # all landmarks on one point
     xy[1, 30:40] = np.nan  # missing landmarks given as NaN but flagged present=False
@@ -268,7 +267,8 @@ def test_tracker_never_nan_and_restarts():
     assert np.all(X[..., 2] > 0)
     err = _angle_deg(q, v.q)
     assert np.all(err[0, 15:19] < 5) and np.all(err[0, 25:29] < 5)  # recovered from the garbage frames
-    assert np.all(err[1, 45:] < 5)  # restarted after the gap
+    # restarted after the gap (5 s of extrapolated motion would be tens of degrees off)
+    assert np.max(err[1, 40:]) < 15 and np.median(err[1, 40:]) < 4
 
 
 # --- pnpjax predict --track ---------------------------------------------------------------------

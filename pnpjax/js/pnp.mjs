@@ -675,8 +675,8 @@ export function createSolver(g) {
     let s = null; // [pose (w x y z t), twist (v, omega) per s, Ppp, Ppv, Pvv, time s, ok]
 
     function update(landmarks, timestampMs, camera) {
+      if (!isNum(timestampMs)) fail(where, `bad timestampMs ${show(timestampMs)}`);
       const now = timestampMs / 1000;
-      if (!isNum(now)) fail(where, `bad timestampMs ${show(timestampMs)}`);
       let [p, nu, pp, pv, vv, last, ok] = s ?? [];
       const dt = s ? max(now - last, 0) : 0;
       if (landmarks == null || !landmarks.length) {
