@@ -52,14 +52,14 @@ _EXPORTS = {
     "train_and_evaluate": "pnpjax.train",
 }
 # The library's modules, documented with it (cli, tfjs and the test/experiment helpers are not).
-_SUBMODULES = ("camera", "checkpoint", "config", "errors", "export", "geometry", "layouts", "losses",
-               "model", "multi", "protocols", "refine", "solver", "train")
+_SUBMODULES = ("camera", "checkpoint", "config", "detectors", "errors", "export", "geometry", "layouts", "losses",
+               "model", "multi", "protocols", "refine", "solver", "train", "validate")
 
 __all__ = [
     "load", "PoseSolver", "Solver", "SeedSolver", "Prediction", "evaluate", "Camera", "Layout", "get_layout",
     "SeedProtocol", "RealisticProtocol", "Batch", "sample", "LOSSES", "Config", "get_config", "train_and_evaluate",
-    "camera", "checkpoint", "config", "errors", "export", "geometry", "layouts", "losses", "model", "multi",
-    "protocols", "refine", "solver", "train",
+    "camera", "checkpoint", "config", "detectors", "errors", "export", "geometry", "layouts", "losses", "model",
+    "multi", "protocols", "refine", "solver", "train", "validate",
 ]  # the order of the docs
 assert __all__ == [*_EXPORTS, *_SUBMODULES]
 
@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         camera,
         checkpoint,
         config,
+        detectors,
         errors,
         export,
         geometry,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         refine,
         solver,
         train,
+        validate,
     )
     from pnpjax.camera import Camera
     from pnpjax.checkpoint import Solver, load
