@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pnpjax import fsio, readers, validate
+from pnpjax.textsafe import one_line
 from pnpjax.errors import ConfigError, InputError, PnpjaxError
 from pnpjax.readers import read_landmarks  # noqa: F401  (moved to readers.py; kept importable here)
 
@@ -25,8 +26,6 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2, no usage block); subparsers inherit the class."""
 
     def error(self, message: str):
-        from pnpjax.textsafe import one_line
-
         self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(' '.join(message.split()))}\n")
 
 
@@ -109,7 +108,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json == "-":  # the JSON instead of the table, for scripts
         print(json.dumps(out))
         return 0
-    print(f"protocol {args.protocol} | layout {layout.name} | {int(batch.valid.sum())} test poses (key {args.seed})")
+    print(f"protocol {args.protocol} | layout {one_line(layout.name)} | {int(batch.valid.sum())} test poses (key {args.seed})")
     print(metrics_table(results))
     if args.json:
         _atomic_write_text(Path(args.json), json.dumps(out, indent=1))
@@ -119,8 +118,6 @@ def _eval(args: argparse.Namespace) -> int:
 def metrics_table(rows: dict[str, dict]) -> str:
     cols = [("l1_3d", "L1-3D"), ("rot_mean_deg", "rot mean°"), ("rot_median_deg", "rot med°"), ("rot_p99_deg", "rot p99°"),
             ("trans_mean", "t mean"), ("trans_median", "t med"), ("reproj_rmse_median", "reproj med"), ("failures", ">30° frac")]
-    from pnpjax.textsafe import one_line
-
     rows = {one_line(k): v for k, v in rows.items()}  # a name from a path or a layout is one row, never two
     name_w = max([len("model")] + [len(k) for k in rows])
     head = f"{'model':<{name_w}} " + " ".join(f"{c[1]:>10}" for c in cols)
@@ -299,8 +296,6 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, rest, t_start)
         return {"eval": _eval, "predict": _predict, "export": _export}[args.command](args)
     except PnpjaxError as e:
-        from pnpjax.textsafe import one_line
-
         print(f"pnpjax {args.command}: error: {one_line(e)}", file=sys.stderr)  # user text may hold line breaks
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -325,8 +320,6 @@ def _help_overrides(args: argparse.Namespace) -> int:
     try:
         base = config.get_config(args.config)
     except PnpjaxError as e:
-        from pnpjax.textsafe import one_line
-
         print(f"pnpjax train: error: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -6,7 +6,15 @@ The modules that raise them re-export their own (`camera.CameraError`, `layouts.
 
 
 class PnpjaxError(Exception):
-    """Base class of errors a user can cause (bad input, bad file, bad option)."""
+    """Base class of errors a user can cause (bad input, bad file, bad option).
+
+    Its message is always one line: user text in it (a layout name, a path, an option value) has its
+    line breaks and other control characters escaped (textsafe.one_line)."""
+
+    def __str__(self) -> str:
+        from pnpjax.textsafe import one_line
+
+        return one_line(super().__str__())
 
 
 class ConfigError(PnpjaxError, ValueError):

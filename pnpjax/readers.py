@@ -100,7 +100,7 @@ def _npy_landmarks(path: Path) -> np.ndarray:
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    except (ValueError, SyntaxError, TypeError, KeyError, EOFError, MemoryError, OverflowError):
+    except Exception:  # numpy parses the header dict with the tokenizer: SyntaxError, TokenError, ValueError...
         raise InputError(f"{path}: malformed .npy header") from None
     if dtype.hasobject or dtype.kind not in "iuf":
         raise InputError(f"{path}: landmarks must be real numbers, got dtype {dtype}")

@@ -6,7 +6,8 @@ finite unit-quaternion poses with w >= 0 in front of the camera). Anything else 
 hang, a NaN with exit 0) fails the test and hypothesis shrinks it to a minimal case.
 
 Seeded (`derandomize=True`: the same cases every run) and bounded: `max_examples` per test (the
-numbers below; `pytest --hypothesis-show-statistics tests/test_fuzz.py` counts them), in-process
+numbers below, 1,080 cases in all; `pytest --hypothesis-show-statistics tests/test_fuzz.py` counts them;
+PNPJAX_FUZZ_SCALE=10 runs ten times as many), in-process
 calls (`cli.main(argv)`), with the heavy steps (training, evaluation draws) stubbed where the case
 is about argument and config validation only.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +33,7 @@ from pnpjax.errors import PnpjaxError
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "blazeface6-seed"
 
+SCALE = int(os.environ.get("PNPJAX_FUZZ_SCALE", "1"))  # e.g. 10 for a deeper (10x) run outside the suite
 FUZZ = settings(
     derandomize=True,
     deadline=None,
@@ -145,7 +148,7 @@ def landmark_json_text(draw) -> bytes:
     return text.encode("utf-8")
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=200 * SCALE)
 @given(data=landmark_json_text())
 def test_fuzz_json_landmarks(scratch, data):
     f = scratch / "x.json"
@@ -209,7 +212,7 @@ def npy_bytes(draw) -> bytes:
     return bytes(data[: draw(st.integers(0, len(data)))])
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=200 * SCALE)
 @given(data=npy_bytes())
 def test_fuzz_npy_landmarks(scratch, data):
     f = scratch / "x.npy"
@@ -250,7 +253,7 @@ def layout_files(draw) -> tuple[str, bytes]:
     return "json", json.dumps(d).encode()
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(case=layout_files())
 def test_fuzz_layout_files(scratch, case):
     suffix, data = case
@@ -311,7 +314,7 @@ def meta_mutations(draw):
     return meta
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=80 * SCALE)
 @given(meta=meta_mutations(), flip=st.one_of(st.none(), st.integers(0, 10**9)))
 def test_fuzz_checkpoint_metadata_and_bytes(ckpt_copy, meta, flip):
     """A shipped checkpoint with mutated pnpjax.json (and maybe one flipped params byte): refused in one
@@ -380,7 +383,7 @@ CAMERAS = st.one_of(
 )
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=150 * SCALE)
 @given(
     values=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5), st.integers(0, 1), HOSTILE_FLOATS), max_size=3),
     cam=CAMERAS,
@@ -504,7 +507,7 @@ def argv_cases(draw):
     return argv
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=300 * SCALE)
 @given(argv=argv_cases())
 def test_fuzz_cli_arguments(scratch, capfd, monkeypatch, argv):
     """Random option/value sequences: one line and exit 2, or validated values reach the (stubbed) work."""

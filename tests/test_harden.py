@@ -330,6 +330,10 @@ def _landmark_file(kind: str, d: Path) -> Path:
     if kind == "json_nan_token":
         (d / "x.json").write_text(json.dumps(GOOD[0].tolist()).replace("0.", "NaN, 0.", 1))
         return d / "x.json"
+    if kind == "npy_header_nul":  # found by the fuzzer: numpy's header parser raises tokenize.TokenError
+        header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 6, 2), \x00"
+        (d / "x.npy").write_bytes(b"\x93NUMPY\x01\x00v\x00" + header.ljust(117) + b"\n")
+        return d / "x.npy"
     if kind == "fifo":
         os.mkfifo(d / "x.npy")
         return d / "x.npy"
@@ -349,6 +353,7 @@ def _landmark_file(kind: str, d: Path) -> Path:
         "json_numeric_strings",
         "json_booleans",
         "json_nan_token",
+        "npy_header_nul",
         "fifo",
         "directory",
     ],
@@ -578,7 +583,9 @@ def test_f5_eval_draws_are_sampled_in_bounded_chunks(monkeypatch):
     np.testing.assert_array_equal(np.asarray(b.xy), np.asarray(again.xy))
     assert len({np.asarray(b.xy)[i * 512, 0, 0] for i in range(3)}) == 3  # chunks are different draws
     small = train.eval_batch(protocols.SEED_TEST, layouts.BLAZEFACE6, key, 512)  # n <= chunk: one call, as before
-    np.testing.assert_array_equal(np.asarray(small.xy), np.asarray(real(protocols.SEED_TEST, key, layouts.BLAZEFACE6, 512).xy))
+    np.testing.assert_array_equal(
+        np.asarray(small.xy), np.asarray(real(protocols.SEED_TEST, key, layouts.BLAZEFACE6, 512).xy)
+    )
 
 
 # --- 6. export --force next to its source ---------------------------------------------------------------
@@ -654,6 +661,20 @@ def test_f7_stale_temp_entries_are_cleaned(tmp_path):
     export.export_checkpoint(SHIPPED, "tfjs", tmp_path / "m")
     assert not stale.exists() and live.exists()
     assert {p.name for p in tmp_path.iterdir()} == {"m", live.name}
+
+
+def test_f7_error_messages_are_one_line_whatever_the_user_text(tmp_path):
+    """Found by the fuzzer: a layout named "\\n" made LayoutError's message two lines (and an option value
+    with \\x1e, a record separator, two lines of `pnpjax train` output)."""
+    from pnpjax.errors import LayoutError, PnpjaxError
+
+    f = tmp_path / "l.json"
+    pts = {"p": [0, 0, 0], "q": [1, 1, 1], "r": [2, 2, 2], "s": [3, 3, 3]}
+    f.write_text(json.dumps({"name": "a\nb\x1ec\u2028", "points": pts}))
+    with pytest.raises(LayoutError) as e:
+        layouts.load_layout_file(f)
+    assert len(str(e.value).splitlines()) == 1 and "collinear" in str(e.value)
+    assert len(str(PnpjaxError("x\ry\x85z")).splitlines()) == 1
 
 
 def test_f7_csv_layout_with_utf8_bom_is_accepted(tmp_path):
