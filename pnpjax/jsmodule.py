@@ -126,11 +126,11 @@ def module_data(
             "noise2d": float(noise.noise_2d),
         },
         "weights": base64.b64encode(blob).decode("ascii"),
-        "track": _tracker_defaults(),
+        "track": tracker_defaults(),
     }
 
 
-def _tracker_defaults() -> dict[str, float]:
+def tracker_defaults() -> dict[str, float]:
     """pnpjax.track.TrackerConfig's defaults, camelCase: the JS tracker's (createTracker) options."""
     from pnpjax import track
 

@@ -490,6 +490,6 @@ def test_js_tracker_api(tmp_path):
     assert out["poses"][0] is None and out["poses"][1] is not None and out["poses"][2] is not None
     assert all(e is not None and "\n" not in e and e.startswith("pnpjax ") for e in out["errors"]), out["errors"]
     # JS options are TrackerConfig's fields in camelCase, with its defaults.
-    data = jsmodule._tracker_defaults()
+    data = jsmodule.tracker_defaults()
     assert list(data.values()) == list(dataclasses.asdict(track.TrackerConfig()).values())
     assert data["initIters"] == track.TrackerConfig().init_iters and data["noise2d"] == track.TrackerConfig().noise_2d
