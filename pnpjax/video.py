@@ -5,8 +5,9 @@ time added. A sequence is `num_segments` segments of `segment_frames` frames at 
 segment is one kind of motion, drawn independently:
 
   * still: the head holds its pose;
-  * slow: a turn (yaw/pitch, a little roll) of peak speed U(slow_speed_dps) with a smooth start and
-    stop (angle profile tau - sin(2 pi tau) / (2 pi), tau the segment's fraction);
+  * slow: a turn (yaw/pitch, a little roll) whose angles' rate peaks at U(slow_speed_dps), with a
+    smooth start and stop (profile tau - sin(2 pi tau) / (2 pi), tau the segment's fraction); the
+    geodesic speed of a turn that mixes axes is within sqrt(3) of that rate;
   * fast: a shake (yaw) or nod (pitch) about the current pose, A sin(2 pi n tau) sin(pi tau) with n
     full cycles in the segment and A set so that the peak angular speed is U(fast_speed_dps);
   * lean: the head moves in or out along its viewing ray, depth x exp(+-U(lean_log)), same smooth
