@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--camera", default="seed", help="seed | fx,fy,cx,cy,width,height: the image coordinates the export takes")
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
     x.add_argument("--refine", type=int, default=None,
-                   help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 5)")
+                   help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 2)")
     x.add_argument("--refine-cost", choices=("image", "object", "ml"), default=None,
                    help="js: default refinement cost (default ml, with the checkpoint's noise model)")
     return p
