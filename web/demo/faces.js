@@ -283,6 +283,7 @@ async function runCamera() {
   const seen = new Set();
   const t0 = performance.now();
   if (typeof state.solver.createTracker === 'function') state.tracker = state.solver.createTracker();
+  let lastBox = null;
   for (;;) {
     await new Promise((r) =>
       video.requestVideoFrameCallback ? video.requestVideoFrameCallback(() => r()) : requestAnimationFrame(() => r()),
@@ -298,6 +299,16 @@ async function runCamera() {
     let tracked = null;
     if (state.tracker && $('track').checked) {
       // The tracker smooths over time; a frame without a face is extrapolated (or null at first).
+      // A face whose box jumps by more than its size is another face (or a cut): start afresh.
+      if (
+        face &&
+        lastBox &&
+        Math.hypot(...[0, 1].map((i) => face.box[i] + face.box[i + 2] / 2 - lastBox[i] - lastBox[i + 2] / 2)) >
+          Math.max(lastBox[2], lastBox[3])
+      ) {
+        state.tracker.reset();
+      }
+      if (face) lastBox = face.box;
       tracked = state.tracker.update(face ? face.points : null, tStart, cam);
       shown = tracked;
     }
