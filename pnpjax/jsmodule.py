@@ -83,14 +83,14 @@ def module_data(
     refine_cost: str,
 ) -> dict[str, Any]:
     """Everything the module needs, as JSON-ready data (the value of ``GENERATED``)."""
-    from pnpjax import export, refine
+    from pnpjax import refine, stack
 
     if not (isinstance(refine_iters, int) and 0 <= refine_iters <= MAX_REFINE_ITERS):
         raise ExportError(f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}")
     if refine_cost not in REFINE_COSTS:
         raise ExportError(f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}")
     check_solver_finite(solver)
-    blob, quant, layers = export.js_weights(solver, quantize)
+    blob, quant, layers = stack.js_weights(solver, quantize)
     cfg = solver.config
     proto = cfg.seed_test if cfg.protocol == "seed" else cfg.realistic
     noise = refine.noise_model_of(proto)
@@ -99,12 +99,12 @@ def module_data(
     if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
     return {
-        "metadata": export.export_metadata(solver, cam, "js", quantize, source),
+        "metadata": stack.export_metadata(solver, cam, "js", quantize, source),
         "k": solver.layout.num_points,
         "points": f32(solver.layout.array),
         # Full float64 intrinsics (JS numbers are doubles): a float32 fx alone moves far faces by ~1e-5 cm.
-        "camera": [float(v) for v in export.image_intrinsics(cam)],
-        "gl": export.frame_of(cam) == "opengl",
+        "camera": [float(v) for v in stack.image_intrinsics(cam)],
+        "gl": stack.frame_of(cam) == "opengl",
         "rotation": cfg.model.rotation,
         "layers": [
             [

@@ -84,10 +84,10 @@ def test_reference_is_pnpjax_predict(solver64):
 
 
 def test_frame_change_matrix_is_camera_adapter():
-    """q @ _GL_QUAT is camera.pose_opencv_to_gl's quaternion up to sign (it is linear in q)."""
+    """q @ GL_QUAT is camera.pose_opencv_to_gl's quaternion up to sign (it is linear in q)."""
     q = np.asarray(geometry.quat_normalize(jax.random.normal(jax.random.key(3), (200, 4))))
     q_gl, _ = camera.pose_opencv_to_gl(q, np.zeros((200, 3)))
-    mine = q @ export._GL_QUAT
+    mine = q @ export.GL_QUAT
     assert np.allclose(np.abs(np.sum(mine * np.asarray(q_gl), 1)), 1.0, atol=1e-6)
 
 
@@ -326,7 +326,7 @@ def js_reference(solver, decoded: list[tfjs.Dense], uv: np.ndarray) -> np.ndarra
     xy = np.stack([uv[..., 0] - 0.5, 0.5 - uv[..., 1]], -1).astype(np.float64)
     y = tfjs.predict_numpy(decoded, xy) * np.float32(solver.stats.y_std) + np.float32(solver.stats.y_mean)
     q = y[:, :4] / np.linalg.norm(y[:, :4], axis=1, keepdims=True)
-    q, t = q @ export._GL_QUAT, y[:, 4:] * [1, -1, -1]
+    q, t = q @ export.GL_QUAT, y[:, 4:] * [1, -1, -1]
     return np.concatenate([q * np.where(q[:, 3:] < 0, -1, 1), t], 1)
 
 
