@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 
 import { createSolver } from '../../pnpjax/js/pnp.mjs';
-import { PIXEL, syntheticData } from './synthetic.mjs';
+import { PIXEL, randomNetworkData, syntheticData } from './synthetic.mjs';
 
 const SEED = 20251130;
 const TIME_LIMIT_MS = 5000;
@@ -47,16 +47,25 @@ const start = fc.oneof(
   { weight: 1, arbitrary: fc.array(fc.float(), { minLength: 7, maxLength: 7 }) },
 );
 
+// Random MLPs through every decoding path (weights, heads, cameras).
+const NETWORKS = [
+  randomNetworkData(1, { dtype: 'float32' }),
+  randomNetworkData(2, { dtype: 'uint8' }),
+  randomNetworkData(3, { dtype: 'float16', rotation: '6d' }),
+  randomNetworkData(4, { dtype: 'float32', rotation: '6d', camera: { name: 'seed' } }),
+  randomNetworkData(5, { dtype: 'uint8', camera: { name: 'seed' } }),
+].map(createSolver);
+
 function checkPose(solver, p) {
   const q = p.quaternion;
   const t = p.translation;
   assert.ok([...q, ...t].every(Number.isFinite), `not finite: ${JSON.stringify(p)}`);
   assert.ok(Math.abs(Math.hypot(...q) - 1) < 1e-9 && q[3] >= 0, `bad quaternion ${q}`);
-  // Depths of the layout's points in the OpenCV frame (a pixel export's own frame).
+  // Depths of the layout's points: z in OpenCV's frame (pixel exports), -z in OpenGL's (seed).
   const [x, y, z, w] = q;
-  const pts = Object.values(solver.metadata.layout.points);
-  for (const [a, b, c] of pts) {
-    const depth = 2 * (x * z - y * w) * a + 2 * (y * z + x * w) * b + (1 - 2 * (x * x + y * y)) * c + t[2];
+  const sign = solver.metadata.camera.name === 'seed' ? -1 : 1;
+  for (const [a, b, c] of Object.values(solver.metadata.layout.points)) {
+    const depth = sign * (2 * (x * z - y * w) * a + 2 * (y * z + x * w) * b + (1 - 2 * (x * x + y * y)) * c + t[2]);
     assert.ok(depth > 0, `a point behind the camera: depth ${depth}`);
   }
 }
@@ -66,9 +75,10 @@ test('fuzz: one-line Error or a finite valid pose', () => {
   let poses = 0;
   let errors = 0;
   fc.assert(
-    fc.property(start, landmarks, camera, options, (s, lm, cam, opts) => {
+    fc.property(fc.oneof(start, fc.integer({ min: 0, max: NETWORKS.length - 1 })), landmarks, camera, options, (s, lm, cam, opts) => {
       cases++;
-      const solver = createSolver(syntheticData(s, { camera: PIXEL }));
+      // The refinement from any start (a one-layer network returning it), or a random MLP.
+      const solver = typeof s === 'number' ? NETWORKS[s] : createSolver(syntheticData(s, { camera: PIXEL }));
       let pose;
       try {
         pose = solver.estimatePose(lm, cam, opts);

@@ -91,3 +91,48 @@ export function rng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * Generated data of a random MLP (2K -> 16 -> 16 -> 7 or 9) with face-like output statistics:
+ * every decoding path (float32, float16, uint8; quat and 6d heads; seed and pixel cameras).
+ */
+export function randomNetworkData(seed, { dtype = 'float32', rotation = 'quat', camera = PIXEL } = {}) {
+  const random = rng(seed);
+  const data = syntheticData([0, 0, 0, 1, 0, 0, 60], { camera });
+  const out = rotation === '6d' ? 9 : 7;
+  const shapes = [
+    [12, 16, 1],
+    [16, 16, 1],
+    [16, out, 0],
+  ];
+  const values = shapes.flatMap(([n, m]) => [n * m, m]).map((size) => Array.from({ length: size }, () => 2 * random() - 1));
+  let bytes;
+  const quant = [];
+  if (dtype === 'uint8') {
+    bytes = Uint8Array.from(values.flatMap((v) => v.map(() => Math.floor(256 * random()))));
+    for (let i = 0; i < values.length; i++) quant.push([Math.fround(2 / 255), -1]);
+  } else if (dtype === 'float16') {
+    // Halves with a small exponent range (finite, |v| < 2): sign, exponent 10..15, mantissa.
+    bytes = new Uint8Array(
+      new Uint16Array(
+        values.flatMap((v) =>
+          v.map(() => ((random() < 0.5) << 15) | ((10 + Math.floor(6 * random())) << 10) | Math.floor(1024 * random())),
+        ),
+      ).buffer,
+    );
+  } else {
+    bytes = new Uint8Array(Float32Array.from(values.flat()).buffer);
+  }
+  const std = rotation === '6d' ? [0.5, 0.5, 0.5, 0.5, 0.5, 0.5] : [0.28, 0.27, 0.28, 0.07];
+  const mean = rotation === '6d' ? [1, 0, 0, 0, 1, 0] : [0, 0, 0, 0.87];
+  return {
+    ...data,
+    rotation,
+    layers: shapes,
+    dtype,
+    quant,
+    yStd: [...std, 20, 20, 14],
+    yMean: [...mean, 0, 0, camera.name === 'seed' ? -60 : 60],
+    weights: Buffer.from(bytes).toString('base64'),
+  };
+}
