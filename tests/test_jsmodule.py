@@ -21,7 +21,7 @@ import pytest
 from experiments.lib import node, precision
 from experiments.lib.precision import pose_error
 from helpers import random_solver
-from pnpjax import camera, checkpoint, export, jsmodule, layouts, model, refine
+from pnpjax import camera, checkpoint, cli, export, jsmodule, layouts, model, refine
 from pnpjax.tfjs import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,3 +217,26 @@ def test_default_module_size():
     text = default_module_text()
     assert len(text) <= 16 * 1024, len(text)
     assert len(gzip.compress(text, 9, mtime=0)) <= 9 * 1024
+
+
+def test_cli_export_refine_defaults(tmp_path, capsys):
+    """`pnpjax export --refine N --refine-cost C` writes the module's defaults; other formats refuse them."""
+    ckpt = str(SHIPPED[0])
+    args = ["export", "--checkpoint", ckpt, "--format", "js", "--camera", "hfov=60,640x480"]
+    assert cli.main([*args, "--out", str(tmp_path / "a"), "--refine", "0", "--refine-cost", "image"]) == 0
+    data = json.loads(_generated_json((tmp_path / "a" / export.JS_FILE).read_text()))
+    assert data["refine"]["iterations"] == 0 and data["refine"]["cost"] == "image"
+    assert cli.main([*args, "--out", str(tmp_path / "b")]) == 0
+    data = json.loads(_generated_json((tmp_path / "b" / export.JS_FILE).read_text()))
+    assert (data["refine"]["iterations"], data["refine"]["cost"]) == (jsmodule.DEFAULT_REFINE_ITERS, "ml")
+    capsys.readouterr()
+    for bad in (
+        ["--format", "tfjs", "--refine", "3"],
+        ["--format", "js", "--refine", "-1"],
+        ["--format", "js", "--refine", "101"],
+    ):
+        argv = ["export", "--checkpoint", ckpt, "--out", str(tmp_path / "c"), *bad]
+        assert cli.main(argv) == 2, bad
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("pnpjax export: error: "), err
+    assert not (tmp_path / "c").exists()
