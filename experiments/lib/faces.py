@@ -575,7 +575,7 @@ def faces_report(
     import time
     from urllib.parse import urlencode
 
-    from pnpjax import checkpoint, export
+    from pnpjax import checkpoint, export, jsmodule
 
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -693,6 +693,7 @@ def faces_report(
         ],
         "photo": {"faces": len(photo["record"]["photo"]["faces"]), "ms": photo["record"]["photo"]["ms"]},
         "refine_iters": refine_iters,
+        "module_refine": [jsmodule.DEFAULT_REFINE_ITERS, jsmodule.DEFAULT_REFINE_COST],
         "distance_cm": distance_cm,
     }
     (out / "results.json").write_text(json.dumps(summary, indent=1))
@@ -744,7 +745,8 @@ def _report_markdown(s: dict) -> str:
         ),
         "",
         "The JS module in the page is `pnpjax export --format js` of `checkpoints/faceapi10` with its defaults "
-        "(uint8 weights, 5 Levenberg-Marquardt steps on the `ml` cost after the network);",
+        f"(uint8 weights, {s['module_refine'][0]} Levenberg-Marquardt steps on the `{s['module_refine'][1]}` cost "
+        "after the network);",
         f'"pnpjax Python, refine {s["refine_iters"]}" is `pnpjax predict --refine {s["refine_iters"]} '
         "--refine-cost C` on the landmarks the page used.",
         "",
