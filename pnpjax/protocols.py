@@ -21,6 +21,9 @@ Protocols
   One documented difference: samples with a point at or behind the camera are excluded; the
   original's filter can accept such a sample through the sign flip of X/Z (measured by
   `tests/test_protocols.py` against a literal re-implementation: never seen in 10^6 draws).
+  Cost: one threefry draw of 4 + ceil((3K + 3) / 2) 32-bit words per candidate (the angles and
+  the depth at 24-bit resolution, jitter, acceptance and t_x, t_y at 16-bit), candidates on the
+  minor axis of every array so that XLA vectorises over them.
 
 `RealisticProtocol`: what a real webcam/phone user gives the solver (all numbers are fields):
   camera: horizontal FOV ~ U(40, 90) deg, aspect ratio one of 4:3, 16:9, 1:1, 3:4, 9:16
@@ -122,18 +125,47 @@ def _compact(accept: jax.Array, batch_size: int, *arrays: jax.Array):
     return (valid, *(a[idx] for a in arrays))
 
 
+def _uniform_bits(key: jax.Array, m: int, n24: int, n16: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """(n24, m) and (n16, m) uniforms in (0, 1) from ONE threefry draw of n24 + ceil(n16 / 2)
+    32-bit words per candidate: 24-bit uniforms from whole words, 16-bit ones from half words
+    (bin midpoints, so both are symmetric about 1/2). Candidates are the minor axis, so the
+    arithmetic on them vectorises. Threefry's non-partitionable variant is 2x cheaper on CPU; the
+    bits are still a function of the key alone (see train.py on sharding)."""
+    with jax.threefry_partitionable(False):
+        words = jax.random.bits(key, (n24 + (n16 + 1) // 2, m), jnp.uint32)
+    u24 = ((words[:n24] >> 8).astype(dtype) + 0.5) * (2.0**-24)
+    half = words[n24:]
+    u16 = jnp.concatenate([half >> 16, half & 0xFFFF], 0)[:n16]
+    return u24, (u16.astype(dtype) + 0.5) * (2.0**-16)
+
+
 def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
-    """m candidate draws of the seed recipe; returns (accept, xy, q, t) in OpenCV frame."""
+    """m candidate draws of the seed recipe, candidates on the LAST axis (it vectorises on CPU).
+
+    Returns (accept (m,), xy (K, 2, m), q (4, m), t (3, m)) in OpenCV frame.
+    Random numbers per candidate: the 3 Euler angles and the depth with 24-bit resolution, the
+    3K jitter components, the acceptance test and t_x, t_y with 16-bit resolution (bin width
+    2^-16 of their range: 3e-5 cm of jitter), i.e. 4 + ceil((3K + 3) / 2) threefry words.
+    """
     k = pts.shape[0]
     s = p.scale
-    r = _Draws(key, m, 3 + 3 * k + 4, pts.dtype)
+    u24, u16 = _uniform_bits(key, m, 4, 3 * k + 3, pts.dtype)
+    # Quaternion of R = Rz Ry Rx from the half angles (closed form), then R from it.
     a = math.radians(p.max_angle_deg)
-    euler = r.uniform((3,), -a, a)
-    R_gl = geometry.euler_to_matrix(euler)
-    q_gl = geometry.euler_to_quat(euler)
-    noise = r.uniform((k, 3), -p.noise_cm, p.noise_cm)
-    rel = jnp.einsum("mij,kj->mki", R_gl, pts) + noise  # posed points before translation
-    ax, ay, bz = rel[..., 0], rel[..., 1], rel[..., 2]
+    half = (u24[:3] - 0.5) * a  # (3, m): half of U(-a, a)
+    c, sn = jnp.cos(half), jnp.sin(half)
+    qw = c[0] * c[1] * c[2] + sn[0] * sn[1] * sn[2]
+    qx = sn[0] * c[1] * c[2] - c[0] * sn[1] * sn[2]
+    qy = c[0] * sn[1] * c[2] + sn[0] * c[1] * sn[2]
+    qz = c[0] * c[1] * sn[2] - sn[0] * sn[1] * c[2]
+    R_gl = jnp.stack([
+        jnp.stack([1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)]),
+        jnp.stack([2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)]),
+        jnp.stack([2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]),
+    ])  # (3, 3, m)
+    noise = (2.0 * u16[: 3 * k] - 1.0).reshape(k, 3, m) * p.noise_cm
+    rel = jnp.sum(R_gl[None] * pts[:, None, :, None], axis=2) + noise  # (K, 3, m) posed, before translation
+    ax, ay, bz = rel[:, 0], rel[:, 1], rel[:, 2]
 
     # Depth d = -t_z. In-frame: |(a_i + t_x) / (d - b_i)| < h with h = 0.5 + margin, so for
     # d > max b_i the feasible t_x is the interval (max(-h D_i - a_i), min(h D_i - a_i)),
@@ -143,42 +175,46 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     c_min = -2 * h * (jnp.linalg.norm(jnp.mean(pts, 0)) + math.sqrt(3) * p.noise_cm)
     d_lo, d_hi = jnp.maximum(-s, c_min / (2 * h)), 40.0 * s
     w_lo, w_hi = 2 * h * d_lo - c_min, 2 * h * d_hi - c_min
-    u = r.uniform()
-    w = jnp.cbrt(w_lo**3 + u * (w_hi**3 - w_lo**3))  # density of w proportional to w^2
+    w = jnp.cbrt(w_lo**3 + u24[3] * (w_hi**3 - w_lo**3))  # density of w proportional to w^2
     d = (w + c_min) / (2 * h)
 
-    depth = d[:, None] - bz  # (m, K), depth of each point (seed camera looks down -z)
+    depth = d - bz  # (K, m), depth of each point (seed camera looks down -z)
     box = 40.0 * s
 
     def interval(c):
-        lo = jnp.maximum(jnp.max(-h * depth - c, axis=1), -box)
-        hi = jnp.minimum(jnp.min(h * depth - c, axis=1), box)
+        lo = jnp.maximum(jnp.max(-h * depth - c, axis=0), -box)
+        hi = jnp.minimum(jnp.min(h * depth - c, axis=0), box)
         return lo, hi
 
     lo_x, hi_x = interval(ax)
     lo_y, hi_y = interval(ay)
     area = jnp.maximum(hi_x - lo_x, 0) * jnp.maximum(hi_y - lo_y, 0)
-    in_front = jnp.all(depth > camera.MIN_DEPTH, axis=1)
-    accept = in_front & (r.uniform() * w**2 < area)
-    tx = lo_x + r.uniform() * (hi_x - lo_x)
-    ty = lo_y + r.uniform() * (hi_y - lo_y)
+    in_front = jnp.all(depth > camera.MIN_DEPTH, axis=0)
+    u_acc, u_x, u_y = u16[3 * k :]
+    accept = in_front & (u_acc * w**2 < area)
+    tx = lo_x + u_x * (hi_x - lo_x)
+    ty = lo_y + u_y * (hi_y - lo_y)
     # Strict inequalities of the filter (measure-zero boundary cases, and float rounding).
-    xy_gl = (rel[..., :2] + jnp.stack([tx, ty], -1)[:, None, :]) / jnp.maximum(depth, camera.MIN_DEPTH)[..., None]
-    accept &= jnp.all(jnp.abs(xy_gl) < h, axis=(1, 2))
+    inv_depth = 1.0 / jnp.maximum(depth, camera.MIN_DEPTH)
+    x_gl, y_gl = (ax + tx) * inv_depth, (ay + ty) * inv_depth
+    accept &= jnp.all((jnp.abs(x_gl) < h) & (jnp.abs(y_gl) < h), axis=0)
 
-    t_gl = jnp.stack([tx, ty, -d], -1)
-    # To pnpjax's frame: X_cv = F X_gl with F = diag(1, -1, -1).
-    q = geometry.quat_canonical(geometry.quat_multiply(jnp.asarray([1.0, 0.0, 0.0, 0.0], q_gl.dtype), q_gl))
-    t = t_gl * _FLIP_YZ
-    xy = xy_gl * _FLIP_YZ[:2]  # (X/depth, -Y/depth) = OpenCV's (x/z, y/z)
+    # To pnpjax's frame: X_cv = F X_gl with F = diag(1, -1, -1), i.e. q = (1, 0, 0, 0) * q_gl
+    # = (w, -z, y, -x), then w >= 0; t = F t_gl; xy = (X/depth, -Y/depth) = OpenCV's (x/z, y/z).
+    q = jnp.stack([qw, -qz, qy, -qx]) * jnp.where(qx > 0, -1.0, 1.0).astype(pts.dtype)
+    t = jnp.stack([tx, -ty, d])
+    xy = jnp.stack([x_gl, -y_gl], 1)
     return accept, xy, q, t
 
 
 def sample_seed(p: SeedProtocol, key: jax.Array, pts: jax.Array, batch_size: int) -> Batch:
     """A batch of the seed recipe (see module docstring). pts: (K, 3) layout, cm."""
+    k = pts.shape[0]
     m = int(math.ceil(batch_size * p.oversample))
     accept, xy, q, t = _seed_candidates(p, key, pts, m)
-    valid, xy, q, t = _compact(accept, batch_size, xy, q, t)
+    # One gather of the accepted columns of all outputs, then one transpose to batch-major.
+    valid, packed = _compact(accept, batch_size, jnp.concatenate([xy.reshape(2 * k, m), q, t]).T)
+    xy, q, t = packed[:, : 2 * k].reshape(batch_size, k, 2), packed[:, 2 * k : 2 * k + 4], packed[:, 2 * k + 4 :]
     dtype = xy.dtype
     intr = jnp.broadcast_to(jnp.asarray(camera.SEED_CAMERA.intrinsics, dtype), (batch_size, 4))
     size = jnp.ones((batch_size, 2), dtype)

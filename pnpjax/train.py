@@ -90,8 +90,8 @@ def train_step(
     """One optimisation step on a fresh synthetic batch. Bind cfg/layout with partial, then jit.
 
     With a `mesh`, the batch is sharded over its 'batch' axis (data parallel; params stay
-    replicated and XLA inserts the gradient all-reduce). The sampled values do not depend on
-    the sharding (threefry is partitionable), so any device count gives the same run.
+    replicated and XLA inserts the gradient all-reduce). The sampled values are a function of
+    the key alone, not of the sharding, so any device count gives the same run.
     """
     batch = protocols.sample(cfg.train_protocol, jax.random.fold_in(key, state.step), layout, cfg.batch_size)
     if mesh is not None:
