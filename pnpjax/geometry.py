@@ -47,14 +47,21 @@ def quat_canonical(q: ArrayLike) -> jax.Array:
 
 
 def quat_to_matrix(q: ArrayLike) -> jax.Array:
-    """(..., 4) unit quaternion (x, y, z, w) -> (..., 3, 3) rotation matrix (zero -> identity)."""
+    """(..., 4) quaternion (x, y, z, w) -> (..., 3, 3) rotation matrix of q / |q| (zero -> identity)."""
     q = jnp.asarray(q)
     assert q.shape[-1] == 4, q.shape
-    # jaxlie divides by |q|^2: NaN value and gradient for the zero quaternion, which is what
-    # quat_normalize returns for an all-zero network output. Substitute identity there.
-    nonzero = jnp.sum(q * q, axis=-1, keepdims=True) > 0
-    q = jnp.where(nonzero, q, jnp.asarray([0.0, 0.0, 0.0, 1.0], q.dtype))
-    return jaxlie.SO3(_xyzw_to_wxyz(q)).as_matrix()
+    # Closed form entry by entry (jaxlie's outer product q q^T becomes batched 4x4 dots in the
+    # backward pass, slow on CPU). Dividing by |q|^2 with a guard keeps value and gradient finite
+    # for the zero quaternion, which quat_normalize returns for an all-zero network output.
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    n = x * x + y * y + z * z + w * w
+    s = 2.0 / jnp.where(n > 0, n, 1.0)
+    rows = [
+        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+    ]
+    return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
 
 
 def matrix_to_quat(R: ArrayLike) -> jax.Array:
