@@ -92,7 +92,12 @@ def stats_from_json(d: dict) -> model.Stats:
 def _checkpointer():
     import orbax.checkpoint as ocp
 
-    return ocp.StandardCheckpointer()
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    # In a multi-process run a model directory is written by one process alone (train.py's
+    # process 0), so orbax must not wait for the others at its barriers.
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
 
 
 def metadata(cfg: Config, layout: layouts.Layout, stats: model.Stats, params=None, extra: dict | None = None) -> dict:

@@ -32,6 +32,10 @@ class _Parser(argparse.ArgumentParser):
 def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = None) -> int:
     import tyro
 
+    if args.coordinator is not None:  # before anything creates a JAX array
+        from pnpjax import distributed
+
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     from pnpjax import config, train
 
     base = config.get_config(args.config)
@@ -54,8 +58,9 @@ def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = No
         cfg = dataclasses.replace(cfg, steps=args.steps)
     summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress,
                                        t_start=t_start)
-    print(metrics_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
-    print(f"model written to {Path(args.workdir) / 'model'}")
+    if train.is_primary():
+        print(metrics_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
+        print(f"model written to {Path(args.workdir) / 'model'}")
     return 0
 
 
@@ -239,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seconds", type=float, default=None, help="stop after this wall time (compilation included)")
     t.add_argument("--steps", type=int, default=None, help="schedule length (overrides the config's steps)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--coordinator", default=None, help="multi-process training (jax.distributed): HOST:PORT of process 0, "
+                   "or 'auto' on a cluster (SLURM, Open MPI); every process runs the same command")
+    t.add_argument("--num-processes", type=int, default=None, help="with --coordinator HOST:PORT")
+    t.add_argument("--process-id", type=int, default=None, help="with --coordinator HOST:PORT: 0 .. num-processes - 1")
 
     e = sub.add_parser("eval", help="evaluate checkpoints on the same held-out draws")
     e.add_argument("--checkpoint", action="append", required=True, help="model dir, workdir or original TF.js model dir; repeat to compare")

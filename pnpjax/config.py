@@ -34,6 +34,10 @@ class Config:
     end_lr_fraction: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
+    # The batch is this many sub-batches, sub-batch j sampled from fold_in(step key, j): each device
+    # of a data-parallel mesh samples its own (a multiple of the device count), and any device or
+    # process count with the same data_shards trains on the same data.
+    data_shards: int = 1
     log_every: int = 100
     eval_every: int = 2000
     eval_size: int = 20_000
@@ -60,9 +64,11 @@ class Config:
             raise ConfigError(f"unknown loss '{self.loss}': choose from {', '.join(LOSSES)}")
         if not self.model.widths or any(w <= 0 for w in self.model.widths):
             raise ConfigError(f"model.widths must be positive, got {self.model.widths}")
-        for f in ("batch_size", "steps", "log_every", "eval_every", "eval_size", "checkpoint_every", "stats_samples"):
+        for f in ("batch_size", "steps", "log_every", "eval_every", "eval_size", "checkpoint_every", "stats_samples", "data_shards"):
             if getattr(self, f) <= 0:
                 raise ConfigError(f"{f} must be positive, got {getattr(self, f)}")
+        if self.batch_size % max(self.data_shards, 1):
+            raise ConfigError(f"batch_size {self.batch_size} must be divisible by data_shards {self.data_shards}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         from pnpjax.validate import config_numbers

@@ -49,8 +49,6 @@ import jax.numpy as jnp
 
 from pnpjax import camera, geometry
 
-_FLIP_YZ = jnp.array([1.0, -1.0, -1.0])
-
 
 class Batch(NamedTuple):
     """A batch of B samples in pnpjax's frame (OpenCV camera)."""

@@ -93,11 +93,36 @@ def train_step(
     replicated and XLA inserts the gradient all-reduce). The sampled values are a function of
     the key alone, not of the sharding, so any device count gives the same run.
     """
-    batch = protocols.sample(cfg.train_protocol, jax.random.fold_in(key, state.step), layout, cfg.batch_size)
-    if mesh is not None:
-        batch = jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), batch)
+    batch = sample_batch(cfg, layout, jax.random.fold_in(key, state.step), mesh)
     loss, grads = jax.value_and_grad(functools.partial(batch_loss, cfg, layout, stats))(state.params, batch)
     return apply_gradients(cfg, state, loss, grads, batch)
+
+
+def sample_batch(cfg: Config, layout: layouts.Layout, key: jax.Array, mesh=None) -> protocols.Batch:
+    """The training batch of a step key: cfg.data_shards sub-batches, sub-batch j drawn from
+    fold_in(key, j) and the sub-batches concatenated.
+
+    On a mesh each device draws its own sub-batches (shard_map), so sampling is never repeated
+    across devices or processes; with data_shards = 1 the one batch is drawn whole and then
+    sharded. Either way the values depend on (key, data_shards) only, not on the devices.
+    """
+    n = cfg.data_shards
+    if n == 1:
+        batch = protocols.sample(cfg.train_protocol, key, layout, cfg.batch_size)
+        if mesh is not None:
+            batch = jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), batch)
+        return batch
+
+    def draw(shard_keys):  # (n_local,) keys -> the concatenation of their sub-batches
+        b = jax.vmap(lambda k: protocols.sample(cfg.train_protocol, k, layout, cfg.batch_size // n))(shard_keys)
+        return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), b)
+
+    shard_keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n))
+    if mesh is None:
+        return draw(shard_keys)
+    from jax.sharding import PartitionSpec
+
+    return jax.shard_map(draw, mesh=mesh, in_specs=PartitionSpec("batch"), out_specs=PartitionSpec("batch"))(shard_keys)
 
 
 def batch_sharding(mesh, ndim: int):
@@ -106,13 +131,15 @@ def batch_sharding(mesh, ndim: int):
     return NamedSharding(mesh, PartitionSpec("batch", *([None] * (ndim - 1))))
 
 
-def make_mesh(batch_size: int):
-    """A 1-D 'batch' mesh over all devices, or None on one device."""
+def make_mesh(batch_size: int, data_shards: int = 1):
+    """A 1-D 'batch' mesh over all devices (of every process), or None on one device."""
     n = jax.device_count()
     if n == 1:
         return None
     if batch_size % n:
         raise ConfigError(f"batch_size {batch_size} must be divisible by the {n} devices")
+    if data_shards > 1 and data_shards % n:
+        raise ConfigError(f"data_shards {data_shards} must be a multiple of the {n} devices")
     return jax.make_mesh((n,), ("batch",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
@@ -210,10 +237,12 @@ def _manager(workdir: Path, cfg: Config, cleanup: bool = False):
     )
 
 
-def _restore_state(mngr, step: int, cfg: Config, layout: layouts.Layout) -> TrainState:
+def _restore_state(mngr, step: int, cfg: Config, layout: layouts.Layout, sharding=None) -> TrainState:
     import orbax.checkpoint as ocp
 
     abstract = jax.eval_shape(lambda: init_state(cfg, layout, jax.random.key(0)))
+    if sharding is not None:
+        abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract)
     restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract._asdict()))
     return TrainState(**restored)
 
@@ -221,7 +250,13 @@ def _restore_state(mngr, step: int, cfg: Config, layout: layouts.Layout) -> Trai
 def device_summary() -> str:
     devs = jax.devices()
     kinds = sorted({d.platform for d in devs})
-    return f"{len(devs)} × {'/'.join(kinds)}"
+    procs = jax.process_count()
+    return f"{len(devs)} × {'/'.join(kinds)}" + (f" in {procs} processes" if procs > 1 else "")
+
+
+def is_primary() -> bool:
+    """Process 0 of a multi-process run (or the only process): the one that writes files."""
+    return jax.process_index() == 0
 
 
 def log_row(f, row: dict) -> None:
@@ -296,6 +331,13 @@ def train_and_evaluate(
     t_start = time.perf_counter() if t_start is None else t_start
     workdir = Path(workdir)
     cfg = cfg.validate()
+    # Several processes (jax.distributed): one program over every process's devices; process 0
+    # alone writes files, the others only take part in the steps and in orbax's saves.
+    primary = is_primary()
+    if not primary:
+        print_fn = lambda *_: None
+    if jax.process_count() > 1 and seconds is not None:
+        raise ConfigError("--seconds needs one process (every process must run the same number of steps); use --steps")
     layout = layouts.get_layout(cfg.layout)
     fresh = not _check_workdir(workdir, cfg)
     made = _existing_entries(workdir)
@@ -303,7 +345,7 @@ def train_and_evaluate(
         return _train_loop(cfg, layout, workdir, seconds=seconds, max_steps=max_steps, progress=progress,
                            print_fn=print_fn, t_start=t_start)
     except PnpjaxError:
-        if fresh:  # a run that fails at once (e.g. a NaN loss) leaves nothing behind, only what it created
+        if fresh and primary:  # a run that fails at once (e.g. a NaN loss) leaves nothing behind, only what it created
             _remove_new_entries(made)
         raise
 
@@ -355,6 +397,7 @@ def _remove_new_entries(made: tuple[Path, set[str] | None]) -> None:
 
 def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, max_steps, progress, print_fn,
                 t_start) -> dict:
+    multiprocess, primary = jax.process_count() > 1, is_primary()
     cfg_file = workdir / "config.json"
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -364,7 +407,8 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
     except OSError as e:
         raise ConfigError(f"cannot write to workdir {workdir}: {e.strerror or e}") from None
     k = keys(cfg)
-    mesh = make_mesh(cfg.batch_size)
+    mesh = make_mesh(cfg.batch_size, cfg.data_shards)
+    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
     stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], cfg.stats_samples)
     try:
@@ -378,13 +422,18 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
     for unverified in [s for s in mngr.all_steps() if latest is None or s > latest]:
         mngr.delete(unverified)  # committed by a run killed before it recorded the step's hashes
     if latest is not None:
-        state = _restore_state(mngr, latest, cfg, layout)
+        state = _restore_state(mngr, latest, cfg, layout, replicated)
         print_fn(f"resuming {workdir} from step {latest} of {int(state.total_steps)}")
     else:
         state = init_state(cfg, layout, k["init"])
-    cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1))
-    meta = checkpoint.metadata(cfg, layout, stats)
-    (workdir / checkpoint.META_FILE).write_text(json.dumps(meta, indent=1))
+    if replicated is not None:
+        state = jax.device_put(state, replicated)  # the same values on every process
+    if primary:
+        cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1))
+        meta = checkpoint.metadata(cfg, layout, stats)
+        (workdir / checkpoint.META_FILE).write_text(json.dumps(meta, indent=1))
+    # Evaluation runs on each process's own copy of the (replicated) parameters.
+    local = (lambda t: jax.tree_util.tree_map(lambda a: a.addressable_data(0), t)) if multiprocess else (lambda t: t)
 
     step_fn = make_train_step(cfg, layout, stats, mesh)
     test = eval_batch(cfg.test_protocol, layout, k["eval"], cfg.eval_size)
@@ -395,13 +444,13 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
     fitter = ScheduleFitter(seconds, t_start, cfg.steps, print_fn) if seconds is not None and latest is None else None
     step = int(state.step)
     bar = None
-    if progress:
+    if progress and primary:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=int(state.total_steps), initial=step, desc=cfg.name, unit="step", dynamic_ncols=True)
     summary: dict = {}
     stopped_by_time = False
-    with open(workdir / "metrics.jsonl", "a") as mf:
+    with open(workdir / "metrics.jsonl" if primary else os.devnull, "a") as mf:
         log_row(mf, {"kind": "start", "step": step, "devices": device_summary(), "time": time.time()})
         while step < int(state.total_steps) and (max_steps is None or step < max_steps):
             state, metrics = step_fn(state, k["train"])
@@ -431,9 +480,10 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
             if step % cfg.checkpoint_every == 0 or end:
                 mngr.save(step, args=_save_args(state), force=True)
                 mngr.wait_until_finished()
-                integrity.record_step(workdir, step)
+                if primary:
+                    integrity.record_step(workdir, step)
             if step % cfg.eval_every == 0 or end:
-                summary = evaluate(cfg, layout, state.params, stats, test)
+                summary = evaluate(cfg, layout, local(state.params), stats, test)
                 log_row(mf, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t_start, **summary})
                 if bar is not None:
                     bar.set_postfix(loss=f"{float(metrics['loss']):.3f}", l1_3d=f"{summary['l1_3d']:.3f}")
@@ -445,13 +495,15 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
         finished = step >= int(state.total_steps) or stopped_by_time
         if finished:
             if not summary:
-                summary = evaluate(cfg, layout, state.params, stats, test)
+                summary = evaluate(cfg, layout, local(state.params), stats, test)
             wall = time.perf_counter() - t_start
-            solver = checkpoint.Solver(cfg, layout, stats, state.params, {})
+            solver = checkpoint.Solver(cfg, layout, stats, local(state.params), {})
             train_info = {"steps": step, "schedule_steps": int(state.total_steps), "wall_seconds": wall,
-                          "samples": step * cfg.batch_size, "stopped_by_time": stopped_by_time, "devices": device_summary()}
-            checkpoint.save(workdir / "model", solver, {"train": train_info,
-                            "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}}, force=True)
+                          "samples": step * cfg.batch_size, "stopped_by_time": stopped_by_time, "devices": device_summary(),
+                          "processes": jax.process_count()}
+            if primary:
+                checkpoint.save(workdir / "model", solver, {"train": train_info,
+                                "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}}, force=True)
         wall = time.perf_counter() - t_start
         log_row(mf, {"kind": "end", "step": step, "seconds": wall, "finished": finished, **summary})
     return {"step": step, "wall_seconds": wall, "finished": finished, **summary}
