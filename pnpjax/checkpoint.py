@@ -165,7 +165,7 @@ def _parts(meta: dict, where: str) -> tuple[Config, layouts.Layout]:
     stats = meta.get("stats")
     if not isinstance(stats, dict):
         raise CheckpointError(f"{where}: {META_FILE} has no 'stats' object")
-    integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, where)
+    integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, where, model.input_dim(cfg.model, layout.num_points))
     return cfg, layout
 
 

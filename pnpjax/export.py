@@ -235,6 +235,11 @@ def export_solver(
         raise ExportError("a SavedModel stores float32 weights; --quantize applies to tfjs and js")
     if not all(hasattr(solver, a) for a in ("config", "params", "stats")):
         raise ExportError(f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported")
+    m = solver.config.model
+    if fmt in ("tfjs", "js") and (m.inputs, m.translation) != ("standardized", "direct"):
+        raise ExportError(f"--format {fmt} takes only model.inputs='standardized' and model.translation='direct' (a linear "
+                          f"input map and direct translation, what a stack of Dense layers expresses); this model has "
+                          f"inputs='{m.inputs}', translation='{m.translation}': export it as savedmodel")
     from pnpjax import integrity
 
     try:

@@ -146,10 +146,11 @@ def verified_step(workdir: Path, steps: list[int]) -> int | None:
 # --- sanity of what a checkpoint holds -------------------------------------------------------------
 
 
-def check_stats(stats: Any, num_points: int, out_dim: int, where: str) -> None:
-    """Shapes (2K,) for x, (D,) for y, (4,) for q_ref; finite; stds > 0."""
+def check_stats(stats: Any, num_points: int, out_dim: int, where: str, in_dim: int | None = None) -> None:
+    """Shapes (2K,) (or in_dim, see model.input_dim) for x, (D,) for y, (4,) for q_ref; finite; stds > 0."""
     get = stats.get if isinstance(stats, dict) else lambda k, default=None: getattr(stats, k, default)
-    want = {"x_mean": 2 * num_points, "x_std": 2 * num_points, "y_mean": out_dim, "y_std": out_dim, "q_ref": 4}
+    in_dim = 2 * num_points if in_dim is None else in_dim
+    want = {"x_mean": in_dim, "x_std": in_dim, "y_mean": out_dim, "y_std": out_dim, "q_ref": 4}
     for name, n in want.items():
         v = get(name, None)
         if v is None:
@@ -186,5 +187,8 @@ def check_params(params: Any, where: str) -> None:
 
 def check_solver(solver: Any, where: str = "checkpoint") -> None:
     """Stats and params of a pnpjax Solver (see module docstring)."""
-    check_stats(solver.stats, solver.layout.num_points, solver.config.model.out_dim, where)
+    from pnpjax import model
+
+    check_stats(solver.stats, solver.layout.num_points, solver.config.model.out_dim, where,
+                model.input_dim(solver.config.model, solver.layout.num_points))
     check_params(solver.params, where)

@@ -23,12 +23,23 @@ from pnpjax import geometry, protocols
 
 
 Rotation = Literal["quat", "6d"]  # rotation head: a normalised quaternion, or 6D + Gram-Schmidt
+Inputs = Literal["standardized", "centroid"]  # input treatment (see ModelConfig)
+Translation = Literal["direct", "ray"]  # translation parametrisation (see ModelConfig)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     widths: tuple[int, ...] = (64, 64)
     rotation: Rotation = "quat"
+    # Geometric preconditioning (issue 13's ablation; the shipped configs keep the defaults, the
+    # only ones a TF.js layers model can express, see export.py):
+    #   'standardized': the 2K coordinates, standardised (a linear map, folded into the first layer);
+    #   'centroid': the landmarks centred on their centroid c and divided by their spread s (RMS
+    #     distance to c), plus c and log s as 3 extra inputs; then standardised (nonlinear).
+    inputs: Inputs = "standardized"
+    #   'direct': t is regressed as (t_x, t_y, t_z);
+    #   'ray': t = exp(a) (c + b, 1): log depth a and an offset b of the centroid ray c (nonlinear).
+    translation: Translation = "direct"
 
     @property
     def out_dim(self) -> int:
@@ -94,8 +105,37 @@ def network(cfg: ModelConfig) -> MLP:
     return MLP(tuple(cfg.widths), cfg.out_dim)
 
 
+def input_dim(cfg: ModelConfig, num_points: int) -> int:
+    return 2 * num_points + (3 if cfg.inputs == "centroid" else 0)
+
+
+def features(cfg: ModelConfig, xy: jax.Array) -> jax.Array:
+    """(..., K, 2) normalised image coords -> (..., input_dim) network inputs (before standardisation)."""
+    x = xy.reshape(xy.shape[:-2] + (-1,))
+    if cfg.inputs == "standardized":
+        return x
+    c = jnp.mean(xy, axis=-2, keepdims=True)
+    spread = jnp.sqrt(jnp.mean(jnp.sum((xy - c) ** 2, -1), -1) + 1e-12)[..., None]  # (..., 1)
+    rel = ((xy - c) / spread[..., None]).reshape(x.shape)
+    return jnp.concatenate([rel, c[..., 0, :], jnp.log(spread)], -1)
+
+
+def _ray(xy: jax.Array) -> jax.Array:
+    return jnp.mean(xy, axis=-2)  # (..., 2): the centroid's normalised image coords
+
+
+def encode_target(cfg: ModelConfig, q: ArrayLike, t: ArrayLike, xy: ArrayLike, q_ref: ArrayLike | None = None) -> jax.Array:
+    """The pose vector the network regresses (before standardisation), given its input xy."""
+    y = encode_pose(cfg.rotation, q, t, q_ref)
+    if cfg.translation == "direct":
+        return y
+    t = jnp.asarray(t)
+    depth = jnp.maximum(t[..., 2:3], 1e-6)
+    return jnp.concatenate([y[..., :-3], jnp.log(depth), t[..., :2] / depth - _ray(jnp.asarray(xy))], -1)
+
+
 def init_params(cfg: ModelConfig, key: jax.Array, num_points: int):
-    return network(cfg).init(key, jnp.zeros((1, num_points * 2), jnp.float32))["params"]
+    return network(cfg).init(key, jnp.zeros((1, input_dim(cfg, num_points)), jnp.float32))["params"]
 
 
 def mlp_apply(params, x: jax.Array) -> jax.Array:
@@ -116,23 +156,28 @@ def mlp_apply(params, x: jax.Array) -> jax.Array:
 def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
     """Run the solver on (B, K, 2) normalised image coordinates."""
     xy = jnp.asarray(xy)
-    x = xy.reshape(xy.shape[:-2] + (-1,))
-    z = mlp_apply(params, (x - stats.x_mean) / stats.x_std)
-    R, q, t = decode_pose(cfg.rotation, z * stats.y_std + stats.y_mean)
+    z = mlp_apply(params, (features(cfg, xy) - stats.x_mean) / stats.x_std)
+    y = z * stats.y_std + stats.y_mean
+    if cfg.translation == "ray":
+        # a = log depth (clamped: exp stays finite for any output), b = offset of the centroid ray.
+        depth = jnp.exp(jnp.clip(y[..., -3:-2], -20.0, 20.0))
+        y = jnp.concatenate([y[..., :-3], depth * (_ray(xy) + y[..., -2:]), depth], -1)
+    R, q, t = decode_pose(cfg.rotation, y)
     return Prediction(R, q, t, z)
 
 
-def standardized_target(cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike) -> jax.Array:
-    return (encode_pose(cfg.rotation, q, t, stats.q_ref) - stats.y_mean) / stats.y_std
+def standardized_target(cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike, xy: ArrayLike | None = None) -> jax.Array:
+    """The standardised regression target; xy (the network input) is needed for translation='ray'."""
+    return (encode_target(cfg, q, t, xy, stats.q_ref) - stats.y_mean) / stats.y_std
 
 
 def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
     """Mean/std of inputs and pose vectors over n draws of the training protocol."""
     b = protocols.sample_jit(protocol, key, layout, n)
     w = b.valid.astype(jnp.float32)[:, None]
-    x = b.xy.reshape(n, -1)
+    x = features(cfg, b.xy)
     q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))
-    y = encode_pose(cfg.rotation, b.q, b.t, q_ref)
+    y = encode_target(cfg, b.q, b.t, b.xy, q_ref)
 
     def mean_std(a):
         m = jnp.sum(a * w, 0) / jnp.sum(w)

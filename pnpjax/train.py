@@ -59,7 +59,7 @@ def optimizer(cfg: Config) -> optax.GradientTransformation:
 def loss_context(cfg: Config, layout: layouts.Layout, stats: model.Stats, batch: protocols.Batch) -> losses.Context:
     pts = jnp.asarray(layout.array)
     rms = jnp.sqrt(jnp.mean(jnp.sum((pts - pts.mean(0)) ** 2, -1)))
-    return losses.Context(pts, model.standardized_target(cfg.model, stats, batch.q, batch.t), rms)
+    return losses.Context(pts, model.standardized_target(cfg.model, stats, batch.q, batch.t, batch.xy), rms)
 
 
 def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, batch: protocols.Batch) -> jax.Array:
@@ -412,7 +412,8 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
 
     stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], cfg.stats_samples)
     try:
-        integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, "training statistics")
+        integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, "training statistics",
+                              model.input_dim(cfg.model, layout.num_points))
     except CheckpointError:
         raise ConfigError(f"layout '{layout.name}': the {cfg.protocol} protocol kept no usable sample of "
                           f"{cfg.stats_samples} draws (every point must be in front of the camera and in the image); "
