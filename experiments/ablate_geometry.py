@@ -22,12 +22,13 @@ import shlex
 import sys
 from pathlib import Path
 
+import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+import jax
+
+from experiments.lib import ablations
+from pnpjax import layouts, model, multi
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-import jax  # noqa: E402
-
-from pnpjax import ablations, layouts, model, multi  # noqa: E402
 
 VARIANTS = {
     "64-64": dict(widths=(64, 64)),
