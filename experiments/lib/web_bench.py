@@ -17,8 +17,9 @@ seed protocol (1 cm 3D jitter) for `checkpoints/blazeface6-seed`. Solvers:
     predict and single predicts on a subset.
 
 Accuracy (rotation median / p90 in degrees, translation median in cm, failures > 30°) is computed
-here from the returned poses; times are the fastest of 3 passes, in microseconds per pose, all
-in the same Node process; sizes are the files a page downloads (raw / gzip -9).
+here from the returned poses; times are in microseconds per pose, the fastest of 3 rounds that
+each time every solver once, interleaved, in the same process (Node, then headless Chromium);
+sizes are the files a page downloads (raw / gzip -9).
 """
 
 from __future__ import annotations
@@ -352,7 +353,8 @@ def report(res: dict, command: str) -> str:
         "2 CPUs shared with other jobs: compare times only as ratios within one table (one process).",
         "",
         f"{res['n']} draws per setting (key {res['key']}), the same for every solver and runtime. Rotation error in "
-        "degrees, translation in cm, failures: rotation error > 30°. µs / pose: fastest of 3 passes; single = one call "
+        "degrees, translation in cm, failures: rotation error > 30°. µs / pose: the fastest of 3 rounds, each round "
+        "timing every solver's pass over the set one after another (after one untimed pass each); single = one call "
         "per pose (the module: pixels + that draw's camera; OpenCV.js: solvePnP on the pixels and the camera matrix; "
         "TF.js: predict on [1, K, 2], on the first 200 draws), batch = one call for the whole set (the module's "
         "estimatePoses on normalised coordinates; TF.js predict on [N, K, 2]). The module's refinement: its default, "
