@@ -23,7 +23,8 @@ def peak_rss(argv: list[str], tree: Path) -> tuple[float, float, int]:
     """(peak RSS in MB, wall seconds, exit status) of one process importing pnpjax from `tree`."""
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd = the tree: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    p = subprocess.Popen(argv, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     return usage.ru_maxrss / 1024, time.perf_counter() - t0, p.returncode
@@ -31,7 +32,7 @@ def peak_rss(argv: list[str], tree: Path) -> tuple[float, float, int]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="checkpoints/blazeface6-seed")
+    ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "blazeface6-seed"))
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 500_000, 2_000_000])
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "eval_memory.md"))
     ap.add_argument("--tree", default=str(ROOT), help="the pnpjax source tree to run (default: this one)")
@@ -39,6 +40,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     args = list(argv if argv is not None else sys.argv[1:])
     if a.tree_label:  # the command as recorded: the tree by name, not by its path on this machine
+        i = args.index("--tree-label") if "--tree-label" in args else None
+        args = args if i is None else args[:i] + args[i + 2 :]
         args = [a.tree_label if x == a.tree else x for x in args]
     command = " ".join(["python experiments/eval_memory.py", *args])
     rows = []
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
     lines = [
         "# Peak memory of `pnpjax eval`",
         "",
-        f"Made by `{command}` on {a.checkpoint} "
+        f"Made by `{command}` on checkpoint {Path(a.checkpoint).name} "
         "(seed protocol; one process per row; peak RSS from `os.wait4`; wall time on a shared 2-core CPU).",
         "",
         "| --n | peak RSS MB | wall s | exit |",
