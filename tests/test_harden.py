@@ -663,6 +663,25 @@ def test_f7_stale_temp_entries_are_cleaned(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"m", live.name}
 
 
+def test_f7_stale_training_temp_entries_are_cleaned_on_resume(tmp_path, smoke_workdir):
+    """kill -9 during a save leaves orbax's `<step>.orbax-checkpoint-tmp-*` and our `.model.tmp-<pid>-*`:
+    the next run of the same command removes both."""
+    from pnpjax import config, train
+
+    wd = tmp_path / "wd"
+    shutil.copytree(smoke_workdir, wd)
+    orbax_tmp = wd / "ckpt" / "40.orbax-checkpoint-tmp-1700000000"
+    orbax_tmp.mkdir()
+    (orbax_tmp / "junk").write_text("x")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ours = wd / f".model.tmp-{dead.pid}-abc"
+    ours.mkdir()
+    train.train_and_evaluate(config.get_config("smoke"), wd, progress=False, print_fn=lambda *_: None)
+    assert not orbax_tmp.exists() and not ours.exists()
+    checkpoint.load(wd)
+
+
 def test_f7_error_messages_are_one_line_whatever_the_user_text(tmp_path):
     """Found by the fuzzer: a layout named "\\n" made LayoutError's message two lines (and an option value
     with \\x1e, a record separator, two lines of `pnpjax train` output)."""
