@@ -318,7 +318,12 @@ def test_js_module_6d_head_equals_jax(tmp_path):
     solver = random_solver("6d", seed=4)
     path = export.export_solver(solver, "js", tmp_path / "js", refine_iters=0)
     uv = sample_landmarks(solver, None, n=500)
-    assert_matches_jax(js_predict(path, uv)["poses"], solver, uv, None)
+    js, ref = js_predict(path, uv)["poses"], jax_pose64(solver, uv, None)
+    # An untrained network puts some points behind the camera; the module moves those poses in
+    # front (its guarantee), so they are compared there (tests/test_jsmodule.py), not here.
+    front = min_depth(solver, ref, None) > camera.MIN_DEPTH
+    assert front.mean() > 0.95 and np.all(min_depth(solver, js, None) > camera.MIN_DEPTH)
+    assert_matches_jax(js[front], solver, uv[front], None)
 
 
 def js_reference(solver, decoded: list[tfjs.Dense], uv: np.ndarray) -> np.ndarray:
