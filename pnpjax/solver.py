@@ -122,8 +122,10 @@ class PoseSolver:
             camera = "seed"
         cam = camlib.parse_camera(camera)
         refine = _check_refine(refine, refine_cost)
-        px = x if cam is not None else np.stack([x[..., 0], 1.0 - x[..., 1]], -1)  # seed coords -> 1x1 pixels
-        validate.to_normalized(px, (camlib.SEED_CAMERA if cam is None else cam).intrinsics, what)  # float64 rules
+        if cam is not None:
+            validate.to_normalized(x, cam.intrinsics, what, keep=False)  # float64 rules, bounded memory
+        else:  # seed coords -> the seed camera's 1x1 pixels (v flipped)
+            validate.to_normalized(np.stack([x[..., 0], 1.0 - x[..., 1]], -1), camlib.SEED_CAMERA.intrinsics, what, keep=False)
         if noise is None:
             from pnpjax import refine as reflib
 
@@ -143,7 +145,7 @@ def _check_refine(refine: int, refine_cost: str) -> int:
 def check_landmarks(
     x: ArrayLike, num_points: int, name: str = "landmarks", layout: layouts.Layout | None = None
 ) -> np.ndarray:
-    """Landmarks as a checked (N, K, 2) float64 array ((K, 2) gains the batch axis), or InputError.
+    """Landmarks as a checked (N, K, 2) float64 array (float32 stays float32; (K, 2) gains the batch axis), or InputError.
 
     The rules are `pnpjax.validate.landmarks`': real, finite, within its limits, at least one row.
 

@@ -80,8 +80,27 @@ def intrinsics(k: Sequence[float], names: Sequence[str] = ("fx", "fy", "cx", "cy
     return np.asarray(vals, np.float64)
 
 
+_CHECK_ROWS = 1 << 16  # rows per pass of the array checks: bounded temporaries for millions of rows
+
+
+def _first_bad_row(x: np.ndarray, row_ok) -> tuple[int, int]:
+    """(index of the first row where row_ok(chunk) is False, number of such rows), or (-1, 0);
+    computed chunk by chunk so that checking N rows needs O(chunk) temporary memory."""
+    first, count = -1, 0
+    for start in range(0, x.shape[0], _CHECK_ROWS):
+        bad = ~row_ok(x[start : start + _CHECK_ROWS])
+        n = int(bad.sum())
+        if n and first < 0:
+            first = start + int(np.argmax(bad))
+        count += n
+    return first, count
+
+
 def landmarks(x: np.ndarray, num_points: int, what: str = "landmarks") -> np.ndarray:
-    """(N, K, 2) real finite array with |v| <= MAX_ABS; errors name the first bad row."""
+    """(N, K, 2) real finite array with |v| <= MAX_ABS; errors name the first bad row.
+
+    Returned as float64, or as float32 when given float32 (every rule holds exactly in float32:
+    MAX_ABS is a float32 number), without a float64 copy of a large input."""
     x = np.asarray(x)
     if x.dtype == object or x.dtype == bool or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise InputError(f"{what} must be real numbers, got dtype {x.dtype}")
@@ -91,45 +110,66 @@ def landmarks(x: np.ndarray, num_points: int, what: str = "landmarks") -> np.nda
         raise InputError(f"{what}: expected shape (N, {num_points}, 2) for this layout, got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise InputError(f"{what}: no rows (shape {tuple(x.shape)})")
-    x = x.astype(np.float64)
-    bad = ~np.all(np.isfinite(x), axis=(1, 2))
-    if bad.any():
-        raise InputError(
-            f"{what}: row {int(np.argmax(bad))} has NaN or infinite values ({int(bad.sum())} of {x.shape[0]} rows)"
-        )
-    big = np.any(np.abs(x) > MAX_ABS, axis=(1, 2))
-    if big.any():
-        r = int(np.argmax(big))
+    x = x if x.dtype in (np.float32, np.float64) and x.dtype.isnative else x.astype(np.float64)
+    r, n = _first_bad_row(x, lambda c: np.all(np.isfinite(c), axis=(1, 2)))
+    if n:
+        raise InputError(f"{what}: row {r} has NaN or infinite values ({n} of {x.shape[0]} rows)")
+    r, n = _first_bad_row(x, lambda c: np.all(np.abs(c) <= MAX_ABS, axis=(1, 2)))
+    if n:
         raise InputError(
             f"{what}: row {r} has a coordinate of {np.abs(x[r]).max():g}, beyond the limit {MAX_ABS:g} "
-            f"({int(big.sum())} of {x.shape[0]} rows)"
+            f"({n} of {x.shape[0]} rows)"
         )
     return x
+
+
+def _normalized_ok(xy: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.all(np.isfinite(xy) & (np.abs(xy) <= MAX_NORMALIZED), axis=(1, 2))
 
 
 def normalized_landmarks(xy: np.ndarray, what: str = "landmarks") -> np.ndarray:
     """(N, K, 2) normalised coordinates (float64): finite and within MAX_NORMALIZED; names the first bad row."""
     xy = np.asarray(xy, np.float64)
-    with np.errstate(all="ignore"):
-        bad = ~np.all(np.isfinite(xy) & (np.abs(xy) <= MAX_NORMALIZED), axis=(1, 2))
-    if bad.any():
-        r = int(np.argmax(bad))
-        with np.errstate(all="ignore"):
-            worst = np.nanmax(np.abs(xy[r])) if np.isfinite(xy[r]).any() else float("inf")
+    r, n = _first_bad_row(xy, _normalized_ok)
+    if n:
         raise InputError(
-            f"{what}: row {r} is {worst:g} focal lengths off the optical axis (limit {MAX_NORMALIZED:g}: "
+            f"{what}: row {r} is {_worst(xy[r]):g} focal lengths off the optical axis (limit {MAX_NORMALIZED:g}: "
             f"|(u - cx) / fx| and |(v - cy) / fy|); check the camera and the landmarks' units "
-            f"({int(bad.sum())} of {xy.shape[0]} rows)"
+            f"({n} of {xy.shape[0]} rows)"
         )
     return xy
 
 
-def to_normalized(uv: np.ndarray, k: Sequence[float], what: str = "landmarks") -> np.ndarray:
-    """Pixels and (fx, fy, cx, cy) -> checked normalised coordinates, float64."""
-    fx, fy, cx, cy = intrinsics(list(k)[:4], ("fx", "fy", "cx", "cy"))
+def _worst(xy_row: np.ndarray) -> float:
     with np.errstate(all="ignore"):
-        xy = (np.asarray(uv, np.float64) - np.array([cx, cy])) / np.array([fx, fy])
-    return normalized_landmarks(xy, what)
+        return float(np.nanmax(np.abs(xy_row))) if np.isfinite(xy_row).any() else float("inf")
+
+
+def to_normalized(uv: np.ndarray, k: Sequence[float], what: str = "landmarks", *, keep: bool = True) -> np.ndarray | None:
+    """Pixels and (fx, fy, cx, cy) -> checked normalised coordinates, float64 (None with
+    keep=False: only the check, in bounded memory, e.g. before the jitted solver normalises)."""
+    fx, fy, cx, cy = intrinsics(list(k)[:4], ("fx", "fy", "cx", "cy"))
+    c, f = np.array([cx, cy]), np.array([fx, fy])
+
+    def ok(chunk):
+        with np.errstate(all="ignore"):
+            return _normalized_ok((np.asarray(chunk, np.float64) - c) / f)
+
+    uv = np.asarray(uv)
+    r, n = _first_bad_row(uv, ok)
+    if n:
+        with np.errstate(all="ignore"):
+            row = (np.asarray(uv[r], np.float64) - c) / f
+        raise InputError(
+            f"{what}: row {r} is {_worst(row):g} focal lengths off the optical axis (limit {MAX_NORMALIZED:g}: "
+            f"|(u - cx) / fx| and |(v - cy) / fy|); check the camera and the landmarks' units "
+            f"({n} of {uv.shape[0]} rows)"
+        )
+    if not keep:
+        return None
+    with np.errstate(all="ignore"):
+        return (np.asarray(uv, np.float64) - c) / f
 
 
 def check_poses(y: np.ndarray, opencv: bool = True, what: str = "pose") -> np.ndarray:
