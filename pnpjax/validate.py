@@ -178,14 +178,23 @@ def check_poses(y: np.ndarray, opencv: bool = True, what: str = "pose") -> np.nd
     opencv False: the seed/OpenGL frame, where in front means t_z < 0.
     """
     y = np.asarray(y)
-    q, tz = y[:, :4].astype(np.float64), y[:, 6].astype(np.float64)
-    with np.errstate(all="ignore"):
-        finite = np.all(np.isfinite(y), axis=1)
-        unit = np.abs(np.linalg.norm(q, axis=1) - 1) <= QUAT_NORM_TOL
-        front = tz > 0 if opencv else tz < 0
-        ok = finite & unit & (q[:, 3] >= 0) & front
-    if not ok.all():
-        r = int(np.argmax(~ok))
+
+    def row_ok(c):
+        with np.errstate(all="ignore"):
+            c = np.asarray(c, np.float64)
+            unit = np.abs(np.sqrt(np.einsum("ij,ij->i", c[:, :4], c[:, :4])) - 1) <= QUAT_NORM_TOL
+            front = c[:, 6] > 0 if opencv else c[:, 6] < 0
+            return np.all(np.isfinite(c), axis=1) & unit & (c[:, 3] >= 0) & front
+
+    r0, n_bad = _first_bad_row(y, row_ok)  # chunked: bounded temporaries for millions of rows
+    if n_bad:
+        c = np.asarray(y[r0 : r0 + 1], np.float64)
+        q, tz = c[:, :4], c[:, 6]
+        with np.errstate(all="ignore"):
+            finite = np.all(np.isfinite(c), axis=1)
+            unit = np.abs(np.linalg.norm(q, axis=1) - 1) <= QUAT_NORM_TOL
+            front = tz > 0 if opencv else tz < 0
+        r = 0
         why = (
             "is not finite"
             if not finite[r]
@@ -194,8 +203,8 @@ def check_poses(y: np.ndarray, opencv: bool = True, what: str = "pose") -> np.nd
             else "is behind the camera"
         )
         raise InputError(
-            f"{what} of row {r} {why}: its landmarks are outside what this solver was trained on "
-            f"({int((~ok).sum())} of {y.shape[0]} rows)"
+            f"{what} of row {r0} {why}: its landmarks are outside what this solver was trained on "
+            f"({n_bad} of {y.shape[0]} rows)"
         )
     return y
 
