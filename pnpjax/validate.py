@@ -193,7 +193,6 @@ def check_poses(y: np.ndarray, opencv: bool = True, what: str = "pose") -> np.nd
         with np.errstate(all="ignore"):
             finite = np.all(np.isfinite(c), axis=1)
             unit = np.abs(np.linalg.norm(q, axis=1) - 1) <= QUAT_NORM_TOL
-            front = tz > 0 if opencv else tz < 0
         r = 0
         why = (
             "is not finite"
