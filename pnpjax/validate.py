@@ -189,7 +189,7 @@ def check_poses(y: np.ndarray, opencv: bool = True, what: str = "pose") -> np.nd
     r0, n_bad = _first_bad_row(y, row_ok)  # chunked: bounded temporaries for millions of rows
     if n_bad:
         c = np.asarray(y[r0 : r0 + 1], np.float64)
-        q, tz = c[:, :4], c[:, 6]
+        q = c[:, :4]
         with np.errstate(all="ignore"):
             finite = np.all(np.isfinite(c), axis=1)
             unit = np.abs(np.linalg.norm(q, axis=1) - 1) <= QUAT_NORM_TOL
