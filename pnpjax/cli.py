@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train (or resume) a solver", description="Extra arguments override config fields, "
                        "e.g. --loss l2_3d --model.widths 128 128 --seed-train.noise-cm 2 (pass --help-overrides for all).")
-    t.add_argument("--config", required=True, help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | blazeface6-seed-large | smoke")
+    t.add_argument("--config", required=True, help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | blazeface6-seed-large | blazeface6-seed-geo | smoke")
     t.add_argument("--workdir", required=True)
     t.add_argument("--seconds", type=float, default=None, help="stop after this wall time (compilation included)")
     t.add_argument("--steps", type=int, default=None, help="schedule length (overrides the config's steps)")

@@ -161,6 +161,11 @@ CONFIGS: dict[str, Config] = {
     # The original's recipe with a bigger network (35,591 params, ~6.5x the original's): for users
     # who can afford ~75 KB (float16) rather than ~10 KB, closer to the refinement's accuracy.
     "blazeface6-seed-large": Config(name="blazeface6-seed-large", layout="blazeface6", model=ModelConfig(widths=(128, 128, 128)), **_SEED),
+    # The original's recipe at its size (5,639 params) with geometric preconditioning: centroid-centred,
+    # spread-scaled inputs and t as log depth along the centroid ray (issue 13's ablation). Exports as a
+    # SavedModel only (a TF.js Dense stack cannot express the preprocessing).
+    "blazeface6-seed-geo": Config(name="blazeface6-seed-geo", layout="blazeface6",
+                                  model=ModelConfig(inputs="centroid", translation="ray"), **_SEED),
     "blazeface6": Config(name="blazeface6", layout="blazeface6", **_REAL),
     "faceapi10": Config(name="faceapi10", layout="faceapi10", **_REAL),
     # Tiny and fast: for tests and for checking an install; not a useful model.
