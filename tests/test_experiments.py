@@ -62,6 +62,16 @@ def test_ablate_rotation_smoke(tmp_path):
     assert [r[0] for r in _table(md, "head")] == ["`quat`", "`6d`"]
 
 
+def test_ablate_geometry_smoke(tmp_path):
+    md = _run("ablate_geometry.py", tmp_path, "--seeds", "2")
+    rows = _table(md, "variant")
+    assert [r[0] for r in rows] == ["`64-64`", "`64-64 centroid`", "`64-64 centroid+ray`", "`48-48-48`"]
+    # Smoke nets are a quarter as wide; centroid inputs add 3 inputs x the first width.
+    assert [int(r[1].replace(",", "")) for r in rows] == [599, 647, 647, 559]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert all(np.isfinite(v["l1_3d"][0]) for v in s.values())
+
+
 def test_ablate_noise_smoke(tmp_path):
     md = _run("ablate_noise.py", tmp_path)
     s = json.loads((tmp_path / "summary.json").read_text())
