@@ -1,9 +1,10 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11, Node.js, Debian/apt):
 #   make demo   install, train the default config briefly, evaluate it beside the shipped
 #               checkpoint and the original model, print the table
-#   make test   install (incl. test deps, npm packages, Debian's chromium), lint, run every test
-#   make test-fast   the unit tests only (no training, no Node, no browser): about a minute
-#               (npm test in web/: the JS module's build check, eslint, prettier, node --test)
+#   make test   install (incl. test deps, npm packages, Debian's chromium), lint (ruff; eslint and
+#               prettier through npm test in web/), the JS tests (node --test), every pytest test
+#               (two workers: pytest-xdist)
+#   make test-fast   the unit tests only (no training, no Node, no browser)
 #   make docs   the API reference from the docstrings (pdoc) into build/docs/
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -29,16 +30,16 @@ web: web/node_modules/.installed
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: setup web chromium
+test: setup web chromium lint
 	cd web && npm test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not node and not chromium"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not node and not chromium"
 
 lint: setup
-	$(VENV)/bin/ruff format --check pnpjax experiments tests
-	$(VENV)/bin/ruff check pnpjax experiments tests
+	$(VENV)/bin/ruff format --check pnpjax experiments tests docs
+	$(VENV)/bin/ruff check pnpjax experiments tests docs
 
 docs: setup
 	$(PY) docs/build.py build/docs

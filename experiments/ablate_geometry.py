@@ -72,8 +72,13 @@ def run(out: Path, command: str, steps: int, batch_size: int, seeds: int, eval_s
         "![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
     ablations.write_report(out, "Geometric preconditioning ablation", command, body)
-    ablations._bar_plot(out / "metrics.png", names, per, ["l1_3d", "rot_mean_deg", "rot_median_deg", "trans_mean"],
-                        f"input / translation / depth ({seeds} seeds)")
+    ablations._bar_plot(
+        out / "metrics.png",
+        names,
+        per,
+        ["l1_3d", "rot_mean_deg", "rot_median_deg", "trans_mean"],
+        f"input / translation / depth ({seeds} seeds)",
+    )
     ablations.plot_curves(out / "runs", out / "learning_curves.png", title="geometry ablation")
     summary = {n: {"params": params[n], **{m: ablations.mean_std(v) for m, v in per[n].items()}} for n in names}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -82,7 +87,9 @@ def run(out: Path, command: str, steps: int, batch_size: int, seeds: int, eval_s
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=None, help="results dir (default experiments/results/ablate_geometry, or ..._smoke)")
+    p.add_argument(
+        "--out", default=None, help="results dir (default experiments/results/ablate_geometry, or ..._smoke)"
+    )
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--seeds", type=int, default=3)

@@ -35,5 +35,14 @@ if __name__ == "__main__":
         a.realistic_levels, a.seed_levels = a.realistic_levels[::4][:2], a.seed_levels[::4][:2]
     out = a.out or HERE / "results" / ("ablate_noise_smoke" if a.smoke else "ablate_noise")
     cmd = ("python experiments/ablate_noise.py " + shlex.join(sys.argv[1:])).strip()
-    ablations.ablate_noise(out, command=cmd, steps=a.steps, batch_size=a.batch_size, seeds=a.seeds, eval_size=a.eval_size,
-                           protocols_=a.protocols, levels={"realistic": a.realistic_levels, "seed": a.seed_levels}, smoke=a.smoke)
+    ablations.ablate_noise(
+        out,
+        command=cmd,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        seeds=a.seeds,
+        eval_size=a.eval_size,
+        protocols_=a.protocols,
+        levels={"realistic": a.realistic_levels, "seed": a.seed_levels},
+        smoke=a.smoke,
+    )

@@ -35,5 +35,14 @@ if __name__ == "__main__":
         a.steps, a.eval_size, a.sizes = min(a.steps, 20), min(a.eval_size, 512), [(8, 8), (16, 16)]
     out = a.out or HERE / "results" / ("ablate_size_smoke" if a.smoke else "ablate_size")
     cmd = ("python experiments/ablate_size.py " + shlex.join(sys.argv[1:])).strip()
-    ablations.ablate_size(out, command=cmd, steps=a.steps, batch_size=a.batch_size, seeds=a.seeds, eval_size=a.eval_size,
-                          sizes=a.sizes, protocol=a.protocol, smoke=a.smoke)
+    ablations.ablate_size(
+        out,
+        command=cmd,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        seeds=a.seeds,
+        eval_size=a.eval_size,
+        sizes=a.sizes,
+        protocol=a.protocol,
+        smoke=a.smoke,
+    )

@@ -49,11 +49,26 @@ def landmarks(ckpt: str, n: int, key: int = 0) -> np.ndarray:
 
 def run_predict(ckpt: str, inp: Path, out: Path, extra: list[str]) -> dict:
     """Wall time and peak RSS (bytes) of one `python -m pnpjax predict` child process."""
-    cmd = [sys.executable, "-m", "pnpjax", "predict", "--checkpoint", ckpt, "--input", str(inp), "--output", str(out),
-           "--camera", CAMERA, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pnpjax",
+        "predict",
+        "--checkpoint",
+        ckpt,
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--camera",
+        CAMERA,
+        *extra,
+    ]
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
+        )
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (ru_maxrss in KiB on Linux)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -73,8 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="runs per size (the fastest counts)")
     p.add_argument("--out", default=str(REPO / "experiments" / "results" / "bench_predict.md"))
     a = p.parse_args(argv)
-    rows, data = [], {"command": shlex.join(["python", "experiments/bench_predict.py", *argv]), "camera": CAMERA,
-                      "checkpoint": Path(a.checkpoint).name, "loadavg_start": list(os.getloadavg()), "runs": []}
+    rows, data = (
+        [],
+        {
+            "command": shlex.join(["python", "experiments/bench_predict.py", *argv]),
+            "camera": CAMERA,
+            "checkpoint": Path(a.checkpoint).name,
+            "loadavg_start": list(os.getloadavg()),
+            "runs": [],
+        },
+    )
     with tempfile.TemporaryDirectory(prefix="pnpjax-bench-predict-") as tmp:
         x = landmarks(a.checkpoint, a.n)
         files = {}
@@ -85,40 +108,91 @@ def main(argv: list[str] | None = None) -> int:
             extra = ["--refine", str(iters)] if iters else []
             res = {}
             for n in (1, a.small, a.n):
-                runs = [run_predict(a.checkpoint, files[n], Path(tmp) / f"out_{n}.npy", extra) for _ in range(a.repeats)]
-                res[n] = {"seconds": min(r["seconds"] for r in runs), "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs)}
-                print(f"refine {iters}: {n:>9,} poses  {res[n]['seconds']:7.2f} s  peak RSS {res[n]['peak_rss_bytes'] / 2**20:7.0f} MiB",
-                      flush=True)
+                runs = [
+                    run_predict(a.checkpoint, files[n], Path(tmp) / f"out_{n}.npy", extra) for _ in range(a.repeats)
+                ]
+                res[n] = {
+                    "seconds": min(r["seconds"] for r in runs),
+                    "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
+                }
+                print(
+                    f"refine {iters}: {n:>9,} poses  {res[n]['seconds']:7.2f} s  peak RSS {res[n]['peak_rss_bytes'] / 2**20:7.0f} MiB",
+                    flush=True,
+                )
             marginal_us = 1e6 * (res[a.n]["seconds"] - res[a.small]["seconds"]) / (a.n - a.small)
             in_bytes, out_bytes = files[a.n].stat().st_size, a.n * 7 * 4
             extra_mem = res[a.n]["peak_rss_bytes"] - res[1]["peak_rss_bytes"]
             budget = 4 * in_bytes + out_bytes
-            data["runs"].append({"refine": iters, "n": a.n, "small": a.small, "seconds": {str(k): v["seconds"] for k, v in res.items()},
-                                 "peak_rss_bytes": {str(k): v["peak_rss_bytes"] for k, v in res.items()},
-                                 "marginal_us_per_pose": marginal_us, "input_bytes": in_bytes, "output_bytes": out_bytes,
-                                 "peak_above_one_pose_bytes": extra_mem, "memory_budget_bytes": budget})
-            rows.append([iters, f"{a.n:,}", f"{res[a.n]['seconds']:.2f}", f"{res[a.small]['seconds']:.2f}", f"{marginal_us:.3f}",
-                         f"{res[1]['peak_rss_bytes'] / 2**20:.0f}", f"{res[a.n]['peak_rss_bytes'] / 2**20:.0f}",
-                         f"{extra_mem / 2**20:.0f} / {budget / 2**20:.0f}"])
+            data["runs"].append(
+                {
+                    "refine": iters,
+                    "n": a.n,
+                    "small": a.small,
+                    "seconds": {str(k): v["seconds"] for k, v in res.items()},
+                    "peak_rss_bytes": {str(k): v["peak_rss_bytes"] for k, v in res.items()},
+                    "marginal_us_per_pose": marginal_us,
+                    "input_bytes": in_bytes,
+                    "output_bytes": out_bytes,
+                    "peak_above_one_pose_bytes": extra_mem,
+                    "memory_budget_bytes": budget,
+                }
+            )
+            rows.append(
+                [
+                    iters,
+                    f"{a.n:,}",
+                    f"{res[a.n]['seconds']:.2f}",
+                    f"{res[a.small]['seconds']:.2f}",
+                    f"{marginal_us:.3f}",
+                    f"{res[1]['peak_rss_bytes'] / 2**20:.0f}",
+                    f"{res[a.n]['peak_rss_bytes'] / 2**20:.0f}",
+                    f"{extra_mem / 2**20:.0f} / {budget / 2**20:.0f}",
+                ]
+            )
     data["loadavg_end"] = list(os.getloadavg())
     net = next((r for r in data["runs"] if r["refine"] == 0), None)
     targets = []
     if net is not None:
-        targets = [["marginal µs per pose ≤ 0.5 (network alone, CLI incl. file I/O)", f"{net['marginal_us_per_pose']:.3f}",
-                    "yes" if net["marginal_us_per_pose"] <= 0.5 else "**no**"],
-                   ["peak memory above a one-pose run ≤ 4 × input + output", f"{net['peak_above_one_pose_bytes'] / 2**20:.0f} MiB "
-                    f"vs {net['memory_budget_bytes'] / 2**20:.0f} MiB", "yes" if net["peak_above_one_pose_bytes"] <= net["memory_budget_bytes"] else "**no**"]]
+        targets = [
+            [
+                "marginal µs per pose ≤ 0.5 (network alone, CLI incl. file I/O)",
+                f"{net['marginal_us_per_pose']:.3f}",
+                "yes" if net["marginal_us_per_pose"] <= 0.5 else "**no**",
+            ],
+            [
+                "peak memory above a one-pose run ≤ 4 × input + output",
+                f"{net['peak_above_one_pose_bytes'] / 2**20:.0f} MiB vs {net['memory_budget_bytes'] / 2**20:.0f} MiB",
+                "yes" if net["peak_above_one_pose_bytes"] <= net["memory_budget_bytes"] else "**no**",
+            ],
+        ]
     data["targets"] = [{"text": t, "measured": m, "met": ok == "yes"} for t, m, ok in targets]
-    md = "\n\n".join([
-        "# `pnpjax predict` throughput and memory through the CLI",
-        f"Generated by `{data['command']}` (do not edit; `experiments/bench_predict.py`). Checkpoint "
-        f"`{data['checkpoint']}`, camera `{CAMERA}`, input .npy float32; fastest of {a.repeats} runs per size, each a fresh "
-        f"process (start-up and compilation included in the totals, removed by the marginal figure). Load average "
-        f"{data['loadavg_start'][0]:.1f} → {data['loadavg_end'][0]:.1f} on {os.cpu_count()} cores.",
-        md_table(["refine", "poses", "s (large)", f"s ({a.small:,})", "marginal µs/pose", "peak MiB (1 pose)",
-                  "peak MiB (large)", "MiB above 1-pose run / budget"], rows),
-        "## Targets (issue #12)", md_table(["target", "measured", "met"], targets) if targets else "(network alone not measured)",
-    ]) + "\n"
+    md = (
+        "\n\n".join(
+            [
+                "# `pnpjax predict` throughput and memory through the CLI",
+                f"Generated by `{data['command']}` (do not edit; `experiments/bench_predict.py`). Checkpoint "
+                f"`{data['checkpoint']}`, camera `{CAMERA}`, input .npy float32; fastest of {a.repeats} runs per size, each a fresh "
+                f"process (start-up and compilation included in the totals, removed by the marginal figure). Load average "
+                f"{data['loadavg_start'][0]:.1f} → {data['loadavg_end'][0]:.1f} on {os.cpu_count()} cores.",
+                md_table(
+                    [
+                        "refine",
+                        "poses",
+                        "s (large)",
+                        f"s ({a.small:,})",
+                        "marginal µs/pose",
+                        "peak MiB (1 pose)",
+                        "peak MiB (large)",
+                        "MiB above 1-pose run / budget",
+                    ],
+                    rows,
+                ),
+                "## Targets (issue #12)",
+                md_table(["target", "measured", "met"], targets) if targets else "(network alone not measured)",
+            ]
+        )
+        + "\n"
+    )
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md)

@@ -33,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="batch 1 and 1000 only, few repeats (for the tests)")
     a = p.parse_args(argv)
     cfg = bench.SMOKE_THROUGHPUT if a.smoke else bench.ThroughputConfig()
-    overrides = {"batch_sizes": tuple(a.batch) if a.batch else None, "refine_iters": tuple(a.refine) if a.refine else None,
-                 "repeats": a.repeats}
+    overrides = {
+        "batch_sizes": tuple(a.batch) if a.batch else None,
+        "refine_iters": tuple(a.refine) if a.refine else None,
+        "repeats": a.repeats,
+    }
     cfg = dataclasses.replace(cfg, checkpoint=a.checkpoint, **{k: v for k, v in overrides.items() if v is not None})
     results = bench.throughput_bench(cfg)
-    out = bench.write_throughput_report(results, a.out, shlex.join(["python", "experiments/bench_throughput.py", *argv]))
+    out = bench.write_throughput_report(
+        results, a.out, shlex.join(["python", "experiments/bench_throughput.py", *argv])
+    )
     print(f"wrote {out}")
     return 0
 

@@ -28,10 +28,14 @@ def main(argv=None) -> int:
     rows = measure_throughput(config.get_config(a.config), a.batch_sizes, a.seconds)
     load = os.getloadavg()[0]
     print(f"config {a.config} | devices {train.device_summary()} | load average {load:.1f}")
-    print(f"{'batch':>7} {'ms/step':>9} {'steps/s':>9} {'valid samples/s':>16} {'CPU ms/step':>12} {'per CPU-s':>11} {'compile s':>10}")
+    print(
+        f"{'batch':>7} {'ms/step':>9} {'steps/s':>9} {'valid samples/s':>16} {'CPU ms/step':>12} {'per CPU-s':>11} {'compile s':>10}"
+    )
     for r in rows:
-        print(f"{r['batch']:>7} {r['ms_per_step']:>9.2f} {r['steps_per_s']:>9.1f} {r['valid_samples_per_s']:>16,.0f} "
-              f"{r['cpu_ms_per_step']:>12.2f} {r['valid_samples_per_cpu_s']:>11,.0f} {r['compile_s']:>10.2f}")
+        print(
+            f"{r['batch']:>7} {r['ms_per_step']:>9.2f} {r['steps_per_s']:>9.1f} {r['valid_samples_per_s']:>16,.0f} "
+            f"{r['cpu_ms_per_step']:>12.2f} {r['valid_samples_per_cpu_s']:>11,.0f} {r['compile_s']:>10.2f}"
+        )
     return 0
 
 

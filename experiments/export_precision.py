@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.names:
         rows.append(precision.precision_study(REPO / "checkpoints" / name, n=a.n))
         print(rows[-1])
-    Path(a.out).write_text(precision.precision_report(rows, shlex.join(["python", "experiments/export_precision.py", *argv])))
+    Path(a.out).write_text(
+        precision.precision_report(rows, shlex.join(["python", "experiments/export_precision.py", *argv]))
+    )
     print(f"wrote {a.out}")
     return 0
 

@@ -26,8 +26,14 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--eval-only", action="store_true", help="re-evaluate the shipped checkpoints, no training")
     a = p.parse_args(argv)
-    shipping.make_checkpoints(a.names, a.workroot, a.out, n=a.n, do_train=not a.eval_only,
-                              command=" ".join(["python experiments/make_checkpoints.py"] + (argv or sys.argv[1:])))
+    shipping.make_checkpoints(
+        a.names,
+        a.workroot,
+        a.out,
+        n=a.n,
+        do_train=not a.eval_only,
+        command=" ".join(["python experiments/make_checkpoints.py"] + (argv or sys.argv[1:])),
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,6 @@ from pnpjax import geometry
 from pnpjax.errors import CameraError, PnpjaxError
 
 MIN_DEPTH = 1e-3  # depth clamp before dividing; keeps projection and its gradient finite.
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Camera:
             raise CameraError(f"bad camera: {e}") from None
 
     @classmethod
-    def from_hfov(cls, hfov_deg: float, width: float, height: float) -> "Camera":
+    def from_hfov(cls, hfov_deg: float, width: float, height: float) -> Camera:
         """Square pixels, principal point at the image centre, horizontal field of view in degrees."""
         if not 0 < hfov_deg < 180:  # also rejects NaN; 0 would divide by zero, 180 give f ~ 0
             raise CameraError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg}")

@@ -16,7 +16,8 @@ import shutil
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +68,7 @@ class Solver(PoseSolver):
 
     @property
     def protocol(self) -> str:
-        """"seed" or "realistic": the training protocol of its config."""
+        """ "seed" or "realistic": the training protocol of its config."""
         return self.config.protocol
 
     @property
@@ -97,7 +98,9 @@ def _checkpointer():
     # In a multi-process run a model directory is written by one process alone (train.py's
     # process 0), so orbax must not wait for the others at its barriers.
     me = jax.process_index()
-    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    )
 
 
 def metadata(cfg: Config, layout: layouts.Layout, stats: model.Stats, params=None, extra: dict | None = None) -> dict:
@@ -165,7 +168,9 @@ def _parts(meta: dict, where: str) -> tuple[Config, layouts.Layout]:
     stats = meta.get("stats")
     if not isinstance(stats, dict):
         raise CheckpointError(f"{where}: {META_FILE} has no 'stats' object")
-    integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, where, model.input_dim(cfg.model, layout.num_points))
+    integrity.check_stats(
+        stats, layout.num_points, cfg.model.out_dim, where, model.input_dim(cfg.model, layout.num_points)
+    )
     return cfg, layout
 
 
@@ -213,8 +218,10 @@ def load(directory: str | Path) -> PoseSolver:
     cfg, layout = _parts(meta, str(d))
     if (d / "params").is_dir():
         if integrity.HASH_KEY not in meta:
-            raise CheckpointError(f"{d}: {META_FILE} has no '{integrity.HASH_KEY}' (made before checkpoints were "
-                                  "hashed; add the hashes with experiments/hash_checkpoints.py if you trust the files)")
+            raise CheckpointError(
+                f"{d}: {META_FILE} has no '{integrity.HASH_KEY}' (made before checkpoints were "
+                "hashed; add the hashes with experiments/hash_checkpoints.py if you trust the files)"
+            )
         integrity.verify_tree(d / "params", meta[integrity.HASH_KEY], str(d))
     target = _abstract_params(cfg, layout)
     if (d / "params").is_dir():
@@ -240,11 +247,15 @@ def restore_latest_params(workdir: str | Path, cfg: Config, layout: layouts.Layo
 
     step_dir = _latest_step_dir(Path(workdir).absolute() / "ckpt")
     if step_dir is None:
-        raise CheckpointError(f"{workdir}: no verified checkpoint step in ckpt/ "
-                              f"(none with a record in {integrity.STEP_HASH_FILE})")
+        raise CheckpointError(
+            f"{workdir}: no verified checkpoint step in ckpt/ (none with a record in {integrity.STEP_HASH_FILE})"
+        )
     target = _abstract_params(cfg, layout)
-    args = ocp.args.PyTreeRestore(item={"params": target}, partial_restore=True,
-                                  restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)})
+    args = ocp.args.PyTreeRestore(
+        item={"params": target},
+        partial_restore=True,
+        restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
+    )
     return ocp.PyTreeCheckpointer().restore(step_dir, args=args)["params"]
 
 

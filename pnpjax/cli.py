@@ -47,8 +47,10 @@ def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = No
         except SystemExit as e:
             if e.code:
                 reason = _panel_message(panel.getvalue())
-                raise ConfigError(f"bad override(s) {' '.join(rest)}{': ' + reason if reason else ''} "
-                                  "(see `pnpjax train --config NAME --help-overrides`)") from None
+                raise ConfigError(
+                    f"bad override(s) {' '.join(rest)}{': ' + reason if reason else ''} "
+                    "(see `pnpjax train --config NAME --help-overrides`)"
+                ) from None
             return 0
     else:
         cfg = base
@@ -56,8 +58,9 @@ def _train(args: argparse.Namespace, rest: list[str], t_start: float | None = No
     if args.steps is not None:
         validate.cli_int(args.steps, "--steps", 1, 10**9)
         cfg = dataclasses.replace(cfg, steps=args.steps)
-    summary = train.train_and_evaluate(cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress,
-                                       t_start=t_start)
+    summary = train.train_and_evaluate(
+        cfg, args.workdir, seconds=args.seconds, progress=not args.no_progress, t_start=t_start
+    )
     if train.is_primary():
         print(metrics_table({f"{cfg.name} (step {summary['step']}, {summary['wall_seconds']:.1f} s)": summary}))
         print(f"model written to {Path(args.workdir) / 'model'}")
@@ -84,7 +87,9 @@ def _load_solvers(paths: list[str]):
     names = {s.layout.name for s in solvers}
     ks = {s.layout.num_points for s in solvers}
     if len(ks) > 1 or len(names) > 1:
-        raise InputError(f"checkpoints have different layouts ({', '.join(sorted(names))}); compare one layout at a time")
+        raise InputError(
+            f"checkpoints have different layouts ({', '.join(sorted(names))}); compare one layout at a time"
+        )
     return solvers
 
 
@@ -107,13 +112,19 @@ def _eval(args: argparse.Namespace) -> int:
     noise = _noise_model(args, proto)
     results = {}
     for path, s in zip(args.checkpoint, solvers):
-        label = path + (f" +refine {args.refine}" + ("" if args.refine_cost == "image" else f" ({args.refine_cost})") if args.refine else "")
+        label = path + (
+            f" +refine {args.refine}" + ("" if args.refine_cost == "image" else f" ({args.refine_cost})")
+            if args.refine
+            else ""
+        )
         results[label] = inference.evaluate(s, batch, args.refine, args.refine_cost, noise)
     out = {"protocol": args.protocol, "layout": layout.name, "n": args.n, "key": args.seed, "results": results}
     if args.json == "-":  # the JSON instead of the table, for scripts
         print(json.dumps(out))
         return 0
-    print(f"protocol {args.protocol} | layout {one_line(layout.name)} | {int(batch.valid.sum())} test poses (key {args.seed})")
+    print(
+        f"protocol {args.protocol} | layout {one_line(layout.name)} | {int(batch.valid.sum())} test poses (key {args.seed})"
+    )
     print(metrics_table(results))
     if args.json:
         _atomic_write_text(Path(args.json), json.dumps(out, indent=1))
@@ -121,8 +132,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def metrics_table(rows: dict[str, dict]) -> str:
-    cols = [("l1_3d", "L1-3D"), ("rot_mean_deg", "rot mean°"), ("rot_median_deg", "rot med°"), ("rot_p99_deg", "rot p99°"),
-            ("trans_mean", "t mean"), ("trans_median", "t med"), ("reproj_rmse_median", "reproj med"), ("failures", ">30° frac")]
+    cols = [
+        ("l1_3d", "L1-3D"),
+        ("rot_mean_deg", "rot mean°"),
+        ("rot_median_deg", "rot med°"),
+        ("rot_p99_deg", "rot p99°"),
+        ("trans_mean", "t mean"),
+        ("trans_median", "t med"),
+        ("reproj_rmse_median", "reproj med"),
+        ("failures", ">30° frac"),
+    ]
     rows = {one_line(k): v for k, v in rows.items()}  # a name from a path or a layout is one row, never two
     name_w = max([len("model")] + [len(k) for k in rows])
     head = f"{'model':<{name_w}} " + " ".join(f"{c[1]:>10}" for c in cols)
@@ -146,8 +165,10 @@ def _noise_model(args: argparse.Namespace, protocol):
     from pnpjax import refine
 
     base = refine.noise_model_of(protocol)
-    return refine.NoiseModel(base.sigma_3d if args.noise_3d is None else args.noise_3d,
-                             base.noise_2d if args.noise_2d is None else args.noise_2d)
+    return refine.NoiseModel(
+        base.sigma_3d if args.noise_3d is None else args.noise_3d,
+        base.noise_2d if args.noise_2d is None else args.noise_2d,
+    )
 
 
 def predict_poses(solver, x, cam, refine_iters: int = 0, refine_cost: str = "image", noise=None):
@@ -218,71 +239,139 @@ def _export(args: argparse.Namespace) -> int:
     from pnpjax import export
 
     quantize = args.quantize or ("float32" if args.format == "savedmodel" else "uint8")
-    path = export.export_checkpoint(args.checkpoint, args.format, args.out, quantize=quantize, camera=args.camera, force=args.force,
-                                    refine_iters=args.refine, refine_cost=args.refine_cost)
+    path = export.export_checkpoint(
+        args.checkpoint,
+        args.format,
+        args.out,
+        quantize=quantize,
+        camera=args.camera,
+        force=args.force,
+        refine_iters=args.refine,
+        refine_cost=args.refine_cost,
+    )
     print(f"wrote {args.format} export to {path}")
     return 0
 
 
 def _refine_args(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--refine-cost", choices=("image", "object", "ml"), default="image",
-                   help="image: 2D reprojection error; object: point-to-ray distances (SQPnP's); "
-                        "ml: the likelihood under 3D and 2D noise (--noise-3d, --noise-2d)")
-    p.add_argument("--noise-3d", type=float, default=None, help=f"3D point noise std, layout units (default: {default})")
-    p.add_argument("--noise-2d", type=float, default=None,
-                   help=f"landmark noise std as a fraction of the object's image size (default: {default})")
+    p.add_argument(
+        "--refine-cost",
+        choices=("image", "object", "ml"),
+        default="image",
+        help="image: 2D reprojection error; object: point-to-ray distances (SQPnP's); "
+        "ml: the likelihood under 3D and 2D noise (--noise-3d, --noise-2d)",
+    )
+    p.add_argument(
+        "--noise-3d", type=float, default=None, help=f"3D point noise std, layout units (default: {default})"
+    )
+    p.add_argument(
+        "--noise-2d",
+        type=float,
+        default=None,
+        help=f"landmark noise std as a fraction of the object's image size (default: {default})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pnpjax", description="Tiny neural PnP solvers: train, evaluate, predict, export.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train (or resume) a solver", description="Extra arguments override config fields, "
-                       "e.g. --loss l2_3d --model.widths 128 128 --seed-train.noise-cm 2 (pass --help-overrides for all).")
-    t.add_argument("--config", required=True, help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | blazeface6-seed-large | blazeface6-seed-geo | smoke")
+    t = sub.add_parser(
+        "train",
+        help="train (or resume) a solver",
+        description="Extra arguments override config fields, "
+        "e.g. --loss l2_3d --model.widths 128 128 --seed-train.noise-cm 2 (pass --help-overrides for all).",
+    )
+    t.add_argument(
+        "--config",
+        required=True,
+        help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | blazeface6-seed-large | blazeface6-seed-geo | smoke",
+    )
     t.add_argument("--workdir", required=True)
     t.add_argument("--seconds", type=float, default=None, help="stop after this wall time (compilation included)")
     t.add_argument("--steps", type=int, default=None, help="schedule length (overrides the config's steps)")
     t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--coordinator", default=None, help="multi-process training (jax.distributed): HOST:PORT of process 0, "
-                   "or 'auto' on a cluster (SLURM, Open MPI); every process runs the same command")
+    t.add_argument(
+        "--coordinator",
+        default=None,
+        help="multi-process training (jax.distributed): HOST:PORT of process 0, "
+        "or 'auto' on a cluster (SLURM, Open MPI); every process runs the same command",
+    )
     t.add_argument("--num-processes", type=int, default=None, help="with --coordinator HOST:PORT")
     t.add_argument("--process-id", type=int, default=None, help="with --coordinator HOST:PORT: 0 .. num-processes - 1")
 
     e = sub.add_parser("eval", help="evaluate checkpoints on the same held-out draws")
-    e.add_argument("--checkpoint", action="append", required=True, help="model dir, workdir or original TF.js model dir; repeat to compare")
+    e.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        help="model dir, workdir or original TF.js model dir; repeat to compare",
+    )
     e.add_argument("--protocol", choices=("seed", "realistic"), default="seed")
     e.add_argument("--n", type=int, default=100_000)
     e.add_argument("--seed", type=int, default=0, help="PRNG key of the test draws")
     e.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
     _refine_args(e, "the evaluated protocol's")
-    e.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to FILE ('-': print the JSON instead of the table)")
+    e.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the results as JSON to FILE ('-': print the JSON instead of the table)",
+    )
 
     r = sub.add_parser("predict", help="poses for landmarks in a file")
     r.add_argument("--checkpoint", required=True)
-    r.add_argument("--input", required=True, help=".npy (N, K, 2) or .json list of K x 2 lists; for a layout that names "
-                   "its detector also the detector's output, e.g. (N, 68, 2) or face-api.js JSON for faceapi10")
+    r.add_argument(
+        "--input",
+        required=True,
+        help=".npy (N, K, 2) or .json list of K x 2 lists; for a layout that names "
+        "its detector also the detector's output, e.g. (N, 68, 2) or face-api.js JSON for faceapi10",
+    )
     r.add_argument("--output", required=True, help=".npy or .json, (N, 7) qx qy qz qw tx ty tz")
-    r.add_argument("--camera", default=None, help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)")
+    r.add_argument(
+        "--camera",
+        default=None,
+        help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)",
+    )
     r.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
     _refine_args(r, "the checkpoint's protocol's")
-    r.add_argument("--track", action="store_true", help="rows are consecutive video frames (all-NaN or null rows: no "
-                   "landmarks); the pose tracker (pnpjax.track) writes one pose per frame")
+    r.add_argument(
+        "--track",
+        action="store_true",
+        help="rows are consecutive video frames (all-NaN or null rows: no "
+        "landmarks); the pose tracker (pnpjax.track) writes one pose per frame",
+    )
     r.add_argument("--fps", type=float, default=None, help="--track: frame rate (default 30)")
-    r.add_argument("--timestamps", default=None, help="--track: .npy or .json of one time per frame, seconds, non-decreasing")
+    r.add_argument(
+        "--timestamps", default=None, help="--track: .npy or .json of one time per frame, seconds, non-decreasing"
+    )
 
     x = sub.add_parser("export", help="web/TF exports of a checkpoint")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--format", choices=("tfjs", "js", "savedmodel"), required=True)
     x.add_argument("--out", required=True)
-    x.add_argument("--quantize", choices=("float32", "float16", "uint8"), default=None,
-                   help="weights' storage (default: uint8 for tfjs and js, the smallest; float32 for savedmodel)")
-    x.add_argument("--camera", default="seed", help="seed | fx,fy,cx,cy,width,height: the image coordinates the export takes")
+    x.add_argument(
+        "--quantize",
+        choices=("float32", "float16", "uint8"),
+        default=None,
+        help="weights' storage (default: uint8 for tfjs and js, the smallest; float32 for savedmodel)",
+    )
+    x.add_argument(
+        "--camera", default="seed", help="seed | fx,fy,cx,cy,width,height: the image coordinates the export takes"
+    )
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    x.add_argument("--refine", type=int, default=None,
-                   help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 2)")
-    x.add_argument("--refine-cost", choices=("image", "object", "ml"), default=None,
-                   help="js: default refinement cost (default ml, with the checkpoint's noise model)")
+    x.add_argument(
+        "--refine",
+        type=int,
+        default=None,
+        help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 2)",
+    )
+    x.add_argument(
+        "--refine-cost",
+        choices=("image", "object", "ml"),
+        default=None,
+        help="js: default refinement cost (default ml, with the checkpoint's noise model)",
+    )
     return p
 
 
@@ -332,7 +421,9 @@ def _help_overrides(args: argparse.Namespace) -> int:
         print(f"pnpjax train: error: {one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        tyro.cli(config.Config, default=base, args=["--help"], prog=f"pnpjax train --config {args.config} --workdir DIR")
+        tyro.cli(
+            config.Config, default=base, args=["--help"], prog=f"pnpjax train --config {args.config} --workdir DIR"
+        )
     except SystemExit as e:
         return e.code or 0
     return 0

@@ -52,7 +52,7 @@ class Config:
     def test_protocol(self) -> protocols.Protocol:
         return self.seed_test if self.protocol == "seed" else self.realistic
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         from pnpjax.losses import LOSSES
 
         for obj, prefix in ((self, ""), (self.model, "model.")):
@@ -64,7 +64,16 @@ class Config:
             raise ConfigError(f"unknown loss '{self.loss}': choose from {', '.join(LOSSES)}")
         if not self.model.widths or any(w <= 0 for w in self.model.widths):
             raise ConfigError(f"model.widths must be positive, got {self.model.widths}")
-        for f in ("batch_size", "steps", "log_every", "eval_every", "eval_size", "checkpoint_every", "stats_samples", "data_shards"):
+        for f in (
+            "batch_size",
+            "steps",
+            "log_every",
+            "eval_every",
+            "eval_size",
+            "checkpoint_every",
+            "stats_samples",
+            "data_shards",
+        ):
             if getattr(self, f) <= 0:
                 raise ConfigError(f"{f} must be positive, got {getattr(self, f)}")
         if self.batch_size % max(self.data_shards, 1):
@@ -80,7 +89,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
+    def from_dict(cls, d: dict[str, Any]) -> Config:
         """The inverse of `to_dict`, for any field (nested dataclasses, tuples, literals).
 
         Fields missing from `d` take their defaults (a checkpoint from an older pnpjax); an unknown
@@ -152,26 +161,46 @@ def _from_json(tp: Any, value: Any, where: str) -> Any:
 
 
 # `steps` is the full schedule of the shipped checkpoints; `--seconds N` fits it into a budget.
-_SEED = dict(protocol="seed", loss="l1_3d", batch_size=2048, steps=40_000, lr=4e-3, eval_every=5000, checkpoint_every=5000)
-_REAL = dict(protocol="realistic", loss="l1_3d", batch_size=2048, steps=40_000, lr=3e-3, eval_every=5000, checkpoint_every=5000)
+_SEED = dict(
+    protocol="seed", loss="l1_3d", batch_size=2048, steps=40_000, lr=4e-3, eval_every=5000, checkpoint_every=5000
+)
+_REAL = dict(
+    protocol="realistic", loss="l1_3d", batch_size=2048, steps=40_000, lr=3e-3, eval_every=5000, checkpoint_every=5000
+)
 
 CONFIGS: dict[str, Config] = {
     "blazeface6-seed": Config(name="blazeface6-seed", layout="blazeface6", **_SEED),
     "faceapi10-seed": Config(name="faceapi10-seed", layout="faceapi10", **_SEED),
     # The original's recipe with a bigger network (35,591 params, ~6.5x the original's): for users
     # who can afford ~75 KB (float16) rather than ~10 KB, closer to the refinement's accuracy.
-    "blazeface6-seed-large": Config(name="blazeface6-seed-large", layout="blazeface6", model=ModelConfig(widths=(128, 128, 128)), **_SEED),
+    "blazeface6-seed-large": Config(
+        name="blazeface6-seed-large", layout="blazeface6", model=ModelConfig(widths=(128, 128, 128)), **_SEED
+    ),
     # The original's recipe at its size (5,639 params) with geometric preconditioning: centroid-centred,
     # spread-scaled inputs and t as log depth along the centroid ray (issue 13's ablation). Exports as a
     # SavedModel only (a TF.js Dense stack cannot express the preprocessing).
-    "blazeface6-seed-geo": Config(name="blazeface6-seed-geo", layout="blazeface6",
-                                  model=ModelConfig(inputs="centroid", translation="ray"), **_SEED),
+    "blazeface6-seed-geo": Config(
+        name="blazeface6-seed-geo",
+        layout="blazeface6",
+        model=ModelConfig(inputs="centroid", translation="ray"),
+        **_SEED,
+    ),
     "blazeface6": Config(name="blazeface6", layout="blazeface6", **_REAL),
     "faceapi10": Config(name="faceapi10", layout="faceapi10", **_REAL),
     # Tiny and fast: for tests and for checking an install; not a useful model.
     "smoke": Config(
-        name="smoke", layout="blazeface6", protocol="seed", model=ModelConfig(widths=(16, 16)), batch_size=64, steps=40,
-        warmup_steps=5, log_every=10, eval_every=20, eval_size=512, checkpoint_every=20, stats_samples=4096,
+        name="smoke",
+        layout="blazeface6",
+        protocol="seed",
+        model=ModelConfig(widths=(16, 16)),
+        batch_size=64,
+        steps=40,
+        warmup_steps=5,
+        log_every=10,
+        eval_every=20,
+        eval_size=512,
+        checkpoint_every=20,
+        stats_samples=4096,
     ),
 }
 

@@ -28,5 +28,6 @@ def initialize(coordinator: str, num_processes: int | None = None, process_id: i
         raise ConfigError("--coordinator HOST:PORT needs --num-processes and --process-id")
     if not 0 <= process_id < num_processes:
         raise ConfigError(f"--process-id must be in [0, {num_processes}), got {process_id}")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
-                               initialization_timeout=120)
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id, initialization_timeout=120
+    )

@@ -42,7 +42,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -129,13 +129,17 @@ def _staged_dir(out: Path, force: bool) -> Iterator[Path]:
 # --------------------------------------------------------------------------------------------
 
 
-def write_tfjs(out_dir: Path, layers: list[tfjs.Dense], num_points: int, quantizations: list[str], metadata: dict) -> dict:
+def write_tfjs(
+    out_dir: Path, layers: list[tfjs.Dense], num_points: int, quantizations: list[str], metadata: dict
+) -> dict:
     """Write a TF.js layers model with per-layer storage dtypes into an empty ``out_dir``.
 
     `tfjs.write_layers_model` takes one dtype for all tensors; the manifest format allows one per
     tensor, so the float32 model it writes is re-encoded here tensor by tensor.
     """
-    model_json = tfjs.write_layers_model(out_dir, layers, (num_points, 2), quantize="float32", metadata=metadata, force=True)
+    model_json = tfjs.write_layers_model(
+        out_dir, layers, (num_points, 2), quantize="float32", metadata=metadata, force=True
+    )
     if set(quantizations) == {"float32"}:
         return model_json
     entries = model_json["weightsManifest"][0]["weights"]
@@ -160,14 +164,27 @@ def write_tfjs(out_dir: Path, layers: list[tfjs.Dense], num_points: int, quantiz
 # js: one ES module
 # --------------------------------------------------------------------------------------------
 
-def js_module_source(solver, cam: camlib.Camera | None, quantize: str, source: str, *, refine_iters: int | None = None,
-                     refine_cost: str | None = None) -> str:
+
+def js_module_source(
+    solver,
+    cam: camlib.Camera | None,
+    quantize: str,
+    source: str,
+    *,
+    refine_iters: int | None = None,
+    refine_cost: str | None = None,
+) -> str:
     """The text of the standalone ES module: `pnpjax/js/pnp.mjs` with its data filled in (see `jsmodule`)."""
     from pnpjax import jsmodule
 
-    return jsmodule.module_source(solver, cam, quantize, source,
-                                  refine_iters=jsmodule.DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
-                                  refine_cost=refine_cost or jsmodule.DEFAULT_REFINE_COST)
+    return jsmodule.module_source(
+        solver,
+        cam,
+        quantize,
+        source,
+        refine_iters=jsmodule.DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
+        refine_cost=refine_cost or jsmodule.DEFAULT_REFINE_COST,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,7 +212,9 @@ def write_savedmodel(out_dir: Path, solver, cam: camlib.Camera | None, metadata:
         import tensorflow as tf
         from jax.experimental import jax2tf
     except ImportError as e:
-        raise ExportError(f"--format savedmodel needs TensorFlow ({e}); install it with: pip install 'pnpjax[tf]'") from None
+        raise ExportError(
+            f"--format savedmodel needs TensorFlow ({e}); install it with: pip install 'pnpjax[tf]'"
+        ) from None
     k = solver.layout.num_points
     fn = jax2tf.convert(pose_function(solver, cam), polymorphic_shapes=[f"(b, {k}, 2)"], with_gradient=False)
     module = tf.Module()
@@ -234,12 +253,16 @@ def export_solver(
     if fmt == "savedmodel" and quantize != "float32":
         raise ExportError("a SavedModel stores float32 weights; --quantize applies to tfjs and js")
     if not all(hasattr(solver, a) for a in ("config", "params", "stats")):
-        raise ExportError(f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported")
+        raise ExportError(
+            f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported"
+        )
     m = solver.config.model
     if fmt in ("tfjs", "js") and (m.inputs, m.translation) != ("standardized", "direct"):
-        raise ExportError(f"--format {fmt} takes only model.inputs='standardized' and model.translation='direct' (a linear "
-                          f"input map and direct translation, what a stack of Dense layers expresses); this model has "
-                          f"inputs='{m.inputs}', translation='{m.translation}': export it as savedmodel")
+        raise ExportError(
+            f"--format {fmt} takes only model.inputs='standardized' and model.translation='direct' (a linear "
+            f"input map and direct translation, what a stack of Dense layers expresses); this model has "
+            f"inputs='{m.inputs}', translation='{m.translation}': export it as savedmodel"
+        )
     from pnpjax import integrity
 
     try:
@@ -290,5 +313,14 @@ def export_checkpoint(
     _check_not_the_source(Path(checkpoint), Path(out))
     _check_out(Path(out), force)
     solver = ckpt.load(checkpoint)
-    return export_solver(solver, format, out, quantize=quantize, camera=cam, force=force, source=Path(checkpoint).absolute().name,
-                         refine_iters=refine_iters, refine_cost=refine_cost)
+    return export_solver(
+        solver,
+        format,
+        out,
+        quantize=quantize,
+        camera=cam,
+        force=force,
+        source=Path(checkpoint).absolute().name,
+        refine_iters=refine_iters,
+        refine_cost=refine_cost,
+    )

@@ -11,7 +11,8 @@ host memory is the input, the output and a few chunks.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,9 @@ from pnpjax.model import Prediction
 CHUNK = 65_536  # poses per jitted call: large enough to amortise dispatch, small enough for cache
 
 
-def refined_prediction(fn: Callable, variables: Any, xy: jax.Array, pts: jax.Array, iters: int, cost: str,
-                       noise: refine.NoiseModel | None) -> Prediction:
+def refined_prediction(
+    fn: Callable, variables: Any, xy: jax.Array, pts: jax.Array, iters: int, cost: str, noise: refine.NoiseModel | None
+) -> Prediction:
     """The network `fn(variables, xy)`, then `iters` LM steps on `cost` ("ml": under `noise`).
 
     xy: (..., K, 2) normalised OpenCV coordinates; pts: (K, 3) layout points. Traceable."""
@@ -67,8 +69,16 @@ def _padded(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)], 0)
 
 
-def predict_poses(solver, x: np.ndarray, cam: camera.Camera | None, refine_iters: int = 0, refine_cost: str = "image",
-                  noise: refine.NoiseModel | None = None, *, chunk: int = CHUNK) -> np.ndarray:
+def predict_poses(
+    solver,
+    x: np.ndarray,
+    cam: camera.Camera | None,
+    refine_iters: int = 0,
+    refine_cost: str = "image",
+    noise: refine.NoiseModel | None = None,
+    *,
+    chunk: int = CHUNK,
+) -> np.ndarray:
     """Poses of (N, K, 2) landmarks in a camera's image coordinates, as `pnpjax predict` writes them.
 
     Args:
@@ -98,9 +108,17 @@ def predict_poses(solver, x: np.ndarray, cam: camera.Camera | None, refine_iters
     intrinsics = jnp.asarray((camera.SEED_CAMERA if seed_frame else cam).intrinsics, jnp.float32)
     pts = jnp.asarray(solver.layout.array, jnp.float32)
     size = chunk_size(n, chunk)
-    run = functools.partial(_pose_chunk, fn, variables, intrinsics=intrinsics, pts=pts, iters=int(refine_iters),
-                            cost=refine_cost, noise=noise if refine_cost == "ml" and refine_iters > 0 else None,
-                            seed_frame=seed_frame)
+    run = functools.partial(
+        _pose_chunk,
+        fn,
+        variables,
+        intrinsics=intrinsics,
+        pts=pts,
+        iters=int(refine_iters),
+        cost=refine_cost,
+        noise=noise if refine_cost == "ml" and refine_iters > 0 else None,
+        seed_frame=seed_frame,
+    )
     pending: tuple[int, int, jax.Array] | None = None  # one chunk in flight while the next is staged
     for start, stop in _chunks(n, size):
         y = run(_padded(x[start:stop].astype(np.float32, copy=False), size))
@@ -117,8 +135,15 @@ def _metrics_chunk(fn, variables, batch: protocols.Batch, pts, *, iters, cost, n
     return losses.per_example_metrics(pred, batch, pts)
 
 
-def evaluate(solver, batch: protocols.Batch, refine_iters: int = 0, refine_cost: str = "image",
-             noise: refine.NoiseModel | None = None, *, chunk: int = CHUNK) -> dict[str, float]:
+def evaluate(
+    solver,
+    batch: protocols.Batch,
+    refine_iters: int = 0,
+    refine_cost: str = "image",
+    noise: refine.NoiseModel | None = None,
+    *,
+    chunk: int = CHUNK,
+) -> dict[str, float]:
     """Summary metrics (`losses.summarize`) of a solver, optionally refined, on a test Batch.
 
     One jitted program from the batch's normalised landmarks to per-example metrics, run on

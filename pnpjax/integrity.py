@@ -168,7 +168,9 @@ def check_stats(stats: Any, num_points: int, out_dim: int, where: str, in_dim: i
         if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1e12):
             raise CheckpointError(f"{where}: stats.{name} holds non-finite (NaN, inf) or absurd values")
         if name.endswith("_std") and not np.all(a > 0):
-            raise CheckpointError(f"{where}: stats.{name} must be > 0 everywhere (a zero standard deviation or less: {a.min():g})")
+            raise CheckpointError(
+                f"{where}: stats.{name} must be > 0 everywhere (a zero standard deviation or less: {a.min():g})"
+            )
 
 
 def check_params(params: Any, where: str) -> None:
@@ -189,6 +191,11 @@ def check_solver(solver: Any, where: str = "checkpoint") -> None:
     """Stats and params of a pnpjax Solver (see module docstring)."""
     from pnpjax import model
 
-    check_stats(solver.stats, solver.layout.num_points, solver.config.model.out_dim, where,
-                model.input_dim(solver.config.model, solver.layout.num_points))
+    check_stats(
+        solver.stats,
+        solver.layout.num_points,
+        solver.config.model.out_dim,
+        where,
+        model.input_dim(solver.config.model, solver.layout.num_points),
+    )
     check_params(solver.params, where)

@@ -26,7 +26,6 @@ import numpy as np
 from pnpjax.errors import LayoutError
 
 
-
 @dataclasses.dataclass(frozen=True)
 class DetectorSource:
     """Where a layout's points come from: point k is output point `indices[k]` of detector `name`."""
@@ -39,14 +38,16 @@ class DetectorSource:
         return {"name": self.name, "num_points": self.num_points, "indices": list(self.indices)}
 
     @classmethod
-    def from_dict(cls, d, layout_name: str) -> "DetectorSource":
+    def from_dict(cls, d, layout_name: str) -> DetectorSource:
         try:
             name, n, idx = d["name"], d["num_points"], d["indices"]
             ok = isinstance(name, str) and all(type(v) is int for v in (n, *idx))
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            raise LayoutError(f"layout '{layout_name}': 'detector' must be {{\"name\": str, \"num_points\": int, \"indices\": [int, ...]}}")
+            raise LayoutError(
+                f'layout \'{layout_name}\': \'detector\' must be {{"name": str, "num_points": int, "indices": [int, ...]}}'
+            )
         return cls(name, n, tuple(idx))
 
 
@@ -82,10 +83,15 @@ class Layout:
         if np.dot(_AXES[self.up], _AXES[self.facing]) != 0:
             raise LayoutError(f"layout '{self.name}': 'up' and 'facing' must be different axes")
         d = self.detector
-        if d is not None and (len(d.indices) != len(self.points) or len(set(d.indices)) != len(d.indices)
-                              or not all(0 <= i < d.num_points for i in d.indices)):
-            raise LayoutError(f"layout '{self.name}': detector indices must be {len(self.points)} distinct "
-                              f"indices into the detector's {d.num_points} points")
+        if d is not None and (
+            len(d.indices) != len(self.points)
+            or len(set(d.indices)) != len(d.indices)
+            or not all(0 <= i < d.num_points for i in d.indices)
+        ):
+            raise LayoutError(
+                f"layout '{self.name}': detector indices must be {len(self.points)} distinct "
+                f"indices into the detector's {d.num_points} points"
+            )
 
     @property
     def num_points(self) -> int:
@@ -115,7 +121,7 @@ class Layout:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, default_name: str = "custom") -> "Layout":
+    def from_dict(cls, d: dict, default_name: str = "custom") -> Layout:
         if not isinstance(d, dict) or "points" not in d:
             raise LayoutError("layout JSON must be an object with a 'points' entry")
         pts = d["points"]
@@ -126,15 +132,18 @@ class Layout:
                 names = [str(p.get("name", f"p{i}")) for i, p in enumerate(pts)]
                 xyz = [p["xyz"] for p in pts]
             except (AttributeError, KeyError, TypeError) as e:
-                raise LayoutError("layout 'points' list entries must be {\"name\": ..., \"xyz\": [x, y, z]}") from e
+                raise LayoutError('layout \'points\' list entries must be {"name": ..., "xyz": [x, y, z]}') from e
         else:
             raise LayoutError("layout 'points' must be an object or a list")
+
         def number(v) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool)
 
         if not all(isinstance(p, (list, tuple)) and all(number(v) for v in p) for p in xyz):
-            raise LayoutError(f"layout '{d.get('name', default_name)}': every point must be a list of 3 numbers "
-                              "(not strings or booleans)")
+            raise LayoutError(
+                f"layout '{d.get('name', default_name)}': every point must be a list of 3 numbers "
+                "(not strings or booleans)"
+            )
         arr = _as_points(xyz, d.get("name", default_name))
         name = str(d.get("name", default_name))
         detector = DetectorSource.from_dict(d["detector"], name) if d.get("detector") is not None else None
@@ -229,8 +238,16 @@ BLAZEFACE6 = Layout(
 FACEAPI10 = Layout(
     name="faceapi10",
     point_names=(
-        "nose_tip", "bottom_nose", "left_nostril", "right_nostril", "left_eye_outer",
-        "left_eye_inner", "right_eye_outer", "right_eye_inner", "left_mouth_corner", "right_mouth_corner",
+        "nose_tip",
+        "bottom_nose",
+        "left_nostril",
+        "right_nostril",
+        "left_eye_outer",
+        "left_eye_inner",
+        "right_eye_outer",
+        "right_eye_inner",
+        "left_mouth_corner",
+        "right_mouth_corner",
     ),
     points=(
         (0.0, 0.003874, 0.290468),

@@ -6,7 +6,8 @@ Selected by name from `LOSSES` for ablations.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

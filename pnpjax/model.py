@@ -12,7 +12,8 @@ the checkpoint, so nothing is hard-coded.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -124,7 +125,9 @@ def _ray(xy: jax.Array) -> jax.Array:
     return jnp.mean(xy, axis=-2)  # (..., 2): the centroid's normalised image coords
 
 
-def encode_target(cfg: ModelConfig, q: ArrayLike, t: ArrayLike, xy: ArrayLike, q_ref: ArrayLike | None = None) -> jax.Array:
+def encode_target(
+    cfg: ModelConfig, q: ArrayLike, t: ArrayLike, xy: ArrayLike, q_ref: ArrayLike | None = None
+) -> jax.Array:
     """The pose vector the network regresses (before standardisation), given its input xy."""
     y = encode_pose(cfg.rotation, q, t, q_ref)
     if cfg.translation == "direct":
@@ -166,7 +169,9 @@ def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
     return Prediction(R, q, t, z)
 
 
-def standardized_target(cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike, xy: ArrayLike | None = None) -> jax.Array:
+def standardized_target(
+    cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike, xy: ArrayLike | None = None
+) -> jax.Array:
     """The standardised regression target; xy (the network input) is needed for translation='ray'."""
     return (encode_target(cfg, q, t, xy, stats.q_ref) - stats.y_mean) / stats.y_std
 

@@ -41,7 +41,8 @@ import functools
 import math
 import time
 from pathlib import Path
-from typing import Any, Literal, Mapping, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -146,7 +147,9 @@ class Hyper(NamedTuple):
     data_index: jax.Array  # (N,) int32 stream of each model
 
 
-def mixed_batch_loss(cfg: Config, layout, stats, loss_names: tuple[str, ...], weights: jax.Array, params, batch) -> jax.Array:
+def mixed_batch_loss(
+    cfg: Config, layout, stats, loss_names: tuple[str, ...], weights: jax.Array, params, batch
+) -> jax.Array:
     """train.batch_loss with the per-example loss sum_j weights[j] * LOSSES[loss_names[j]].
 
     One forward pass serves every loss (calling train.batch_loss per loss would repeat it);
@@ -219,7 +222,9 @@ def build_group(runs: Sequence[Run], data: DataMode = "per_seed") -> tuple[Group
     s0 = structure(cfgs[0])
     for r, c in zip(runs, cfgs):
         if structure(c) != s0:
-            raise ConfigError(f"run '{r.name}' differs from '{runs[0].name}' in structure; use train_many (or plan_groups)")
+            raise ConfigError(
+                f"run '{r.name}' differs from '{runs[0].name}' in structure; use train_many (or plan_groups)"
+            )
         for name in r.weights():
             if name not in losses.LOSSES:
                 raise ConfigError(f"run '{r.name}': unknown loss '{name}'")
@@ -261,10 +266,14 @@ def init_states(runs: Sequence[Run], layout: layouts.Layout) -> train.TrainState
 # --- the loop ---------------------------------------------------------------------------------
 
 
-def make_test_sets(layout: layouts.Layout, specs: Mapping[str, protocols.Protocol], n: int, seed: int = 1234) -> dict[str, protocols.Batch]:
+def make_test_sets(
+    layout: layouts.Layout, specs: Mapping[str, protocols.Protocol], n: int, seed: int = 1234
+) -> dict[str, protocols.Batch]:
     """Fixed held-out sets: name -> Batch of n draws (keys from `seed` and the name's position)."""
     root = jax.random.key(seed)
-    return {name: train.eval_batch(p, layout, jax.random.fold_in(root, i), n) for i, (name, p) in enumerate(specs.items())}
+    return {
+        name: train.eval_batch(p, layout, jax.random.fold_in(root, i), n) for i, (name, p) in enumerate(specs.items())
+    }
 
 
 @dataclasses.dataclass
@@ -319,8 +328,19 @@ def train_group(
     for r in runs:
         (workdir / r.name).mkdir(parents=True, exist_ok=True)
         f = open(workdir / r.name / "metrics.jsonl", "w")
-        train.log_row(f, {"kind": "start", "step": 0, "devices": train.device_summary(), "time": time.time(), "run": r.name,
-                 "group_size": group.size, "config": r.cfg.to_dict(), "loss_weights": r.weights()})
+        train.log_row(
+            f,
+            {
+                "kind": "start",
+                "step": 0,
+                "devices": train.device_summary(),
+                "time": time.time(),
+                "run": r.name,
+                "group_size": group.size,
+                "config": r.cfg.to_dict(),
+                "loss_weights": r.weights(),
+            },
+        )
         files.append(f)
     diverged: dict[str, int] = {}
     t_eval = 0.0
@@ -341,15 +361,27 @@ def train_group(
                     if not math.isfinite(loss) and r.name not in diverged:
                         diverged[r.name] = step
                         print_fn(f"warning: {r.name}: non-finite loss at step {step}")
-                    train.log_row(f, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
-                             "loss": loss, "lr": float(m["lr"][i]), "valid": float(m["valid"][i])})
+                    train.log_row(
+                        f,
+                        {
+                            "kind": "train",
+                            "step": step,
+                            "seconds": elapsed,
+                            "samples": step * cfg.batch_size,
+                            "loss": loss,
+                            "lr": float(m["lr"][i]),
+                            "valid": float(m["valid"][i]),
+                        },
+                    )
             if step % cfg.eval_every == 0 and step != cfg.steps:
                 te = time.perf_counter()
                 for i, (r, f) in enumerate(zip(runs, files)):
                     if r.name in diverged:
                         continue
                     s = train.evaluate(cfg, layout, unstack(states.params, i), stats, test_sets[first_test])
-                    train.log_row(f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s})
+                    train.log_row(
+                        f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s}
+                    )
                 t_eval += time.perf_counter() - te
         jax.block_until_ready(states)
         t_train = time.perf_counter() - t_loop - t_eval
@@ -359,7 +391,9 @@ def train_group(
         for r, p, f in zip(runs, params, files):
             evals[r.name] = _evaluate_all(cfg, layout, p, stats, test_sets)
             for name, s in evals[r.name].items():
-                train.log_row(f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s})
+                train.log_row(
+                    f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s}
+                )
         t_eval += time.perf_counter() - te
         total = time.perf_counter() - t0
         for r, f in zip(runs, files):
@@ -372,19 +406,41 @@ def train_group(
             solver = checkpoint.Solver(r.cfg, layout, stats, p, {})
             checkpoint.save(workdir / r.name / "model", solver, {"eval": evals[r.name]}, force=True)
     steps_timed = max(cfg.steps - 1, 1)
-    timing = {"stats": t_stats, "compile": t_compile or 0.0, "train": t_train, "eval": t_eval, "total": total,
-              "ms_per_step": 1e3 * t_train / steps_timed}
+    timing = {
+        "stats": t_stats,
+        "compile": t_compile or 0.0,
+        "train": t_train,
+        "eval": t_eval,
+        "total": total,
+        "ms_per_step": 1e3 * t_train / steps_timed,
+    }
     return GroupResult(list(runs), stats, params, evals, timing, diverged, step_fn.traces, group.streams)
 
 
-def train_many(runs: Sequence[Run], workdir: str | Path, test_sets: Mapping[str, protocols.Batch], *,
-               data: DataMode = "per_seed", save_models: bool = False, print_fn=print) -> list[GroupResult]:
+def train_many(
+    runs: Sequence[Run],
+    workdir: str | Path,
+    test_sets: Mapping[str, protocols.Batch],
+    *,
+    data: DataMode = "per_seed",
+    save_models: bool = False,
+    print_fn=print,
+) -> list[GroupResult]:
     """Train runs in as few vmapped groups as their structures allow, one group after another."""
-    return [train_group(g, workdir, test_sets, data=data, save_models=save_models, print_fn=print_fn) for g in plan_groups(runs)]
+    return [
+        train_group(g, workdir, test_sets, data=data, save_models=save_models, print_fn=print_fn)
+        for g in plan_groups(runs)
+    ]
 
 
-def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, protocols.Batch], *,
-                     stats: model.Stats | None = None, print_fn=print) -> GroupResult:
+def train_separately(
+    run: Run,
+    workdir: str | Path,
+    test_sets: Mapping[str, protocols.Batch],
+    *,
+    stats: model.Stats | None = None,
+    print_fn=print,
+) -> GroupResult:
     """The baseline: one run with train.py's own jitted step (its own compile), logged and
     evaluated exactly like a group, without checkpoints. `stats` (e.g. a group's) skips computing
     them, so the run is the same training as in that group."""
@@ -406,8 +462,19 @@ def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, prot
     diverged: dict[str, int] = {}
     t_eval, t_compile = 0.0, None
     with open(workdir / run.name / "metrics.jsonl", "w") as f:
-        train.log_row(f, {"kind": "start", "step": 0, "devices": train.device_summary(), "time": time.time(), "run": run.name,
-                 "group_size": 1, "config": cfg.to_dict(), "loss_weights": run.weights()})
+        train.log_row(
+            f,
+            {
+                "kind": "start",
+                "step": 0,
+                "devices": train.device_summary(),
+                "time": time.time(),
+                "run": run.name,
+                "group_size": 1,
+                "config": cfg.to_dict(),
+                "loss_weights": run.weights(),
+            },
+        )
         t_loop = time.perf_counter()
         for step in range(1, cfg.steps + 1):
             state, metrics = step_fn(state, k["train"])
@@ -420,12 +487,24 @@ def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, prot
                 loss = float(m["loss"])
                 if not math.isfinite(loss) and run.name not in diverged:
                     diverged[run.name] = step
-                train.log_row(f, {"kind": "train", "step": step, "seconds": time.perf_counter() - t0, "samples": step * cfg.batch_size,
-                         "loss": loss, "lr": float(m["lr"]), "valid": float(m["valid"])})
+                train.log_row(
+                    f,
+                    {
+                        "kind": "train",
+                        "step": step,
+                        "seconds": time.perf_counter() - t0,
+                        "samples": step * cfg.batch_size,
+                        "loss": loss,
+                        "lr": float(m["lr"]),
+                        "valid": float(m["valid"]),
+                    },
+                )
             if step % cfg.eval_every == 0 and step != cfg.steps and run.name not in diverged:
                 te = time.perf_counter()
                 s = train.evaluate(cfg, layout, state.params, stats, test_sets[first_test])
-                train.log_row(f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s})
+                train.log_row(
+                    f, {"kind": "eval", "step": step, "seconds": time.perf_counter() - t0, "test": first_test, **s}
+                )
                 t_eval += time.perf_counter() - te
         jax.block_until_ready(state)
         t_train = time.perf_counter() - t_loop - t_eval
@@ -433,10 +512,18 @@ def train_separately(run: Run, workdir: str | Path, test_sets: Mapping[str, prot
         params = jax.device_get(state.params)
         evals = {run.name: _evaluate_all(cfg, layout, params, stats, test_sets)}
         for name, s in evals[run.name].items():
-            train.log_row(f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s})
+            train.log_row(
+                f, {"kind": "eval", "step": cfg.steps, "seconds": time.perf_counter() - t0, "test": name, **s}
+            )
         t_eval += time.perf_counter() - te
         total = time.perf_counter() - t0
         train.log_row(f, {"kind": "end", "step": cfg.steps, "seconds": total, **evals[run.name][first_test]})
-    timing = {"stats": t_stats, "compile": t_compile or 0.0, "train": t_train, "eval": t_eval, "total": total,
-              "ms_per_step": 1e3 * t_train / max(cfg.steps - 1, 1)}
+    timing = {
+        "stats": t_stats,
+        "compile": t_compile or 0.0,
+        "train": t_train,
+        "eval": t_eval,
+        "total": total,
+        "ms_per_step": 1e3 * t_train / max(cfg.steps - 1, 1),
+    }
     return GroupResult([run], stats, [params], evals, timing, diverged, step_fn.traces, 1)

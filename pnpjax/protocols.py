@@ -156,11 +156,13 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     qx = sn[0] * c[1] * c[2] - c[0] * sn[1] * sn[2]
     qy = c[0] * sn[1] * c[2] + sn[0] * c[1] * sn[2]
     qz = c[0] * c[1] * sn[2] - sn[0] * sn[1] * c[2]
-    R_gl = jnp.stack([
-        jnp.stack([1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)]),
-        jnp.stack([2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)]),
-        jnp.stack([2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]),
-    ])  # (3, 3, m)
+    R_gl = jnp.stack(
+        [
+            jnp.stack([1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)]),
+            jnp.stack([2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)]),
+            jnp.stack([2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)]),
+        ]
+    )  # (3, 3, m)
     noise = (2.0 * u16[: 3 * k] - 1.0).reshape(k, 3, m) * p.noise_cm
     rel = jnp.sum(R_gl[None] * pts[:, None, :, None], axis=2) + noise  # (K, 3, m) posed, before translation
     ax, ay, bz = rel[:, 0], rel[:, 1], rel[:, 2]
@@ -247,7 +249,9 @@ def _realistic_candidates(p: RealisticProtocol, key: jax.Array, pts: jax.Array, 
 
     q_motion = geometry.quat_multiply(
         geometry.axis_angle_to_quat(facing, ang[:, 2]),
-        geometry.quat_multiply(geometry.axis_angle_to_quat(up, ang[:, 1]), geometry.axis_angle_to_quat(right, ang[:, 0])),
+        geometry.quat_multiply(
+            geometry.axis_angle_to_quat(up, ang[:, 1]), geometry.axis_angle_to_quat(right, ang[:, 0])
+        ),
     )
     q = geometry.quat_canonical(geometry.quat_multiply(q_front, q_motion))
     R = geometry.quat_to_matrix(q)

@@ -147,7 +147,9 @@ def read_frames(path: str | os.PathLike, num_points: int, layout=None) -> tuple[
     if path.suffix == ".json":
         obj = parse_json(fsio.read_regular(path, "input file", MAX_LANDMARK_JSON_BYTES), "the file")
         if not isinstance(obj, list) or not obj:
-            raise InputError(f"{path}: expected a list of frames (K x 2 lists; null or [] for a frame without landmarks)")
+            raise InputError(
+                f"{path}: expected a list of frames (K x 2 lists; null or [] for a frame without landmarks)"
+            )
         present = np.array([r is not None and r != [] for r in obj], bool)
         rows = [r for r, p in zip(obj, present) if p]
         _numbers_only(rows, path)

@@ -78,9 +78,11 @@ def _quat_matrix(q_4B: jax.Array) -> list[list[jax.Array]]:
     like jaxlie's ``as_matrix``, the quaternion's norm is divided out (no drift over iterations)."""
     w, x, y, z = q_4B
     s = 2.0 / (w * w + x * x + y * y + z * z)
-    return [[1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-            [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-            [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)]]
+    return [
+        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+    ]
 
 
 def _cross(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -111,8 +113,14 @@ def _retract(delta_6B: jax.Array, pose_7B: jax.Array) -> jax.Array:
     V_v = v + a * w_x_v + b * _cross(om, w_x_v)
     aw, ax, ay, az = dq
     bw, bx, by, bz = pose_7B[:4]
-    q = jnp.stack([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                   aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw])
+    q = jnp.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ]
+    )
     R = _quat_matrix(dq)
     t = pose_7B[4:]
     Rt = jnp.stack([R[i][0] * t[0] + R[i][1] * t[1] + R[i][2] * t[2] for i in range(3)])
@@ -127,7 +135,9 @@ def _camera_points(pose_7B: jax.Array, pts_K3B: jax.Array) -> jax.Array:
     return jnp.stack([R[i][0] * P[0] + R[i][1] * P[1] + R[i][2] * P[2] + t[i] for i in range(3)])
 
 
-def _cost_and_front(pose_7B: jax.Array, pts_K3B: jax.Array, xy_K2B: jax.Array, sw_KB: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _cost_and_front(
+    pose_7B: jax.Array, pts_K3B: jax.Array, xy_K2B: jax.Array, sw_KB: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Weighted sum of squared errors (B,) and whether every point is at depth > MIN_DEPTH (B,)."""
     X = _camera_points(pose_7B, pts_K3B)
     iz = 1.0 / jnp.maximum(X[2], MIN_DEPTH)  # the depth clamp of camera.project
@@ -162,9 +172,11 @@ def _rays(xy_K2B: jax.Array) -> jax.Array:
 
 def _object_residuals(X_3KB: jax.Array, m_3KB: jax.Array, sw_KB: jax.Array) -> list[jax.Array]:
     """X x m per point, weighted: its norm is the distance of the camera point X from the ray m."""
-    return [(X_3KB[1] * m_3KB[2] - X_3KB[2] * m_3KB[1]) * sw_KB,
-            (X_3KB[2] * m_3KB[0] - X_3KB[0] * m_3KB[2]) * sw_KB,
-            (X_3KB[0] * m_3KB[1] - X_3KB[1] * m_3KB[0]) * sw_KB]
+    return [
+        (X_3KB[1] * m_3KB[2] - X_3KB[2] * m_3KB[1]) * sw_KB,
+        (X_3KB[2] * m_3KB[0] - X_3KB[0] * m_3KB[2]) * sw_KB,
+        (X_3KB[0] * m_3KB[1] - X_3KB[1] * m_3KB[0]) * sw_KB,
+    ]
 
 
 def _object_cost_and_front(pose_7B, pts_K3B, m_3KB, sw_KB) -> tuple[jax.Array, jax.Array]:
@@ -412,13 +424,27 @@ def refine_pose(
     shared = (jnp.ndim(pts) == 2, weights is None or jnp.ndim(weights) == 1)
     xy, pts_b, q, t, w_b = _broadcast_inputs(xy, pts, q, t, weights)
     batch, K = q.shape[:-1], xy.shape[-2]
-    flat = lambda a: a.reshape((-1,) + a.shape[len(batch):])  # noqa: E731
+    flat = lambda a: a.reshape((-1,) + a.shape[len(batch) :])  # noqa: E731
     # A layout or weights shared by the whole batch stay one row (broadcast in the arithmetic).
     pts = jnp.asarray(pts, xy.dtype)[None] if shared[0] else flat(pts_b)
-    w = (jnp.ones((1, K), xy.dtype) if weights is None else jnp.asarray(weights, xy.dtype)[None]) if shared[1] else flat(w_b)
-    noise = jnp.stack(jnp.broadcast_arrays(jnp.asarray(sigma_3d, xy.dtype) ** 2, jnp.asarray(sigma_2d, xy.dtype) ** 2), -1)
+    w = (
+        (jnp.ones((1, K), xy.dtype) if weights is None else jnp.asarray(weights, xy.dtype)[None])
+        if shared[1]
+        else flat(w_b)
+    )
+    noise = jnp.stack(
+        jnp.broadcast_arrays(jnp.asarray(sigma_3d, xy.dtype) ** 2, jnp.asarray(sigma_2d, xy.dtype) ** 2), -1
+    )
     noise = noise.reshape((1, 2)) if noise.ndim == 1 else flat(jnp.broadcast_to(noise, batch + (2,)))
-    q, t = _map_chunks(functools.partial(_refine_flat, iters=iters, method=method, cost=cost), flat(xy), pts, flat(q), flat(t), w, noise)
+    q, t = _map_chunks(
+        functools.partial(_refine_flat, iters=iters, method=method, cost=cost),
+        flat(xy),
+        pts,
+        flat(q),
+        flat(t),
+        w,
+        noise,
+    )
     return q.reshape(batch + (4,)), t.reshape(batch + (3,))
 
 
@@ -430,8 +456,14 @@ def _map_chunks(fn, xy: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
         return fn(xy, *arrays)
     m = -(-n // _CPU_CHUNK)
     mapped = [i for i, a in enumerate((xy, *arrays)) if a.shape[0] == n]
-    chunks = [jnp.pad(a, [(0, m * _CPU_CHUNK - n)] + [(0, 0)] * (a.ndim - 1), mode="edge").reshape((m, _CPU_CHUNK) + a.shape[1:])
-              if i in mapped else a for i, a in enumerate((xy, *arrays))]
+    chunks = [
+        jnp.pad(a, [(0, m * _CPU_CHUNK - n)] + [(0, 0)] * (a.ndim - 1), mode="edge").reshape(
+            (m, _CPU_CHUNK) + a.shape[1:]
+        )
+        if i in mapped
+        else a
+        for i, a in enumerate((xy, *arrays))
+    ]
 
     def one(c):
         args = list(chunks)
@@ -443,7 +475,9 @@ def _map_chunks(fn, xy: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(o.reshape((m * _CPU_CHUNK,) + o.shape[2:])[:n] for o in out)
 
 
-def _refine_flat(xy, pts, q, t, w, noise=None, *, iters: int, method: str, cost: str = "image") -> tuple[jax.Array, jax.Array]:
+def _refine_flat(
+    xy, pts, q, t, w, noise=None, *, iters: int, method: str, cost: str = "image"
+) -> tuple[jax.Array, jax.Array]:
     """refine_pose on one flat batch: xy (B, K, 2), q (B, 4), t (B, 3); pts (B or 1, K, 3),
     w (B or 1, K) and noise (B or 1, 2) = (sigma_3d^2, sigma_2d^2) of the "ml" cost."""
     # Shared rows are broadcast here, per chunk: the arithmetic is then the same as for batched ones.
@@ -513,7 +547,9 @@ class NoiseModel:
 
     def __post_init__(self) -> None:
         if not (self.sigma_3d >= 0 and self.noise_2d >= 0 and math.isfinite(self.sigma_3d + self.noise_2d)):
-            raise ConfigError(f"noise stds must be finite and >= 0, got sigma_3d={self.sigma_3d}, noise_2d={self.noise_2d}")
+            raise ConfigError(
+                f"noise stds must be finite and >= 0, got sigma_3d={self.sigma_3d}, noise_2d={self.noise_2d}"
+            )
 
 
 def noise_model_of(protocol) -> NoiseModel:
@@ -538,8 +574,9 @@ def rms_radius(pts: ArrayLike) -> jax.Array:
 _SIGMA_3D_FLOOR = 1e-4
 
 
-def refine_ml(xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike, noise: NoiseModel, *,
-              iters: int = 10, method: str = "lm") -> tuple[jax.Array, jax.Array]:
+def refine_ml(
+    xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike, noise: NoiseModel, *, iters: int = 10, method: str = "lm"
+) -> tuple[jax.Array, jax.Array]:
     """`refine_pose` with the "ml" cost for a `NoiseModel`: the landmarks' 2D std is
     noise.noise_2d * rms_radius(pts) / t_z with t_z the starting pose's depth, and sigma_3d is at
     least 1e-4 of the layout's RMS radius. Shapes and guarantees as `refine_pose`.

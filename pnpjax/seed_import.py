@@ -101,7 +101,9 @@ def load_seed_model(model_dir: str | Path) -> SeedSolver:
         raise CheckpointError(str(e)) from e
     k = m.input_shape[0]
     if k not in _LAYOUT_BY_K or m.layers[-1].kernel.shape[1] != 7:
-        raise CheckpointError(f"{d}: not one of the original pose models (K={k}; expected 6 or 10 landmarks, 7 outputs)")
+        raise CheckpointError(
+            f"{d}: not one of the original pose models (K={k}; expected 6 or 10 landmarks, 7 outputs)"
+        )
     return SeedSolver(d, m, _LAYOUT_BY_K[k])
 
 

@@ -125,7 +125,9 @@ class PoseSolver:
         if cam is not None:
             validate.to_normalized(x, cam.intrinsics, what, keep=False)  # float64 rules, bounded memory
         else:  # seed coords -> the seed camera's 1x1 pixels (v flipped)
-            validate.to_normalized(np.stack([x[..., 0], 1.0 - x[..., 1]], -1), camlib.SEED_CAMERA.intrinsics, what, keep=False)
+            validate.to_normalized(
+                np.stack([x[..., 0], 1.0 - x[..., 1]], -1), camlib.SEED_CAMERA.intrinsics, what, keep=False
+            )
         if noise is None:
             from pnpjax import refine as reflib
 

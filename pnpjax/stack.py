@@ -7,7 +7,8 @@ and the two export cameras.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -42,17 +43,36 @@ def frame_of(cam: camlib.Camera | None) -> str:
 def _camera_meta(cam: camlib.Camera | None) -> dict[str, Any]:
     fx, fy, cx, cy = (float(v) for v in image_intrinsics(cam))
     if cam is None:  # 1 image height at focal 1: fov_y = 2 atan(1/2)
-        return {"name": "seed", "image": "u = x/width, v = 1 - y/height (up)", "fx": fx, "fy": fy, "cx": cx, "cy": cy, "fov_y_deg": 53.1301}
+        return {
+            "name": "seed",
+            "image": "u = x/width, v = 1 - y/height (up)",
+            "fx": fx,
+            "fy": fy,
+            "cx": cx,
+            "cy": cy,
+            "fov_y_deg": 53.1301,
+        }
     fov_y = float(np.degrees(2 * np.arctan2(cam.height / 2, cam.fy)))
-    return {"name": "pixels", "image": "u, v in pixels (v down)", "fx": fx, "fy": fy, "cx": cx, "cy": cy,
-            "width": cam.width, "height": cam.height, "fov_y_deg": round(fov_y, 4)}
+    return {
+        "name": "pixels",
+        "image": "u, v in pixels (v down)",
+        "fx": fx,
+        "fy": fy,
+        "cx": cx,
+        "cy": cy,
+        "width": cam.width,
+        "height": cam.height,
+        "fov_y_deg": round(fov_y, 4),
+    }
 
 
 def export_metadata(solver, cam: camlib.Camera | None, fmt: str, quantization: str, source: str) -> dict[str, Any]:
     """What a consumer needs to use an export, stored with it (userDefinedMetadata, JS, JSON)."""
     k = solver.layout.num_points
-    frame = {"opengl": "OpenGL/three.js camera frame (x right, y up, looking down -z)",
-             "opencv": "OpenCV camera frame (x right, y down, z forward)"}[frame_of(cam)]
+    frame = {
+        "opengl": "OpenGL/three.js camera frame (x right, y up, looking down -z)",
+        "opencv": "OpenCV camera frame (x right, y down, z forward)",
+    }[frame_of(cam)]
     meta = {
         "format": f"pnpjax-{fmt}/1",
         "pnpjax_version": __version__,
@@ -86,7 +106,9 @@ def _params_f64(solver) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.asarray(p[n]["kernel"], np.float64), np.asarray(p[n]["bias"], np.float64)) for n in names]
 
 
-def _trunk_f64(solver, intrinsics: Sequence[float], center: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def _trunk_f64(
+    solver, intrinsics: Sequence[float], center: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The MLP's (kernel, bias) pairs in float64 with image coords -> normalised -> standardised
     folded into the first layer; ``center`` (2K,) is subtracted from the image coords beforehand."""
     k = solver.layout.num_points
@@ -183,7 +205,9 @@ def pose_layer_f64(solver, cam: camlib.Camera | None) -> tuple[np.ndarray, np.nd
     return y_std[:, None] * p, y_mean @ p
 
 
-def dense_layers(solver, cam: camlib.Camera | None, *, fold_output: bool = False, precise: bool = False) -> list[tfjs.Dense]:
+def dense_layers(
+    solver, cam: camlib.Camera | None, *, fold_output: bool = False, precise: bool = False
+) -> list[tfjs.Dense]:
     """The TF.js Dense stack: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
 
     ``fold_output`` folds the pose layer into the last trunk layer (the original's layout: one
@@ -238,8 +262,6 @@ class LayersSolver:
         if self.gl:
             q, t = camlib.pose_gl_to_opencv(q, t)
         return Prediction(geometry.quat_to_matrix(q), q, t, h)
-
-
 
 
 def js_weights(solver, quantize: str) -> tuple[bytes, list[tuple[float, float]], list[tfjs.Dense]]:

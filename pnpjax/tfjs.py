@@ -60,8 +60,6 @@ _WEIGHT_DTYPES: dict[str, int] = {"float32": 4}
 _QUANT_DTYPES: dict[str, tuple[int, str]] = {"uint8": (1, "<u1"), "uint16": (2, "<u2"), "float16": (2, "<f2")}
 
 
-
-
 @dataclasses.dataclass
 class Dense:
     """One Keras ``Dense`` layer: ``y = activation(x @ kernel + bias)``."""
@@ -374,8 +372,10 @@ def _read_weights(model_dir: Path, manifest: Any) -> tuple[dict[str, np.ndarray]
     order: list[str] = []
     quant_kinds: set[str] = set()
     for g, group in enumerate(manifest):
-        if not isinstance(group, dict) or not isinstance(group.get("paths"), list) or not isinstance(
-            group.get("weights"), list
+        if (
+            not isinstance(group, dict)
+            or not isinstance(group.get("paths"), list)
+            or not isinstance(group.get("weights"), list)
         ):
             raise _fail(f"weightsManifest[{g}] must be an object with 'paths' and 'weights' lists")
         specs: list[tuple[str, tuple[int, ...], int, dict[str, Any] | None]] = []
@@ -540,9 +540,7 @@ def read_layers_model(model_dir: str | os.PathLike[str]) -> LayersModel:
         else:
             bias = np.zeros((units,), dtype=np.float32)
         if kernel.shape != (width, units) or bias.shape != (units,):
-            raise _fail(
-                f"layer {name!r}: kernel {kernel.shape} / bias {bias.shape} do not match ({width}, {units})"
-            )
+            raise _fail(f"layer {name!r}: kernel {kernel.shape} / bias {bias.shape} do not match ({width}, {units})")
         dense.append(Dense(kernel=kernel, bias=bias, activation=act))
         width = units
     if not dense or input_shape is None:

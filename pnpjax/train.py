@@ -18,7 +18,8 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +111,9 @@ def sample_batch(cfg: Config, layout: layouts.Layout, key: jax.Array, mesh=None)
     if n == 1:
         batch = protocols.sample(cfg.train_protocol, key, layout, cfg.batch_size)
         if mesh is not None:
-            batch = jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), batch)
+            batch = jax.tree_util.tree_map(
+                lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), batch
+            )
         return batch
 
     def draw(shard_keys):  # (n_local,) keys -> the concatenation of their sub-batches
@@ -232,8 +235,9 @@ def _manager(workdir: Path, cfg: Config, cleanup: bool = False):
 
     return ocp.CheckpointManager(
         (workdir / "ckpt").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False,
-                                             cleanup_tmp_directories=cleanup),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=2, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=cleanup
+        ),
     )
 
 
@@ -305,7 +309,9 @@ class ScheduleFitter:
             self.print_fn(f"--seconds {self.seconds:g}: {per_step * 1e3:.2f} ms/step, schedule fitted to {total} steps")
         elif step == max(self._refits):
             self.done = True
-            self.print_fn(f"--seconds {self.seconds:g}: {per_step * 1e3:.2f} ms/step, schedule refitted to {total} steps")
+            self.print_fn(
+                f"--seconds {self.seconds:g}: {per_step * 1e3:.2f} ms/step, schedule refitted to {total} steps"
+            )
         return total
 
 
@@ -342,8 +348,16 @@ def train_and_evaluate(
     fresh = not _check_workdir(workdir, cfg)
     made = _existing_entries(workdir)
     try:
-        return _train_loop(cfg, layout, workdir, seconds=seconds, max_steps=max_steps, progress=progress,
-                           print_fn=print_fn, t_start=t_start)
+        return _train_loop(
+            cfg,
+            layout,
+            workdir,
+            seconds=seconds,
+            max_steps=max_steps,
+            progress=progress,
+            print_fn=print_fn,
+            t_start=t_start,
+        )
     except PnpjaxError:
         if fresh and primary:  # a run that fails at once (e.g. a NaN loss) leaves nothing behind, only what it created
             _remove_new_entries(made)
@@ -395,8 +409,9 @@ def _remove_new_entries(made: tuple[Path, set[str] | None]) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, max_steps, progress, print_fn,
-                t_start) -> dict:
+def _train_loop(
+    cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, max_steps, progress, print_fn, t_start
+) -> dict:
     multiprocess, primary = jax.process_count() > 1, is_primary()
     cfg_file = workdir / "config.json"
     try:
@@ -412,12 +427,19 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
 
     stats = model.compute_stats(cfg.model, cfg.train_protocol, layout, k["stats"], cfg.stats_samples)
     try:
-        integrity.check_stats(stats, layout.num_points, cfg.model.out_dim, "training statistics",
-                              model.input_dim(cfg.model, layout.num_points))
+        integrity.check_stats(
+            stats,
+            layout.num_points,
+            cfg.model.out_dim,
+            "training statistics",
+            model.input_dim(cfg.model, layout.num_points),
+        )
     except CheckpointError:
-        raise ConfigError(f"layout '{layout.name}': the {cfg.protocol} protocol kept no usable sample of "
-                          f"{cfg.stats_samples} draws (every point must be in front of the camera and in the image); "
-                          "check the layout's units and that its origin is near its points") from None
+        raise ConfigError(
+            f"layout '{layout.name}': the {cfg.protocol} protocol kept no usable sample of "
+            f"{cfg.stats_samples} draws (every point must be in front of the camera and in the image); "
+            "check the layout's units and that its origin is near its points"
+        ) from None
     mngr = _manager(workdir, cfg, cleanup=True)
     latest = integrity.verified_step(workdir, list(mngr.all_steps()))
     for unverified in [s for s in mngr.all_steps() if latest is None or s > latest]:
@@ -470,8 +492,18 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
                 if not math.isfinite(loss):
                     raise NonFiniteLossError(f"non-finite loss {loss} at step {step}; lower --lr or check the config")
                 elapsed = time.perf_counter() - t_start
-                log_row(mf, {"kind": "train", "step": step, "seconds": elapsed, "samples": step * cfg.batch_size,
-                          "loss": loss, "lr": float(metrics["lr"]), "valid": float(metrics["valid"])})
+                log_row(
+                    mf,
+                    {
+                        "kind": "train",
+                        "step": step,
+                        "seconds": elapsed,
+                        "samples": step * cfg.batch_size,
+                        "loss": loss,
+                        "lr": float(metrics["lr"]),
+                        "valid": float(metrics["valid"]),
+                    },
+                )
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.3f}")
                     bar.update(step - bar.n)
@@ -499,12 +531,22 @@ def _train_loop(cfg: Config, layout: layouts.Layout, workdir: Path, *, seconds, 
                 summary = evaluate(cfg, layout, local(state.params), stats, test)
             wall = time.perf_counter() - t_start
             solver = checkpoint.Solver(cfg, layout, stats, local(state.params), {})
-            train_info = {"steps": step, "schedule_steps": int(state.total_steps), "wall_seconds": wall,
-                          "samples": step * cfg.batch_size, "stopped_by_time": stopped_by_time, "devices": device_summary(),
-                          "processes": jax.process_count()}
+            train_info = {
+                "steps": step,
+                "schedule_steps": int(state.total_steps),
+                "wall_seconds": wall,
+                "samples": step * cfg.batch_size,
+                "stopped_by_time": stopped_by_time,
+                "devices": device_summary(),
+                "processes": jax.process_count(),
+            }
             if primary:
-                checkpoint.save(workdir / "model", solver, {"train": train_info,
-                                "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}}, force=True)
+                checkpoint.save(
+                    workdir / "model",
+                    solver,
+                    {"train": train_info, "eval": {"protocol": cfg.protocol, "n": cfg.eval_size, **summary}},
+                    force=True,
+                )
         wall = time.perf_counter() - t_start
         log_row(mf, {"kind": "end", "step": step, "seconds": wall, "finished": finished, **summary})
     return {"step": step, "wall_seconds": wall, "finished": finished, **summary}

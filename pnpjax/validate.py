@@ -146,7 +146,9 @@ def _worst(xy_row: np.ndarray) -> float:
         return float(np.nanmax(np.abs(xy_row))) if np.isfinite(xy_row).any() else float("inf")
 
 
-def to_normalized(uv: np.ndarray, k: Sequence[float], what: str = "landmarks", *, keep: bool = True) -> np.ndarray | None:
+def to_normalized(
+    uv: np.ndarray, k: Sequence[float], what: str = "landmarks", *, keep: bool = True
+) -> np.ndarray | None:
     """Pixels and (fx, fy, cx, cy) -> checked normalised coordinates, float64 (None with
     keep=False: only the check, in bounded memory, e.g. before the jitted solver normalises)."""
     fx, fy, cx, cy = intrinsics(list(k)[:4], ("fx", "fy", "cx", "cy"))

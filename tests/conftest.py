@@ -33,8 +33,17 @@ def pytest_configure(config: pytest.Config) -> None:
 # `make test-fast` runs `-m "not slow and not node and not chromium"`: the unit tests. A test is
 # slow when it trains, runs a script or a subprocess end to end, or sits in a module that does.
 SLOW_FIXTURES = {"smoke_workdir", "smoke_checkpoint", "error_runs", "cli_outputs"}
-SLOW_MODULES = {"test_experiments", "test_bench", "test_faces", "test_web", "test_train", "test_multi",
-                "test_readme", "test_tutorial", "test_docs"}
+SLOW_MODULES = {
+    "test_experiments",
+    "test_bench",
+    "test_faces",
+    "test_web",
+    "test_train",
+    "test_multi",
+    "test_readme",
+    "test_tutorial",
+    "test_docs",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

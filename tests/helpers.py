@@ -20,17 +20,18 @@ PIXEL_CAMERA = precision.PIXEL_CAMERA
 OTHER_CAMERA = camera.Camera(900.0, 905.0, 610.0, 355.0, 1280.0, 720.0)
 
 
-
 # --------------------------------------------------------------------------------------------
 # Models, inputs and references
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _seed_stats() -> model.Stats:
     """Standardisation of the blazeface6 seed protocol (quat head), computed once."""
     cfg = config.get_config("blazeface6-seed")
-    return model.compute_stats(cfg.model, cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000)
+    return model.compute_stats(
+        cfg.model, cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000
+    )
 
 
 def random_solver(rotation: str = "quat", widths: tuple[int, ...] = (64, 64), seed: int = 0) -> checkpoint.Solver:
@@ -44,12 +45,14 @@ def random_solver(rotation: str = "quat", widths: tuple[int, ...] = (64, 64), se
     params = jax.tree_util.tree_unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
     stats = _seed_stats()
     if rotation == "6d":  # rotation columns ~ unit vectors; translation statistics as for quat
-        stats = stats._replace(y_mean=jnp.concatenate([jnp.zeros(6), stats.y_mean[4:]]),
-                               y_std=jnp.concatenate([jnp.full(6, 0.5), stats.y_std[4:]]))
+        stats = stats._replace(
+            y_mean=jnp.concatenate([jnp.zeros(6), stats.y_mean[4:]]),
+            y_std=jnp.concatenate([jnp.full(6, 0.5), stats.y_std[4:]]),
+        )
     return checkpoint.Solver(cfg, layout, stats, params, {})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _xy_pool(seed: int) -> np.ndarray:
     """2000 held-out draws of the seed test protocol (blazeface6, every solver here), normalised coords."""
     from pnpjax import train
@@ -84,8 +87,8 @@ def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Cam
     """pose within ATOL of float64 JAX, and of float32 JAX (`pnpjax predict`) up to float32 JAX's own error."""
     ref64 = jax_pose64(solver, uv, cam)
     err = pose_error(pose, ref64)
-    assert err.max() <= ATOL, f"max |export - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    assert err.max() <= ATOL, (
+        f"max |export - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    )
     ref32 = aligned(jax_pose(solver, uv, cam), ref64)
     assert np.all(pose_error(pose, ref32) <= ATOL + np.abs(ref32 - ref64) + 1e-7)
-
-

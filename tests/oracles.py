@@ -18,7 +18,11 @@ def seed_reference_numpy(rng: np.random.Generator, n: int, pts: np.ndarray, scal
     e = rng.uniform(-np.pi / 3, np.pi / 3, (n, 3))
     rot = Rotation.from_euler("ZYX", e[:, ::-1])  # intrinsic Z-Y-X == R = Rz Ry Rx
     t = np.stack(
-        [rng.uniform(-40 * scale, 40 * scale, n), rng.uniform(-40 * scale, 40 * scale, n), rng.uniform(-40 * scale, scale, n)],
+        [
+            rng.uniform(-40 * scale, 40 * scale, n),
+            rng.uniform(-40 * scale, 40 * scale, n),
+            rng.uniform(-40 * scale, scale, n),
+        ],
         -1,
     )
     P = np.einsum("nij,kj->nki", rot.as_matrix(), pts) + t[:, None, :]

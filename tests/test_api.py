@@ -42,8 +42,13 @@ def test_import_is_light_and_every_public_name_resolves():
         "assert not bad, bad\n"
         "print(len(pnpjax.__all__))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == len(pnpjax.__all__)
     with pytest.raises(AttributeError):
@@ -65,8 +70,17 @@ def cli_outputs(tmp_path_factory, seed_model_dir):
     runs = {
         "seed_ckpt": ckpt(SEED_CKPT, "seed.npy", "seed_ckpt.npy"),
         "pixel_ckpt": [*ckpt(PIXEL_CKPT, "pix.json", "pixel_ckpt.json"), "--camera", cam],
-        "pixel_ckpt_ml": [*ckpt(PIXEL_CKPT, "pix.json", "pixel_ckpt_ml.npy"), "--camera", cam,
-                          "--refine", "3", "--refine-cost", "ml", "--noise-2d", "0.05"],
+        "pixel_ckpt_ml": [
+            *ckpt(PIXEL_CKPT, "pix.json", "pixel_ckpt_ml.npy"),
+            "--camera",
+            cam,
+            "--refine",
+            "3",
+            "--refine-cost",
+            "ml",
+            "--noise-2d",
+            "0.05",
+        ],
         "original": [*ckpt(seed_model_dir, "seed.npy", "original.npy"), "--camera", "seed"],
     }
     code = (
@@ -74,10 +88,13 @@ def cli_outputs(tmp_path_factory, seed_model_dir):
         "for a in json.loads(sys.argv[1]):\n    assert cli.main(['predict', *a]) == 0\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(list(runs.values()))], cwd=d, capture_output=True,
-                       text=True, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(list(runs.values()))], cwd=d, capture_output=True, text=True, env=env
+    )
     assert r.returncode == 0, r.stderr
-    read = lambda k: np.load(d / f"{k}.npy") if (d / f"{k}.npy").exists() else np.asarray(json.loads((d / f"{k}.json").read_text()))  # noqa: E731,E501
+    read = lambda k: (
+        np.load(d / f"{k}.npy") if (d / f"{k}.npy").exists() else np.asarray(json.loads((d / f"{k}.json").read_text()))
+    )  # noqa: E731,E501
     out = {k: read(k) for k in runs}
     return {"seed_x": seed_x, "pix_x": pix_x, "out": out, "original": seed_model_dir}
 
@@ -92,8 +109,9 @@ def test_predict_equals_the_cli_on_seed_pixel_and_original_models(cli_outputs):
     got = {
         "seed_ckpt": seed_solver.predict(seed_x),  # default camera: seed, as the CLI
         "pixel_ckpt": pixel_solver.predict(pix_x, camera=CAM),
-        "pixel_ckpt_ml": pixel_solver.predict(pix_x, camera=CAM, refine=3, refine_cost="ml",
-                                              noise=refine.NoiseModel(0.3, 0.05)),
+        "pixel_ckpt_ml": pixel_solver.predict(
+            pix_x, camera=CAM, refine=3, refine_cost="ml", noise=refine.NoiseModel(0.3, 0.05)
+        ),
         "original": original.predict(seed_x, camera="seed"),
     }
     for name, y in got.items():
@@ -201,8 +219,19 @@ def test_evaluate_equals_pnpjax_eval(tmp_path, seed_model_dir):
     from pnpjax import cli
 
     n = 3000
-    argv = ["eval", "--checkpoint", str(SEED_CKPT), "--checkpoint", str(seed_model_dir), "--n", str(n), "--seed", "5",
-            "--json", str(tmp_path / "e.json")]
+    argv = [
+        "eval",
+        "--checkpoint",
+        str(SEED_CKPT),
+        "--checkpoint",
+        str(seed_model_dir),
+        "--n",
+        str(n),
+        "--seed",
+        "5",
+        "--json",
+        str(tmp_path / "e.json"),
+    ]
     assert cli.main(argv) == 0
     results = list(json.loads((tmp_path / "e.json").read_text())["results"].values())
     got = [pnpjax.evaluate(pnpjax.load(path), "seed", n=n, key=5) for path in (SEED_CKPT, seed_model_dir)]

@@ -28,7 +28,9 @@ def _imports(name: str) -> set[str]:
             else:
                 out.update(a.name for a in node.names if a.name in MODULES)
         elif isinstance(node, ast.Import):
-            out.update(a.name.split(".")[1] for a in node.names if a.name.startswith("pnpjax.") and a.name.count(".") >= 1)
+            out.update(
+                a.name.split(".")[1] for a in node.names if a.name.startswith("pnpjax.") and a.name.count(".") >= 1
+            )
     return (out & set(MODULES)) - {name}
 
 
@@ -66,8 +68,13 @@ def test_no_calls_into_other_modules_private_names():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pnpjax."):
                 offenders += [f"{m}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")]
         for node in ast.walk(_tree(m)):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 offenders.append(f"{m}: {node.value.id}.{node.attr}")
             if isinstance(node, ast.Attribute) and node.attr in ("_cache_size", "_cached"):  # JAX privates
                 offenders.append(f"{m}: .{node.attr}")
@@ -80,15 +87,19 @@ def test_error_classes_live_in_errors_py():
         if m == "errors":
             continue
         for node in ast.walk(_tree(m)):
-            if isinstance(node, ast.ClassDef) and (node.name.endswith("Error") or any(
-                    getattr(b, "id", getattr(b, "attr", "")).endswith("Error") for b in node.bases)):
+            if isinstance(node, ast.ClassDef) and (
+                node.name.endswith("Error")
+                or any(getattr(b, "id", getattr(b, "attr", "")).endswith("Error") for b in node.bases)
+            ):
                 elsewhere.append(f"{m}.{node.name}")
     assert not elsewhere, elsewhere
 
 
 def test_solver_and_cli_import_neither_matplotlib_nor_cv2():
-    code = ("import pnpjax, pnpjax.cli, pnpjax.train, pnpjax.export, pnpjax.inference, pnpjax.refine, sys; "
-            "print('matplotlib' in sys.modules, 'cv2' in sys.modules)")
+    code = (
+        "import pnpjax, pnpjax.cli, pnpjax.train, pnpjax.export, pnpjax.inference, pnpjax.refine, sys; "
+        "print('matplotlib' in sys.modules, 'cv2' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "False"]

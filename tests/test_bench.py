@@ -20,8 +20,13 @@ N = 128  # the smoke size: every jitted solver below compiles for this one batch
 
 
 def _run(script: str, *args: str) -> str:
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / script), "--smoke", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), "--smoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -44,12 +49,22 @@ def test_solver_bench_smoke_writes_report(smoke_workdir, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["command"].startswith(f"python experiments/bench_solvers.py --smoke --seed-checkpoint {ck}")
     assert res["machine"]["loadavg_end"] and [s["protocol"] for s in res["settings"]] == ["seed", "realistic"]
-    expected = {bench.NET, bench.UINT8, bench.refine_name(3), bench.refine_name(3, bench.ML), bench.ITERATIVE,
-                bench.SQPNP, bench.EPNP, bench.ORACLE}
+    expected = {
+        bench.NET,
+        bench.UINT8,
+        bench.refine_name(3),
+        bench.refine_name(3, bench.ML),
+        bench.ITERATIVE,
+        bench.SQPNP,
+        bench.EPNP,
+        bench.ORACLE,
+    }
     for s in res["settings"]:
         rows = s["rows"]
         assert expected <= set(rows)
-        assert (bench.ORIGINAL in rows) == (s["protocol"] == "seed" and bench.original_model_dir("blazeface6", None) is not None)
+        assert (bench.ORIGINAL in rows) == (
+            s["protocol"] == "seed" and bench.original_model_dir("blazeface6", None) is not None
+        )
         for name, r in rows.items():
             assert r["n"] == s["n"] > 0 and r["us_per_pose"] > 0 and np.isfinite(r["l1_3d"]), name
         # Refinement lowers the reprojection error of the network, and reaches the oracle's (ML) figure.
@@ -67,7 +82,11 @@ def test_throughput_smoke_writes_report(smoke_workdir, tmp_path):
     # batch 1 and 1,000; network, + refine 3, + refine 3 ML; at 1,000 also the network in chunks of 256
     assert sorted(r["batch"] for r in rows) == [1] * 3 + [1000] * 4
     assert all(r["x_sqpnp"] > 0 and np.isfinite(r["x_sqpnp"]) for r in rows)
-    assert res["cv2_sqpnp_seconds_per_pose"] > 0 and res["targets"] and all(isinstance(t["met"], bool) for t in res["targets"])
+    assert (
+        res["cv2_sqpnp_seconds_per_pose"] > 0
+        and res["targets"]
+        and all(isinstance(t["met"], bool) for t in res["targets"])
+    )
 
 
 @pytest.mark.parametrize("protocol", ["seed", "realistic"])
@@ -108,12 +127,28 @@ def test_oracle_reprojection_is_at_most_the_truths(smoke_workdir, protocol):
 
 def test_opencv_returning_no_pose_counts_as_a_failure():
     # cv2.solvePnP(SQPNP) returns (False, None, None) for this draw of the seed protocol (2 cm jitter).
-    xy = np.array([[[-0.00483489, -0.35997343], [0.24785021, -0.25429788], [0.08707948, -0.13816665],
-                    [-0.10036185, -0.00295531], [-0.16204324, -0.21614477], [0.46740901, 0.03466893]]])
+    xy = np.array(
+        [
+            [
+                [-0.00483489, -0.35997343],
+                [0.24785021, -0.25429788],
+                [0.08707948, -0.13816665],
+                [-0.10036185, -0.00295531],
+                [-0.16204324, -0.21614477],
+                [0.46740901, 0.03466893],
+            ]
+        ]
+    )
     good = np.array([[[0.0, 0.0], [0.1, 0.0], [0.05, 0.05], [0.05, 0.1], [-0.1, -0.02], [0.2, -0.02]]])
     pts = layouts.get_layout("blazeface6").array
-    batch = protocols.Batch(np.concatenate([xy, good]), np.tile([0.0, 0.0, 0.0, 1.0], (2, 1)), np.tile([0.0, 0.0, 50.0], (2, 1)),
-                            np.tile([1.0, 1.0, 0.5, 0.5], (2, 1)), np.ones((2, 2)), np.array([True, True]))
+    batch = protocols.Batch(
+        np.concatenate([xy, good]),
+        np.tile([0.0, 0.0, 0.0, 1.0], (2, 1)),
+        np.tile([0.0, 0.0, 50.0], (2, 1)),
+        np.tile([1.0, 1.0, 0.5, 0.5], (2, 1)),
+        np.ones((2, 2)),
+        np.array([True, True]),
+    )
     q, t, ok, _ = bench.cv2_solver("sqpnp", pts)(batch)
     assert ok.tolist() == [False, True] and np.isnan(q[0]).all() and np.isfinite(q[1]).all()
     per = bench.per_example(q, t, ok, batch, pts)
@@ -123,18 +158,30 @@ def test_opencv_returning_no_pose_counts_as_a_failure():
 
 def test_targets_follow_the_numbers():
     row = lambda **kw: {"l1_3d": 2.0, "failures": 0.0, "rot_median_deg": 1.0, **kw}  # noqa: E731
-    seed_rows = {bench.NET: row(l1_3d=2.6), bench.refine_name(3): row(l1_3d=2.03), bench.ORACLE: row(),
-                 bench.ITERATIVE: row(failures=0.3), bench.SQPNP: row()}
-    real_rows = {bench.refine_name(3): row(rot_median_deg=1.01), bench.refine_name(3, bench.ML): row(), bench.SQPNP: row()}
-    results = {"config": {"refine_iters": [3]}, "settings": [
-        {"protocol": "seed", "noise": 1.0, "layout": "blazeface6", "rows": seed_rows},
-        {"protocol": "realistic", "noise": 0.03, "layout": "blazeface6", "rows": real_rows}]}
+    seed_rows = {
+        bench.NET: row(l1_3d=2.6),
+        bench.refine_name(3): row(l1_3d=2.03),
+        bench.ORACLE: row(),
+        bench.ITERATIVE: row(failures=0.3),
+        bench.SQPNP: row(),
+    }
+    real_rows = {
+        bench.refine_name(3): row(rot_median_deg=1.01),
+        bench.refine_name(3, bench.ML): row(),
+        bench.SQPNP: row(),
+    }
+    results = {
+        "config": {"refine_iters": [3]},
+        "settings": [
+            {"protocol": "seed", "noise": 1.0, "layout": "blazeface6", "rows": seed_rows},
+            {"protocol": "realistic", "noise": 0.03, "layout": "blazeface6", "rows": real_rows},
+        ],
+    }
     met = [t.met for t in bench.solver_targets(results)]
     # 1.5 % off the oracle; net 2.6 > 2.5; 0 < 30 % failures; 1.01° > 1°; the ML one ties.
     assert met == [False, False, True, False, True]
     results["settings"][0]["rows"][bench.refine_name(3)]["l1_3d"] = 2.019
     assert bench.solver_targets(results)[0].met
-
 
 
 def test_paired_median_difference():

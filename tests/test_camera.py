@@ -39,7 +39,10 @@ def test_project_pixels_matches_cv2_projectPoints():
 def test_per_sample_intrinsics_match_cv2():
     """A (B, 4) intrinsics array applies one camera per sample to (B, K, 2) points."""
     r, t = posed_in_front(1, 5)
-    cams = [Camera.from_hfov(h, w, ht) for h, w, ht in [(40, 640, 480), (60, 1280, 720), (75, 480, 480), (90, 720, 1280), (55, 480, 640)]]
+    cams = [
+        Camera.from_hfov(h, w, ht)
+        for h, w, ht in [(40, 640, 480), (60, 1280, 720), (75, 480, 480), (90, 720, 1280), (55, 480, 640)]
+    ]
     intr = np.stack([c.intrinsics for c in cams])
     uv = np.asarray(camera.project_pixels(geometry.transform_points(r.as_matrix(), t, PTS), intr))
     for i, c in enumerate(cams):
@@ -55,7 +58,9 @@ def test_project_unproject_round_trips():
     uv = camera.normalized_to_pixels(xy, cam.intrinsics)
     np.testing.assert_allclose(camera.pixels_to_normalized(uv, cam.intrinsics), xy, atol=1e-14)
     uv2 = rng.uniform(0, 640, (7, 6, 2))
-    np.testing.assert_allclose(camera.normalized_to_pixels(camera.pixels_to_normalized(uv2, cam.intrinsics), cam.intrinsics), uv2, atol=1e-10)
+    np.testing.assert_allclose(
+        camera.normalized_to_pixels(camera.pixels_to_normalized(uv2, cam.intrinsics), cam.intrinsics), uv2, atol=1e-10
+    )
     # Per-sample intrinsics (B, 4) with (B, K, 2) points.
     intr = np.stack([cam.intrinsics * s for s in rng.uniform(0.5, 2, 7)])
     uv3 = camera.normalized_to_pixels(xy, intr)
@@ -98,13 +103,21 @@ def test_seed_projection_agrees_with_opencv_through_the_adapters():
     for i in range(len(t_gl)):
         uv_seed = seed_project(q_gl[i], t_gl[i], PTS)
         assert np.all((uv_seed > 0) & (uv_seed < 1))  # sanity: the poses are in the seed's frame
-        uv_px = np.asarray(camera.project_pixels(geometry.transform_points(geometry.quat_to_matrix(q_cv[i]), t_cv[i], PTS), camera.SEED_CAMERA.intrinsics))
+        uv_px = np.asarray(
+            camera.project_pixels(
+                geometry.transform_points(geometry.quat_to_matrix(q_cv[i]), t_cv[i], PTS), camera.SEED_CAMERA.intrinsics
+            )
+        )
         np.testing.assert_allclose(camera.seed_to_pixels(uv_seed), uv_px, atol=1e-12)
         np.testing.assert_allclose(camera.pixels_to_seed(uv_px), uv_seed, atol=1e-12)
-        ref, _ = cv2.projectPoints(PTS, Rotation.from_quat(np.asarray(q_cv[i])).as_rotvec(), np.asarray(t_cv[i]), K, None)
+        ref, _ = cv2.projectPoints(
+            PTS, Rotation.from_quat(np.asarray(q_cv[i])).as_rotvec(), np.asarray(t_cv[i]), K, None
+        )
         np.testing.assert_allclose(uv_px, ref[:, 0, :], atol=1e-12)
     # What the network sees is the same either way.
-    xy_from_seed = camera.pixels_to_normalized(camera.seed_to_pixels(seed_project(q_gl[0], t_gl[0], PTS)), camera.SEED_CAMERA.intrinsics)
+    xy_from_seed = camera.pixels_to_normalized(
+        camera.seed_to_pixels(seed_project(q_gl[0], t_gl[0], PTS)), camera.SEED_CAMERA.intrinsics
+    )
     xy_cv = camera.project(geometry.transform_points(geometry.quat_to_matrix(q_cv[0]), t_cv[0], PTS))
     np.testing.assert_allclose(xy_from_seed, xy_cv, atol=1e-12)
 
@@ -161,11 +174,27 @@ def dataclasses_tuple(c: Camera) -> tuple:
 @pytest.mark.parametrize(
     "spec",
     [
-        "", "opencv", "1,2,3", "1,2,3,4,5,6,7", "500,500,320,240,640,x", "0,500,320,240,640,480",
-        "-500,500,320,240,640,480", "500,500,320,240,0,480", "nan,500,320,240,640,480",
-        "inf,500,320,240,640,480", "hfov=60", "hfov=abc,640x480", "hfov=60,640", "hfov=60,640x480x3",
-        "hfov=0,640x480", "hfov=180,640x480", "hfov=-60,640x480", "hfov=nan,640x480", "hfov=60,0x480",
-        [1, 2, 3], ["a"] * 6,
+        "",
+        "opencv",
+        "1,2,3",
+        "1,2,3,4,5,6,7",
+        "500,500,320,240,640,x",
+        "0,500,320,240,640,480",
+        "-500,500,320,240,640,480",
+        "500,500,320,240,0,480",
+        "nan,500,320,240,640,480",
+        "inf,500,320,240,640,480",
+        "hfov=60",
+        "hfov=abc,640x480",
+        "hfov=60,640",
+        "hfov=60,640x480x3",
+        "hfov=0,640x480",
+        "hfov=180,640x480",
+        "hfov=-60,640x480",
+        "hfov=nan,640x480",
+        "hfov=60,0x480",
+        [1, 2, 3],
+        ["a"] * 6,
     ],
 )
 def test_parse_camera_bad(spec):

@@ -16,7 +16,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -27,7 +28,17 @@ from pnpjax import camera, checkpoint, cli, layouts, seed_import, tfjs
 PYTHON_M = [sys.executable, "-m", "pnpjax"]
 SCRIPT = shutil.which("pnpjax", path=str(Path(sys.executable).parent)) or "pnpjax"
 ENTRY_POINTS = {"python -m pnpjax": PYTHON_M, "pnpjax script": [SCRIPT]}
-METRIC_KEYS = {"n", "l1_3d", "rot_mean_deg", "rot_median_deg", "rot_p99_deg", "trans_mean", "trans_median", "reproj_rmse_median", "failures"}
+METRIC_KEYS = {
+    "n",
+    "l1_3d",
+    "rot_mean_deg",
+    "rot_median_deg",
+    "rot_p99_deg",
+    "trans_mean",
+    "trans_median",
+    "reproj_rmse_median",
+    "failures",
+}
 
 
 class Run(NamedTuple):
@@ -40,16 +51,22 @@ class Run(NamedTuple):
 
 def snapshot(root: Path) -> dict:
     """Every file and directory under root, with size and modification time."""
-    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+    }
 
 
 def run(entry: list[str], args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(entry + args, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": ""})
+    return subprocess.run(
+        entry + args, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": ""}
+    )
 
 
 def seed_landmarks(n: int = 6, seed: int = 0) -> np.ndarray:
     """(n, 6, 2) blazeface6 landmarks in the original's image coords, drawn by the literal seed recipe."""
-    uv, *_ = oracles.seed_reference_numpy(np.random.default_rng(seed), 400 * n, layouts.BLAZEFACE6.array.astype(np.float64), 1.0)
+    uv, *_ = oracles.seed_reference_numpy(
+        np.random.default_rng(seed), 400 * n, layouts.BLAZEFACE6.array.astype(np.float64), 1.0
+    )
     assert len(uv) >= n
     return uv[:n].astype(np.float32)
 
@@ -169,18 +186,58 @@ ERROR_CASES: dict[str, Case] = {
     "bad_camera": predict("x.npy", GOOD, camera="1,2,3"),
     "unknown_config": train("blazeface7"),
     "bad_override_value": train("smoke", "--model.widths", "abc"),
-    "bad_layout_file": train("smoke", layout_file=("bad.json", {"points": {"a": [0, 0, 0], "b": [1, 1, 1], "c": [2, 2, 2], "d": [3, 3, 3]}})),
+    "bad_layout_file": train(
+        "smoke", layout_file=("bad.json", {"points": {"a": [0, 0, 0], "b": [1, 1, 1], "c": [2, 2, 2], "d": [3, 3, 3]}})
+    ),
 }
 
 # The same checks in-process (cli.main), cheaper than a subprocess each.
 IN_PROCESS_ERROR_CASES: dict[str, Case] = {
-    "missing_input": Case("predict", lambda case, smoke, original: ["predict", "--checkpoint", str(original), "--input", str(case / "nope.npy"), "--output", str(case / "out.npy")]),
+    "missing_input": Case(
+        "predict",
+        lambda case, smoke, original: [
+            "predict",
+            "--checkpoint",
+            str(original),
+            "--input",
+            str(case / "nope.npy"),
+            "--output",
+            str(case / "out.npy"),
+        ],
+    ),
     "params_config_mismatch": predict("x.npy", GOOD, checkpoint=params_config_mismatch),
     "bad_camera_hfov0": predict("x.npy", GOOD, camera="hfov=0,640x480"),
     "bad_override_choice": train("smoke", "--loss", "l3_3d"),
-    "eval_missing_checkpoint": Case("eval", lambda case, smoke, original: ["eval", "--checkpoint", str(case / "nope"), "--n", "100", "--json", str(case / "out.json")]),
-    "eval_negative_noise": Case("eval", lambda case, smoke, original: ["eval", "--checkpoint", str(original), "--n", "100", "--refine", "2",
-                                                                        "--refine-cost", "ml", "--noise-3d", "-1", "--json", str(case / "out.json")]),
+    "eval_missing_checkpoint": Case(
+        "eval",
+        lambda case, smoke, original: [
+            "eval",
+            "--checkpoint",
+            str(case / "nope"),
+            "--n",
+            "100",
+            "--json",
+            str(case / "out.json"),
+        ],
+    ),
+    "eval_negative_noise": Case(
+        "eval",
+        lambda case, smoke, original: [
+            "eval",
+            "--checkpoint",
+            str(original),
+            "--n",
+            "100",
+            "--refine",
+            "2",
+            "--refine-cost",
+            "ml",
+            "--noise-3d",
+            "-1",
+            "--json",
+            str(case / "out.json"),
+        ],
+    ),
 }
 
 
@@ -229,16 +286,28 @@ def test_bad_input_in_process(tmp_path, capfd, smoke_workdir, seed_model_dir, na
     code = cli.main(args)
     out, err = capfd.readouterr()
     check_one_line_error(Run(code, out, err, before, snapshot(tmp_path)), case.command)
-    assert {"missing_input": "not found", "params_config_mismatch": "do not match", "bad_camera_hfov0": "field of view",
-            "bad_override_choice": "l3_3d", "eval_missing_checkpoint": "not found", "eval_negative_noise": "sigma_3d=-1"}[name] in err
+    assert {
+        "missing_input": "not found",
+        "params_config_mismatch": "do not match",
+        "bad_camera_hfov0": "field of view",
+        "bad_override_choice": "l3_3d",
+        "eval_missing_checkpoint": "not found",
+        "eval_negative_noise": "sigma_3d=-1",
+    }[name] in err
 
 
 def test_error_messages_name_the_problem(error_runs):
     expect = {
-        "nan_landmarks": "NaN", "wrong_k": "(N, 6, 2)", "wrong_shape": "(N, 6, 2)", "unreadable_json": "cannot read landmarks",
-        "missing_checkpoint": "not found", "corrupt_meta": "corrupt",
-        "bad_camera": "bad camera", "unknown_config": "unknown config",
-        "bad_override_value": "--model.widths", "bad_layout_file": "collinear",
+        "nan_landmarks": "NaN",
+        "wrong_k": "(N, 6, 2)",
+        "wrong_shape": "(N, 6, 2)",
+        "unreadable_json": "cannot read landmarks",
+        "missing_checkpoint": "not found",
+        "corrupt_meta": "corrupt",
+        "bad_camera": "bad camera",
+        "unknown_config": "unknown config",
+        "bad_override_value": "--model.widths",
+        "bad_layout_file": "collinear",
     }
     for name, text in expect.items():
         assert text in error_runs[name].stderr, (name, error_runs[name].stderr)
@@ -252,7 +321,11 @@ def test_predict_seed_camera_on_the_original_model_equals_its_own_output(tmp_pat
     output de-standardised with SEED.md's constants (the quaternion normalised, sign w >= 0)."""
     x = seed_landmarks(40, seed=1)
     np.save(tmp_path / "x.npy", x)
-    r = run(PYTHON_M, ["predict", "--checkpoint", str(seed_model_dir), "--input", "x.npy", "--output", "y.npy", "--camera", "seed"], tmp_path)
+    r = run(
+        PYTHON_M,
+        ["predict", "--checkpoint", str(seed_model_dir), "--input", "x.npy", "--output", "y.npy", "--camera", "seed"],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     y = np.load(tmp_path / "y.npy")
     assert y.shape == (40, 7) and y.dtype == np.float32
@@ -270,14 +343,32 @@ def test_predict_on_a_smoke_checkpoint_both_cameras(tmp_path, smoke_workdir):
     """A pnpjax checkpoint takes the same seed input; a pixel camera gives the OpenCV-frame pose."""
     x = seed_landmarks(8, seed=2)
     (tmp_path / "x.json").write_text(json.dumps(x.tolist()))
-    r = run([SCRIPT], ["predict", "--checkpoint", str(smoke_workdir), "--input", "x.json", "--output", "seed.json"], tmp_path)
+    r = run(
+        [SCRIPT],
+        ["predict", "--checkpoint", str(smoke_workdir), "--input", "x.json", "--output", "seed.json"],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     y_seed = np.asarray(json.loads((tmp_path / "seed.json").read_text()))
     assert y_seed.shape == (8, 7)
     np.testing.assert_allclose(np.linalg.norm(y_seed[:, :4], axis=-1), 1.0, atol=1e-5)
     # The same landmarks as pixels of the seed camera (v down), through the generic pixel path.
     np.save(tmp_path / "px.npy", np.asarray(camera.seed_to_pixels(x)))
-    r = run(PYTHON_M, ["predict", "--checkpoint", str(smoke_workdir / "model"), "--input", "px.npy", "--output", "cv.npy", "--camera", "1,1,0.5,0.5,1,1"], tmp_path)
+    r = run(
+        PYTHON_M,
+        [
+            "predict",
+            "--checkpoint",
+            str(smoke_workdir / "model"),
+            "--input",
+            "px.npy",
+            "--output",
+            "cv.npy",
+            "--camera",
+            "1,1,0.5,0.5,1,1",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     y_cv = np.load(tmp_path / "cv.npy")
     q_gl, t_gl = camera.pose_opencv_to_gl(y_cv[:, :4], y_cv[:, 4:])
@@ -291,7 +382,21 @@ def test_predict_on_a_smoke_checkpoint_both_cameras(tmp_path, smoke_workdir):
 
 
 def test_eval_prints_table_and_json(tmp_path, smoke_workdir, seed_model_dir):
-    r = run([SCRIPT], ["eval", "--checkpoint", str(smoke_workdir), "--checkpoint", str(seed_model_dir), "--n", "4000", "--json", "m.json"], tmp_path)
+    r = run(
+        [SCRIPT],
+        [
+            "eval",
+            "--checkpoint",
+            str(smoke_workdir),
+            "--checkpoint",
+            str(seed_model_dir),
+            "--n",
+            "4000",
+            "--json",
+            "m.json",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     header = next(i for i, ln in enumerate(lines) if "L1-3D" in ln)
@@ -299,7 +404,11 @@ def test_eval_prints_table_and_json(tmp_path, smoke_workdir, seed_model_dir):
     assert lines[header + 2].startswith(str(smoke_workdir)) and lines[header + 3].startswith(str(seed_model_dir))
     assert not any(ln.lstrip().startswith("{") for ln in lines)  # JSON only when asked for
     out = json.loads((tmp_path / "m.json").read_text())
-    r2 = run([SCRIPT], ["eval", "--checkpoint", str(smoke_workdir), "--checkpoint", str(seed_model_dir), "--n", "4000", "--json", "-"], tmp_path)
+    r2 = run(
+        [SCRIPT],
+        ["eval", "--checkpoint", str(smoke_workdir), "--checkpoint", str(seed_model_dir), "--n", "4000", "--json", "-"],
+        tmp_path,
+    )
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout) == out  # `--json -` prints the same JSON alone
     assert out["protocol"] == "seed" and out["layout"] == "blazeface6" and out["n"] == 4000
@@ -353,7 +462,17 @@ def test_more_bad_inputs_in_process(tmp_path, capfd, seed_model_dir, name):
     if out.endswith("/"):
         (tmp_path / out).mkdir()
     before = snapshot(tmp_path)
-    code = cli.main(["predict", "--checkpoint", str(seed_model_dir), "--input", str(tmp_path / inp), "--output", str(tmp_path / out)])
+    code = cli.main(
+        [
+            "predict",
+            "--checkpoint",
+            str(seed_model_dir),
+            "--input",
+            str(tmp_path / inp),
+            "--output",
+            str(tmp_path / out),
+        ]
+    )
     captured = capfd.readouterr()
     assert code == 2 and captured.out == ""
     assert len(captured.err.splitlines()) == 1 and captured.err.startswith("pnpjax predict: error: "), captured.err
@@ -365,10 +484,24 @@ def test_eval_refine_costs_on_the_same_draws(tmp_path, seed_model_dir, capfd):
     three refinements cut the original model's error by more than a third."""
     res = {}
     for cost in ("image", "object", "ml"):
-        code = cli.main(["eval", "--checkpoint", str(seed_model_dir), "--n", "2000", "--refine", "5", "--refine-cost", cost, "--json", "-"])
+        code = cli.main(
+            [
+                "eval",
+                "--checkpoint",
+                str(seed_model_dir),
+                "--n",
+                "2000",
+                "--refine",
+                "5",
+                "--refine-cost",
+                cost,
+                "--json",
+                "-",
+            ]
+        )
         out, err = capfd.readouterr()
         assert code == 0, err
-        (label, r), = json.loads(out)["results"].items()
+        ((label, r),) = json.loads(out)["results"].items()
         assert label.endswith("+refine 5" + ("" if cost == "image" else f" ({cost})"))
         res[cost] = r["l1_3d"]
     assert all(v < 0.67 * 3.81 for v in res.values()), res

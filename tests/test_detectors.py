@@ -183,7 +183,7 @@ def test_select_leaves_other_shapes_alone():
         ({"_x": 1.0, "_y": 2.0}, "single point"),
         ({"landmarks": [1.0, 2.0]}, "not of numbers"),
         ([{"landmarks": 3}], "list of landmarks"),
-    (json.loads('{"landmarks": ' * 900 + "[]" + "}" * 900), "nested too deeply"),
+        (json.loads('{"landmarks": ' * 900 + "[]" + "}" * 900), "nested too deeply"),
     ],
 )
 def test_from_json_malformed(data, match):

@@ -21,8 +21,21 @@ from pnpjax.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = config.get_config("smoke")
-ARGS = ["--config", "smoke", "--steps", "24", "--data-shards", "2", "--log-every", "4", "--eval-every", "12",
-        "--checkpoint-every", "12", "--no-progress"]
+ARGS = [
+    "--config",
+    "smoke",
+    "--steps",
+    "24",
+    "--data-shards",
+    "2",
+    "--log-every",
+    "4",
+    "--eval-every",
+    "12",
+    "--checkpoint-every",
+    "12",
+    "--no-progress",
+]
 TIMEOUT_S = 240
 
 
@@ -67,9 +80,16 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     env.pop("XLA_FLAGS", None)
     two, one = tmp_path / "two", tmp_path / "one"
     port = _free_port()
-    procs = [subprocess.Popen(_train_cmd(two, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                                         "--process-id", str(i)), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            _train_cmd(two, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     single = subprocess.Popen(_train_cmd(one), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outs = []
     try:
@@ -79,7 +99,7 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
         for p in (*procs, single):
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip((*procs, single), outs):
+    for p, (_out, err) in zip((*procs, single), outs):
         assert p.returncode == 0, err[-2000:]
     assert "2 × cpu in 2 processes" in outs[0][0] and "model written" in outs[0][0]
     assert "model written" not in outs[1][0] and "L1-3D" not in outs[1][0]  # process 1 prints no results
@@ -95,7 +115,12 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
 
 def test_multiprocess_argument_errors_are_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    r = subprocess.run(_train_cmd(tmp_path / "w", "--coordinator", "127.0.0.1:1"), env=env, capture_output=True,
-                       text=True, timeout=TIMEOUT_S)
+    r = subprocess.run(
+        _train_cmd(tmp_path / "w", "--coordinator", "127.0.0.1:1"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--num-processes" in r.stderr
     assert not (tmp_path / "w").exists()

@@ -76,7 +76,7 @@ def test_ablate_noise_smoke(tmp_path):
     md = _run("ablate_noise.py", tmp_path)
     s = json.loads((tmp_path / "summary.json").read_text())
     assert set(s) == {"realistic", "seed"}
-    for protocol, kinds in s.items():
+    for _protocol, kinds in s.items():
         for kind in kinds.values():
             mat = np.asarray(kind["matrix"])
             assert mat.shape == (2, 2) and np.all(np.isfinite(mat)) and np.all(mat > 0)
@@ -106,9 +106,16 @@ def test_plot_curves_of_a_workdir(tmp_path):
     run.mkdir(parents=True)
     rows = [{"kind": "start", "step": 0, "run": "r1", "config": {"batch_size": 10}}]
     rows += [{"kind": "train", "step": s, "seconds": 0.1 * s, "samples": 10 * s, "loss": 1 / s} for s in range(1, 20)]
-    rows += [{"kind": "eval", "step": 10, "test": "t", "l1_3d": 2.0}, {"kind": "eval", "step": 19, "test": "t", "l1_3d": 1.0}]
+    rows += [
+        {"kind": "eval", "step": 10, "test": "t", "l1_3d": 2.0},
+        {"kind": "eval", "step": 19, "test": "t", "l1_3d": 1.0},
+    ]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "plot_curves.py"), str(tmp_path / "w")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "plot_curves.py"), str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "w" / "learning_curves.png").stat().st_size > 5000

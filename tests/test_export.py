@@ -24,7 +24,16 @@ import pytest
 from pnpjax import camera, checkpoint, cli, export, geometry, tfjs
 from experiments.lib import node, precision, quantization
 from experiments.lib.precision import jax_pose, pose_error
-from helpers import ATOL, OTHER_CAMERA, PIXEL_CAMERA, assert_matches_jax, jax_pose64, random_solver, sample_landmarks, to_image
+from helpers import (
+    ATOL,
+    OTHER_CAMERA,
+    PIXEL_CAMERA,
+    assert_matches_jax,
+    jax_pose64,
+    random_solver,
+    sample_landmarks,
+    to_image,
+)
 from pnpjax.tfjs import ExportError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +58,9 @@ def min_depth(solver, pose: np.ndarray, cam: camera.Camera | None) -> np.ndarray
         q, t = pose[:, :4], pose[:, 4:]
         if cam is None:
             q, t = camera.pose_gl_to_opencv(q, t)
-        X = geometry.transform_points(geometry.quat_to_matrix(geometry.quat_normalize(q)), t, np.asarray(solver.layout.array, np.float64))
+        X = geometry.transform_points(
+            geometry.quat_to_matrix(geometry.quat_normalize(q)), t, np.asarray(solver.layout.array, np.float64)
+        )
         return np.asarray(X[..., 2].min(-1))
 
 
@@ -98,7 +109,9 @@ def test_dense_stack_equals_jax(solver64, cam, fold_output, precise):
     uv = sample_landmarks(solver64, cam, n=500)
     layers = export.dense_layers(solver64, cam, fold_output=fold_output, precise=precise)
     assert len(layers) == (3 if fold_output else 4) + precise
-    assert [d.activation for d in layers] == ["linear"] * precise + ["relu", "relu"] + ["linear"] * (len(layers) - 2 - precise)
+    assert [d.activation for d in layers] == ["linear"] * precise + ["relu", "relu"] + ["linear"] * (
+        len(layers) - 2 - precise
+    )
     y = tfjs.predict_numpy(layers, uv)
     assert pose_error(y, jax_pose64(solver64, uv, cam)).max() <= ATOL
     # The pose layer is a signed permutation times diag(y_std): the frame change and nothing else.
@@ -135,7 +148,11 @@ def test_tfjs_trained_checkpoint_float32_equals_jax(smoke_checkpoint, tmp_path):
     assert "not normalised" in meta["quaternion"]
     # Drop-in for the original model.json: same input shape, 7 outputs, one weight shard.
     model_json = json.loads((out / "model.json").read_text())
-    assert model_json["modelTopology"]["model_config"]["config"]["layers"][0]["config"]["batch_input_shape"] == [None, 6, 2]
+    assert model_json["modelTopology"]["model_config"]["config"]["layers"][0]["config"]["batch_input_shape"] == [
+        None,
+        6,
+        2,
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["group1-shard1of1.bin", "model.json"]
 
 
@@ -147,15 +164,23 @@ SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "pnpjax.jso
 # of a float32 pixel input already moves float64 JAX's output by 2.0e-4 and 2.7e-4 (see
 # test_tfjs_realistic_error_below_input_resolution), so float32 arithmetic, which must round the
 # first layer's sums, cannot reliably reach 1e-5. The strict xfail fails once an export does.
-_GAP = pytest.mark.xfail(strict=True, reason="float32 export 1.8e-5..2.3e-5 > 1e-5 on realistic checkpoints (issue #3 gap)")
+_GAP = pytest.mark.xfail(
+    strict=True, reason="float32 export 1.8e-5..2.3e-5 > 1e-5 on realistic checkpoints (issue #3 gap)"
+)
 _REALISTIC = {"blazeface6", "faceapi10"}
 # Known gap, at the edge: the large seed network (3 hidden layers) on the inputs drawn by the
 # current seed sampler (issue 13 changed how it draws, not what it draws) is 1.08e-5 from float64
 # JAX in TF.js; with its weights exact, TF.js's float32 arithmetic alone is 9.5e-6 on these inputs
 # (8.1e-6..9.5e-6 over keys 3..8, `precision.tfjs_arithmetic`): 1e-5 is at this net's float32 floor.
-_EDGE = pytest.mark.xfail(strict=True, reason="float32 TF.js export 1.08e-5 > 1e-5 on blazeface6-seed-large (float32 floor 9.5e-6)")
-_SHIPPED_PARAMS = [pytest.param(p, id=p.name, marks=_GAP if p.name in _REALISTIC else _EDGE if p.name == "blazeface6-seed-large" else ())
-                   for p in SHIPPED]
+_EDGE = pytest.mark.xfail(
+    strict=True, reason="float32 TF.js export 1.08e-5 > 1e-5 on blazeface6-seed-large (float32 floor 9.5e-6)"
+)
+_SHIPPED_PARAMS = [
+    pytest.param(
+        p, id=p.name, marks=_GAP if p.name in _REALISTIC else _EDGE if p.name == "blazeface6-seed-large" else ()
+    )
+    for p in SHIPPED
+]
 
 
 _shipped_inputs = precision.shipped_inputs
@@ -171,7 +196,9 @@ def test_tfjs_export_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
     y, meta = node_tfjs(out, uv)
     assert y.shape == (1000, 7) and meta["layout"] == solver.layout.to_dict()
     err = pose_error(y, jax_pose64(solver, uv, cam))
-    assert err.max() <= ATOL, f"max |TF.js - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    assert err.max() <= ATOL, (
+        f"max |TF.js - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    )
 
 
 @needs_node
@@ -181,14 +208,18 @@ def test_js_module_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
     """The float32 JS module computes in float64 (JS numbers): within 1e-5 on every checkpoint,
     the realistic ones included (the web route for users who need the full precision)."""
     solver, cam, uv = _shipped_inputs(ckpt)
-    path = export.export_checkpoint(ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed", refine_iters=0)
+    path = export.export_checkpoint(
+        ckpt, "js", tmp_path / "js", quantize="float32", camera=cam or "seed", refine_iters=0
+    )
     js, ref = js_predict(path, uv)["poses"], jax_pose64(solver, uv, cam)
     # Where the network alone puts a point behind the camera, the module moves the pose in front
     # (its guarantee; tests/test_jsmodule.py): those rows are compared there, not here.
     front = min_depth(solver, ref, cam) > camera.MIN_DEPTH
     assert front.mean() > 0.99 and np.all(min_depth(solver, js, cam) > camera.MIN_DEPTH)
     err = pose_error(js[front], ref[front])
-    assert err.max() <= ATOL, f"max |JS - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    assert err.max() <= ATOL, (
+        f"max |JS - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
+    )
 
 
 @needs_node
@@ -219,7 +250,9 @@ def test_tfjs_pixel_camera_float32_equals_jax(solver64, tmp_path):
     assert meta["camera"]["fx"] == PIXEL_CAMERA.fx and meta["frame"].startswith("OpenCV")
 
 
-def propagated_bound(f32_layers: list[tfjs.Dense], entries: list[dict], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def propagated_bound(
+    f32_layers: list[tfjs.Dense], entries: list[dict], x: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Rigorous bound on |y_quantised - y_float32| per output, from a-priori per-weight bounds.
 
     Per weight: uint8 <= scale/2 (+ float32 rounding of q*scale+min), float16 <= |w| 2^-11 (or
@@ -227,6 +260,7 @@ def propagated_bound(f32_layers: list[tfjs.Dense], entries: list[dict], x: np.nd
     so |y' - y| <= d |W'| + |h| E_W + E_b with W' the stored kernel; relu is 1-Lipschitz.
     Returns (bound, the weight bounds in manifest order).
     """
+
     def weight_bound(entry, w):
         q = entry.get("quantization")
         if q is None:
@@ -380,8 +414,10 @@ def test_js_module_rejects_bad_input(solver64, tmp_path):
         assert message is not None, f"no error for {case}"
         assert message.startswith("Error: pnpjax estimatePose: ") and expected in message, (case, message)
         assert "\n" not in message
-    assert js_nonfinite(path) == ["Error: pnpjax estimatePose: landmark 2 x is NaN, not a finite number",
-                   "Error: pnpjax estimatePose: landmark 0 y is Infinity, not a finite number"]
+    assert js_nonfinite(path) == [
+        "Error: pnpjax estimatePose: landmark 2 x is NaN, not a finite number",
+        "Error: pnpjax estimatePose: landmark 0 y is Infinity, not a finite number",
+    ]
 
 
 def js_nonfinite(path: Path) -> list[str]:
@@ -422,7 +458,9 @@ def test_savedmodel_equals_jax_batch_1_and_1000(tf, smoke_checkpoint, tmp_path):
         assert y.shape == (n, 7)
         assert_matches_jax(y, solver, uv[:n], None)
         assert np.all(y[:, 3] >= 0)
-    assert np.array_equal(loaded.pose(tf.constant(uv[:7]))["pose"].numpy(), serve(landmarks=tf.constant(uv[:7]))["pose"].numpy())
+    assert np.array_equal(
+        loaded.pose(tf.constant(uv[:7]))["pose"].numpy(), serve(landmarks=tf.constant(uv[:7]))["pose"].numpy()
+    )
 
 
 def test_savedmodel_without_tensorflow_is_a_clear_error(solver64, tmp_path, monkeypatch):
@@ -475,9 +513,27 @@ def checkpoint_6d(tmp_path_factory) -> Path:
 
 def test_cli_export_writes_and_errors_are_one_line(smoke_checkpoint, checkpoint_6d, tmp_path, capsys):
     out = tmp_path / "tfjs"
-    assert cli.main(["export", "--checkpoint", str(smoke_checkpoint), "--format", "tfjs", "--out", str(out), "--quantize", "uint8"]) == 0
+    assert (
+        cli.main(
+            [
+                "export",
+                "--checkpoint",
+                str(smoke_checkpoint),
+                "--format",
+                "tfjs",
+                "--out",
+                str(out),
+                "--quantize",
+                "uint8",
+            ]
+        )
+        == 0
+    )
     assert f"wrote tfjs export to {out}" in capsys.readouterr().out
-    assert json.loads((out / "model.json").read_text())["userDefinedMetadata"]["quantization"] == "uint8 (pose layer float32)"
+    assert (
+        json.loads((out / "model.json").read_text())["userDefinedMetadata"]["quantization"]
+        == "uint8 (pose layer float32)"
+    )
     cases = {
         "not empty": ["--format", "tfjs", "--out", str(out)],
         "bad camera": ["--format", "js", "--out", str(tmp_path / "a"), "--camera", "500,500,320"],
@@ -491,7 +547,10 @@ def test_cli_export_writes_and_errors_are_one_line(smoke_checkpoint, checkpoint_
         assert cli.main(["export"] + args) == 2, expected
         captured = capsys.readouterr()
         lines = captured.err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("pnpjax export: error: ") and expected in lines[0], (expected, captured.err)
+        assert len(lines) == 1 and lines[0].startswith("pnpjax export: error: ") and expected in lines[0], (
+            expected,
+            captured.err,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tfjs"]  # nothing written by the failures
 
 
@@ -499,10 +558,28 @@ def test_cli_export_exit_status_in_a_subprocess(smoke_checkpoint, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "x").write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "pnpjax", "export", "--checkpoint", str(smoke_checkpoint), "--format", "js", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pnpjax",
+            "export",
+            "--checkpoint",
+            str(smoke_checkpoint),
+            "--format",
+            "js",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"pnpjax export: error: output directory {out} is not empty (use --force to replace it)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"pnpjax export: error: output directory {out} is not empty (use --force to replace it)"
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,15 +591,28 @@ def test_cli_export_exit_status_in_a_subprocess(smoke_checkpoint, tmp_path):
 def test_quantization_study_sizes_and_accuracy(solver64):
     rows = quantization.quantization_study(solver64, n=2000)
     by_name = {r["export"]: r for r in rows}
-    assert list(by_name) == ["JAX (checkpoint)", "tfjs float32", "tfjs float16 (pose layer float32)",
-                             "tfjs uint8 (pose layer float32)", "tfjs uint8 (folded output layer)"]
+    assert list(by_name) == [
+        "JAX (checkpoint)",
+        "tfjs float32",
+        "tfjs float16 (pose layer float32)",
+        "tfjs uint8 (pose layer float32)",
+        "tfjs uint8 (folded output layer)",
+    ]
     # 5,447 parameters (12-64-64-7) plus the float32 pose layer (7x7 + 7); float32 also has the
     # exact centring input layer (12x12 + 12) that export_solver writes for the seed camera.
-    assert [by_name[n].get("shard_bytes") for n in list(by_name)[1:]] == [4 * (5503 + 156), 2 * 5447 + 4 * 56, 5447 + 4 * 56, 5447]
+    assert [by_name[n].get("shard_bytes") for n in list(by_name)[1:]] == [
+        4 * (5503 + 156),
+        2 * 5447 + 4 * 56,
+        5447 + 4 * 56,
+        5447,
+    ]
     jax_l1 = by_name["JAX (checkpoint)"]["seed_l1_3d"]
     assert abs(by_name["tfjs float32"]["seed_l1_3d"] - jax_l1) < 1e-3 * jax_l1
     assert abs(by_name["tfjs float16 (pose layer float32)"]["seed_l1_3d"] - jax_l1) < 1e-2 * jax_l1
-    assert by_name["tfjs uint8 (pose layer float32)"]["js_bytes"] < by_name["tfjs float16 (pose layer float32)"]["js_bytes"]
+    assert (
+        by_name["tfjs uint8 (pose layer float32)"]["js_bytes"]
+        < by_name["tfjs float16 (pose layer float32)"]["js_bytes"]
+    )
     report = quantization.quantization_report({"random": rows}, 2000)
     assert "| tfjs uint8 (pose layer float32) |" in report and "seed L1-3D" in report
 

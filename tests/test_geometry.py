@@ -19,7 +19,9 @@ TOL = 1e-12
 def random_rotations(seed: int, n: int = N) -> Rotation:
     """Random rotations plus the special ones (identity, half turns, quarter turns)."""
     c = np.pi / np.sqrt(3)
-    special = Rotation.from_rotvec([[0, 0, 0], [np.pi, 0, 0], [0, np.pi, 0], [0, 0, np.pi], [np.pi / 2, 0, 0], [c, c, c]])
+    special = Rotation.from_rotvec(
+        [[0, 0, 0], [np.pi, 0, 0], [0, np.pi, 0], [0, 0, np.pi], [np.pi / 2, 0, 0], [c, c, c]]
+    )
     return Rotation.concatenate([special, Rotation.random(n, random_state=seed)])
 
 
@@ -97,7 +99,9 @@ def test_euler_matrix_quat_round_trips():
     np.testing.assert_allclose(geometry.matrix_to_euler(R), e, atol=1e-10)
     q = geometry.matrix_to_quat(R)
     np.testing.assert_allclose(geometry.matrix_to_euler(geometry.quat_to_matrix(q)), e, atol=1e-10)
-    np.testing.assert_allclose(geometry.matrix_to_euler(geometry.quat_to_matrix(geometry.euler_to_quat(e))), e, atol=1e-10)
+    np.testing.assert_allclose(
+        geometry.matrix_to_euler(geometry.quat_to_matrix(geometry.euler_to_quat(e))), e, atol=1e-10
+    )
 
 
 def test_quat_multiply_matches_scipy_composition():
@@ -213,7 +217,10 @@ def test_rotation_angle_smooth_gradient_matches_finite_differences():
 def test_safe_norm_value_and_gradient_at_zero():
     x = np.random.default_rng(23).normal(size=(N, 3))
     np.testing.assert_allclose(geometry.safe_norm(x), np.linalg.norm(x, axis=-1), rtol=1e-10)
-    for g in (jax.jit(jax.grad(geometry.safe_norm))(jnp.zeros(3)), jax.jit(jax.jacfwd(geometry.safe_norm))(jnp.zeros(3))):
+    for g in (
+        jax.jit(jax.grad(geometry.safe_norm))(jnp.zeros(3)),
+        jax.jit(jax.jacfwd(geometry.safe_norm))(jnp.zeros(3)),
+    ):
         assert np.all(np.isfinite(g))
         np.testing.assert_array_equal(g, 0.0)
     assert jnp.linalg.norm(jnp.zeros(3)) == 0 and not np.all(np.isfinite(jax.grad(jnp.linalg.norm)(jnp.zeros(3))))

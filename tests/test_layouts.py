@@ -16,13 +16,23 @@ from pnpjax.layouts import Layout, LayoutError
 
 # Transcribed from SEED.md ("Keypoint layouts"), in its order; cm, x right, y up, z towards the viewer.
 SEED_BLAZEFACE6 = [
-    [-3.23597, 3.23021, -3.33562], [3.23597, 3.23021, -3.33562], [0, 0.003874, 0.290468],
-    [0, -3.53483, -2.08927], [-8.04888, 2.22486, -12.6444], [8.04888, 2.22486, -12.6444],
+    [-3.23597, 3.23021, -3.33562],
+    [3.23597, 3.23021, -3.33562],
+    [0, 0.003874, 0.290468],
+    [0, -3.53483, -2.08927],
+    [-8.04888, 2.22486, -12.6444],
+    [8.04888, 2.22486, -12.6444],
 ]
 SEED_FACEAPI10 = [
-    [0, 0.003874, 0.290468], [0, -1.26207, -1.14108], [-0.85877, -1.05017, -1.53035],
-    [0.85877, -1.05017, -1.53035], [-4.49893, 3.21601, -4.22082], [-1.9326, 3.14086, -3.78216],
-    [4.49893, 3.21601, -4.22082], [1.9326, 3.14086, -3.78216], [-2.17298, -3.62696, -3.15651],
+    [0, 0.003874, 0.290468],
+    [0, -1.26207, -1.14108],
+    [-0.85877, -1.05017, -1.53035],
+    [0.85877, -1.05017, -1.53035],
+    [-4.49893, 3.21601, -4.22082],
+    [-1.9326, 3.14086, -3.78216],
+    [4.49893, 3.21601, -4.22082],
+    [1.9326, 3.14086, -3.78216],
+    [-2.17298, -3.62696, -3.15651],
     [2.17298, -3.62696, -3.15651],
 ]
 
@@ -32,8 +42,16 @@ SQUARE = {"tl": [-5, 5, 0], "tr": [5, 5, 0], "br": [5, -5, 0], "bl": [-5, -5, 0]
 @pytest.mark.parametrize(
     "layout, expected, first_names",
     [
-        (layouts.BLAZEFACE6, SEED_BLAZEFACE6, ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear")),
-        (layouts.FACEAPI10, SEED_FACEAPI10, ("nose_tip", "bottom_nose", "left_nostril", "right_nostril", "left_eye_outer")),
+        (
+            layouts.BLAZEFACE6,
+            SEED_BLAZEFACE6,
+            ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear", "left_ear"),
+        ),
+        (
+            layouts.FACEAPI10,
+            SEED_FACEAPI10,
+            ("nose_tip", "bottom_nose", "left_nostril", "right_nostril", "left_eye_outer"),
+        ),
     ],
 )
 def test_presets_match_seed_md(layout, expected, first_names):
@@ -108,7 +126,9 @@ def test_dict_round_trip_and_presets_through_files(tmp_path):
         assert Layout.from_dict(preset.to_dict()) == preset
         p = write(tmp_path, f"{preset.name}.json", preset.to_dict())
         assert layouts.load_layout_file(p) == preset
-        csv_text = "name,x,y,z\n" + "\n".join(f"{n},{x!r},{y!r},{z!r}" for n, (x, y, z) in zip(preset.point_names, preset.points))
+        csv_text = "name,x,y,z\n" + "\n".join(
+            f"{n},{x!r},{y!r},{z!r}" for n, (x, y, z) in zip(preset.point_names, preset.points)
+        )
         assert layouts.load_layout_file(write(tmp_path, f"{preset.name}.csv", csv_text)) == preset
 
 

@@ -42,12 +42,17 @@ class Problem:
         t = np.stack([rng.uniform(-10, 10, B), rng.uniform(-10, 10, B), rng.uniform(40, 90, B)], -1)
         xy = camera.project(geometry.transform_points(Rotation.from_quat(q).as_matrix(), t, PTS))
         self.batch = protocols.Batch(
-            jnp.asarray(xy, dtype), jnp.asarray(q, dtype), jnp.asarray(t, dtype),
-            jnp.asarray(np.tile(camera.SEED_CAMERA.intrinsics, (B, 1)), dtype), jnp.ones((B, 2), dtype), jnp.ones(B, bool),
+            jnp.asarray(xy, dtype),
+            jnp.asarray(q, dtype),
+            jnp.asarray(t, dtype),
+            jnp.asarray(np.tile(camera.SEED_CAMERA.intrinsics, (B, 1)), dtype),
+            jnp.ones((B, 2), dtype),
+            jnp.ones(B, bool),
         )
         d = ModelConfig(rotation=rotation).out_dim
         self.stats = Stats(
-            jnp.zeros(2 * len(PTS), dtype), jnp.ones(2 * len(PTS), dtype),
+            jnp.zeros(2 * len(PTS), dtype),
+            jnp.ones(2 * len(PTS), dtype),
             jnp.asarray(rng.normal(0, 0.3, d) + np.r_[np.zeros(d - 1), -60], dtype),
             jnp.asarray(rng.uniform(0.2, 20, d), dtype),
         )
@@ -58,7 +63,9 @@ class Problem:
 
     def z_of_pose(self, q, t) -> jax.Array:
         """Standardised network output that decodes to the pose (q, t)."""
-        return model.standardized_target(ModelConfig(rotation=self.rotation), self.stats, jnp.asarray(q, self.dtype), jnp.asarray(t, self.dtype))
+        return model.standardized_target(
+            ModelConfig(rotation=self.rotation), self.stats, jnp.asarray(q, self.dtype), jnp.asarray(t, self.dtype)
+        )
 
     def z_of_raw(self, y) -> jax.Array:
         """Standardised network output whose de-standardised pose vector is y."""

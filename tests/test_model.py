@@ -62,7 +62,9 @@ def test_ray_translation_round_trips_and_apply_decodes_it(inputs):
     np.testing.assert_allclose(y[:, 4], np.log(t[:, 2]), rtol=1e-12)
     np.testing.assert_allclose(y[:, 5:7], t[:, :2] / t[:, 2:] - xy.mean(1), atol=1e-12)
     d = cfg.out_dim
-    stats = model.Stats(jnp.zeros(model.input_dim(cfg, 6)), jnp.ones(model.input_dim(cfg, 6)), jnp.zeros(d), jnp.ones(d))
+    stats = model.Stats(
+        jnp.zeros(model.input_dim(cfg, 6)), jnp.ones(model.input_dim(cfg, 6)), jnp.zeros(d), jnp.ones(d)
+    )
     # A one-layer "network" that outputs y exactly: zero kernel, and y as the bias, one pose at a time.
     for i in range(len(q)):
         params = {"Dense_0": {"kernel": jnp.zeros((model.input_dim(cfg, 6), d)), "bias": jnp.asarray(y[i])}}

@@ -18,7 +18,9 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def stats():
-    return model.compute_stats(SMOKE.model, SMOKE.train_protocol, LAYOUT, train.keys(SMOKE)["stats"], SMOKE.stats_samples)
+    return model.compute_stats(
+        SMOKE.model, SMOKE.train_protocol, LAYOUT, train.keys(SMOKE)["stats"], SMOKE.stats_samples
+    )
 
 
 def _runs():
@@ -60,7 +62,9 @@ def test_vmapped_equals_separate_train_steps(stats, data):
         _assert_trees_close(multi.unstack(states.opt_state, i), seps[i].opt_state)
         assert int(states.step[i]) == int(seps[i].step) == STEPS
     # The models really differ (different inits, losses, LRs), so the agreement is not trivial.
-    assert not np.allclose(np.asarray(states.params["Dense_0"]["kernel"][0]), np.asarray(states.params["Dense_0"]["kernel"][2]))
+    assert not np.allclose(
+        np.asarray(states.params["Dense_0"]["kernel"][0]), np.asarray(states.params["Dense_0"]["kernel"][2])
+    )
 
 
 def test_loss_mixture_is_weighted_sum_of_batch_losses(stats):
@@ -69,10 +73,15 @@ def test_loss_mixture_is_weighted_sum_of_batch_losses(stats):
     names = ("l1_3d", "reproj_2d", "pose_mse")
     w = jnp.asarray([1.0, 30.0, 0.5])
     got = multi.mixed_batch_loss(SMOKE, LAYOUT, stats, names, w, params, batch)
-    want = sum(float(wi) * train.batch_loss(dataclasses.replace(SMOKE, loss=n), LAYOUT, stats, params, batch) for wi, n in zip(w, names))
+    want = sum(
+        float(wi) * train.batch_loss(dataclasses.replace(SMOKE, loss=n), LAYOUT, stats, params, batch)
+        for wi, n in zip(w, names)
+    )
     np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
     one_hot = multi.mixed_batch_loss(SMOKE, LAYOUT, stats, names, jnp.asarray([0.0, 1.0, 0.0]), params, batch)
-    assert float(one_hot) == pytest.approx(float(train.batch_loss(dataclasses.replace(SMOKE, loss="reproj_2d"), LAYOUT, stats, params, batch)), rel=1e-6)
+    assert float(one_hot) == pytest.approx(
+        float(train.batch_loss(dataclasses.replace(SMOKE, loss="reproj_2d"), LAYOUT, stats, params, batch)), rel=1e-6
+    )
 
 
 def test_groups_split_on_structure_only():
@@ -100,8 +109,14 @@ def test_train_group_compiles_once_and_logs_per_model(tmp_path, monkeypatch):
 
     monkeypatch.setattr(multi, "train_step", counting)
     cfg = dataclasses.replace(SMOKE, steps=12, log_every=4, eval_every=6)
-    runs = [multi.Run(f"{loss}-s{s}", dataclasses.replace(cfg, loss=loss, seed=s)) for loss in ("l1_3d", "pose_mse") for s in (0, 1)]
-    tests = multi.make_test_sets(LAYOUT, {"seed_test": protocols.SEED_TEST, "noisy": dataclasses.replace(protocols.SEED_TEST, noise_cm=3.0)}, 256)
+    runs = [
+        multi.Run(f"{loss}-s{s}", dataclasses.replace(cfg, loss=loss, seed=s))
+        for loss in ("l1_3d", "pose_mse")
+        for s in (0, 1)
+    ]
+    tests = multi.make_test_sets(
+        LAYOUT, {"seed_test": protocols.SEED_TEST, "noisy": dataclasses.replace(protocols.SEED_TEST, noise_cm=3.0)}, 256
+    )
     res = multi.train_group(runs, tmp_path, tests, print_fn=lambda *a: None)
     assert len(traces) == 1 and res.traces == 1  # 12 steps, one trace, one compilation
     assert res.streams == 2  # two seeds; the losses share their seed's batches
@@ -109,11 +124,15 @@ def test_train_group_compiles_once_and_logs_per_model(tmp_path, monkeypatch):
         rows = [json.loads(x) for x in (tmp_path / r.name / "metrics.jsonl").read_text().splitlines()]
         tr = [x for x in rows if x["kind"] == "train"]
         assert [x["step"] for x in tr] == [4, 8, 12]
-        assert all(x["samples"] == x["step"] * cfg.batch_size and x["seconds"] > 0 and np.isfinite(x["loss"]) for x in tr)
+        assert all(
+            x["samples"] == x["step"] * cfg.batch_size and x["seconds"] > 0 and np.isfinite(x["loss"]) for x in tr
+        )
         ev = [(x["step"], x["test"]) for x in rows if x["kind"] == "eval"]
         assert ev == [(6, "seed_test"), (12, "seed_test"), (12, "noisy")]
         assert set(res.evals[r.name]) == {"seed_test", "noisy"}
-        assert {"l1_3d", "rot_mean_deg", "trans_mean", "reproj_rmse_median", "failures"} <= set(res.evals[r.name]["seed_test"])
+        assert {"l1_3d", "rot_mean_deg", "trans_mean", "reproj_rmse_median", "failures"} <= set(
+            res.evals[r.name]["seed_test"]
+        )
     # The final evaluation is train.evaluate of the returned params on the same set.
     again = train.evaluate(runs[1].cfg, LAYOUT, res.params[1], res.stats, tests["noisy"])
     assert again["l1_3d"] == pytest.approx(res.evals[runs[1].name]["noisy"]["l1_3d"], rel=1e-6)

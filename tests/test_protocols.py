@@ -28,7 +28,9 @@ KS_ALPHA = 2.5e-4
 
 # SEED.md: the published de-standardisation of blazeface6 = mean/std of its training set (s=2),
 # (qx qy qz qw tx ty tz) in the original's OpenGL-like frame; "50 epochs over ~90k samples".
-SEED_MEAN = np.array([-7.08806138e-3, -1.44241489e-3, 2.81328166e-4, 8.7496564e-1, 6.67847506e-2, -5.86922866e-1, -6.17359176e1])
+SEED_MEAN = np.array(
+    [-7.08806138e-3, -1.44241489e-3, 2.81328166e-4, 8.7496564e-1, 6.67847506e-2, -5.86922866e-1, -6.17359176e1]
+)
 SEED_STD = np.array([0.2757907, 0.27300393, 0.2815135, 0.06738858, 19.90217464, 20.18727223, 14.15780724])
 SEED_TRAIN_N = 90_000
 
@@ -251,7 +253,7 @@ def test_realistic_head_ranges(realistic_draws):
 def test_samplers_are_deterministic_in_the_key(seed_samplers):
     f = seed_samplers[2.0]
     a, b, c = f(keys(0)), f(keys(0)), f(keys(1))
-    for x, y, z in zip(a, b, c):
+    for x, y, _z in zip(a, b, c):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a.xy, c.xy) and not np.array_equal(a.t, c.t)
     # A key's batch does not depend on the other keys of the call.
@@ -260,7 +262,9 @@ def test_samplers_are_deterministic_in_the_key(seed_samplers):
     assert not np.array_equal(d.xy[1], a.xy[1])
 
 
-def test_samplers_are_jitted_with_static_shapes_and_trace_once(seed_samplers, seed_draws, realistic_sampler, realistic_draws):
+def test_samplers_are_jitted_with_static_shapes_and_trace_once(
+    seed_samplers, seed_draws, realistic_sampler, realistic_draws
+):
     """Every draw in this module ran through one compiled function per sampler (run last)."""
     b = seed_samplers[2.0](keys(7))
     assert b.xy.shape == (10, 2048, 6, 2) and b.q.shape == (10, 2048, 4) and b.t.shape == (10, 2048, 3)

@@ -20,12 +20,10 @@ SECTION = "## Python API"
 
 # README text -> what runs under test (training and evaluation sizes only).
 SMOKE = {
-    'dataclasses.replace(pnpjax.get_config("blazeface6-seed"), steps=1500, eval_every=1500, log_every=500)':
-        'dataclasses.replace(pnpjax.get_config("smoke"), steps=20, eval_every=20, log_every=10)',
-    'pnpjax.SeedProtocol(scale=1.0)}, n=20_000)': 'pnpjax.SeedProtocol(scale=1.0)}, n=512)',
-    'dataclasses.replace(pnpjax.get_config("blazeface6-seed"), name="wider"':
-        'dataclasses.replace(pnpjax.get_config("smoke"), name="wider"',
-    'seconds=60)': 'seconds=None, progress=False)',
+    'dataclasses.replace(pnpjax.get_config("blazeface6-seed"), steps=1500, eval_every=1500, log_every=500)': 'dataclasses.replace(pnpjax.get_config("smoke"), steps=20, eval_every=20, log_every=10)',
+    "pnpjax.SeedProtocol(scale=1.0)}, n=20_000)": "pnpjax.SeedProtocol(scale=1.0)}, n=512)",
+    'dataclasses.replace(pnpjax.get_config("blazeface6-seed"), name="wider"': 'dataclasses.replace(pnpjax.get_config("smoke"), name="wider"',
+    "seconds=60)": "seconds=None, progress=False)",
     'pnpjax.evaluate(wider, "seed", n=20_000)': 'pnpjax.evaluate(wider, "seed", n=512)',
 }
 

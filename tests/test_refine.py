@@ -136,6 +136,7 @@ def test_matches_opencv_refine_lm_and_scipy_on_noisy_input(x64):
 
     # An independent optimiser pins down the optimum itself.
     for i in range(10):
+
         def residual(p, i=i):
             X = PTS_Kx3 @ Rotation.from_rotvec(p[:3]).as_matrix().T + p[3:]
             return (X[:, :2] / X[:, 2:] - xy[i]).ravel()
@@ -376,7 +377,10 @@ def test_unknown_method():
 
 def _object_cost(q, t, xy, pts=PTS_Kx3) -> np.ndarray:
     """Sum of squared distances of the posed points from the observed rays (numpy, independent)."""
-    X = np.einsum("nij,kj->nki", Rotation.from_quat(np.asarray(q, np.float64)).as_matrix(), pts) + np.asarray(t)[:, None]
+    X = (
+        np.einsum("nij,kj->nki", Rotation.from_quat(np.asarray(q, np.float64)).as_matrix(), pts)
+        + np.asarray(t)[:, None]
+    )
     m = np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], -1)
     m /= np.linalg.norm(m, axis=-1, keepdims=True)
     return np.sum(np.cross(X, m) ** 2, axis=(1, 2))
@@ -407,7 +411,9 @@ def test_ml_cost_and_gradient_match_the_direct_likelihood(x64):
     cost, _ = refine._ml_cost_and_front(pose, pts, xy_s, jnp.asarray(s3**2), jnp.asarray(s2**2))
     _, g = refine._ml_normal_equations(refine._camera_points(pose, pts), xy_s, jnp.asarray(s3**2), jnp.asarray(s2**2))
     for n in range(4):
-        T = jaxlie.SE3.from_rotation_and_translation(jaxlie.SO3(jnp.asarray(np.r_[q[n, 3:], q[n, :3]])), jnp.asarray(t[n]))
+        T = jaxlie.SE3.from_rotation_and_translation(
+            jaxlie.SO3(jnp.asarray(np.r_[q[n, 3:], q[n, :3]])), jnp.asarray(t[n])
+        )
 
         def f(delta, n=n, T=T):
             Tn = jaxlie.SE3.exp(delta) @ T
@@ -449,8 +455,11 @@ def test_other_costs_recover_exact_pose_and_keep_it(x64, cost):
     xy = observe(R, t)
     q0, t0 = perturb(rng, R, t)
     # ml: a noise-free model (sigma_3d at its floor) converges more slowly from 5-10 deg away.
-    run = (lambda q_, t_: refine.refine_ml(xy, PTS_Kx3, q_, t_, refine.NoiseModel(), iters=20)) if cost == "ml" else \
-        (lambda q_, t_: refine.refine_pose(xy, PTS_Kx3, q_, t_, iters=10, cost="object"))
+    run = (
+        (lambda q_, t_: refine.refine_ml(xy, PTS_Kx3, q_, t_, refine.NoiseModel(), iters=20))
+        if cost == "ml"
+        else (lambda q_, t_: refine.refine_pose(xy, PTS_Kx3, q_, t_, iters=10, cost="object"))
+    )
     q, t_out = run(q0, t0)
     assert np.max(angle_between(q, R.as_quat())) < 1e-4 * np.pi / 180 and np.max(np.abs(np.asarray(t_out) - t)) < 1e-4
     q, t_out = run(R.as_quat(), t)  # object: a fixed point; ml: moved only by its floor's O(sigma^2) pull

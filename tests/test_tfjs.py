@@ -6,7 +6,8 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -159,8 +160,14 @@ def test_float32_round_trip_is_exact(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.bias, b.bias)
     # Shard layout: kernel then bias per layer, concatenated exactly in manifest order.
     entries = manifest_entries(tmp_path / "m")
-    assert [e["name"] for e in entries] == ["dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias",
-                                            "dense_2/kernel", "dense_2/bias"]
+    assert [e["name"] for e in entries] == [
+        "dense/kernel",
+        "dense/bias",
+        "dense_1/kernel",
+        "dense_1/bias",
+        "dense_2/kernel",
+        "dense_2/bias",
+    ]
     expected = b"".join(t.astype("<f4").tobytes() for l in layers for t in (l.kernel, l.bias))
     assert (tmp_path / "m" / tfjs.SHARD_NAME).read_bytes() == expected
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [tfjs.SHARD_NAME, "model.json"]
@@ -237,7 +244,9 @@ def test_read_official_seed_models() -> None:
         assert model.metadata == {}
         assert [l.kernel.shape for l in model.layers] == [(2 * k, 64), (64, 64), (64, 7)]
         assert [l.activation for l in model.layers] == ["relu", "relu", "linear"]
-        assert sum(l.kernel.size + l.bias.size for l in model.layers) == (SEED_DIR / name / tfjs.SHARD_NAME).stat().st_size
+        assert (
+            sum(l.kernel.size + l.bias.size for l in model.layers) == (SEED_DIR / name / tfjs.SHARD_NAME).stat().st_size
+        )
         y = tfjs.predict_numpy(model.layers, random_inputs(3, 16, k))
         assert y.shape == (16, 7) and np.all(np.isfinite(y))
 
@@ -297,8 +306,11 @@ def test_writer_leaves_nothing_on_validation_error(tmp_path: Path) -> None:
         (random_layers(6), (6, 2), {"quantize": "int4"}),
         (random_layers(6), (6, 2), {"metadata": {"x": float("nan")}}),
         (random_layers(6), (6, 2), {"metadata": ["not", "an", "object"]}),
-        ([Dense(np.full((12, 2), 1e5, np.float32), np.zeros(2, np.float32), "linear")], (6, 2),
-         {"quantize": "float16"}),
+        (
+            [Dense(np.full((12, 2), 1e5, np.float32), np.zeros(2, np.float32), "linear")],
+            (6, 2),
+            {"quantize": "float16"},
+        ),
     ]
     for layers, shape, kw in cases:
         with pytest.raises(ExportError):
@@ -536,8 +548,12 @@ def test_node_quantised_within_derived_bound(tmp_path: Path, quant: str) -> None
     entries = manifest_entries(tmp_path / "m")
     bounds = []
     for i, (lt, lq) in enumerate(zip(layers, model.layers)):
-        bounds.append((weight_error_bound(entries[2 * i], lt.kernel, lq.kernel),
-                       weight_error_bound(entries[2 * i + 1], lt.bias, lq.bias)))
+        bounds.append(
+            (
+                weight_error_bound(entries[2 * i], lt.kernel, lq.kernel),
+                weight_error_bound(entries[2 * i + 1], lt.bias, lq.bias),
+            )
+        )
     bound = output_error_bound(layers, model.layers, bounds, x)
     y_true = tfjs.predict_numpy(layers, x)
     assert np.all(np.abs(y_q - y_true) <= bound + 1e-12)  # exact-arithmetic statement
@@ -546,8 +562,10 @@ def test_node_quantised_within_derived_bound(tmp_path: Path, quant: str) -> None
     # 3. The worst-case bound assumes every error aligns, so it is ~100x loose. The standard
     # rounding-noise model gives the typical size: the observed error must match it (RMS ratio near
     # 1; a quantiser with a 2x coarser step would give ~2) and stay within 6 sigma everywhere.
-    variances = [(weight_error_variance(entries[2 * i], lt.kernel), weight_error_variance(entries[2 * i + 1], lt.bias))
-                 for i, lt in enumerate(layers)]
+    variances = [
+        (weight_error_variance(entries[2 * i], lt.kernel), weight_error_variance(entries[2 * i + 1], lt.bias))
+        for i, lt in enumerate(layers)
+    ]
     sigma = output_error_sigma(layers, variances, x)
     err = np.abs(y_node - y_true)
     assert np.all(err <= 6 * sigma + F32_ATOL)
@@ -596,7 +614,6 @@ def test_node_rejects_escaping_weight_path(tmp_path: Path) -> None:
     _dotdot_path(d, tmp_path / "outside.bin")
     with pytest.raises(NodeToolError, match="unsafe weight path"):
         node_predict(d, random_inputs(0, 1, 6))
-
 
 
 def test_node_helper_explains_missing_npm_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

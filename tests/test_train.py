@@ -109,12 +109,17 @@ def test_killed_process_resumes_to_the_same_parameters(tmp_path):
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "pnpjax", "train", "--config", "smoke", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd + ["--workdir", str(killed)] + args, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + ["--workdir", str(killed)] + args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
-            steps = [int(p.name) for p in (killed / "ckpt").glob("[0-9]*") if p.name.isdigit()] if (killed / "ckpt").exists() else []
+            steps = (
+                [int(p.name) for p in (killed / "ckpt").glob("[0-9]*") if p.name.isdigit()]
+                if (killed / "ckpt").exists()
+                else []
+            )
             if steps and max(steps) >= 200:
                 break
             if proc.poll() is not None:
@@ -184,8 +189,12 @@ print(json.dumps({"devices": train.device_summary(), "losses": losses}))
 
 
 def _run_dp(n_devices: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
-           "JAX_PLATFORMS": "cpu"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
     r = subprocess.run([sys.executable, "-c", _DP_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])

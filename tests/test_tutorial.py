@@ -38,8 +38,9 @@ def test_tutorial_runs_at_smoke_size(tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     t0 = time.perf_counter()
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(REPO / "experiments")}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "experiments")}}
+    )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on any error
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "40 steps x 64 samples" in text  # the smoke config ran

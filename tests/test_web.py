@@ -35,10 +35,15 @@ class Server:
     def __init__(self, models: Path):
         self.proc = subprocess.Popen(
             ["node", str(WEB / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line = self.proc.stdout.readline().strip()
-        assert line.startswith("serving http://127.0.0.1:"), (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
+        assert line.startswith("serving http://127.0.0.1:"), (
+            line,
+            self.proc.stderr.read() if self.proc.poll() is not None else "",
+        )
         self.url = line.split()[1]
         self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
 
@@ -85,8 +90,14 @@ def test_server_serves_web_and_models_only(server):
     assert status == 200 and b'<pre id="pose">' in body
     assert server.get("/models/seed/js/pnp.js")[0] == 200
     assert server.get("/node_modules/@tensorflow/tfjs/dist/tf.min.js")[0] == 200
-    for path in ["/models/../../../etc/passwd", "/../../etc/passwd", "/models/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-                 "/models/outside/passwd", "/demo/nope.js", "/%E0%A4%A"]:
+    for path in [
+        "/models/../../../etc/passwd",
+        "/../../etc/passwd",
+        "/models/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/models/outside/passwd",
+        "/demo/nope.js",
+        "/%E0%A4%A",
+    ]:
         assert server.get(path)[0] == 404, path
 
 
@@ -95,8 +106,12 @@ def run_page(server, name: str, **query) -> dict:
     out, shot = ARTIFACTS / f"{name}.json", ARTIFACTS / f"{name}.png"
     shot.unlink(missing_ok=True)
     url = server.url + "demo/?" + urlencode(query)
-    proc = subprocess.run(["node", str(WEB / "tools" / "run_demo.mjs"), url, str(out), str(shot), "--chromium", str(CHROMIUM)],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        ["node", str(WEB / "tools" / "run_demo.mjs"), url, str(out), str(shot), "--chromium", str(CHROMIUM)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["pageErrors"] == [] and report["console"] == [] and report["failedRequests"] == [], report
@@ -111,12 +126,20 @@ def run_page(server, name: str, **query) -> dict:
 @pytest.mark.chromium
 @pytest.mark.parametrize(
     "cam_name, sliders",
-    [("seed", {"yaw": 25, "pitch": -15, "roll": 8, "distance": 45, "x": 3, "y": -2}),
-     ("pixels", {"yaw": -35, "pitch": 20, "roll": -10, "distance": 70, "x": -4, "y": 5})],
+    [
+        ("seed", {"yaw": 25, "pitch": -15, "roll": 8, "distance": 45, "x": 3, "y": -2}),
+        ("pixels", {"yaw": -35, "pitch": 20, "roll": -10, "distance": 70, "x": -4, "y": 5}),
+    ],
 )
 def test_demo_page_runs_both_runtimes_like_jax(server, solvers, cam_name, sliders):
     cam = None if cam_name == "seed" else PIXEL_CAMERA
-    pose = run_page(server, f"demo-{cam_name}", js=f"/models/{cam_name}/js/pnp.js", tfjs=f"/models/{cam_name}/tfjs/model.json", **sliders)
+    pose = run_page(
+        server,
+        f"demo-{cam_name}",
+        js=f"/models/{cam_name}/js/pnp.js",
+        tfjs=f"/models/{cam_name}/tfjs/model.json",
+        **sliders,
+    )
     assert pose["camera"] == cam_name and pose["layout"] == "blazeface6"
     assert pose["sliders"] == sliders
     uv = np.asarray(pose["landmarks"], np.float64)
@@ -150,8 +173,12 @@ def run_page_allowing_404(server, **query) -> dict:
     ARTIFACTS.mkdir(exist_ok=True)
     out, shot = ARTIFACTS / "demo-missing.json", ARTIFACTS / "demo-missing.png"
     url = server.url + "demo/?" + urlencode(query)
-    proc = subprocess.run(["node", str(WEB / "tools" / "run_demo.mjs"), url, str(out), str(shot), "--chromium", str(CHROMIUM)],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        ["node", str(WEB / "tools" / "run_demo.mjs"), url, str(out), str(shot), "--chromium", str(CHROMIUM)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert report["pageErrors"] == []

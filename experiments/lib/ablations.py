@@ -26,7 +26,8 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -57,11 +58,25 @@ def base_config(protocol: str, *, smoke: bool, steps: int, batch_size: int, layo
     """The starting config of an ablation: a named preset resized to the budget (or the smoke config)."""
     if smoke:
         cfg = configs.get_config("smoke")
-        return dataclasses.replace(cfg, name=f"smoke-{protocol}", protocol=protocol, layout=layout, steps=steps,
-                                   log_every=max(steps // 4, 1), eval_every=max(steps // 2, 1))
+        return dataclasses.replace(
+            cfg,
+            name=f"smoke-{protocol}",
+            protocol=protocol,
+            layout=layout,
+            steps=steps,
+            log_every=max(steps // 4, 1),
+            eval_every=max(steps // 2, 1),
+        )
     cfg = configs.get_config(layout if protocol == "realistic" else f"{layout}-seed")
-    return dataclasses.replace(cfg, steps=steps, batch_size=batch_size, warmup_steps=min(cfg.warmup_steps, steps // 10),
-                               log_every=max(steps // 60, 1), eval_every=max(steps // 6, 1), stats_samples=50_000)
+    return dataclasses.replace(
+        cfg,
+        steps=steps,
+        batch_size=batch_size,
+        warmup_steps=min(cfg.warmup_steps, steps // 10),
+        log_every=max(steps // 60, 1),
+        eval_every=max(steps // 6, 1),
+        stats_samples=50_000,
+    )
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -81,8 +96,10 @@ def fmt_ms(values: Iterable[float], digits: int = 3) -> str:
 
 def _timestamp_note(extra: str = "") -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"Devices: {train.device_summary()}; {os.cpu_count()} CPU cores, load average {load:.1f} at the end "
-            f"(the machine was shared){extra}. Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+    return (
+        f"Devices: {train.device_summary()}; {os.cpu_count()} CPU cores, load average {load:.1f} at the end "
+        f"(the machine was shared){extra}. Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."
+    )
 
 
 # --- evaluation helpers -------------------------------------------------------------------------
@@ -103,7 +120,11 @@ def loss_values(cfg: Config, layout: layouts.Layout, params, stats, batch: proto
 
 
 def protocol_test_sets(
-    base: protocols.Protocol, layout: layouts.Layout, n: int, variants: Mapping[str, Mapping[str, Any]], seed: int = 1234
+    base: protocols.Protocol,
+    layout: layouts.Layout,
+    n: int,
+    variants: Mapping[str, Mapping[str, Any]],
+    seed: int = 1234,
 ) -> dict[str, protocols.Batch]:
     """Held-out sets of one protocol at several values of its numeric fields, compiled once.
 
@@ -115,7 +136,9 @@ def protocol_test_sets(
         raise ValueError("every variant must set the same fields")
     fn = jax.jit(lambda key, vals: protocols.sample(multi.with_values(base, vals), key, layout, n))
     key = jax.random.key(seed)
-    return {name: fn(key, {f: jax.tree_util.tree_map(jnp.float32, v[f]) for f in fields}) for name, v in variants.items()}
+    return {
+        name: fn(key, {f: jax.tree_util.tree_map(jnp.float32, v[f]) for f in fields}) for name, v in variants.items()
+    }
 
 
 def concat_batches(*batches: protocols.Batch) -> protocols.Batch:
@@ -177,10 +200,19 @@ def plot_curves(path: str | Path, out: str | Path | None = None, title: str | No
         first = next((r.get("test") for r in rows if r.get("kind") == "eval"), None)
         ev = [r for r in rows if r.get("kind") == "eval" and r.get("test") == first]
         if ev:
-            axes[2].plot([r["step"] * start.get("config", {}).get("batch_size", 1) for r in ev], [r["l1_3d"] for r in ev],
-                         "o-", color=color, alpha=0.8, ms=3)
-    for ax, xl, yl in zip(axes, ("wall seconds (incl. compile)", "samples", "samples"),
-                          ("training loss (own units)", "training loss (own units)", "held-out L1-3D (cm)")):
+            axes[2].plot(
+                [r["step"] * start.get("config", {}).get("batch_size", 1) for r in ev],
+                [r["l1_3d"] for r in ev],
+                "o-",
+                color=color,
+                alpha=0.8,
+                ms=3,
+            )
+    for ax, xl, yl in zip(
+        axes,
+        ("wall seconds (incl. compile)", "samples", "samples"),
+        ("training loss (own units)", "training loss (own units)", "held-out L1-3D (cm)"),
+    ):
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.set_yscale("log")
@@ -196,7 +228,13 @@ def plot_curves(path: str | Path, out: str | Path | None = None, title: str | No
     return out
 
 
-def _bar_plot(out: Path, groups: Sequence[str], per_group: Mapping[str, Mapping[str, Sequence[float]]], metrics: Sequence[str], title: str):
+def _bar_plot(
+    out: Path,
+    groups: Sequence[str],
+    per_group: Mapping[str, Mapping[str, Sequence[float]]],
+    metrics: Sequence[str],
+    title: str,
+):
     plt = _plt()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4))
     for ax, m in zip(np.atleast_1d(axes), metrics):
@@ -239,8 +277,11 @@ def ablate_losses(
     out = _clean(Path(out))
     base = base_config("seed", smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
-    runs = [multi.Run(f"{loss}-s{s}", dataclasses.replace(base, name=f"{loss}-s{s}", loss=loss, seed=s))
-            for loss in LOSS_NAMES for s in range(seeds)]
+    runs = [
+        multi.Run(f"{loss}-s{s}", dataclasses.replace(base, name=f"{loss}-s{s}", loss=loss, seed=s))
+        for loss in LOSS_NAMES
+        for s in range(seeds)
+    ]
     tests = multi.make_test_sets(layout, {"seed_test": base.seed_test}, eval_size)
     (g,) = multi.train_many(runs, out / "runs", tests, data=data, print_fn=print_fn)
     lossvals = {r.name: loss_values(r.cfg, layout, p, g.stats, tests["seed_test"]) for r, p in zip(g.runs, g.params)}
@@ -256,12 +297,21 @@ def ablate_losses(
     sep_total = sum(s.timing["total"] for s in sep_results) * len(runs) / n_sep
     sep_ms = sum(s.timing["ms_per_step"] for s in sep_results) * len(runs) / n_sep
     ratio = g.timing["total"] / sep_total
-    twins = [(s.runs[0], g.evals[s.runs[0].name]["seed_test"]["l1_3d"], s.evals[s.runs[0].name]["seed_test"]["l1_3d"])
-             for s in sep_results]
+    twins = [
+        (s.runs[0], g.evals[s.runs[0].name]["seed_test"]["l1_3d"], s.evals[s.runs[0].name]["seed_test"]["l1_3d"])
+        for s in sep_results
+    ]
     agreement = max(abs(a - b) for _, a, b in twins)
     twin_losses = [loss for loss in LOSS_NAMES if any(r.cfg.loss == loss for r, _, _ in twins)]
-    twin_rows = [[f"`{loss}`", fmt_ms(a for r, a, _ in twins if r.cfg.loss == loss), fmt_ms(b for r, _, b in twins if r.cfg.loss == loss),
-                  f"{max(abs(a - b) for r, a, b in twins if r.cfg.loss == loss):.2g}"] for loss in twin_losses]
+    twin_rows = [
+        [
+            f"`{loss}`",
+            fmt_ms(a for r, a, _ in twins if r.cfg.loss == loss),
+            fmt_ms(b for r, _, b in twins if r.cfg.loss == loss),
+            f"{max(abs(a - b) for r, a, b in twins if r.cfg.loss == loss):.2g}",
+        ]
+        for loss in twin_losses
+    ]
 
     # Tables.
     per: dict[str, dict[str, list[float]]] = {}
@@ -277,14 +327,32 @@ def ablate_losses(
     head2 = ["trained on \\ judged by"] + [f"`{n}`" for n in LOSS_NAMES]
     rows2 = [[f"`{loss}`"] + [fmt_ms(per[loss][f"loss:{n}"]) for n in LOSS_NAMES] for loss in LOSS_NAMES]
     best = {n: min(LOSS_NAMES, key=lambda loss: np.mean(per[loss][f"loss:{n}"])) for n in LOSS_NAMES}
-    extrap = "" if n_sep == len(runs) else f" (**{n_sep} of {len(runs)} measured, total extrapolated ×{len(runs) / n_sep:.2f}**)"
+    extrap = (
+        ""
+        if n_sep == len(runs)
+        else f" (**{n_sep} of {len(runs)} measured, total extrapolated ×{len(runs) / n_sep:.2f}**)"
+    )
     t_rows = [
-        ["vmapped: 1 program, all models", f"{g.timing['total']:.1f}", f"{g.timing['stats']:.1f}", f"{g.timing['compile']:.1f}",
-         f"{g.timing['train']:.1f}", f"{g.timing['eval']:.1f}", f"{g.timing['ms_per_step']:.1f}", str(g.traces)],
-        [f"separate: {len(runs)} runs of train.py's step{extrap}", f"{sep_total:.1f}", "(shared)",
-         f"{sum(s.timing['compile'] for s in sep_results) * len(runs) / n_sep:.1f}",
-         f"{sum(s.timing['train'] for s in sep_results) * len(runs) / n_sep:.1f}",
-         f"{sum(s.timing['eval'] for s in sep_results) * len(runs) / n_sep:.1f}", f"{sep_ms:.1f}", str(n_sep)],
+        [
+            "vmapped: 1 program, all models",
+            f"{g.timing['total']:.1f}",
+            f"{g.timing['stats']:.1f}",
+            f"{g.timing['compile']:.1f}",
+            f"{g.timing['train']:.1f}",
+            f"{g.timing['eval']:.1f}",
+            f"{g.timing['ms_per_step']:.1f}",
+            str(g.traces),
+        ],
+        [
+            f"separate: {len(runs)} runs of train.py's step{extrap}",
+            f"{sep_total:.1f}",
+            "(shared)",
+            f"{sum(s.timing['compile'] for s in sep_results) * len(runs) / n_sep:.1f}",
+            f"{sum(s.timing['train'] for s in sep_results) * len(runs) / n_sep:.1f}",
+            f"{sum(s.timing['eval'] for s in sep_results) * len(runs) / n_sep:.1f}",
+            f"{sep_ms:.1f}",
+            str(n_sep),
+        ],
     ]
     body = [
         f"{len(LOSS_NAMES)} losses × {seeds} seeds, seed protocol (train s=2, test s=1), `{base.layout}`, "
@@ -297,13 +365,19 @@ def ablate_losses(
         "## Every model on every loss (held-out value of each training loss)\n\n"
         "Units: `l1_3d` cm, `l2_3d` cm², `reproj_2d` normalised image units, `pose_mse` standardised, `geodesic` cm.\n\n"
         + md_table(head2, rows2)
-        + "\n\nBest trainer per judging loss: " + ", ".join(f"`{n}` ← `{b}`" for n, b in best.items()) + ".",
+        + "\n\nBest trainer per judging loss: "
+        + ", ".join(f"`{n}` ← `{b}`" for n, b in best.items())
+        + ".",
         "## Wall time: one vmapped program vs the same trainings run separately\n\n"
-        + md_table(["", "total s", "stats s", "compile s", "train-loop s", "eval s", "ms/step (all models)", "step compiles"], t_rows)
+        + md_table(
+            ["", "total s", "stats s", "compile s", "train-loop s", "eval s", "ms/step (all models)", "step compiles"],
+            t_rows,
+        )
         + f"\n\n**Ratio vmapped / separate = {ratio:.2f}** (target ≤ 0.5); steady-state step-time ratio "
         f"{g.timing['ms_per_step'] / sep_ms:.2f}. The separate runs use train.py's own jitted step (one compile each, "
         f"their own batch stream each) and the group's statistics and test set, without checkpoints, so both sides do the "
-        f"same trainings and evaluations. " + _timestamp_note()
+        f"same trainings and evaluations. "
+        + _timestamp_note()
         + "\n\nThe separate runs are the vmapped models' twins (same init, batches, statistics; `tests/test_multi.py` "
         "checks equality to float tolerance over a few steps). Over the full schedule, float-level differences "
         "(a batched matmul sums in another order) grow like a change of seed, so the twins agree in distribution, "
@@ -312,13 +386,26 @@ def ablate_losses(
         "## Plots\n\n![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
     write_report(out, "Loss ablation", command, body)
-    _bar_plot(out / "metrics.png", LOSS_NAMES, per, ["l1_3d", "rot_mean_deg", "trans_mean", "failures"],
-              f"trained loss vs held-out metrics (mean ± std, {seeds} seeds)")
+    _bar_plot(
+        out / "metrics.png",
+        LOSS_NAMES,
+        per,
+        ["l1_3d", "rot_mean_deg", "trans_mean", "failures"],
+        f"trained loss vs held-out metrics (mean ± std, {seeds} seeds)",
+    )
     plot_curves(out / "runs", out / "learning_curves.png", title="loss ablation: colour = training loss")
-    summary = {"ratio": ratio, "vmapped_seconds": g.timing["total"], "separate_seconds": sep_total, "separate_measured": n_sep,
-               "step_ms_vmapped": g.timing["ms_per_step"], "step_ms_separate": sep_ms, "traces": g.traces,
-               "streams": g.streams, "max_abs_diff_l1_3d_vs_separate": agreement,
-               "per_loss": {k: {m: mean_std(v) for m, v in d.items()} for k, d in per.items()}}
+    summary = {
+        "ratio": ratio,
+        "vmapped_seconds": g.timing["total"],
+        "separate_seconds": sep_total,
+        "separate_measured": n_sep,
+        "step_ms_vmapped": g.timing["ms_per_step"],
+        "step_ms_separate": sep_ms,
+        "traces": g.traces,
+        "streams": g.streams,
+        "max_abs_diff_l1_3d_vs_separate": agreement,
+        "per_loss": {k: {m: mean_std(v) for m, v in d.items()} for k, d in per.items()},
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -326,15 +413,32 @@ def ablate_losses(
 # --- rotation head ------------------------------------------------------------------------------
 
 
-def ablate_rotation(out: str | Path, *, command: str, steps: int = 1500, batch_size: int = 1024, seeds: int = 3,
-                    eval_size: int = 20_000, protocol: str = "seed", smoke: bool = False, print_fn=print) -> dict:
+def ablate_rotation(
+    out: str | Path,
+    *,
+    command: str,
+    steps: int = 1500,
+    batch_size: int = 1024,
+    seeds: int = 3,
+    eval_size: int = 20_000,
+    protocol: str = "seed",
+    smoke: bool = False,
+    print_fn=print,
+) -> dict:
     """quat vs 6d head x seeds (two structures: two vmapped groups, one after the other)."""
     out = _clean(Path(out))
     base = base_config(protocol, smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
-    runs = [multi.Run(f"{head}-s{s}", dataclasses.replace(base, name=f"{head}-s{s}", seed=s,
-                                                          model=dataclasses.replace(base.model, rotation=head)))
-            for head in ("quat", "6d") for s in range(seeds)]
+    runs = [
+        multi.Run(
+            f"{head}-s{s}",
+            dataclasses.replace(
+                base, name=f"{head}-s{s}", seed=s, model=dataclasses.replace(base.model, rotation=head)
+            ),
+        )
+        for head in ("quat", "6d")
+        for s in range(seeds)
+    ]
     test_name = f"{protocol}_test"
     tests = multi.make_test_sets(layout, {test_name: base.test_protocol}, eval_size)
     results = multi.train_many(runs, out / "runs", tests, print_fn=print_fn)
@@ -356,7 +460,13 @@ def ablate_rotation(out: str | Path, *, command: str, steps: int = 1500, batch_s
         "![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
     write_report(out, "Rotation-head ablation", command, body)
-    _bar_plot(out / "metrics.png", heads, per, ["l1_3d", "rot_mean_deg", "rot_median_deg", "trans_mean"], f"quat vs 6d ({seeds} seeds)")
+    _bar_plot(
+        out / "metrics.png",
+        heads,
+        per,
+        ["l1_3d", "rot_mean_deg", "rot_median_deg", "trans_mean"],
+        f"quat vs 6d ({seeds} seeds)",
+    )
     plot_curves(out / "runs", out / "learning_curves.png", title="rotation head: colour = head")
     summary = {h: {m: mean_std(v) for m, v in d.items()} for h, d in per.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -377,11 +487,16 @@ def _noise_group(protocol: str, base: Config, levels: Sequence[float], seeds: in
     cfg = base
     if protocol == "realistic":
         cfg = dataclasses.replace(base, realistic=dataclasses.replace(base.realistic, hfov_deg=TRAIN_HFOV))
-    return [multi.Run(f"{protocol}-noise{lv:g}-s{s}", multi.with_values(dataclasses.replace(cfg, seed=s), {field: lv}))
-            for lv in levels for s in range(seeds)]
+    return [
+        multi.Run(f"{protocol}-noise{lv:g}-s{s}", multi.with_values(dataclasses.replace(cfg, seed=s), {field: lv}))
+        for lv in levels
+        for s in range(seeds)
+    ]
 
 
-def _noise_tests(protocol: str, train_proto: protocols.Protocol, layout, levels: Sequence[float], n: int) -> dict[str, dict[str, protocols.Batch]]:
+def _noise_tests(
+    protocol: str, train_proto: protocols.Protocol, layout, levels: Sequence[float], n: int
+) -> dict[str, dict[str, protocols.Batch]]:
     """kind -> {test level name -> batch}. Realistic: 'seen' (training cameras and shapes) and
     'unseen' (FOV outside training, half narrower half wider, and held-out head shapes)."""
     if protocol == "seed":
@@ -389,15 +504,33 @@ def _noise_tests(protocol: str, train_proto: protocols.Protocol, layout, levels:
         return {"seed test": sets}
     seen = protocol_test_sets(train_proto, layout, n, {f"{lv:g}": {"noise_2d": lv} for lv in levels})
     held = dataclasses.replace(train_proto, **HELD_OUT_SHAPE)
-    parts = [protocol_test_sets(dataclasses.replace(held, hfov_deg=fov), layout, n // 2,
-                                {f"{lv:g}": {"noise_2d": lv} for lv in levels}, seed=99 + i) for i, fov in enumerate(UNSEEN_HFOV)]
+    parts = [
+        protocol_test_sets(
+            dataclasses.replace(held, hfov_deg=fov),
+            layout,
+            n // 2,
+            {f"{lv:g}": {"noise_2d": lv} for lv in levels},
+            seed=99 + i,
+        )
+        for i, fov in enumerate(UNSEEN_HFOV)
+    ]
     unseen = {k: concat_batches(parts[0][k], parts[1][k]) for k in parts[0]}
     return {"seen cameras and shapes": seen, "unseen cameras (FOV outside training) and held-out shapes": unseen}
 
 
-def ablate_noise(out: str | Path, *, command: str, steps: int = 1500, batch_size: int = 1024, seeds: int = 3,
-                 eval_size: int = 10_000, protocols_: Sequence[str] = ("realistic", "seed"),
-                 levels: Mapping[str, Sequence[float]] | None = None, smoke: bool = False, print_fn=print) -> dict:
+def ablate_noise(
+    out: str | Path,
+    *,
+    command: str,
+    steps: int = 1500,
+    batch_size: int = 1024,
+    seeds: int = 3,
+    eval_size: int = 10_000,
+    protocols_: Sequence[str] = ("realistic", "seed"),
+    levels: Mapping[str, Sequence[float]] | None = None,
+    smoke: bool = False,
+    print_fn=print,
+) -> dict:
     """Train-noise x test-noise matrices; one vmapped group per protocol (noise levels x seeds).
 
     Batches are shared across seeds (`data="shared"`: seeds differ in init) and drawn with
@@ -416,19 +549,26 @@ def ablate_noise(out: str | Path, *, command: str, steps: int = 1500, batch_size
         kinds = _noise_tests(protocol, runs[0].cfg.train_protocol, layout, lv, eval_size)
         flat = {f"{kind} | noise {name}": b for kind, sets in kinds.items() for name, b in sets.items()}
         (g,) = multi.train_many(runs, out / "runs", flat, data="shared", print_fn=print_fn)
-        unit = ("`noise_2d`: landmark noise std, fraction of the face's image size" if protocol == "realistic"
-                else "`noise_cm`: half-width of the uniform 3D jitter, cm")
-        body.append(f"## {protocol} protocol — {unit}\n\n" + (
-            f"Training: realistic protocol with horizontal FOV {TRAIN_HFOV[0]:g}–{TRAIN_HFOV[1]:g}° and the default head shapes "
-            f"(scale 0.9–1.1, 0.3 cm jitter); noise_2d as in the rows. Test: noise_2d as in the columns; 'unseen' = FOV "
-            f"{UNSEEN_HFOV[0][0]:g}–{UNSEEN_HFOV[0][1]:g}° and {UNSEEN_HFOV[1][0]:g}–{UNSEEN_HFOV[1][1]:g}° (half each) with "
-            f"head scale {HELD_OUT_SHAPE['head_scale'][0]}–{HELD_OUT_SHAPE['head_scale'][1]} and {HELD_OUT_SHAPE['shape_jitter_cm']} cm "
-            f"shape jitter."
-            if protocol == "realistic" else
-            "Training: the seed protocol (s=2) with the 3D jitter half-width noise_cm in the rows (the original used 1 cm). "
-            "Test: the seed test protocol (s=1) with noise_cm in the columns.")
+        unit = (
+            "`noise_2d`: landmark noise std, fraction of the face's image size"
+            if protocol == "realistic"
+            else "`noise_cm`: half-width of the uniform 3D jitter, cm"
+        )
+        body.append(
+            f"## {protocol} protocol — {unit}\n\n"
+            + (
+                f"Training: realistic protocol with horizontal FOV {TRAIN_HFOV[0]:g}–{TRAIN_HFOV[1]:g}° and the default head shapes "
+                f"(scale 0.9–1.1, 0.3 cm jitter); noise_2d as in the rows. Test: noise_2d as in the columns; 'unseen' = FOV "
+                f"{UNSEEN_HFOV[0][0]:g}–{UNSEEN_HFOV[0][1]:g}° and {UNSEEN_HFOV[1][0]:g}–{UNSEEN_HFOV[1][1]:g}° (half each) with "
+                f"head scale {HELD_OUT_SHAPE['head_scale'][0]}–{HELD_OUT_SHAPE['head_scale'][1]} and {HELD_OUT_SHAPE['shape_jitter_cm']} cm "
+                f"shape jitter."
+                if protocol == "realistic"
+                else "Training: the seed protocol (s=2) with the 3D jitter half-width noise_cm in the rows (the original used 1 cm). "
+                "Test: the seed test protocol (s=1) with noise_cm in the columns."
+            )
             + f" {seeds} seeds × {len(lv)} levels = {len(runs)} models in one vmapped program, {base.steps} steps × batch "
-            f"{base.batch_size}, loss `{base.loss}`, {g.timing['total']:.0f} s. Cells: held-out L1-3D (cm), mean ± std over seeds.")
+            f"{base.batch_size}, loss `{base.loss}`, {g.timing['total']:.0f} s. Cells: held-out L1-3D (cm), mean ± std over seeds."
+        )
         summary[protocol] = {}
         fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.8), squeeze=False)
         for ax, (kind, sets) in zip(axes[0], kinds.items()):
@@ -437,13 +577,22 @@ def ablate_noise(out: str | Path, *, command: str, steps: int = 1500, batch_size
             for i, level in enumerate(lv):
                 cells = []
                 for j, name in enumerate(sets):
-                    vals = [g.evals[r.name][f"{kind} | noise {name}"]["l1_3d"] for r in runs if r.name.startswith(f"{protocol}-noise{level:g}-")]
+                    vals = [
+                        g.evals[r.name][f"{kind} | noise {name}"]["l1_3d"]
+                        for r in runs
+                        if r.name.startswith(f"{protocol}-noise{level:g}-")
+                    ]
                     mat[i, j] = np.mean(vals)
                     cells.append(fmt_ms(vals))
                 rows.append([f"train {level:g}"] + cells)
             best = [lv[int(np.nanargmin(mat[:, j]))] for j in range(len(sets))]
-            body.append(f"### {kind}\n\n" + md_table(["train \\ test"] + [f"test {n}" for n in sets], rows)
-                        + "\n\nBest training noise per test noise: " + ", ".join(f"{n} → {b:g}" for n, b in zip(sets, best)) + ".")
+            body.append(
+                f"### {kind}\n\n"
+                + md_table(["train \\ test"] + [f"test {n}" for n in sets], rows)
+                + "\n\nBest training noise per test noise: "
+                + ", ".join(f"{n} → {b:g}" for n, b in zip(sets, best))
+                + "."
+            )
             summary[protocol][kind] = {"matrix": mat.tolist(), "train": list(lv), "test": list(sets), "best": best}
             im = ax.imshow(np.log10(mat), cmap="viridis_r")
             for i in range(mat.shape[0]):
@@ -496,10 +645,19 @@ def _export_rows(solver, quantize: str, tests: Mapping[str, protocols.Batch], la
         else:
             p = solver.params
             names = sorted(p, key=lambda n: int(n.split("_")[-1]))
-            dense = [tfjs.Dense(np.asarray(p[n]["kernel"]), np.asarray(p[n]["bias"]), "relu" if i < len(names) - 1 else "linear")
-                     for i, n in enumerate(names)]
-            tfjs.write_layers_model(d, dense, (layout.num_points, 2), quantize=quantize,
-                                    metadata={"stats": {k: np.asarray(v).tolist() for k, v in solver.stats._asdict().items()}})
+            dense = [
+                tfjs.Dense(
+                    np.asarray(p[n]["kernel"]), np.asarray(p[n]["bias"]), "relu" if i < len(names) - 1 else "linear"
+                )
+                for i, n in enumerate(names)
+            ]
+            tfjs.write_layers_model(
+                d,
+                dense,
+                (layout.num_points, 2),
+                quantize=quantize,
+                metadata={"stats": {k: np.asarray(v).tolist() for k, v in solver.stats._asdict().items()}},
+            )
             back = tfjs.read_layers_model(d).layers
             params = {n: {"kernel": jnp.asarray(b.kernel), "bias": jnp.asarray(b.bias)} for n, b in zip(names, back)}
             predict = lambda xy: model.apply(solver.config.model, params, solver.stats, xy)  # noqa: E731
@@ -509,18 +667,35 @@ def _export_rows(solver, quantize: str, tests: Mapping[str, protocols.Batch], la
     return {"tfjs_bytes": sum(files.values()), "shard_bytes": files.get(tfjs.SHARD_NAME, 0), **extra, "evals": ev}
 
 
-def ablate_size(out: str | Path, *, command: str, steps: int = 1500, batch_size: int = 1024, seeds: int = 3,
-                eval_size: int = 20_000, sizes: Sequence[Sequence[int]] = SIZES, protocol: str = "realistic",
-                smoke: bool = False, print_fn=print) -> dict:
+def ablate_size(
+    out: str | Path,
+    *,
+    command: str,
+    steps: int = 1500,
+    batch_size: int = 1024,
+    seeds: int = 3,
+    eval_size: int = 20_000,
+    sizes: Sequence[Sequence[int]] = SIZES,
+    protocol: str = "realistic",
+    smoke: bool = False,
+    print_fn=print,
+) -> dict:
     """Widths/depths (one vmapped group of seeds each, in sequence) x TF.js storage dtype."""
     from pnpjax import checkpoint
 
     out = _clean(Path(out))
     base = base_config(protocol, smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
-    runs = [multi.Run(f"w{'-'.join(map(str, w))}-s{s}", dataclasses.replace(base, name=f"w{'-'.join(map(str, w))}-s{s}", seed=s,
-                                                                           model=ModelConfig(widths=tuple(w))))
-            for w in sizes for s in range(seeds)]
+    runs = [
+        multi.Run(
+            f"w{'-'.join(map(str, w))}-s{s}",
+            dataclasses.replace(
+                base, name=f"w{'-'.join(map(str, w))}-s{s}", seed=s, model=ModelConfig(widths=tuple(w))
+            ),
+        )
+        for w in sizes
+        for s in range(seeds)
+    ]
     test_name = f"{protocol}_test"
     tests = multi.make_test_sets(layout, {test_name: base.test_protocol}, eval_size)
     results = multi.train_many(runs, out / "runs", tests, data="shared", print_fn=print_fn)
@@ -529,10 +704,17 @@ def ablate_size(out: str | Path, *, command: str, steps: int = 1500, batch_size:
         solver = checkpoint.Solver(r.cfg, layout, stats, p, {})
         for q in QUANTIZATIONS:
             e = _export_rows(solver, q, tests, layout)
-            rows.append({"widths": "-".join(map(str, r.cfg.model.widths)), "seed": r.cfg.seed, "quantize": q,
-                         "params": model.num_params(p), "jax_l1_3d": ev[test_name]["l1_3d"],
-                         **{k: v for k, v in e.items() if k != "evals"},
-                         **{k: e["evals"][test_name][k] for k in ("l1_3d", "rot_mean_deg", "trans_mean", "failures")}})
+            rows.append(
+                {
+                    "widths": "-".join(map(str, r.cfg.model.widths)),
+                    "seed": r.cfg.seed,
+                    "quantize": q,
+                    "params": model.num_params(p),
+                    "jax_l1_3d": ev[test_name]["l1_3d"],
+                    **{k: v for k, v in e.items() if k != "evals"},
+                    **{k: e["evals"][test_name][k] for k in ("l1_3d", "rot_mean_deg", "trans_mean", "failures")},
+                }
+            )
     via = rows[0]["via"]
     table = []
     points = []
@@ -542,10 +724,20 @@ def ablate_size(out: str | Path, *, command: str, steps: int = 1500, batch_size:
             b = int(np.mean([x["tfjs_bytes"] for x in sel]))
             l1 = mean_std(x["l1_3d"] for x in sel)
             points.append((w, q, b, l1[0], l1[1], int(np.mean([x.get("js_gzip_bytes", 0) for x in sel]))))
-            table.append([w, sel[0]["params"], q, f"{b:,}", f"{np.mean([x.get('js_gzip_bytes', 0) for x in sel]):,.0f}",
-                          fmt_ms(x["l1_3d"] for x in sel), fmt_ms(x["jax_l1_3d"] for x in sel),
-                          fmt_ms(x["rot_mean_deg"] for x in sel), fmt_ms(x["trans_mean"] for x in sel),
-                          fmt_ms(100 * x["failures"] for x in sel)])
+            table.append(
+                [
+                    w,
+                    sel[0]["params"],
+                    q,
+                    f"{b:,}",
+                    f"{np.mean([x.get('js_gzip_bytes', 0) for x in sel]):,.0f}",
+                    fmt_ms(x["l1_3d"] for x in sel),
+                    fmt_ms(x["jax_l1_3d"] for x in sel),
+                    fmt_ms(x["rot_mean_deg"] for x in sel),
+                    fmt_ms(x["trans_mean"] for x in sel),
+                    fmt_ms(100 * x["failures"] for x in sel),
+                ]
+            )
     # Pareto front on (bytes, mean L1-3D).
     front = []
     for pt in sorted(points, key=lambda t: (t[2], t[3])):
@@ -565,16 +757,37 @@ def ablate_size(out: str | Path, *, command: str, steps: int = 1500, batch_size:
         f"steps × batch {base.batch_size}. Every model is exported at each storage dtype, read back with "
         f"`pnpjax.tfjs.read_layers_model` (dequantised exactly as TF.js does) and evaluated on the same "
         f"{int(tests[test_name].valid.sum())} held-out draws of the {protocol} test protocol. Export path: {via}"
-        + (" — input standardisation folded into the first Dense layer, a float32 7×7 pose layer for the de-standardisation "
-           "(seed camera; the quantisation applies to the trunk)." if via == "pnpjax.export" else ".")
+        + (
+            " — input standardisation folded into the first Dense layer, a float32 7×7 pose layer for the de-standardisation "
+            "(seed camera; the quantisation applies to the trunk)."
+            if via == "pnpjax.export"
+            else "."
+        )
         + " Bytes: model.json + weight shard (the TF.js runtime itself, ~200 KB gzip, is extra); js gzip: the "
-          "dependency-free ES module export, gzip -9 (no runtime needed).",
-        md_table(["widths", "params", "storage", "tfjs bytes", "js gzip bytes", "L1-3D export (cm)", "L1-3D JAX f32 (cm)",
-                  "rot mean (°)", "trans mean (cm)", "failures >30° (%)"], table),
+        "dependency-free ES module export, gzip -9 (no runtime needed).",
+        md_table(
+            [
+                "widths",
+                "params",
+                "storage",
+                "tfjs bytes",
+                "js gzip bytes",
+                "L1-3D export (cm)",
+                "L1-3D JAX f32 (cm)",
+                "rot mean (°)",
+                "trans mean (cm)",
+                "failures >30° (%)",
+            ],
+            table,
+        ),
         "## Pareto front (tfjs bytes vs L1-3D)\n\n"
-        + md_table(["widths", "storage", "tfjs bytes", "L1-3D (cm)"], [[w, q, f"{b:,}", f"{m:.3g} ± {s:.2g}"] for w, q, b, m, s, _ in front]),
+        + md_table(
+            ["widths", "storage", "tfjs bytes", "L1-3D (cm)"],
+            [[w, q, f"{b:,}", f"{m:.3g} ± {s:.2g}"] for w, q, b, m, s, _ in front],
+        ),
         "## Best model per byte budget (tfjs model.json + shard)\n\n"
-        f"The smallest artifact whose mean L1-3D is within {RECIPE_TOLERANCE:.0%} of the best that fits the budget.\n\n" + md_table(["budget", "recipe", "bytes", "L1-3D (cm)"], recipe_rows),
+        f"The smallest artifact whose mean L1-3D is within {RECIPE_TOLERANCE:.0%} of the best that fits the budget.\n\n"
+        + md_table(["budget", "recipe", "bytes", "L1-3D (cm)"], recipe_rows),
         _timestamp_note(),
         "![pareto](pareto.png)\n\n![learning curves](learning_curves.png)",
     ]
@@ -585,8 +798,16 @@ def ablate_size(out: str | Path, *, command: str, steps: int = 1500, batch_size:
     cmap = plt.get_cmap("tab10")
     for i, w in enumerate(dict.fromkeys(pt[0] for pt in points)):
         for pt in [p for p in points if p[0] == w]:
-            ax.errorbar(pt[2], pt[3], yerr=pt[4], marker=markers[pt[1]], color=cmap(i), capsize=3, ls="none",
-                        label=f"{w} {pt[1]}")
+            ax.errorbar(
+                pt[2],
+                pt[3],
+                yerr=pt[4],
+                marker=markers[pt[1]],
+                color=cmap(i),
+                capsize=3,
+                ls="none",
+                label=f"{w} {pt[1]}",
+            )
     ax.plot([p[2] for p in front], [p[3] for p in front], "k--", lw=1, label="Pareto front")
     ax.set_xscale("log")
     ax.set_yscale("log")

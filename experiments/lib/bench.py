@@ -38,7 +38,8 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -100,15 +101,28 @@ class SolverBenchConfig:
     cv2_repeats: int = 2  # timed passes of each OpenCV loop over the whole set (fastest reported)
 
 
-SMOKE_SOLVERS = SolverBenchConfig(n=128, seed_noise_cm=(1.0,), realistic_noise_2d=(0.03,), refine_iters=(3,),
-                                  realistic_2d_only=False, repeats=1, cv2_repeats=1, seed_extra_checkpoints=())
+SMOKE_SOLVERS = SolverBenchConfig(
+    n=128,
+    seed_noise_cm=(1.0,),
+    realistic_noise_2d=(0.03,),
+    refine_iters=(3,),
+    realistic_2d_only=False,
+    repeats=1,
+    cv2_repeats=1,
+    seed_extra_checkpoints=(),
+)
 
 
 def extra_name(ckpt: str) -> str:
     """Row name of a further network on the seed protocol."""
     return f"pnpjax {Path(ckpt).name}"
-PROTOCOL_TITLES = {"seed": "seed protocol", "realistic": "realistic protocol",
-                   "realistic-2d": "realistic protocol, 2D noise only (no 3D shape variation)"}
+
+
+PROTOCOL_TITLES = {
+    "seed": "seed protocol",
+    "realistic": "realistic protocol",
+    "realistic-2d": "realistic protocol, 2D noise only (no 3D shape variation)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,23 +137,31 @@ class ThroughputConfig:
     key: int = 0
 
 
-SMOKE_THROUGHPUT = ThroughputConfig(batch_sizes=(1, 1000), refine_iters=(3,), cv2_poses=200, repeats=2, min_seconds=0.02,
-                                    net_chunk=256)
+SMOKE_THROUGHPUT = ThroughputConfig(
+    batch_sizes=(1, 1000), refine_iters=(3,), cv2_poses=200, repeats=2, min_seconds=0.02, net_chunk=256
+)
 
 
 def machine_info() -> dict:
     import cv2
 
-    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "jax": jax.__version__, "jax_devices": train.device_summary(), "opencv": cv2.__version__,
-            "loadavg_start": list(os.getloadavg())}
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "jax_devices": train.device_summary(),
+        "opencv": cv2.__version__,
+        "loadavg_start": list(os.getloadavg()),
+    }
 
 
 def _load_text(info: dict) -> str:
     fmt = lambda la: " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
-    return (f"{info['cpus']} CPUs ({info['processor']}), JAX {info['jax']} on {info['jax_devices']}, "
-            f"OpenCV {info['opencv']}; load average (1/5/15 min) {fmt(info['loadavg_start'])} at the start, "
-            f"{fmt(info['loadavg_end'])} at the end (other jobs share this machine: timings are noisy)")
+    return (
+        f"{info['cpus']} CPUs ({info['processor']}), JAX {info['jax']} on {info['jax_devices']}, "
+        f"OpenCV {info['opencv']}; load average (1/5/15 min) {fmt(info['loadavg_start'])} at the start, "
+        f"{fmt(info['loadavg_end'])} at the end (other jobs share this machine: timings are noisy)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,8 +301,10 @@ def original_model_dir(layout_name: str, given: str | None) -> Path | None:
 
 def make_solvers(solver, cfg: SolverBenchConfig) -> dict[str, SolverFn | None]:
     pts = np.asarray(solver.layout.array)
-    out: dict[str, SolverFn | None] = {NET: jitted_solver(network_fn(solver), cfg.repeats),
-                                UINT8: jitted_solver(network_fn(uint8_export_solver(solver)), cfg.repeats)}
+    out: dict[str, SolverFn | None] = {
+        NET: jitted_solver(network_fn(solver), cfg.repeats),
+        UINT8: jitted_solver(network_fn(uint8_export_solver(solver)), cfg.repeats),
+    }
     for k in cfg.refine_iters:
         out[refine_name(k)] = jitted_solver(refine_fn(solver, pts, k), cfg.repeats)
     k = max(cfg.refine_iters)
@@ -308,8 +332,9 @@ def per_example(q: np.ndarray, t: np.ndarray, ok: np.ndarray, batch: protocols.B
     with jax.enable_x64(True):
         b = protocols.Batch(*(jnp.asarray(np.asarray(a), jnp.bool_ if a.dtype == bool else jnp.float64) for a in batch))
         qj = geometry.quat_normalize(jnp.asarray(q))
-        m = losses.per_example_metrics(Prediction(geometry.quat_to_matrix(qj), qj, jnp.asarray(t), None), b,
-                                       jnp.asarray(pts_Kx3, jnp.float64))
+        m = losses.per_example_metrics(
+            Prediction(geometry.quat_to_matrix(qj), qj, jnp.asarray(t), None), b, jnp.asarray(pts_Kx3, jnp.float64)
+        )
         m = {k: np.asarray(v) for k, v in m.items()}
     return {k: np.where(ok, v, np.nan) for k, v in m.items()}
 
@@ -341,16 +366,43 @@ class Setting(NamedTuple):
 
 def settings(cfg: SolverBenchConfig, real_solver) -> list[Setting]:
     """Every (protocol, noise level) of the benchmark, in order."""
-    out = [Setting("seed", "noise_cm", x, cfg.seed_noise_cm, dataclasses.replace(protocols.SEED_TEST, noise_cm=float(x)),
-                   cfg.seed_checkpoint) for x in cfg.seed_noise_cm]
+    out = [
+        Setting(
+            "seed",
+            "noise_cm",
+            x,
+            cfg.seed_noise_cm,
+            dataclasses.replace(protocols.SEED_TEST, noise_cm=float(x)),
+            cfg.seed_checkpoint,
+        )
+        for x in cfg.seed_noise_cm
+    ]
     base = real_solver.config.realistic if hasattr(real_solver, "config") else protocols.RealisticProtocol()
-    out += [Setting("realistic", "noise_2d", x, cfg.realistic_noise_2d, dataclasses.replace(base, noise_2d=float(x)),
-                    cfg.realistic_checkpoint) for x in cfg.realistic_noise_2d]
+    out += [
+        Setting(
+            "realistic",
+            "noise_2d",
+            x,
+            cfg.realistic_noise_2d,
+            dataclasses.replace(base, noise_2d=float(x)),
+            cfg.realistic_checkpoint,
+        )
+        for x in cfg.realistic_noise_2d
+    ]
     if cfg.realistic_2d_only:
         levels = tuple(x for x in cfg.realistic_noise_2d if x > 0)
         flat = dataclasses.replace(base, shape_jitter_cm=0.0, head_scale=(1.0, 1.0))
-        out += [Setting("realistic-2d", "noise_2d", x, levels, dataclasses.replace(flat, noise_2d=float(x)),
-                        cfg.realistic_checkpoint) for x in levels]
+        out += [
+            Setting(
+                "realistic-2d",
+                "noise_2d",
+                x,
+                levels,
+                dataclasses.replace(flat, noise_2d=float(x)),
+                cfg.realistic_checkpoint,
+            )
+            for x in levels
+        ]
     return out
 
 
@@ -366,8 +418,12 @@ def paired_median_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: i
     ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
     rng = np.random.default_rng(seed)
-    d = np.concatenate([np.median(a[i], axis=1) - np.median(b[i], axis=1)
-                        for i in (rng.integers(0, len(a), (100, len(a))) for _ in range(n_boot // 100))])
+    d = np.concatenate(
+        [
+            np.median(a[i], axis=1) - np.median(b[i], axis=1)
+            for i in (rng.integers(0, len(a), (100, len(a))) for _ in range(n_boot // 100))
+        ]
+    )
     lo, hi = np.percentile(d, [2.5, 97.5])
     return {"diff": float(np.median(a) - np.median(b)), "lo": float(lo), "hi": float(hi)}
 
@@ -379,8 +435,11 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
     solvers = {c: checkpoint.load(c) for c in dict.fromkeys((cfg.seed_checkpoint, cfg.realistic_checkpoint))}
     made: dict[str, dict[str, SolverFn | None]] = {}  # one compile per checkpoint and batch shape
     extra: dict[str, SolverFn] = {}
-    shown = {"seed_checkpoint": _show_path(cfg.seed_checkpoint), "realistic_checkpoint": _show_path(cfg.realistic_checkpoint),
-             "seed_extra_checkpoints": [_show_path(c) for c in cfg.seed_extra_checkpoints]}
+    shown = {
+        "seed_checkpoint": _show_path(cfg.seed_checkpoint),
+        "realistic_checkpoint": _show_path(cfg.realistic_checkpoint),
+        "seed_extra_checkpoints": [_show_path(c) for c in cfg.seed_extra_checkpoints],
+    }
     results: dict = {"config": {**dataclasses.asdict(cfg), **shown}, "machine": info, "settings": [], "_rot": {}}
     for st in settings(cfg, solvers[cfg.realistic_checkpoint]):
         solver = solvers[st.checkpoint]
@@ -401,23 +460,36 @@ def solver_bench(cfg: SolverBenchConfig, print_fn=print) -> dict:
             if name == ORIGINAL and st.protocol != "seed":
                 continue  # trained for the seed camera only
             if run is None:
-                run = jitted_solver(refine_fn(solver, pts, max(cfg.refine_iters), refine.noise_model_of(st.spec)), cfg.repeats)
+                run = jitted_solver(
+                    refine_fn(solver, pts, max(cfg.refine_iters), refine.noise_model_of(st.spec)), cfg.repeats
+                )
             q, t, ok, sec = run(batch)
             per = per_example(q, t, ok, batch, pts)
             rows[name] = {**summarize(per, valid, ok), "us_per_pose": sec * 1e6, "poses_per_s": 1.0 / sec}
             rot[name] = per["rot_deg"][valid]
             if st.noise == default_noise(st.protocol, st.levels):
                 results["_rot"].setdefault(st.protocol, {})[name] = np.sort(per["rot_deg"][valid & ok])
-            print_fn(f"{st.protocol} {st.noise_name}={st.noise:g} {name:<34} L1-3D {rows[name]['l1_3d']:8.4f}  "
-                     f"rot med {rows[name]['rot_median_deg']:7.3f}  fail {rows[name]['failures']:.4f}  "
-                     f"{rows[name]['us_per_pose']:9.3f} us/pose")
+            print_fn(
+                f"{st.protocol} {st.noise_name}={st.noise:g} {name:<34} L1-3D {rows[name]['l1_3d']:8.4f}  "
+                f"rot med {rows[name]['rot_median_deg']:7.3f}  fail {rows[name]['failures']:.4f}  "
+                f"{rows[name]['us_per_pose']:9.3f} us/pose"
+            )
         # The truth's own reprojection RMSE: what a perfect pose scores against noisy landmarks.
         truth = summarize(per_example(np.asarray(batch.q), np.asarray(batch.t), valid, batch, pts), valid, valid)
         refined = [n for n in rows if n.startswith("pnpjax + refine")]
-        results["settings"].append({"protocol": st.protocol, "noise_name": st.noise_name, "noise": st.noise,
-                                    "checkpoint": _show_path(st.checkpoint), "layout": solver.layout.name, "n": int(valid.sum()),
-                                    "truth_reproj_rmse_median": truth["reproj_rmse_median"], "rows": rows,
-                                    "rot_median_vs_sqpnp": {n: paired_median_diff(rot[n], rot[SQPNP]) for n in refined}})
+        results["settings"].append(
+            {
+                "protocol": st.protocol,
+                "noise_name": st.noise_name,
+                "noise": st.noise,
+                "checkpoint": _show_path(st.checkpoint),
+                "layout": solver.layout.name,
+                "n": int(valid.sum()),
+                "truth_reproj_rmse_median": truth["reproj_rmse_median"],
+                "rows": rows,
+                "rot_median_vs_sqpnp": {n: paired_median_diff(rot[n], rot[SQPNP]) for n in refined},
+            }
+        )
     info["loadavg_end"] = list(os.getloadavg())
     return results
 
@@ -443,47 +515,84 @@ def solver_targets(results: dict) -> list[Target]:
         oracle = r[ORACLE]["l1_3d"]
         for name in refine_rows:
             rel = r[name]["l1_3d"] / oracle - 1
-            out.append(Target(f"seed ({s['layout']}, noise_cm {s['noise']:g}): {name} L1-3D within 1 % of the oracle's",
-                              f"{r[name]['l1_3d']:.4f} vs {oracle:.4f} ({rel:+.2%})", rel <= 0.01))
+            out.append(
+                Target(
+                    f"seed ({s['layout']}, noise_cm {s['noise']:g}): {name} L1-3D within 1 % of the oracle's",
+                    f"{r[name]['l1_3d']:.4f} vs {oracle:.4f} ({rel:+.2%})",
+                    rel <= 0.01,
+                )
+            )
         for name in [NET] + [n for n in r if n.startswith("pnpjax ") and n not in (NET, UINT8) and "refine" not in n]:
             net = r[name]["l1_3d"]
-            out.append(Target(f"seed ({s['layout']}, noise_cm {s['noise']:g}), stretch: network alone ({name}) L1-3D ≤ 2.5",
-                              f"{net:.4f}", net <= 2.5))
+            out.append(
+                Target(
+                    f"seed ({s['layout']}, noise_cm {s['noise']:g}), stretch: network alone ({name}) L1-3D ≤ 2.5",
+                    f"{net:.4f}",
+                    net <= 2.5,
+                )
+            )
     for name in refine_rows:
         pairs = [(s["noise"], s["rows"][name]["failures"], s["rows"][ITERATIVE]["failures"]) for s in seed]
-        out.append(Target(f"seed: {name} failures (>30°) fewer than cv2 ITERATIVE's (or both none), every noise level",
-                          "; ".join(f"{x:g} cm: {a:.2%} vs {b:.2%}" for x, a, b in pairs),
-                          all(a < b or a == b == 0 for _, a, b in pairs)))
+        out.append(
+            Target(
+                f"seed: {name} failures (>30°) fewer than cv2 ITERATIVE's (or both none), every noise level",
+                "; ".join(f"{x:g} cm: {a:.2%} vs {b:.2%}" for x, a, b in pairs),
+                all(a < b or a == b == 0 for _, a, b in pairs),
+            )
+        )
     k = max(results["config"]["refine_iters"])
     for proto in ("realistic", "realistic-2d"):
         group = [s for s in results["settings"] if s["protocol"] == proto]
-        ml_rows = [n for n in (refine_name(k, ML), refine_name(k, ML_CKPT)) if group and all(n in s["rows"] for s in group)]
+        ml_rows = [
+            n for n in (refine_name(k, ML), refine_name(k, ML_CKPT)) if group and all(n in s["rows"] for s in group)
+        ]
         for name in (refine_rows + ml_rows) if group else ():
-            pairs = [(s["noise"], s["rows"][name]["rot_median_deg"], s["rows"][SQPNP]["rot_median_deg"],
-                      s.get("rot_median_vs_sqpnp", {}).get(name)) for s in group]
+            pairs = [
+                (
+                    s["noise"],
+                    s["rows"][name]["rot_median_deg"],
+                    s["rows"][SQPNP]["rot_median_deg"],
+                    s.get("rot_median_vs_sqpnp", {}).get(name),
+                )
+                for s in group
+            ]
             what = "realistic" if proto == "realistic" else "realistic, 2D noise only (not an issue target)"
 
             def ci(d):
                 return "" if d is None else f" (Δ {d['diff']:+.3f}°, 95 % CI [{d['lo']:+.3f}, {d['hi']:+.3f}])"
 
-            out.append(Target(f"{what}: {name} median rotation error ≤ cv2 SQPNP's, every noise level",
-                              "; ".join(f"{x:g}: {a:.3f}° vs {b:.3f}°{ci(d)}" for x, a, b, d in pairs),
-                              all(a <= b for _, a, b, _ in pairs)))
+            out.append(
+                Target(
+                    f"{what}: {name} median rotation error ≤ cv2 SQPNP's, every noise level",
+                    "; ".join(f"{x:g}: {a:.3f}° vs {b:.3f}°{ci(d)}" for x, a, b, d in pairs),
+                    all(a <= b for _, a, b, _ in pairs),
+                )
+            )
     return out
 
 
 def targets_markdown(targets: list[Target]) -> list[str]:
-    return md_table(["target", "measured", "met"], [[t.text, t.measured, "yes" if t.met else "**no**"] for t in targets]).splitlines()
+    return md_table(
+        ["target", "measured", "met"], [[t.text, t.measured, "yes" if t.met else "**no**"] for t in targets]
+    ).splitlines()
 
 
 # --------------------------------------------------------------------------------------------
 # Report: markdown + plots
 # --------------------------------------------------------------------------------------------
 
-_COLUMNS = [("l1_3d", "L1-3D", ".3f"), ("rot_mean_deg", "rot mean°", ".2f"), ("rot_median_deg", "rot med°", ".3f"),
-            ("rot_p99_deg", "rot p99°", ".2f"), ("trans_mean", "t mean", ".2f"), ("trans_median", "t med", ".2f"),
-            ("reproj_rmse_median", "reproj med", ".4g"), ("failures", "fail >30°", ".2%"),
-            ("us_per_pose", "µs / pose", ".3g"), ("poses_per_s", "poses / s", ",.0f")]
+_COLUMNS = [
+    ("l1_3d", "L1-3D", ".3f"),
+    ("rot_mean_deg", "rot mean°", ".2f"),
+    ("rot_median_deg", "rot med°", ".3f"),
+    ("rot_p99_deg", "rot p99°", ".2f"),
+    ("trans_mean", "t mean", ".2f"),
+    ("trans_median", "t med", ".2f"),
+    ("reproj_rmse_median", "reproj med", ".4g"),
+    ("failures", "fail >30°", ".2%"),
+    ("us_per_pose", "µs / pose", ".3g"),
+    ("poses_per_s", "poses / s", ",.0f"),
+]
 
 
 def _show_path(p: str) -> str:
@@ -513,8 +622,11 @@ def setting_table(s: dict) -> list[str]:
 
 def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
     cfg = results["config"]
-    units = {"seed": "reprojection in image units (1 = the image side)", "realistic": "reprojection in pixels",
-             "realistic-2d": "reprojection in pixels"}
+    units = {
+        "seed": "reprojection in image units (1 = the image side)",
+        "realistic": "reprojection in pixels",
+        "realistic-2d": "reprojection in pixels",
+    }
     lines = [
         "# Solver benchmark: pnpjax vs OpenCV vs the original model",
         "",
@@ -551,9 +663,14 @@ def solver_markdown(results: dict, command: str, plots: list[str]) -> str:
     for p in plots:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
     for s in results["settings"]:
-        lines += [f"## {PROTOCOL_TITLES[s['protocol']]}, {s['noise_name']} = {s['noise']:g} ({s['layout']}, {s['n']} poses)", "",
-                  f"{units[s['protocol']]}; the true pose's own reprojection RMSE (median): {s['truth_reproj_rmse_median']:.4g}.", "",
-                  *setting_table(s), ""]
+        lines += [
+            f"## {PROTOCOL_TITLES[s['protocol']]}, {s['noise_name']} = {s['noise']:g} ({s['layout']}, {s['n']} poses)",
+            "",
+            f"{units[s['protocol']]}; the true pose's own reprojection RMSE (median): {s['truth_reproj_rmse_median']:.4g}.",
+            "",
+            *setting_table(s),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -563,8 +680,10 @@ def _styles(results: dict) -> dict[str, dict]:
 
     names = list(dict.fromkeys(n for s in results["settings"] for n in s["rows"]))
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {n: {"color": cmap(i), "linestyle": "--" if n.startswith("cv2") else ("-." if n == ORIGINAL else "-")}
-            for i, n in enumerate(names)}
+    return {
+        n: {"color": cmap(i), "linestyle": "--" if n.startswith("cv2") else ("-." if n == ORIGINAL else "-")}
+        for i, n in enumerate(names)
+    }
 
 
 def _figure_legend(fig, styles: dict[str, dict]) -> None:
@@ -595,7 +714,9 @@ def plot_error_vs_noise(results: dict, path: Path) -> None:
         axes[1, j].set_ylabel("mean L1-3D (cm)")
         for i in range(2):
             axes[i, j].set_yscale("log")
-            axes[i, j].set_xlabel(ss[0]["noise_name"] + (" (cm, uniform 3D jitter)" if proto == "seed" else " (× face size, 2D std)"))
+            axes[i, j].set_xlabel(
+                ss[0]["noise_name"] + (" (cm, uniform 3D jitter)" if proto == "seed" else " (× face size, 2D std)")
+            )
             axes[i, j].grid(True, which="both", alpha=0.3)
         axes[0, j].set_title(f"{PROTOCOL_TITLES[proto]}\n({ss[0]['layout']})", fontsize=9)
     _figure_legend(fig, styles)
@@ -622,7 +743,9 @@ def plot_cdf(results: dict, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("rotation error (°)")
         ax.set_ylabel("fraction of poses ≤ x")
-        ax.set_title(f"{PROTOCOL_TITLES[proto]}\n{'noise_cm' if proto == 'seed' else 'noise_2d'} = {noise:g}", fontsize=9)
+        ax.set_title(
+            f"{PROTOCOL_TITLES[proto]}\n{'noise_cm' if proto == 'seed' else 'noise_2d'} = {noise:g}", fontsize=9
+        )
         ax.axvline(FAILURE_DEG, color="grey", lw=0.8)
         ax.grid(True, which="both", alpha=0.3)
     _figure_legend(fig, styles)
@@ -689,10 +812,20 @@ def throughput_bench(cfg: ThroughputConfig, print_fn=print) -> dict:
         for name, fn in {**variants, **(chunked if b > cfg.net_chunk else {})}.items():
             sec, cores, _ = time_jitted(jax.jit(fn), xy, repeats=cfg.repeats, min_seconds=cfg.min_seconds)
             pps = b / sec
-            rows.append({"batch": b, "solver": name, "seconds_per_call": sec, "poses_per_s": pps, "x_sqpnp": pps * sqpnp,
-                         "cores": cores})
-            print_fn(f"batch {b:>9,} {name:<22} {sec * 1e3:10.3f} ms/call {pps:14,.0f} poses/s  {pps * sqpnp:9.1f}x cv2 SQPNP"
-                     f"  ({cores:.2f} cores busy)")
+            rows.append(
+                {
+                    "batch": b,
+                    "solver": name,
+                    "seconds_per_call": sec,
+                    "poses_per_s": pps,
+                    "x_sqpnp": pps * sqpnp,
+                    "cores": cores,
+                }
+            )
+            print_fn(
+                f"batch {b:>9,} {name:<22} {sec * 1e3:10.3f} ms/call {pps:14,.0f} poses/s  {pps * sqpnp:9.1f}x cv2 SQPNP"
+                f"  ({cores:.2f} cores busy)"
+            )
     info["loadavg_end"] = list(os.getloadavg())
     return {"config": dataclasses.asdict(cfg), "machine": info, "cv2_sqpnp_seconds_per_pose": sqpnp, "rows": rows}
 
@@ -739,10 +872,22 @@ def throughput_markdown(results: dict, command: str) -> str:
     for r in results["rows"]:
         s = r["seconds_per_call"]
         call = f"{s * 1e6:.1f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
-        rows.append([f"{r['batch']:,}", r["solver"], call, f"{s / r['batch'] * 1e6:.4g}", f"{r['poses_per_s']:,.0f}",
-                     f"{r['x_sqpnp']:,.1f}", f"{r['cores']:.2f}"])
-    lines += md_table(["batch", "solver", "time per call", "µs per pose", "poses / s", "× cv2 SQPnP", "cores busy"], rows,
-                      [":", "", ":", ":", ":", ":", ":"]).splitlines()
+        rows.append(
+            [
+                f"{r['batch']:,}",
+                r["solver"],
+                call,
+                f"{s / r['batch'] * 1e6:.4g}",
+                f"{r['poses_per_s']:,.0f}",
+                f"{r['x_sqpnp']:,.1f}",
+                f"{r['cores']:.2f}",
+            ]
+        )
+    lines += md_table(
+        ["batch", "solver", "time per call", "µs per pose", "poses / s", "× cv2 SQPnP", "cores busy"],
+        rows,
+        [":", "", ":", ":", ":", ":", ":"],
+    ).splitlines()
     lines += ["", "## Targets (issue #4)", "", *targets_markdown(throughput_targets(results)), ""]
     return "\n".join(lines)
 

@@ -15,13 +15,20 @@ import numpy as np
 from experiments.lib.paths import REPO
 from pnpjax.errors import NodeToolError, NodeUnavailableError
 
-__all__ = ["NodeToolError", "NodeUnavailableError", "WEB_DIR", "PREDICT_SCRIPT", "JS_PREDICT_SCRIPT", "node_executable",
-           "tfjs_predict_in_node", "js_predict_in_node"]
+__all__ = [
+    "NodeToolError",
+    "NodeUnavailableError",
+    "WEB_DIR",
+    "PREDICT_SCRIPT",
+    "JS_PREDICT_SCRIPT",
+    "node_executable",
+    "tfjs_predict_in_node",
+    "js_predict_in_node",
+]
 
 WEB_DIR = REPO / "web"
 PREDICT_SCRIPT = WEB_DIR / "tools" / "tfjs_predict.mjs"
 JS_PREDICT_SCRIPT = WEB_DIR / "tools" / "js_predict.mjs"
-
 
 
 def node_executable() -> str | None:
@@ -76,7 +83,9 @@ def tfjs_predict_in_node(
     return output, metadata
 
 
-def js_predict_in_node(module: str | os.PathLike[str], payload: dict[str, Any], *, timeout: float = 120.0) -> dict[str, Any]:
+def js_predict_in_node(
+    module: str | os.PathLike[str], payload: dict[str, Any], *, timeout: float = 120.0
+) -> dict[str, Any]:
     """Run a `pnpjax export --format js` module in plain Node (``web/tools/js_predict.mjs``).
 
     ``payload``: {"landmarks": [...], "camera": optional, "bad": optional}; returns the script's
@@ -89,8 +98,12 @@ def js_predict_in_node(module: str | os.PathLike[str], payload: dict[str, Any], 
         inp, out = Path(tmp) / "in.json", Path(tmp) / "out.json"
         inp.write_text(json.dumps(payload), encoding="utf-8")
         try:
-            proc = subprocess.run([node, str(JS_PREDICT_SCRIPT), str(module), str(inp), str(out)],
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [node, str(JS_PREDICT_SCRIPT), str(module), str(inp), str(out)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired as exc:
             raise NodeToolError(f"js_predict.mjs timed out after {timeout:.0f} s") from exc
         if proc.returncode != 0:

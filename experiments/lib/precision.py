@@ -33,7 +33,9 @@ from experiments.lib.report import md_table
 from pnpjax import camera, checkpoint, export, geometry, model, protocols, tfjs
 from experiments.lib import node
 
-PIXEL_CAMERA = camera.Camera(554.2562584220408, 554.2562584220408, 322.5, 238.0, 640.0, 480.0)  # hfov 60°, 640x480: the study's webcam
+PIXEL_CAMERA = camera.Camera(
+    554.2562584220408, 554.2562584220408, 322.5, 238.0, 640.0, 480.0
+)  # hfov 60°, 640x480: the study's webcam
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -54,7 +56,11 @@ def jax_pose(solver, uv: np.ndarray, cam: camera.Camera | None, dtype=np.float32
         cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
         intr = cast(camera.SEED_CAMERA.intrinsics if cam is None else cam.intrinsics)
         stats = model.Stats(*(None if a is None else cast(a) for a in solver.stats))
-        return np.asarray(_jax_pose(solver.config.model, jax.tree_util.tree_map(cast, solver.params), stats, cast(uv), cam is None, intr))
+        return np.asarray(
+            _jax_pose(
+                solver.config.model, jax.tree_util.tree_map(cast, solver.params), stats, cast(uv), cam is None, intr
+            )
+        )
 
 
 def aligned(pose: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -101,9 +107,13 @@ def precision_study(ckpt: str | Path, n: int = 1000, key: int = 3) -> dict[str, 
     solver, cam, uv = shipped_inputs(ckpt, n, key)
     ref = jax_pose(solver, uv, cam, np.float64)
     away = np.where(np.random.default_rng(0).random(uv.shape) < 0.5, np.inf, -np.inf).astype(np.float32)
-    out = {"checkpoint": Path(ckpt).name, "camera": "seed" if cam is None else "pixels", "n": n,
-           "jax_float32": pose_error(jax_pose(solver, uv, cam), ref).max(),
-           "one_ulp_input": pose_error(jax_pose(solver, np.nextafter(uv, away), cam, np.float64), ref).max()}
+    out = {
+        "checkpoint": Path(ckpt).name,
+        "camera": "seed" if cam is None else "pixels",
+        "n": n,
+        "jax_float32": pose_error(jax_pose(solver, uv, cam), ref).max(),
+        "one_ulp_input": pose_error(jax_pose(solver, np.nextafter(uv, away), cam, np.float64), ref).max(),
+    }
     exact = [(w, b, act == "relu") for w, b, act in export.precise_trunk_f64(solver, cam)]
     exact.append((*export.pose_layer_f64(solver, cam), False))
     out["tfjs_arithmetic_exact_weights"] = pose_error(tfjs_arithmetic(exact, uv), ref).max()
@@ -111,12 +121,16 @@ def precision_study(ckpt: str | Path, n: int = 1000, key: int = 3) -> dict[str, 
         d = export.export_solver(solver, "tfjs", Path(tmp) / "tfjs", camera=cam or "seed")
         y = node.tfjs_predict_in_node(d, uv)[0]
         out["tfjs_node"] = pose_error(y, ref).max()
-        stored = [(layer.kernel.astype(np.float64), layer.bias.astype(np.float64), layer.activation == "relu")
-                  for layer in tfjs.read_layers_model(d).layers]
+        stored = [
+            (layer.kernel.astype(np.float64), layer.bias.astype(np.float64), layer.activation == "relu")
+            for layer in tfjs.read_layers_model(d).layers
+        ]
         # How well the emulation stands for TF.js: the two on the same (stored float32) weights.
         out["emulation_vs_node"] = float(np.abs(tfjs_arithmetic(stored, uv) - y).max())
         m = export.export_solver(solver, "js", Path(tmp) / "js", camera=cam or "seed", refine_iters=0)
-        poses = np.asarray(node.js_predict_in_node(m, {"landmarks": uv.astype(np.float64).tolist()})["poses"], np.float64)
+        poses = np.asarray(
+            node.js_predict_in_node(m, {"landmarks": uv.astype(np.float64).tolist()})["poses"], np.float64
+        )
         out["js_node"] = pose_error(poses.reshape(-1, 7), ref).max()
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in out.items()}
 
@@ -138,9 +152,25 @@ def precision_report(rows: list[dict[str, Any]], command: str) -> str:
         "(raw outputs), the emulation's own accuracy.",
         "",
     ]
-    head = ["checkpoint", "camera", "TF.js (Node)", "JS module (Node)", "JAX float32", "one-ulp input",
-            "exact weights, TF.js arithmetic", "emulation vs TF.js"]
-    keys = ["tfjs_node", "js_node", "jax_float32", "one_ulp_input", "tfjs_arithmetic_exact_weights", "emulation_vs_node"]
-    lines += md_table(head, [[r["checkpoint"], r["camera"], *(f"{r[k]:.2g}" for k in keys)] for r in rows],
-                      ["", "", *":" * len(keys)]).splitlines()
+    head = [
+        "checkpoint",
+        "camera",
+        "TF.js (Node)",
+        "JS module (Node)",
+        "JAX float32",
+        "one-ulp input",
+        "exact weights, TF.js arithmetic",
+        "emulation vs TF.js",
+    ]
+    keys = [
+        "tfjs_node",
+        "js_node",
+        "jax_float32",
+        "one_ulp_input",
+        "tfjs_arithmetic_exact_weights",
+        "emulation_vs_node",
+    ]
+    lines += md_table(
+        head, [[r["checkpoint"], r["camera"], *(f"{r[k]:.2g}" for k in keys)] for r in rows], ["", "", *":" * len(keys)]
+    ).splitlines()
     return "\n".join(lines) + "\n"

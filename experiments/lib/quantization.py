@@ -18,7 +18,9 @@ def _dir_bytes(d: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(d.iterdir()) if p.is_file()}
 
 
-def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Camera | None = None) -> list[dict[str, Any]]:
+def quantization_study(
+    solver, *, n: int = 100_000, key: int = 0, cam: camlib.Camera | None = None
+) -> list[dict[str, Any]]:
     """L1-3D etc. of the solver and of its tfjs/js exports at each quantisation, with their sizes.
 
     Every export is written, read back (dequantised exactly as TF.js does) and evaluated on the
@@ -26,16 +28,24 @@ def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Ca
     that differs). One extra row, uint8 with the de-standardisation folded into the last layer,
     is the original's layout, to show why the pose layer stays float32.
     """
-    
+
     batches = {"seed": train.eval_batch(protocols.SEED_TEST, solver.layout, jax.random.key(key), n)}
     if solver.config.protocol != "seed":
-        batches[solver.config.protocol] = train.eval_batch(solver.config.test_protocol, solver.layout, jax.random.key(key), n)
+        batches[solver.config.protocol] = train.eval_batch(
+            solver.config.test_protocol, solver.layout, jax.random.key(key), n
+        )
 
     def metrics(predict) -> dict[str, float]:
         out = {}
         for name, batch in batches.items():
             r = train.evaluate_predictions(predict, batch, solver.layout)
-            out.update({f"{name}_l1_3d": r["l1_3d"], f"{name}_rot_mean_deg": r["rot_mean_deg"], f"{name}_trans_mean": r["trans_mean"]})
+            out.update(
+                {
+                    f"{name}_l1_3d": r["l1_3d"],
+                    f"{name}_rot_mean_deg": r["rot_mean_deg"],
+                    f"{name}_trans_mean": r["trans_mean"],
+                }
+            )
         return out
 
     rows = [{"export": "JAX (checkpoint)", **metrics(solver)}]
@@ -44,12 +54,19 @@ def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Ca
         for quantize, fold in variants:
             d = Path(tmp) / f"{quantize}{'-folded' if fold else ''}"
             d.mkdir()
-            layers = export.dense_layers(solver, cam, fold_output=fold, precise=quantize == "float32")  # as export_solver
+            layers = export.dense_layers(
+                solver, cam, fold_output=fold, precise=quantize == "float32"
+            )  # as export_solver
             meta = export.export_metadata(solver, cam, "tfjs", export.quantization_label(quantize, fold), "")
-            export.write_tfjs(d, layers, solver.layout.num_points, export.layer_quantizations(len(layers), quantize, fold), meta)
+            export.write_tfjs(
+                d, layers, solver.layout.num_points, export.layer_quantizations(len(layers), quantize, fold), meta
+            )
             sizes = _dir_bytes(d)
-            row = {"export": f"tfjs {export.quantization_label(quantize, fold)}", "shard_bytes": sizes[tfjs.SHARD_NAME],
-                   "model_json_bytes": sizes[tfjs.MODEL_JSON]}
+            row = {
+                "export": f"tfjs {export.quantization_label(quantize, fold)}",
+                "shard_bytes": sizes[tfjs.SHARD_NAME],
+                "model_json_bytes": sizes[tfjs.MODEL_JSON],
+            }
             if not fold:
                 js = export.js_module_source(solver, cam, quantize, "").encode("utf-8")
                 row.update(js_bytes=len(js), js_gzip_bytes=len(gzip.compress(js, 9, mtime=0)))
@@ -60,13 +77,24 @@ def quantization_study(solver, *, n: int = 100_000, key: int = 0, cam: camlib.Ca
 
 def quantization_report(results: dict[str, list[dict[str, Any]]], n: int) -> str:
     """Markdown tables of `quantization_study` results, one per checkpoint."""
-    lines = ["# Export quantisation: accuracy and size", "",
-             f"L1-3D (cm, mean over {n} held-out draws per protocol, key 0) of each checkpoint and of its "
-             "exports read back exactly as TF.js decodes them; bytes of the TF.js weight shard, model.json "
-             "and the standalone JS module (raw / gzip -9). Made by `experiments/export_quantization.py`.", ""]
+    lines = [
+        "# Export quantisation: accuracy and size",
+        "",
+        f"L1-3D (cm, mean over {n} held-out draws per protocol, key 0) of each checkpoint and of its "
+        "exports read back exactly as TF.js decodes them; bytes of the TF.js weight shard, model.json "
+        "and the standalone JS module (raw / gzip -9). Made by `experiments/export_quantization.py`.",
+        "",
+    ]
     for name, rows in results.items():
-        protos = sorted({k[: -len("_l1_3d")] for r in rows for k in r if k.endswith("_l1_3d")}, key=lambda p: p != "seed")
-        head = ["export"] + [f"{p} L1-3D" for p in protos] + [f"{p} rot° / t" for p in protos] + ["shard B", "model.json B", "js B", "js gzip B"]
+        protos = sorted(
+            {k[: -len("_l1_3d")] for r in rows for k in r if k.endswith("_l1_3d")}, key=lambda p: p != "seed"
+        )
+        head = (
+            ["export"]
+            + [f"{p} L1-3D" for p in protos]
+            + [f"{p} rot° / t" for p in protos]
+            + ["shard B", "model.json B", "js B", "js gzip B"]
+        )
         cells = []
         for r in rows:
             row = [r["export"]] + [f"{r[f'{p}_l1_3d']:.3f}" for p in protos]

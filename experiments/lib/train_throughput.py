@@ -35,7 +35,15 @@ def measure_throughput(cfg: Config, batch_sizes=(1024, 4096, 16384), seconds: fl
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         # CPU seconds (all threads of this process) as well as wall: on a shared machine the
         # CPU time per step is the steadier measure of the work a step does.
-        rows.append({"batch": bs, "steps_per_s": n / dt, "ms_per_step": 1e3 * dt / n, "cpu_ms_per_step": 1e3 * cpu / n,
-                     "valid_samples_per_s": float(valid) * bs / dt, "valid_samples_per_cpu_s": float(valid) * bs / cpu,
-                     "compile_s": compile_s})
+        rows.append(
+            {
+                "batch": bs,
+                "steps_per_s": n / dt,
+                "ms_per_step": 1e3 * dt / n,
+                "cpu_ms_per_step": 1e3 * cpu / n,
+                "valid_samples_per_s": float(valid) * bs / dt,
+                "valid_samples_per_cpu_s": float(valid) * bs / cpu,
+                "compile_s": compile_s,
+            }
+        )
     return rows
