@@ -43,6 +43,7 @@ SLOW_MODULES = {
     "test_readme",
     "test_tutorial",
     "test_docs",
+    "test_distributed",
 }
 
 
