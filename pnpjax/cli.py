@@ -192,7 +192,11 @@ def _predict(args: argparse.Namespace) -> int:
     if args.track:  # consecutive frames, some perhaps without landmarks
         x, present = readers.read_frames(Path(args.input), solver.layout.num_points, solver.layout)
     else:
-        x, present = read_landmarks(Path(args.input), solver.layout.num_points, solver.layout), None
+        # solver.predict applies validate.landmarks' rules (naming the file), so they run once.
+        x, present = (
+            readers.read_landmarks(Path(args.input), solver.layout.num_points, solver.layout, check=False),
+            None,
+        )
     if args.camera is None and solver.protocol != "seed":
         raise InputError("this checkpoint takes pixels: give --camera fx,fy,cx,cy,width,height (or hfov=DEG,WxH)")
     cam = camera.parse_camera("seed" if args.camera is None else args.camera)

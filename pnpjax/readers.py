@@ -116,7 +116,7 @@ def _npy_landmarks(path: Path) -> np.ndarray:
     return x.astype(x.dtype.newbyteorder("="), copy=False)  # big-endian files are read as their values
 
 
-def read_landmarks(path: str | os.PathLike, num_points: int, layout=None) -> np.ndarray:
+def read_landmarks(path: str | os.PathLike, num_points: int, layout=None, *, check: bool = True) -> np.ndarray:
     """(N, K, 2) float64 landmarks from .npy or .json (a K x 2 list, or a list of them), checked
     by validate.landmarks (finite, real, within limits, at least one row).
 
@@ -134,7 +134,8 @@ def read_landmarks(path: str | os.PathLike, num_points: int, layout=None) -> np.
         from pnpjax import detectors
 
         x = detectors.select(x[None] if x.ndim == 2 else x, layout)
-    return validate.landmarks(x, num_points, str(path))
+    # check=False: the caller applies the same rules itself (`PoseSolver.predict` does), once.
+    return validate.landmarks(x, num_points, str(path)) if check else x
 
 
 def read_frames(path: str | os.PathLike, num_points: int, layout=None) -> tuple[np.ndarray, np.ndarray]:

@@ -159,7 +159,20 @@ def to_normalized(
             return _normalized_ok((np.asarray(chunk, np.float64) - c) / f)
 
     uv = np.asarray(uv)
-    r, n = _first_bad_row(uv, ok)
+    # Fast path: finite coordinates inside a box slightly smaller than the rule's pass it for sure
+    # (one comparison per value, no float64 copy); only otherwise is the rule evaluated exactly.
+    half = MAX_NORMALIZED * (1 - 1e-6) * f
+    lo, hi = c - half, c + half
+    if uv.dtype == np.float32:  # compare in float32 against bounds rounded inwards (still conservative)
+        lo = np.nextafter(lo.astype(np.float32), np.float32(np.inf))
+        hi = np.nextafter(hi.astype(np.float32), np.float32(-np.inf))
+    if uv.size and all(
+        bool(np.all((chunk >= lo) & (chunk <= hi)))
+        for chunk in (uv[i : i + _CHECK_ROWS] for i in range(0, len(uv), _CHECK_ROWS))
+    ):
+        r, n = -1, 0
+    else:
+        r, n = _first_bad_row(uv, ok)
     if n:
         with np.errstate(all="ignore"):
             row = (np.asarray(uv[r], np.float64) - c) / f
