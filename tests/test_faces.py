@@ -205,7 +205,7 @@ def test_page_loads_nothing_from_another_site(tmp_path):
     one-line error and no request leaves 127.0.0.1."""
     module = tmp_path / "models" / "faceapi10" / "pnp.js"
     export.export_solver(checkpoint.load(CKPT), "js", module.parent, quantize="uint8")
-    server = faces.Server(module.parent.parent)
+    server = faces.WebServer(module.parent.parent)
     try:
         reports = {}
         for name, query in {

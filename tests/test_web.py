@@ -7,7 +7,6 @@ landmarks. Screenshots go to test-artifacts/ (git-ignored).
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
+from experiments.lib.node import WebServer
 from pnpjax import export
 from helpers import ATOL, PIXEL_CAMERA, assert_matches_jax, random_solver
 
@@ -27,39 +27,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make chromium)")
-
-
-class Server:
-    """web/tools/serve.mjs on a free port, with exported models mounted at /models."""
-
-    def __init__(self, models: Path):
-        self.proc = subprocess.Popen(
-            ["node", str(WEB / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline().strip()
-        assert line.startswith("serving http://127.0.0.1:"), (
-            line,
-            self.proc.stderr.read() if self.proc.poll() is not None else "",
-        )
-        self.url = line.split()[1]
-        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        """GET a raw path (no client-side normalisation of '..')."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +45,7 @@ def server(tmp_path_factory, solvers):
     (models / "outside").symlink_to("/etc")  # a symlink out of a served directory is not followed
     if shutil.which("node") is None:
         pytest.skip("Node.js (`node`) is not installed")
-    s = Server(models)
+    s = WebServer(models)
     yield s
     s.close()
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from experiments.lib.node import WebServer
+
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
 FACEAPI = WEB / "node_modules" / "@vladmandic" / "face-api"
@@ -154,27 +156,6 @@ def _image_path(detections: dict, i: int) -> Path:
 # --------------------------------------------------------------------------------------------
 # The page in headless Chromium
 # --------------------------------------------------------------------------------------------
-
-
-class Server:
-    """web/tools/serve.mjs on a free port, 127.0.0.1 only, with `models` mounted at /models."""
-
-    def __init__(self, models: Path):
-        self.proc = subprocess.Popen(
-            ["node", str(WEB / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("serving http://127.0.0.1:"):
-            self.proc.kill()
-            raise RuntimeError(f"serve.mjs did not start: {line} {self.proc.stderr.read()}")
-        self.url = line.split()[1]
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 def run_faces_page(
@@ -422,7 +403,7 @@ def webcam_experiment(
     video, _ = make_roll_video(
         work / "roll.y4m", det, faces=faces, angles_deg=angles_deg, fps=fps, hfov_deg=hfov_deg, distance_cm=distance_cm
     )
-    server = Server(module.parent.parent)
+    server = WebServer(module.parent.parent)
     try:
         q = {
             "framecode": 1,
@@ -654,7 +635,7 @@ def faces_report(
         query={"landmarks": "tiny"},
     )
     # 5. Photo mode on one sample photo.
-    server = Server(modules["uint8"].parent.parent)
+    server = WebServer(modules["uint8"].parent.parent)
     try:
         q = {
             "mode": "photo",

@@ -109,3 +109,37 @@ def js_predict_in_node(
         if proc.returncode != 0:
             raise NodeToolError((proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+class WebServer:
+    """web/tools/serve.mjs on a free port, 127.0.0.1 only, with `models` mounted at /models."""
+
+    def __init__(self, models: Path):
+        self.proc = subprocess.Popen(
+            ["node", str(WEB_DIR / "tools" / "serve.mjs"), "--port", "0", "--mount", f"/models={models}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("serving http://127.0.0.1:"):
+            self.proc.kill()
+            raise NodeToolError(f"serve.mjs did not start: {line} {self.proc.stderr.read()}")
+        self.url = line.split()[1]
+        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET a raw path (no client-side normalisation of '..')."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
