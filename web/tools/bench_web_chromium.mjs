@@ -12,17 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { HEADLESS_FLAGS } from './chromium.mjs';
+
 const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const ORIGIN = 'http://bench.invalid';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>bench</title>
@@ -67,7 +59,7 @@ async function main() {
   };
   const { chromium } = await import('playwright-core');
   const profile = await mkdtemp(path.join(os.tmpdir(), 'pnpjax-bench-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: FLAGS });
+  const context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: HEADLESS_FLAGS });
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     await page.route('**/*', async (route) => {

@@ -12,14 +12,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
+import { HEADLESS_FLAGS } from './chromium.mjs';
+
 function fail(message) {
   process.stderr.write(`run_demo: ${String(message).split('\n')[0]}\n`);
   process.exit(1);
 }
 
 // Offline, deterministic, and no state kept between runs (a fresh profile directory).
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 async function main() {
   const argv = process.argv.slice(2);
@@ -31,7 +31,7 @@ async function main() {
   const { chromium } = await import('playwright-core');
   const profile = await mkdtemp(path.join(os.tmpdir(), 'pnpjax-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath, headless: true, args: FLAGS, viewport: { width: 1100, height: 800 },
+    executablePath, headless: true, args: HEADLESS_FLAGS, viewport: { width: 1100, height: 800 },
   });
   const report = { console: [], pageErrors: [], failedRequests: [] };
   try {
