@@ -169,7 +169,12 @@ def _parts(meta: dict, where: str) -> tuple[Config, layouts.Layout]:
     if not isinstance(stats, dict):
         raise CheckpointError(f"{where}: {META_FILE} has no 'stats' object")
     integrity.check_stats(
-        stats, layout.num_points, cfg.model.out_dim, where, model.input_dim(cfg.model, layout.num_points)
+        stats,
+        layout.num_points,
+        cfg.model.out_dim,
+        where,
+        model.input_dim(cfg.model, layout.num_points),
+        roll=cfg.model.roll == "canonical",
     )
     return cfg, layout
 

@@ -257,11 +257,12 @@ def export_solver(
             f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported"
         )
     m = solver.config.model
-    if fmt in ("tfjs", "js") and (m.inputs, m.translation) != ("standardized", "direct"):
+    if fmt in ("tfjs", "js") and (m.inputs, m.translation, m.roll) != ("standardized", "direct", "none"):
         raise ExportError(
-            f"--format {fmt} takes only model.inputs='standardized' and model.translation='direct' (a linear "
-            f"input map and direct translation, what a stack of Dense layers expresses); this model has "
-            f"inputs='{m.inputs}', translation='{m.translation}': export it as savedmodel"
+            f"--format {fmt} takes only model.inputs='standardized', model.translation='direct' and "
+            f"model.roll='none' (a linear input map and direct translation, what a stack of Dense layers "
+            f"expresses); this model has inputs='{m.inputs}', translation='{m.translation}', roll='{m.roll}': "
+            f"export it as savedmodel"
         )
     from pnpjax import integrity
 

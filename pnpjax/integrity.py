@@ -146,15 +146,25 @@ def verified_step(workdir: Path, steps: list[int]) -> int | None:
 # --- sanity of what a checkpoint holds -------------------------------------------------------------
 
 
-def check_stats(stats: Any, num_points: int, out_dim: int, where: str, in_dim: int | None = None) -> None:
-    """Shapes (2K,) (or in_dim, see model.input_dim) for x, (D,) for y, (4,) for q_ref; finite; stds > 0."""
+def check_stats(
+    stats: Any, num_points: int, out_dim: int, where: str, in_dim: int | None = None, roll: bool = False
+) -> None:
+    """Shapes (2K,) (or in_dim, see model.input_dim) for x, (D,) for y, (4,) for q_ref, (K,) for
+    roll_weights (required if roll, i.e. model.roll == 'canonical', with a non-zero norm); finite; stds > 0."""
     get = stats.get if isinstance(stats, dict) else lambda k, default=None: getattr(stats, k, default)
     in_dim = 2 * num_points if in_dim is None else in_dim
-    want = {"x_mean": in_dim, "x_std": in_dim, "y_mean": out_dim, "y_std": out_dim, "q_ref": 4}
+    want = {
+        "x_mean": in_dim,
+        "x_std": in_dim,
+        "y_mean": out_dim,
+        "y_std": out_dim,
+        "q_ref": 4,
+        "roll_weights": num_points,
+    }
     for name, n in want.items():
         v = get(name, None)
         if v is None:
-            if name == "q_ref":
+            if name == "q_ref" or (name == "roll_weights" and not roll):
                 continue
             raise CheckpointError(f"{where}: stats.{name} is missing")
         try:
@@ -167,6 +177,8 @@ def check_stats(stats: Any, num_points: int, out_dim: int, where: str, in_dim: i
             raise CheckpointError(f"{where}: stats.{name} has shape {a.shape}, expected ({n},)")
         if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1e12):
             raise CheckpointError(f"{where}: stats.{name} holds non-finite (NaN, inf) or absurd values")
+        if name == "roll_weights" and not np.linalg.norm(a) > 1e-6:
+            raise CheckpointError(f"{where}: stats.roll_weights must not be all zero")
         if name.endswith("_std") and not np.all(a > 0):
             raise CheckpointError(
                 f"{where}: stats.{name} must be > 0 everywhere (a zero standard deviation or less: {a.min():g})"
@@ -197,5 +209,6 @@ def check_solver(solver: Any, where: str = "checkpoint") -> None:
         solver.config.model.out_dim,
         where,
         model.input_dim(solver.config.model, solver.layout.num_points),
+        roll=solver.config.model.roll == "canonical",
     )
     check_params(solver.params, where)

@@ -7,6 +7,11 @@ The pose vector is [q (4, x y z w), t (3)] for the `quat` head (q normalised aft
 or [first two columns of R (6), t (3)] for the `6d` head (Gram-Schmidt). The standardisation
 statistics are measured once from the training protocol (`compute_stats`) and travel with
 the checkpoint, so nothing is hard-coded.
+
+With `roll='canonical'` the whole pipeline above runs on landmarks turned about the principal
+point so that the layout's horizontal axis lies along the image x axis (`canonical_roll`), and
+the in-plane turn is put back on its output pose (`apply`): a turn of the input image by any
+angle turns the output pose by the same angle about the optical axis, by construction.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from pnpjax import geometry, protocols
+from pnpjax.errors import ConfigError
 
 
 Rotation = Literal["quat", "6d"]  # rotation head: a normalised quaternion, or 6D + Gram-Schmidt
 Inputs = Literal["standardized", "centroid"]  # input treatment (see ModelConfig)
 Translation = Literal["direct", "ray"]  # translation parametrisation (see ModelConfig)
+Roll = Literal["none", "canonical"]  # in-plane rotation treatment (see ModelConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +49,11 @@ class ModelConfig:
     #   'direct': t is regressed as (t_x, t_y, t_z);
     #   'ray': t = exp(a) (c + b, 1): log depth a and an offset b of the centroid ray c (nonlinear).
     translation: Translation = "direct"
+    #   'none': the network sees the landmarks as they are;
+    #   'canonical': the landmarks are first turned about the principal point by -theta, theta the
+    #     image direction of the layout's horizontal axis (`canonical_roll`, weights in
+    #     Stats.roll_weights), and the output pose is turned back by Rz(theta) (nonlinear).
+    roll: Roll = "none"
 
     @property
     def out_dim(self) -> int:
@@ -58,6 +71,9 @@ class Stats(NamedTuple):
     # with q . q_ref >= 0, q_ref the layout's frontal pose. (With w >= 0 instead, a frontal
     # face in the OpenCV frame, q ~ (1, 0, 0, 0), would flip sign across the training set.)
     q_ref: jax.Array | None = None
+    # (K,) weights of roll canonicalisation (ModelConfig.roll == 'canonical', else None; see
+    # `roll_weights`): d = sum_k w_k (xy_k - mean xy) is the image direction of the layout's x axis.
+    roll_weights: jax.Array | None = None
 
 
 class Prediction(NamedTuple):
@@ -125,10 +141,111 @@ def _ray(xy: jax.Array) -> jax.Array:
     return jnp.mean(xy, axis=-2)  # (..., 2): the centroid's normalised image coords
 
 
+def roll_weights(layout) -> np.ndarray:
+    """(K,) float32 weights of roll canonicalisation for a layout: the x coordinates of its points
+    in the (orthographic) image of its frontal pose, i.e. camera x of `layout.frontal_rotation @ p_k`,
+    centred (sum 0) and scaled to unit norm.
+
+    Raises ConfigError if the layout has no horizontal extent in its frontal pose (every point on
+    one vertical line): no in-plane direction can be read from its image.
+    """
+    x = (np.asarray(layout.array, np.float64) @ np.asarray(layout.frontal_rotation, np.float64).T)[:, 0]
+    x = x - x.mean()
+    norm = float(np.linalg.norm(x))
+    radius = float(np.linalg.norm(np.asarray(layout.array, np.float64) - np.asarray(layout.array).mean(0)))
+    if not norm > 1e-6 * max(radius, 1e-30):
+        raise ConfigError(
+            f"layout '{layout.name}' has no horizontal extent in its frontal pose: model.roll='canonical' "
+            "cannot read an in-plane direction from its image; use model.roll='none'"
+        )
+    return (x / norm).astype(np.float32)
+
+
+def canonical_roll(xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """(..., K, 2) normalised image coords -> (cos, sin) of theta, each (...,), the image direction
+    of d = sum_k w_k (xy_k - mean_k xy_k); (1, 0) where d is zero (e.g. all landmarks at one point)."""
+    w = jnp.asarray(weights, xy.dtype)
+    assert w.shape == xy.shape[-2:-1], (w.shape, xy.shape)
+    d = jnp.einsum("k,...kc->...c", w, xy - jnp.mean(xy, axis=-2, keepdims=True))
+    n2 = jnp.sum(d**2, -1)
+    zero = n2 == 0
+    norm = jnp.maximum(jnp.sqrt(jnp.where(zero, 1.0, n2)), 1e-12)
+    return jnp.where(zero, 1.0, d[..., 0] / norm), jnp.where(zero, 0.0, d[..., 1] / norm)
+
+
+def turn_xy(xy: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """(..., K, 2) points turned about the origin by the angle of (cos, -sin), i.e. by -theta:
+    xy' = (cos x + sin y, -sin x + cos y). (cos, sin) are (...,)."""
+    c, s = cos[..., None], sin[..., None]
+    x, y = xy[..., 0], xy[..., 1]
+    return jnp.stack([c * x + s * y, -s * x + c * y], -1)
+
+
+def _roll_quat(cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """(..., 4) quaternion (x, y, z, w) of Rz(theta), w = cos(theta / 2) >= 0, stable for any theta:
+    (sin, 1 + cos) is 2 cos(theta/2) (sin(theta/2), cos(theta/2)); near theta = +-pi it vanishes, so
+    there (1 - cos, sin) * sign(sin) = 2 |sin(theta/2)| (sin(theta/2), cos(theta/2)) is used."""
+    sign = jnp.where(sin < 0, -1.0, 1.0).astype(cos.dtype)
+    a = jnp.where(cos >= 0, sin, sign * (1 - cos))
+    b = jnp.where(cos >= 0, 1 + cos, sign * sin)
+    n = jnp.sqrt(a**2 + b**2)
+    zeros = jnp.zeros_like(a)
+    return jnp.stack([zeros, zeros, a / n, b / n], -1)
+
+
+def rotate_pose_z(
+    R: jax.Array, q: jax.Array, t: jax.Array, cos: jax.Array, sin: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(Rz R, qz q, Rz t) with Rz = [[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]] (a turn about the
+    camera's optical axis); R (..., 3, 3), q (..., 4), t (..., 3), cos/sin (...,). Written row by
+    row (batched 3x3 products are slow on CPU)."""
+    c, s = cos[..., None], sin[..., None]
+    R = jnp.stack([c * R[..., 0, :] - s * R[..., 1, :], s * R[..., 0, :] + c * R[..., 1, :], R[..., 2, :]], -2)
+    t = jnp.stack(
+        [c[..., 0] * t[..., 0] - s[..., 0] * t[..., 1], s[..., 0] * t[..., 0] + c[..., 0] * t[..., 1], t[..., 2]], -1
+    )
+    return R, geometry.quat_multiply(_roll_quat(cos, sin), q), t
+
+
+def canonicalize(
+    xy: ArrayLike, weights: ArrayLike, q: ArrayLike | None = None, t: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
+    """Landmarks (and optionally their pose q, t) in the roll-canonical frame: (xy', q', t') with
+    xy' = Rz^T xy (2D), q' = qz^-1 q, t' = Rz^T t, theta from `canonical_roll(xy, weights)`."""
+    xy = jnp.asarray(xy)
+    cos, sin = canonical_roll(xy, weights)
+    xy_c = turn_xy(xy, cos, sin)
+    if q is None:
+        return xy_c, None, None
+    q, t = jnp.asarray(q), jnp.asarray(t)
+    t_c = jnp.concatenate([turn_xy(t[..., None, :2], cos, sin)[..., 0, :], t[..., 2:]], -1)
+    q_c = geometry.quat_multiply(geometry.quat_conjugate(_roll_quat(cos, sin)), q)
+    return xy_c, q_c, t_c
+
+
+def _need_roll_weights(stats: Stats) -> jax.Array:
+    if stats.roll_weights is None:
+        raise ConfigError("model.roll='canonical' needs stats.roll_weights (see model.roll_weights)")
+    return stats.roll_weights
+
+
 def encode_target(
-    cfg: ModelConfig, q: ArrayLike, t: ArrayLike, xy: ArrayLike, q_ref: ArrayLike | None = None
+    cfg: ModelConfig,
+    q: ArrayLike,
+    t: ArrayLike,
+    xy: ArrayLike,
+    q_ref: ArrayLike | None = None,
+    roll_weights: ArrayLike | None = None,
 ) -> jax.Array:
-    """The pose vector the network regresses (before standardisation), given its input xy."""
+    """The pose vector the network regresses (before standardisation), given its input xy.
+
+    With cfg.roll == 'canonical' (roll_weights required) this is the vector of the canonical pose
+    (Rz^T R, Rz^T t) given the canonical landmarks Rz^T xy, theta from `canonical_roll`.
+    """
+    if cfg.roll == "canonical":
+        if roll_weights is None:
+            raise ConfigError("model.roll='canonical' needs roll_weights (see model.roll_weights)")
+        xy, q, t = canonicalize(xy, roll_weights, q, t)
     y = encode_pose(cfg.rotation, q, t, q_ref)
     if cfg.translation == "direct":
         return y
@@ -159,6 +276,15 @@ def mlp_apply(params, x: jax.Array) -> jax.Array:
 def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
     """Run the solver on (B, K, 2) normalised image coordinates."""
     xy = jnp.asarray(xy)
+    if cfg.roll == "canonical":
+        cos, sin = canonical_roll(xy, _need_roll_weights(stats))
+        p = _apply_upright(cfg, params, stats, turn_xy(xy, cos, sin))
+        return Prediction(*rotate_pose_z(p.R, p.q, p.t, cos, sin), p.z)
+    return _apply_upright(cfg, params, stats, xy)
+
+
+def _apply_upright(cfg: ModelConfig, params, stats: Stats, xy: jax.Array) -> Prediction:
+    """The network and its decoding on landmarks as given (roll already taken out if configured)."""
     z = mlp_apply(params, (features(cfg, xy) - stats.x_mean) / stats.x_std)
     y = z * stats.y_std + stats.y_mean
     if cfg.translation == "ray":
@@ -173,23 +299,25 @@ def standardized_target(
     cfg: ModelConfig, stats: Stats, q: ArrayLike, t: ArrayLike, xy: ArrayLike | None = None
 ) -> jax.Array:
     """The standardised regression target; xy (the network input) is needed for translation='ray'."""
-    return (encode_target(cfg, q, t, xy, stats.q_ref) - stats.y_mean) / stats.y_std
+    return (encode_target(cfg, q, t, xy, stats.q_ref, stats.roll_weights) - stats.y_mean) / stats.y_std
 
 
 def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
     """Mean/std of inputs and pose vectors over n draws of the training protocol."""
+    rw = jnp.asarray(roll_weights(layout)) if cfg.roll == "canonical" else None
     b = protocols.sample_jit(protocol, key, layout, n)
     w = b.valid.astype(jnp.float32)[:, None]
-    x = features(cfg, b.xy)
+    xy = b.xy if rw is None else canonicalize(b.xy, rw)[0]
+    x = features(cfg, xy)
     q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))
-    y = encode_target(cfg, b.q, b.t, b.xy, q_ref)
+    y = encode_target(cfg, b.q, b.t, b.xy, q_ref, rw)
 
     def mean_std(a):
         m = jnp.sum(a * w, 0) / jnp.sum(w)
         s = jnp.sqrt(jnp.sum(((a - m) ** 2) * w, 0) / jnp.sum(w))
         return m, jnp.maximum(s, 1e-6)
 
-    return Stats(*mean_std(x), *mean_std(y), q_ref)
+    return Stats(*mean_std(x), *mean_std(y), q_ref, rw)
 
 
 def num_params(params) -> int:

@@ -433,6 +433,7 @@ def _train_loop(
             cfg.model.out_dim,
             "training statistics",
             model.input_dim(cfg.model, layout.num_points),
+            roll=cfg.model.roll == "canonical",
         )
     except CheckpointError:
         raise ConfigError(
