@@ -46,6 +46,7 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pnpjax import camera as camlib, geometry, model, tfjs
 from pnpjax.errors import PnpjaxError
@@ -160,6 +161,121 @@ def write_tfjs(
     return model_json
 
 
+def needs_graph_model(model_cfg) -> bool:
+    """True for recipes a Dense stack cannot express (nonlinear inputs, ray translation, roll)."""
+    return (model_cfg.inputs, model_cfg.translation, getattr(model_cfg, "roll", "none")) != (
+        "standardized",
+        "direct",
+        "none",
+    )
+
+
+# Quaternion algebra as constant matrices on row vectors q = (x, y, z, w):
+#   q @ _QZ_CROSS = (-y, x, w, -z), so (0, 0, s, c) * q (Hamilton product) = c q + s (q @ _QZ_CROSS);
+#   t_xy @ _ROT90 = (-t_y, t_x), so Rz(theta) t_xy = cos t_xy + sin (t_xy @ _ROT90).
+_QZ_CROSS = np.array([[0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, -1], [0, 0, 1, 0]], np.float64)
+_ROT90 = np.array([[0, 1], [-1, 0]], np.float64)
+
+
+def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -> tuple[tfjs.Graph, str]:
+    """The solver as a TF.js graph: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
+
+    The graph computes `model.apply` op by op in float32 (the spec of each recipe is there):
+    image coords -> normalised; with ``roll='canonical'`` the roll (cos, sin) from the layout's
+    ``roll_weights`` and the landmarks turned by -roll; the features (centroid inputs or the
+    flat coordinates), standardised; the MLP (its weights stored as ``quantize``, everything
+    else float32); de-standardised; the ray decode of the translation; roll re-applied
+    (q <- q_z(roll) q, t <- Rz t); the frame change of the camera. Unlike the layers model, the
+    quaternion comes out unit with w >= 0 (the graph can normalise it).
+    """
+    m = solver.config.model
+    if m.rotation != "quat":
+        raise ExportError(
+            f"the '{m.rotation}' rotation head needs Gram-Schmidt and a matrix-to-quaternion branch, which the TF.js "
+            "export does not build; export it with --format js or --format savedmodel, or train a 'quat' model"
+        )
+    roll = getattr(m, "roll", "none")
+    k = solver.layout.num_points
+    st = solver.stats
+    g = tfjs.Graph()
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    uv = g.placeholder("landmarks", (-1, k, 2))
+    fx, fy, cx, cy = (float(v) for v in image_intrinsics(cam))
+    xy = g.op("RealDiv", g.op("Sub", uv, g.const([cx, cy], "camera/c")), g.const([fx, fy], "camera/f"), name="xy")
+
+    def centroid(pts: str) -> str:  # (N, K, 2) -> (N, 1, 2)
+        return g.reduce("Mean", pts, 1, keep_dims=True)
+
+    if roll == "canonical":
+        w = np.asarray(st.roll_weights, np.float64).reshape(1, k, 1)
+        d = g.reduce("Sum", g.op("Mul", g.op("Sub", xy, centroid(xy)), g.const(w, "roll/weights")), 1)  # (N, 2)
+        norm = g.op("Sqrt", g.reduce("Sum", g.op("Square", d), 1, keep_dims=True))  # (N, 1)
+        cs = g.op("RealDiv", d, g.op("Maximum", norm, g.const(1e-12)))
+        cs = g.select(g.op("Equal", norm, g.const(0.0)), g.const([1.0, 0.0]), cs)  # |d| = 0: no turn
+        cos, sin = g.slice(cs, (0, 0), (-1, 1)), g.slice(cs, (0, 1), (-1, 1))  # (N, 1)
+        cos3, sin3 = g.reshape(cos, (-1, 1, 1)), g.reshape(sin, (-1, 1, 1))
+        x, y = g.slice(xy, (0, 0, 0), (-1, -1, 1)), g.slice(xy, (0, 0, 1), (-1, -1, 1))
+        xy = g.concat(
+            [
+                g.op("AddV2", g.op("Mul", cos3, x), g.op("Mul", sin3, y)),
+                g.op("Sub", g.op("Mul", cos3, y), g.op("Mul", sin3, x)),
+            ],
+            2,
+        )  # the landmarks turned by -roll about the principal point
+
+    c = None
+    if m.inputs == "centroid" or m.translation == "ray":
+        c = centroid(xy)
+    if m.inputs == "centroid":
+        rel = g.op("Sub", xy, c)
+        spread = g.op(
+            "Sqrt",
+            g.op("AddV2", g.reduce("Mean", g.reduce("Sum", g.op("Square", rel), 2), 1, keep_dims=True), g.const(1e-12)),
+        )  # (N, 1)
+        rel = g.reshape(g.op("RealDiv", rel, g.reshape(spread, (-1, 1, 1))), (-1, 2 * k))
+        feats = g.concat([rel, g.reshape(c, (-1, 2)), g.op("Log", spread)], 1)
+    else:
+        feats = g.reshape(xy, (-1, 2 * k))
+    h = g.op("RealDiv", g.op("Sub", feats, g.const(f32(st.x_mean), "x_mean")), g.const(f32(st.x_std), "x_std"))
+    p = solver.params
+    names = sorted(p, key=lambda n: int(n.split("_")[-1]))
+    for i, n in enumerate(names):
+        kernel = g.const(f32(p[n]["kernel"]), f"mlp/dense_{i}/kernel", quantize=quantize)
+        bias = g.const(f32(p[n]["bias"]), f"mlp/dense_{i}/bias", quantize=quantize)
+        h = g.op("BiasAdd", g.matmul(h, kernel), bias)
+        if i < len(names) - 1:
+            h = g.op("Relu", h)
+    y = g.op("AddV2", g.op("Mul", h, g.const(f32(st.y_std), "y_std")), g.const(f32(st.y_mean), "y_mean"))
+    q = g.slice(y, (0, 0), (-1, 4))
+    if m.translation == "ray":  # t = exp(a) (c + b, 1), a clamped as in model.apply
+        # exp(a) with a = z y_std + y_mean computed as exp(z y_std) exp(y_mean), exp(y_mean) in
+        # float64: rounding a (~4) to float32 would cost ~2.4e-7 relative depth, 1e-5 cm at 40 cm.
+        a_mean, a_std = float(st.y_mean[-3]), float(st.y_std[-3])
+        za = g.op("Mul", g.slice(h, (0, 4), (-1, 1)), g.const(a_std))
+        depth = g.op("Mul", g.op("Exp", g.clip(za, -20.0 - a_mean, 20.0 - a_mean)), g.const(np.exp(a_mean)))
+        txy = g.op("Mul", depth, g.op("AddV2", g.reshape(c, (-1, 2)), g.slice(y, (0, 5), (-1, 2))))
+        tz = depth
+    else:
+        txy, tz = g.slice(y, (0, 4), (-1, 2)), g.slice(y, (0, 6), (-1, 1))
+    q = g.op(
+        "RealDiv", q, g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", q), 1, keep_dims=True), g.const(1e-12)))
+    )  # geometry.quat_normalize
+    if roll == "canonical":  # R = Rz R', t = Rz t'
+        half = g.op("Mul", g.op("Atan2", sin, cos), g.const(0.5))
+        q = g.op(
+            "AddV2",
+            g.op("Mul", g.op("Cos", half), q),
+            g.op("Mul", g.op("Sin", half), g.matmul(q, g.const(_QZ_CROSS, "roll/qz_cross"))),
+        )
+        txy = g.op("AddV2", g.op("Mul", cos, txy), g.op("Mul", sin, g.matmul(txy, g.const(_ROT90, "roll/rot90"))))
+    if frame_of(cam) == "opengl":
+        q = g.matmul(q, g.const(GL_QUAT, "frame/quat"))
+        txy = g.op("Mul", txy, g.const([1.0, -1.0], "frame/t_xy"))
+        tz = g.op("Neg", tz)
+    q = g.select(g.op("Less", g.slice(q, (0, 3), (-1, 1)), g.const(0.0)), g.op("Neg", q), q)  # w >= 0
+    return g, g.op("Identity", g.concat([q, txy, tz], 1), name="pose")
+
+
 # --------------------------------------------------------------------------------------------
 # js: one ES module
 # --------------------------------------------------------------------------------------------
@@ -257,12 +373,11 @@ def export_solver(
             f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported"
         )
     m = solver.config.model
-    if fmt in ("tfjs", "js") and (m.inputs, m.translation, m.roll) != ("standardized", "direct", "none"):
+    if fmt == "js" and needs_graph_model(m):
         raise ExportError(
-            f"--format {fmt} takes only model.inputs='standardized', model.translation='direct' and "
-            f"model.roll='none' (a linear input map and direct translation, what a stack of Dense layers "
-            f"expresses); this model has inputs='{m.inputs}', translation='{m.translation}', roll='{m.roll}': "
-            f"export it as savedmodel"
+            f"--format js takes only model.inputs='standardized', model.translation='direct' and no roll "
+            f"canonicalisation; this model has inputs='{m.inputs}', translation='{m.translation}', "
+            f"roll='{getattr(m, 'roll', 'none')}': export it as tfjs (a graph model) or savedmodel"
         )
     from pnpjax import integrity
 
@@ -273,6 +388,14 @@ def export_solver(
     cam = camlib.parse_camera(camera)
     out = Path(out)
     _check_out(out, force)
+    if fmt == "tfjs" and needs_graph_model(m):
+        graph, pose = solver_graph(solver, cam, quantize)
+        label = quantize if quantize == "float32" else f"{quantize} (MLP weights; the rest float32)"
+        meta = export_metadata(solver, cam, fmt, label, source)
+        meta["quaternion"] = "x y z w, unit, w >= 0"
+        with _staged_dir(out, force) as tmp:
+            tfjs.write_graph_model(tmp, graph, {pose: (pose, (-1, 7))}, metadata=meta, force=True)
+        return out
     if fmt == "tfjs":
         # float32 keeps the extra input layer that removes the folded first layer's rounding; for
         # uint8/float16 the quantisation error is ~1000x larger, so the smaller stack is kept.

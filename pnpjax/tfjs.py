@@ -1,4 +1,5 @@
-"""Read and write the TF.js *layers* model format (model.json + binary shards), numpy only.
+"""Read and write TF.js models (model.json + binary shards), numpy only: the *layers* format
+(a Sequential Flatten + Dense stack) and the *graph* format (a TensorFlow GraphDef in JSON).
 
 The files written here load with ``tf.loadLayersModel`` in ``@tensorflow/tfjs`` 4.x: a Keras-2
 style ``Sequential`` topology (``Flatten`` with ``batch_input_shape [null, K, 2]`` followed by
@@ -14,6 +15,13 @@ Quantisation follows TF.js's own conventions (tfjs-converter ``quantization.py``
   and rounded to float32. The range is nudged so that 0.0 is exactly representable when the
   tensor's range covers 0; a constant tensor is stored as ``q = 0, scale = 1, min = value``.
 
+A *graph model* (``tf.loadGraphModel``) is what the official converter writes for a SavedModel:
+``"format": "graph-model"``, ``modelTopology`` a GraphDef (``node``: name, op, input, attr) whose
+``Const`` nodes take their values from the weights manifest by node name, and a ``signature``
+naming the input and output nodes. `Graph` builds one from standard TensorFlow ops (the set
+`GRAPH_OPS`, every one in tfjs-converter's op mappings), `write_graph_model` writes it, and
+`run_graph` evaluates it in numpy (float64 or float32) as a reference for tests.
+
 This module must import fast: only the standard library and numpy.
 """
 
@@ -23,6 +31,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,12 +47,18 @@ __all__ = [
     "SHARD_NAME",
     "Dense",
     "ExportError",
+    "GRAPH_OPS",
+    "Graph",
+    "GraphModel",
     "LayersModel",
     "ModelFormatError",
     "dequantize_tensor",
     "predict_numpy",
     "quantize_tensor",
+    "read_graph_model",
     "read_layers_model",
+    "run_graph",
+    "write_graph_model",
     "write_layers_model",
 ]
 
@@ -56,7 +71,7 @@ MAX_MODEL_JSON_BYTES = 64 << 20
 KERAS_TOPOLOGY_VERSION = "2.2.4-tf"
 
 # Bytes per stored element, for plain dtypes and quantised storage dtypes (TF.js DTYPE_VALUE_SIZE_MAP).
-_WEIGHT_DTYPES: dict[str, int] = {"float32": 4}
+_WEIGHT_DTYPES: dict[str, int] = {"float32": 4, "int32": 4}
 _QUANT_DTYPES: dict[str, tuple[int, str]] = {"uint8": (1, "<u1"), "uint16": (2, "<u2"), "float16": (2, "<f2")}
 
 
@@ -364,8 +379,11 @@ def _load_json(path: Path) -> dict[str, Any]:
     return obj
 
 
-def _read_weights(model_dir: Path, manifest: Any) -> tuple[dict[str, np.ndarray], list[str], set[str]]:
-    """Decode every manifest weight to float32; returns (name -> array, names in order, quant dtypes)."""
+def _read_weights(
+    model_dir: Path, manifest: Any, dtypes: tuple[str, ...] = ("float32",)
+) -> tuple[dict[str, np.ndarray], list[str], set[str]]:
+    """Decode every manifest weight (float32, or int32 where ``dtypes`` allows it); returns
+    (name -> array, names in order, quant dtypes)."""
     if not isinstance(manifest, list) or not manifest:
         raise _fail("weightsManifest must be a non-empty list of weight groups")
     weights: dict[str, np.ndarray] = {}
@@ -390,17 +408,18 @@ def _read_weights(model_dir: Path, manifest: Any) -> tuple[dict[str, np.ndarray]
                 isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
             ):
                 raise _fail(f"weight {name!r} has an invalid shape {shape!r}")
-            if dtype not in _WEIGHT_DTYPES:
-                raise _fail(f"weight {name!r} has unsupported dtype {dtype!r} (only float32 is supported)")
+            if dtype not in _WEIGHT_DTYPES or dtype not in dtypes:
+                raise _fail(f"weight {name!r} has unsupported dtype {dtype!r} (supported: {', '.join(dtypes)})")
             if name in weights or any(s[0] == name for s in specs):
                 raise _fail(f"weight {name!r} appears twice in the manifest")
             quant = spec.get("quantization")
             size = math.prod(shape)
             if quant is None:
                 nbytes = size * _WEIGHT_DTYPES[dtype]
-                quant_kinds.add("float32")
+                if dtype == "float32":
+                    quant_kinds.add("float32")
             else:
-                if not isinstance(quant, dict) or quant.get("dtype") not in _QUANT_DTYPES:
+                if dtype != "float32" or not isinstance(quant, dict) or quant.get("dtype") not in _QUANT_DTYPES:
                     qd = quant.get("dtype") if isinstance(quant, dict) else quant
                     raise _fail(
                         f"weight {name!r} has unknown quantization dtype {qd!r} (expected uint8, uint16 or float16)"
@@ -432,7 +451,11 @@ def _read_weights(model_dir: Path, manifest: Any) -> tuple[dict[str, np.ndarray]
             raw = buf[offset : offset + nbytes]
             offset += nbytes
             if quant is None:
-                stored = np.frombuffer(raw, dtype="<f4")
+                stored = np.frombuffer(raw, dtype="<i4" if dtype == "int32" else "<f4")
+                if dtype == "int32":
+                    weights[name] = stored.astype(np.int32).reshape(shape)
+                    order.append(name)
+                    continue
             else:
                 stored = np.frombuffer(raw, dtype=_QUANT_DTYPES[quant["dtype"]][1])
             weights[name] = dequantize_tensor(stored, quant).reshape(shape)
@@ -584,3 +607,351 @@ def predict_numpy(layers: list[Dense], x: np.ndarray, dtype: Any = np.float64) -
         if layer.activation == "relu":
             h = np.maximum(h, 0)
     return h
+
+
+# --------------------------------------------------------------------------------------------
+# Graph models
+# --------------------------------------------------------------------------------------------
+
+GRAPH_MODEL_FORMAT = "graph-model"
+# GraphDef versions of TensorFlow 2.21 (TF.js only reports them as `model.version`).
+GRAPH_DEF_VERSIONS = {"producer": 2474, "minConsumer": 0}
+# TensorFlow's rule for node names (tensorflow/core/graph/graph_def_builder / NodeDef name check).
+_NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/]*\Z")
+_TF_DTYPES = {"float32": "DT_FLOAT", "int32": "DT_INT32", "bool": "DT_BOOL"}
+# userDefinedMetadata keys TF.js's GraphModel reads as its own (they would replace the signature).
+_RESERVED_METADATA = ("signature", "structuredOutputKeys")
+
+# The ops `Graph` emits and `run_graph` evaluates: each is in tfjs-converter's op mappings
+# (src/operations/op_list) and in TensorFlow's standard op set.
+_UNARY = {
+    "Identity": lambda x: x,
+    "Relu": lambda x: np.maximum(x, 0),
+    "Sqrt": np.sqrt,
+    "Square": np.square,
+    "Exp": np.exp,
+    "Log": np.log,
+    "Neg": np.negative,
+    "Cos": np.cos,
+    "Sin": np.sin,
+}
+_BINARY = {
+    "AddV2": np.add,
+    "BiasAdd": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "RealDiv": np.divide,
+    "Maximum": np.maximum,
+    "Minimum": np.minimum,
+    "Atan2": np.arctan2,  # Atan2(y, x) = atan(y / x) in the right quadrant
+    "Less": np.less,
+    "Equal": np.equal,
+}
+GRAPH_OPS: frozenset[str] = frozenset(
+    {*_UNARY, *_BINARY, "Placeholder", "Const", "MatMul", "Mean", "Sum", "ConcatV2", "Slice", "Reshape"}
+    | {"ClipByValue", "SelectV2"}
+)
+
+
+def _attr_type(dtype: str) -> dict[str, str]:
+    return {"type": _TF_DTYPES[dtype]}
+
+
+def _shape_proto(shape: tuple[int, ...]) -> dict[str, Any]:
+    """A TensorShapeProto in JSON (-1 for an unknown dimension; sizes as strings, like int64s)."""
+    return {"dim": [{"size": str(int(d))} for d in shape]}
+
+
+@dataclasses.dataclass
+class GraphNode:
+    """One NodeDef: ``inputs`` are node names (output 0), ``attr`` is already in JSON form."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    attr: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        node: dict[str, Any] = {"name": self.name, "op": self.op}
+        if self.inputs:
+            node["input"] = list(self.inputs)
+        node["attr"] = self.attr
+        return node
+
+
+class Graph:
+    """A TensorFlow GraphDef under construction (float32 tensors, int32 shape/axis constants).
+
+    Node names come from the code that builds the graph, never from data (checked against
+    TensorFlow's rule, unique). A constant's value goes to the weights manifest under its node's
+    name, as the TF.js converter stores them; ``quantize`` picks its storage (float32 tensors only).
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[GraphNode] = []
+        self.values: dict[str, np.ndarray] = {}
+        self.storage: dict[str, str] = {}
+        self.placeholders: dict[str, tuple[int, ...]] = {}
+        self._names: set[str] = set()
+
+    def _new_name(self, name: str | None, op: str) -> str:
+        if name is None:
+            name = f"{op.lower()}_{len(self.nodes)}"
+        if not isinstance(name, str) or not _NODE_NAME.match(name):
+            raise ExportError(f"invalid graph node name {name!r}")
+        if name in self._names:
+            raise ExportError(f"duplicate graph node name {name!r}")
+        self._names.add(name)
+        return name
+
+    def placeholder(self, name: str, shape: tuple[int, ...]) -> str:
+        """A float32 input; -1 marks an unknown dimension (the batch)."""
+        name = self._new_name(name, "Placeholder")
+        shape = tuple(int(d) for d in shape)
+        attr = {"dtype": _attr_type("float32"), "shape": {"shape": _shape_proto(shape)}}
+        self.nodes.append(GraphNode(name, "Placeholder", (), attr))
+        self.placeholders[name] = shape
+        return name
+
+    def const(self, value: Any, name: str | None = None, *, dtype: str = "float32", quantize: str = "float32") -> str:
+        """A Const node holding ``value`` (stored in the weights manifest)."""
+        if dtype not in ("float32", "int32"):
+            raise ExportError(f"unsupported constant dtype {dtype!r}")
+        if quantize not in QUANTIZATIONS or (dtype == "int32" and quantize != "float32"):
+            raise ExportError(f"unsupported storage {quantize!r} for a {dtype} constant")
+        array = np.asarray(value, np.float32 if dtype == "float32" else np.int32)
+        if dtype == "float32" and not np.all(np.isfinite(array)):
+            raise ExportError(f"constant {name or '(unnamed)'} contains NaN or Inf")
+        name = self._new_name(name, "Const")
+        attr = {
+            "dtype": _attr_type(dtype),
+            "value": {"tensor": {"dtype": _TF_DTYPES[dtype], "tensorShape": _shape_proto(array.shape)}},
+        }
+        self.nodes.append(GraphNode(name, "Const", (), attr))
+        self.values[name] = array
+        self.storage[name] = quantize
+        return name
+
+    def ints(self, values: Any) -> str:
+        """An int32 constant (axes, shapes, slice bounds)."""
+        return self.const(values, dtype="int32")
+
+    def op(self, op: str, *inputs: str, name: str | None = None, attr: dict[str, Any] | None = None) -> str:
+        """An op node on float32 tensors (comparisons give bool); returns its name."""
+        if op not in GRAPH_OPS or op in ("Placeholder", "Const"):
+            raise ExportError(f"op {op!r} is not one of the graph ops this writer emits")
+        for i in inputs:
+            if i not in self._names:
+                raise ExportError(f"{op}: unknown input node {i!r}")
+        full = {"T": _attr_type("float32"), **(attr or {})}
+        name = self._new_name(name, op)
+        self.nodes.append(GraphNode(name, op, tuple(inputs), full))
+        return name
+
+    # Shorthands for the ops with attributes or int32 operands.
+    def reduce(self, op: str, x: str, axis: int | tuple[int, ...], keep_dims: bool = False) -> str:
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        return self.op(op, x, self.ints(axes), attr={"keep_dims": {"b": keep_dims}, "Tidx": _attr_type("int32")})
+
+    def concat(self, xs: list[str], axis: int) -> str:
+        return self.op("ConcatV2", *xs, self.ints(axis), attr={"N": {"i": str(len(xs))}, "Tidx": _attr_type("int32")})
+
+    def slice(self, x: str, begin: tuple[int, ...], size: tuple[int, ...]) -> str:
+        return self.op("Slice", x, self.ints(begin), self.ints(size), attr={"Index": _attr_type("int32")})
+
+    def reshape(self, x: str, shape: tuple[int, ...]) -> str:
+        return self.op("Reshape", x, self.ints(shape), attr={"Tshape": _attr_type("int32")})
+
+    def matmul(self, a: str, b: str) -> str:
+        return self.op("MatMul", a, b, attr={"transpose_a": {"b": False}, "transpose_b": {"b": False}})
+
+    def clip(self, x: str, lo: float, hi: float) -> str:
+        return self.op("ClipByValue", x, self.const(lo), self.const(hi))
+
+    def select(self, cond: str, a: str, b: str) -> str:
+        return self.op("SelectV2", cond, a, b)
+
+
+@dataclasses.dataclass
+class GraphModel:
+    """A TF.js graph model read from disk (weights dequantised to float32)."""
+
+    graph: Graph
+    inputs: dict[str, str]  # signature key -> node name
+    outputs: dict[str, str]
+    metadata: dict[str, Any]
+    quantization: str
+
+
+def _signature_entry(node: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"name": f"{node}:0", "dtype": "DT_FLOAT", "tensorShape": _shape_proto(shape)}
+
+
+def write_graph_model(
+    out_dir: str | os.PathLike[str],
+    graph: Graph,
+    outputs: dict[str, tuple[str, tuple[int, ...]]],
+    *,
+    metadata: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write ``graph`` as a TF.js graph model (model.json + one shard) in ``out_dir``; returns model.json.
+
+    ``outputs`` maps a signature key to (node name, shape); the inputs are the graph's
+    placeholders. Signature keys equal node names, so ``model.predict(x)`` and
+    ``model.execute(x, name)`` both work. Same directory rules as `write_layers_model`.
+    """
+    _check_metadata(metadata)
+    if metadata is not None and any(k in metadata for k in _RESERVED_METADATA):
+        raise ExportError(f"metadata may not use the keys {_RESERVED_METADATA} (TF.js reads them as the model's)")
+    if not graph.placeholders or not outputs:
+        raise ExportError("a graph model needs at least one input and one output")
+    names = {n.name for n in graph.nodes}
+    for key, (node, _) in outputs.items():
+        if node not in names or key != node:
+            raise ExportError(f"output {key!r} must name one of the graph's nodes")
+    out = Path(out_dir)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise ExportError(f"output path {out} exists and is not a directory")
+        if any(out.iterdir()) and not force:
+            raise ExportError(f"output directory {out} is not empty (pass force=True to replace it)")
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, value in graph.values.items():
+        entry: dict[str, Any] = {"name": name, "shape": [int(d) for d in value.shape]}
+        if value.dtype == np.int32:
+            entry["dtype"] = "int32"
+            chunks.append(value.astype("<i4").tobytes(order="C"))
+        else:
+            try:
+                stored, qinfo = quantize_tensor(value, graph.storage[name])
+            except ValueError as exc:
+                raise ExportError(f"constant {name}: {exc}") from exc
+            entry["dtype"] = "float32"
+            if qinfo is not None:
+                entry["quantization"] = qinfo
+            chunks.append(stored.tobytes(order="C"))
+        entries.append(entry)
+    model_json: dict[str, Any] = {
+        "format": GRAPH_MODEL_FORMAT,
+        "generatedBy": "pnpjax",
+        "convertedBy": "pnpjax.tfjs (direct graph-model writer)",
+        "modelTopology": {"node": [n.to_json() for n in graph.nodes], "library": {}, "versions": GRAPH_DEF_VERSIONS},
+        "weightsManifest": [{"paths": [SHARD_NAME], "weights": entries}],
+        "signature": {
+            "inputs": {n: _signature_entry(n, s) for n, s in graph.placeholders.items()},
+            "outputs": {k: _signature_entry(n, s) for k, (n, s) in outputs.items()},
+        },
+    }
+    if metadata is not None:
+        model_json["userDefinedMetadata"] = metadata
+    text = json.dumps(model_json, allow_nan=False)
+
+    from pnpjax import fsio
+
+    tmp = fsio.make_temp_dir(out, ExportError)
+    try:
+        (tmp / MODEL_JSON).write_text(text, encoding="utf-8")
+        (tmp / SHARD_NAME).write_bytes(b"".join(chunks))
+        os.chmod(tmp, 0o755)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return model_json
+
+
+def _attr_int(attr: dict[str, Any], key: str) -> int:
+    return int(attr[key]["i"])
+
+
+def read_graph_model(model_dir: str | os.PathLike[str]) -> GraphModel:
+    """Load a graph model written by `write_graph_model` (only `GRAPH_OPS`, float32 in and out)."""
+    mdir = Path(model_dir)
+    if not mdir.is_dir():
+        raise _fail(f"model directory {mdir} does not exist")
+    mj = _load_json(mdir / MODEL_JSON)
+    if mj.get("format") != GRAPH_MODEL_FORMAT:
+        raise _fail(f"unsupported model format {mj.get('format')!r} (expected {GRAPH_MODEL_FORMAT!r})")
+    weights, _, quant_kinds = _read_weights(mdir, mj.get("weightsManifest"), ("float32", "int32"))
+    topo = mj.get("modelTopology")
+    if not isinstance(topo, dict) or not isinstance(topo.get("node"), list):
+        raise _fail("modelTopology has no node list")
+    graph = Graph()
+    try:
+        for node in topo["node"]:
+            name, op, attr = node["name"], node["op"], node.get("attr", {})
+            if op == "Placeholder":
+                graph.placeholder(name, tuple(int(d["size"]) for d in attr["shape"]["shape"]["dim"]))
+            elif op == "Const":
+                if name not in weights:
+                    raise _fail(f"constant {name!r} has no value in the weights manifest")
+                dtype = "int32" if weights[name].dtype == np.int32 else "float32"
+                graph.const(weights[name], name, dtype=dtype)
+            else:
+                graph.op(op, *node.get("input", []), name=name, attr={k: v for k, v in attr.items() if k != "T"})
+    except (KeyError, TypeError, ValueError, ExportError) as exc:
+        raise _fail(f"malformed graph: {exc}") from None
+    sig = mj.get("signature") or {}
+
+    def nodes_of(entries: Any) -> dict[str, str]:
+        if not isinstance(entries, dict):
+            raise _fail("signature inputs/outputs must be objects")
+        return {k: str(v.get("name", "")).split(":")[0] for k, v in entries.items()}
+
+    meta = mj.get("userDefinedMetadata") or {}
+    if not isinstance(meta, dict):
+        raise _fail("userDefinedMetadata must be a JSON object")
+    kinds = quant_kinds or {"float32"}
+    return GraphModel(
+        graph,
+        nodes_of(sig.get("inputs", {})),
+        nodes_of(sig.get("outputs", {})),
+        meta,
+        kinds.pop() if len(kinds) == 1 else "mixed",
+    )
+
+
+def run_graph(graph: Graph, feeds: dict[str, np.ndarray], fetch: str, dtype: Any = np.float64) -> np.ndarray:
+    """Evaluate node ``fetch`` in numpy, every float tensor in ``dtype`` (a reference, not a runtime)."""
+    values: dict[str, np.ndarray] = {}
+    by_name = {n.name: n for n in graph.nodes}
+    for node in graph.nodes:  # nodes are added in a topological order
+        if node.op == "Placeholder":
+            values[node.name] = np.asarray(feeds[node.name], dtype)
+            continue
+        if node.op == "Const":
+            v = graph.values[node.name]
+            values[node.name] = v if v.dtype == np.int32 else v.astype(dtype)
+            continue
+        x = [values[i] for i in node.inputs]
+        op = node.op
+        if op in _UNARY:
+            y = _UNARY[op](x[0])
+        elif op in _BINARY:
+            y = _BINARY[op](x[0], x[1])
+        elif op == "MatMul":
+            a, b = x
+            y = (a.T if node.attr["transpose_a"]["b"] else a) @ (b.T if node.attr["transpose_b"]["b"] else b)
+        elif op in ("Mean", "Sum"):
+            fn = np.mean if op == "Mean" else np.sum
+            y = fn(x[0], axis=tuple(int(a) for a in np.ravel(x[1])), keepdims=node.attr["keep_dims"]["b"])
+        elif op == "ConcatV2":
+            assert len(x) - 1 == _attr_int(node.attr, "N")
+            y = np.concatenate(x[:-1], axis=int(x[-1]))
+        elif op == "Slice":
+            idx = tuple(slice(b, None if s == -1 else b + s) for b, s in zip(x[1].tolist(), x[2].tolist()))
+            y = x[0][idx]
+        elif op == "Reshape":
+            y = x[0].reshape(tuple(x[1].tolist()))
+        elif op == "ClipByValue":
+            y = np.clip(x[0], x[1], x[2])
+        elif op == "SelectV2":
+            y = np.where(x[0], x[1], x[2])
+        else:  # pragma: no cover - Graph.op refuses anything else
+            raise ExportError(f"run_graph: unsupported op {op!r} ({by_name[node.name].name})")
+        values[node.name] = y.astype(dtype) if y.dtype.kind == "f" else y
+        if node.name == fetch:
+            break
+    return values[fetch]

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Run a TF.js layers model on the CPU backend in plain Node (no HTTP, no tfjs-node).
+// Run a TF.js model (layers or graph format) on the CPU backend in plain Node (no HTTP, no tfjs-node).
 //
 //   node web/tools/tfjs_predict.mjs MODEL_DIR INPUT.json OUTPUT.json
 //
-// INPUT.json: nested list [N, K, 2]. OUTPUT.json: {"output": [[...]], "metadata": {...}|null}.
+// INPUT.json: nested list [N, K, 2]. OUTPUT.json: {"output": [[...]], "metadata": {...}|null, "format"}.
+// model.json's "format" picks the loader: "graph-model" -> tf.loadGraphModel, else tf.loadLayersModel.
 // The model is loaded through a small fs-backed IOHandler that does what tf.io.http does in
 // the browser (model.json -> getModelArtifactsForJSON, shards concatenated in manifest order).
 // Exits non-zero with a one-line message on any error.
@@ -72,18 +73,21 @@ async function main() {
     await tf.ready();
     if (tf.getBackend() !== 'cpu') throw new Error(`backend is ${tf.getBackend()}, expected cpu`);
 
-    const model = await tf.loadLayersModel(fileHandler(tf, modelDir));
+    const { format } = JSON.parse(await readFile(path.join(modelDir, 'model.json'), 'utf8'));
+    const graph = format === 'graph-model';
+    const model = graph ? await tf.loadGraphModel(fileHandler(tf, modelDir))
+                        : await tf.loadLayersModel(fileHandler(tf, modelDir));
     const input = JSON.parse(await readFile(inputPath, 'utf8'));
     const x = tf.tensor(input, undefined, 'float32');
-    const want = model.inputs[0].shape;  // [null, K, 2]
+    const want = model.inputs[0].shape;  // [null, K, 2] (layers) or [-1, K, 2] (graph)
     if (x.rank !== want.length || x.shape.slice(1).some((d, i) => d !== want[i + 1])) {
       throw new Error(`input shape [${x.shape}] does not match model input [${want}]`);
     }
     const y = model.predict(x);
     const output = await y.array();
-    const metadata = model.getUserDefinedMetadata() ?? null;
-    await writeFile(outputPath, JSON.stringify({ output, metadata, backend: tf.getBackend(),
-                                                  tfjsVersion: tf.version.tfjs }));
+    const metadata = (graph ? model.metadata : model.getUserDefinedMetadata()) ?? null;
+    await writeFile(outputPath, JSON.stringify({ output, metadata, format: format ?? 'layers-model',
+                                                  backend: tf.getBackend(), tfjsVersion: tf.version.tfjs }));
     x.dispose();
     y.dispose();
   } catch (err) {
