@@ -20,7 +20,10 @@ exactly what `train.train_step(cfg_i, layout, stats, state_i, train.keys(cfg_i)[
 computes (tests/test_multi.py checks it to float tolerance).
 
 Synthetic batches are drawn once per distinct *data stream* and shared by the models on that
-stream: a stream is (PRNG key, training-protocol values). With `data="per_seed"` a model's key
+stream: a stream is (PRNG key, training-protocol values). A batch is drawn by
+`train.sample_batch`, as in a separate run: `data_shards` (part of the structure) cuts it into
+sub-batches drawn from fold_in(step key, j), so a model of a group trains on the batches of
+`pnpjax train --data-shards N`. With `data="per_seed"` a model's key
 is `train.keys(cfg)["train"]`, as in a separate run, so models that differ only in loss or LR
 share their batches; with `data="shared"` every model uses the first run's key (common random
 numbers across seeds; only inits differ). Structure-changing configs (widths, head) go into
@@ -166,9 +169,8 @@ def train_step(group: Group, layout: layouts.Layout, stats: model.Stats, states:
     cfg = group.template
     step = states.step[0]  # all models advance together
 
-    def sample(key, data_values):
-        c = with_values(cfg, data_values)
-        return protocols.sample(c.train_protocol, jax.random.fold_in(key, step), layout, cfg.batch_size)
+    def sample(key, data_values):  # train.train_step's batch: cfg.data_shards sub-batches of fold_in(key, j)
+        return train.sample_batch(with_values(cfg, data_values), layout, jax.random.fold_in(key, step))
 
     batches = jax.vmap(sample)(hyper.data_keys, hyper.data_values)  # (U, B, ...)
 

@@ -150,3 +150,28 @@ def test_losses_table_matches_losses_module():
     group, hyper = multi.build_group([multi.Run(n, dataclasses.replace(SMOKE, loss=n)) for n in losses.LOSSES])
     assert group.loss_names == tuple(losses.LOSSES)
     np.testing.assert_array_equal(np.asarray(hyper.loss_w), np.eye(len(losses.LOSSES)))
+
+
+def test_data_shards_are_honoured(stats):
+    """With data_shards = 2, model i of a group draws train.train_step's batches (two sub-batches of
+    fold_in(step key, j)), not one whole batch: its losses and parameters are the separate run's."""
+    runs = [multi.Run(f"s{seed}", dataclasses.replace(SMOKE, seed=seed, data_shards=2)) for seed in (0, 1)]
+    group, hyper = multi.build_group(runs)
+    states, step = multi.init_states(runs, LAYOUT), multi.make_train_step(group, LAYOUT, stats)
+    seps = [train.init_state(r.cfg, LAYOUT, train.keys(r.cfg)["init"]) for r in runs]
+    sep_step = train.make_train_step(runs[0].cfg, LAYOUT, stats)  # the seed enters through the key only
+    sep_steps = [sep_step, sep_step]
+    for _ in range(2):
+        states, m = step(states, hyper)
+        for i, r in enumerate(runs):
+            seps[i], mi = sep_steps[i](seps[i], train.keys(r.cfg)["train"])
+            np.testing.assert_allclose(float(m["loss"][i]), float(mi["loss"]), rtol=1e-5)
+    for i in range(len(runs)):
+        _assert_trees_close(multi.unstack(states.params, i), seps[i].params)
+    # The sharded batch is not the whole one (so the agreement above is not the data_shards = 1 run's).
+    batch2 = train.sample_batch(runs[0].cfg, LAYOUT, jax.random.key(0))
+    batch1 = train.sample_batch(dataclasses.replace(runs[0].cfg, data_shards=1), LAYOUT, jax.random.key(0))
+    assert not np.allclose(np.asarray(batch2.xy), np.asarray(batch1.xy))
+    # Runs that differ in data_shards have different structures: separate groups.
+    other = multi.Run("one", dataclasses.replace(SMOKE, data_shards=1))
+    assert [[r.name for r in g] for g in multi.plan_groups([runs[0], other, runs[1]])] == [["s0", "s1"], ["one"]]
