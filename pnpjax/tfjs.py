@@ -396,7 +396,7 @@ def _read_weights(
             or not isinstance(group.get("weights"), list)
         ):
             raise _fail(f"weightsManifest[{g}] must be an object with 'paths' and 'weights' lists")
-        specs: list[tuple[str, tuple[int, ...], int, dict[str, Any] | None]] = []
+        specs: list[tuple[str, tuple[int, ...], int, dict[str, Any] | None, str]] = []
         expected = 0
         for spec in group["weights"]:
             if not isinstance(spec, dict):
@@ -431,7 +431,7 @@ def _read_weights(
                             raise _fail(f"weight {name!r}: {quant['dtype']} quantization needs a finite {key!r}")
                 nbytes = size * _QUANT_DTYPES[quant["dtype"]][0]
                 quant_kinds.add(quant["dtype"])
-            specs.append((name, tuple(shape), nbytes, quant))
+            specs.append((name, tuple(shape), nbytes, quant, dtype))
             expected += nbytes
         files = [_safe_weight_path(model_dir, p) for p in group["paths"]]
         if not files and expected:
@@ -447,7 +447,7 @@ def _read_weights(
                 f"weightsManifest[{g}] shards hold {len(buf)} bytes but the manifest's shapes x dtypes need {expected}"
             )
         offset = 0
-        for name, shape, nbytes, quant in specs:
+        for name, shape, nbytes, quant, dtype in specs:
             raw = buf[offset : offset + nbytes]
             offset += nbytes
             if quant is None:
