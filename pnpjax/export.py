@@ -373,12 +373,8 @@ def export_solver(
             f"{getattr(solver, 'name', 'this model')} is not a pnpjax checkpoint; only pnpjax checkpoints can be exported"
         )
     m = solver.config.model
-    if fmt == "js" and needs_graph_model(m):
-        raise ExportError(
-            f"--format js takes only model.inputs='standardized', model.translation='direct' and no roll "
-            f"canonicalisation; this model has inputs='{m.inputs}', translation='{m.translation}', "
-            f"roll='{getattr(m, 'roll', 'none')}': export it as tfjs (a graph model) or savedmodel"
-        )
+    # Every recipe exports: tfjs writes a graph model when Dense layers cannot express it
+    # (needs_graph_model), the JS module computes the features, ray decode and roll itself.
     from pnpjax import integrity
 
     try:

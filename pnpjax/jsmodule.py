@@ -4,8 +4,9 @@ injection point filled.
 The module's source is a real ES module file (formatted, linted and unit-tested in Node: see
 web/package.json). Its line ``const GENERATED = null;`` is the only place an export writes, and
 it writes data: ``const GENERATED = JSON.parse('<json>');`` where the JSON holds the weights
-(base64), layer shapes, standardisation, camera, layout points, the refinement's defaults and
-the public metadata. Every string of a checkpoint (layout and point names, units, config name)
+(uint8: `encode_uint8`; float16/float32: base64 of the little-endian values), layer shapes,
+standardisation, the recipe (inputs, translation, roll weights), camera, layout points, the
+refinement's and the tracker's defaults and the public metadata. Every string of a checkpoint (layout and point names, units, config name)
 reaches the module only inside that JSON text, escaped so that it cannot end the string literal,
 the script element or the line (``\\``, ``'``, ``<``, ``>``, ``&`` and, by ``ensure_ascii``,
 U+2028/U+2029 are escaped). Non-finite values are refused before anything is written.
@@ -73,6 +74,42 @@ def check_solver_finite(solver) -> None:
         raise ExportError("cannot export: the checkpoint's standardisation has a zero standard deviation")
 
 
+# uint8 weights as text: per tensor, the byte's offset d from the tensor's zero code c (the code of
+# 0.0, where trained weights cluster), zigzag-coded z = 2d (d >= 0) or -2d - 1, written as one
+# character of ALPHABET when z < ONE_CHAR, else as two (ONE_CHAR + (z - ONE_CHAR) // 89, then the
+# rest). Printable ASCII without the characters JSON or the JS string literal would escape: on the
+# shipped blazeface6 weights 5,897 B (gzip 4,507 B) against base64's 7,264 B (5,220 B).
+ALPHABET = "".join(chr(i) for i in range(32, 127) if chr(i) not in "\"'\\<>&")
+ONE_CHAR = 84
+assert len(ALPHABET) == 89 and ONE_CHAR + (len(ALPHABET) - ONE_CHAR) * len(ALPHABET) > 510
+
+
+def encode_uint8(codes: np.ndarray, zero: int) -> str:
+    """One tensor's uint8 codes as text (see ALPHABET; the module's decodeWeights inverts it)."""
+    d = np.asarray(codes, np.int64) - int(zero)
+    z = np.where(d >= 0, 2 * d, -2 * d - 1)
+    one = z < ONE_CHAR
+    hi = np.where(one, z, ONE_CHAR + (z - ONE_CHAR) // len(ALPHABET))
+    lo = (z - ONE_CHAR) % len(ALPHABET)
+    return "".join(ALPHABET[h] if o else ALPHABET[h] + ALPHABET[x] for h, x, o in zip(hi, lo, one))
+
+
+def _recipe(solver) -> dict[str, Any] | None:
+    """The model's geometric recipe (pnpjax.model.ModelConfig inputs / translation / roll) as the module reads it."""
+    m = solver.config.model
+    roll = getattr(m, "roll", "none") == "canonical"
+    weights = getattr(solver.stats, "roll_weights", None)
+    if roll and weights is None:
+        raise ExportError("cannot export: the model has roll='canonical' but its statistics have no roll_weights")
+    if (m.inputs, m.translation, roll) == ("standardized", "direct", False):
+        return None
+    return {
+        "centroid": m.inputs == "centroid",
+        "ray": m.translation == "ray",
+        "roll": [_float32_number(v) for v in np.asarray(weights, np.float64)] if roll else None,
+    }
+
+
 def module_data(
     solver,
     cam: camlib.Camera | None,
@@ -96,6 +133,13 @@ def module_data(
     noise = refine.noise_model_of(proto)
     f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]
     x_standard = None
+    weights = base64.b64encode(blob).decode("ascii")
+    if quantize == "uint8":
+        sizes = [n for d in layers for n in (d.kernel.size, d.bias.size)]
+        codes = np.split(np.frombuffer(blob, np.uint8), np.cumsum(sizes)[:-1])
+        zeros = [int(np.clip(np.round(-m / s), 0, 255)) if s > 0 else 0 for s, m in quant]
+        weights = "".join(encode_uint8(c, z) for c, z in zip(codes, zeros))
+        quant = [(s, m, z) for (s, m), z in zip(quant, zeros)]
     if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
     return {
@@ -105,17 +149,11 @@ def module_data(
         # Full float64 intrinsics (JS numbers are doubles): a float32 fx alone moves far faces by ~1e-5 cm.
         "camera": [float(v) for v in stack.image_intrinsics(cam)],
         "gl": stack.frame_of(cam) == "opengl",
-        "rotation": cfg.model.rotation,
-        "layers": [
-            [
-                int(d.kernel.shape[0]),
-                int(d.kernel.shape[1]),
-                int(d.activation == "relu"),
-            ]
-            for d in layers
-        ],
+        "model": _recipe(solver),
+        # (n_in, n_out) per Dense layer: relu on all but the last.
+        "layers": [[int(d.kernel.shape[0]), int(d.kernel.shape[1])] for d in layers],
         "dtype": quantize,
-        "quant": [[_float32_number(s), _float32_number(m)] for s, m in quant],
+        "quant": [[_float32_number(q[0]), _float32_number(q[1]), *q[2:]] for q in quant],
         "xStandard": x_standard,
         "yStd": f32(solver.stats.y_std),
         "yMean": f32(solver.stats.y_mean),
@@ -125,7 +163,7 @@ def module_data(
             "sigma3d": float(noise.sigma_3d),
             "noise2d": float(noise.noise_2d),
         },
-        "weights": base64.b64encode(blob).decode("ascii"),
+        "weights": weights,
         "track": tracker_defaults(),
     }
 

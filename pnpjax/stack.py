@@ -115,6 +115,11 @@ def _trunk_f64(
     fx, fy, cx, cy = (float(v) for v in intrinsics)
     a = np.tile([1 / fx, 1 / fy], k)
     b = np.tile([-cx / fx, -cy / fy], k)
+    extra = np.asarray(solver.stats.x_mean).shape[-1] - 2 * k  # model.inputs='centroid': 3 nonlinear features
+    if extra:
+        if (fx, fy, cx, cy) != (1.0, 1.0, 0.0, 0.0) or center is not None:
+            raise ValueError("a camera folds into the first layer only for model.inputs='standardized'")
+        a, b = np.ones(2 * k + extra), np.zeros(2 * k + extra)
     if center is not None:  # the layer sees u - c: a (u - c) + (b + a c)
         b = b + a * np.asarray(center, np.float64)
     x_mean, x_std = np.asarray(solver.stats.x_mean, np.float64), np.asarray(solver.stats.x_std, np.float64)

@@ -91,21 +91,6 @@ def test_unknown_options_are_config_errors():
             dataclasses.replace(base, model=dataclasses.replace(base.model, **{field: value})).validate()
 
 
-@pytest.mark.parametrize("fmt", ["js"])  # tfjs writes a graph model for them (tests/test_tfjs_graph.py)
-@pytest.mark.parametrize("option", [{"inputs": "centroid"}, {"roll": "canonical"}])
-def test_dense_only_exports_refuse_nonlinear_preprocessing(fmt, option, tmp_path):
-    from pnpjax import checkpoint, config, export
-
-    cfg = dataclasses.replace(config.get_config("smoke"), model=ModelConfig(widths=(8,), **option))
-    d, n_in = cfg.model.out_dim, model.input_dim(cfg.model, 6)
-    rw = jnp.asarray(model.roll_weights(layouts.BLAZEFACE6))
-    stats = model.Stats(jnp.zeros(n_in), jnp.ones(n_in), jnp.zeros(d), jnp.ones(d), None, rw)
-    solver = checkpoint.Solver(cfg, layouts.BLAZEFACE6, stats, model.init_params(cfg.model, jax.random.key(0), 6), {})
-    with pytest.raises(export.ExportError, match="savedmodel"):
-        export.export_solver(solver, fmt, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-
-
 # --- roll canonicalisation (issue 13's shared spec) -------------------------------------------------
 
 

@@ -192,14 +192,12 @@ def test_graph_builder_refuses_bad_names_ops_and_metadata(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_js_export_refuses_graph_recipes_in_one_line(tmp_path, capsys):
-    """`pnpjax export --format js` of a centroid/ray checkpoint: one line, exit 2, nothing written;
-    `--format tfjs` of the same checkpoint writes a graph model."""
+def test_cli_exports_graph_recipes_as_js_and_tfjs(tmp_path):
+    """`pnpjax export` of a centroid/ray checkpoint: `--format js` writes the JS module (which runs the
+    recipe itself, tests/test_jsmodule_recipe.py), `--format tfjs` a graph model."""
     ckpt = checkpoint.save(tmp_path / "ckpt", recipe_solver(("centroid", "ray", "none")))
-    assert cli.main(["export", "--checkpoint", str(ckpt), "--format", "js", "--out", str(tmp_path / "js")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "export it as tfjs (a graph model) or savedmodel" in err[0]
-    assert not (tmp_path / "js").exists()
+    assert cli.main(["export", "--checkpoint", str(ckpt), "--format", "js", "--out", str(tmp_path / "js")]) == 0
+    assert (tmp_path / "js" / export.JS_FILE).is_file()
     out = tmp_path / "tfjs"
     assert cli.main(["export", "--checkpoint", str(ckpt), "--format", "tfjs", "--out", str(out)]) == 0
     assert json.loads((out / "model.json").read_text())["format"] == "graph-model"

@@ -6,18 +6,16 @@
 const GENERATED = JSON.parse('null');
 
 // Math as locals: shorter once minified.
-const { abs, cos, hypot, log, max, min, sin, sqrt } = Math;
-const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+const { abs, atan, atan2, cos, exp, fround, log, max, min, sin, sqrt } = Math;
+const isNum = Number.isFinite; // false for anything but a finite number
 const F64 = (n) => new Float64Array(n);
 
 // pnpjax.refine's constants: depth clamp and minimum depth of every returned point (layout
 // units), Marquardt damping, its range and diagonal floor, the ml cost's sigma_3d floor.
 const MIN_DEPTH = 1e-3;
-const LAMBDA_INIT = 1e-4;
 const LAMBDA_MIN = 1e-10;
 const LAMBDA_MAX = 1e10;
 const DIAG_FLOOR = 1e-6;
-const SIGMA_3D_FLOOR = 1e-4;
 const SMALL_ANGLE2 = sqrt(840 * 2 ** -52);
 // Finite in, finite out (the rules of pnpjax/validate.py): every landmark coordinate and
 // intrinsic a finite number within +-MAX_ABS, fx, fy > 0, every normalised coordinate within
@@ -27,6 +25,10 @@ const MAX_NORMALIZED = 1e3;
 const MAX_ITERS = 100;
 const COSTS = ['image', 'object', 'ml'];
 const SEED = [1, -1, 0.5, 0.5];
+// uint8 weights (pnpjax/jsmodule.py `encode_uint8`): per tensor, the zigzag code z of the byte's
+// offset from the tensor's zero code, one character of ALPHABET when z < ONE_CHAR, else two.
+const ALPHABET = [...Array(95)].map((_, i) => String.fromCharCode(i + 32)).filter((c) => !`"'\\<>&`.includes(c));
+const ONE_CHAR = 84;
 
 /** A short one-line rendering of any value, for error messages. */
 function show(v) {
@@ -43,26 +45,45 @@ function fail(where, message) {
   throw new Error(`pnpjax ${where}: ${message}`);
 }
 
-/** Trunk weights as [kernel (n x m, row-major), bias (m)] Float64Arrays per layer. */
-function decodeWeights(g) {
-  const raw = atob(g.weights);
-  const bytes = Uint8Array.from(raw, (c) => c.charCodeAt(0));
-  const view = new DataView(bytes.buffer);
-  let offset = 0;
-  let tensor = 0;
-  const read = (n) => {
-    const [s, m] = (g.quant[tensor++] || []).map(Math.fround);
-    return F64(n).map(() => {
-      if (g.dtype === 'float32') return view.getFloat32((offset += 4) - 4, true);
-      if (g.dtype === 'uint8') return Math.fround(bytes[offset++] * s + m); // as tfjs-core decodes it
-      const h = view.getUint16((offset += 2) - 2, true);
-      const e = (h >> 10) & 31;
-      return (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + (h & 1023) / 1024);
+/** The trunk's tensors (kernel n x m row-major, bias m, per layer) as Float64Arrays of their float32 values. */
+function decodeWeights({ weights, dtype, quant, layers }) {
+  const sizes = layers.flatMap(([n, m]) => [n * m, m]);
+  const total = sizes.reduce((a, b) => a + b);
+  const values = F64(total);
+  let i = 0;
+  if (dtype === 'uint8') {
+    let j = 0;
+    const next = () => ALPHABET.indexOf(weights[j++]); // -1 past the end or for a foreign character
+    sizes.forEach((n, t) => {
+      const [s, m, c] = quant[t] ?? [];
+      for (n += i; i < n; i++) {
+        let z = next();
+        if (z >= ONE_CHAR) {
+          const lo = next();
+          z = lo < 0 ? -1 : ONE_CHAR + (z - ONE_CHAR) * 89 + lo;
+        }
+        if (z < 0) j = NaN; // (refused below)
+        values[i] = fround((c + (z & 1 ? -(z + 1) / 2 : z / 2)) * fround(s) + fround(m)); // as tfjs-core decodes it
+      }
     });
-  };
-  const layers = g.layers.map(([n, m, relu]) => [read(n * m), read(m), n, m, relu]);
-  if (offset !== bytes.length) fail('module', 'weights do not match the layer shapes');
-  return layers;
+    if (j !== weights.length) i = -1;
+  } else {
+    const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
+    const view = new DataView(bytes.buffer);
+    const f16 = dtype === 'float16';
+    for (; i < total && (i + 1) * (f16 ? 2 : 4) <= bytes.length; i++) {
+      if (!f16) values[i] = view.getFloat32(4 * i, true);
+      else {
+        const h = view.getUint16(2 * i, true);
+        const e = (h >> 10) & 31;
+        values[i] = (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + (h & 1023) / 1024);
+      }
+    }
+    if (i * (f16 ? 2 : 4) !== bytes.length) i = -1;
+  }
+  if (i !== total) fail('module', 'weights do not match the layer shapes');
+  let o = 0;
+  return sizes.map((n) => values.subarray(o, (o += n)));
 }
 
 /**
@@ -70,14 +91,19 @@ function decodeWeights(g) {
  * allocated here: no allocation per call beyond the returned pose.
  */
 export function createSolver(g) {
-  const K = g.k;
+  const PTS = Float64Array.from(g.points, fround);
+  const K = PTS.length / 3;
   const N2 = 2 * K;
   const GL = g.gl;
-  const NET = decodeWeights(g);
-  const YS = g.yStd.map(Math.fround);
-  const YM = g.yMean.map(Math.fround);
-  const XS = g.xStandard?.map((a) => a.map(Math.fround));
-  const PTS = F64(3 * K).map((_, i) => Math.fround(g.points[i]));
+  const WB = decodeWeights(g);
+  const DIMS = g.layers;
+  const NL = DIMS.length;
+  const YS = g.yStd.map(fround);
+  const YM = g.yMean.map(fround);
+  const OUT_DIM = YS.length;
+  const XS = g.xStandard?.map((a) => a.map(fround));
+  // The recipe (pnpjax.model.ModelConfig): inputs 'centroid', translation 'ray', roll 'canonical'.
+  const { centroid: CENTROID, ray: RAY_T, roll: ROLL } = g.model ?? {};
   const { iterations: ITERS, cost: COST, sigma3d: SIGMA_3D, noise2d: NOISE_2D } = g.refine;
 
   // Layout centroid and RMS radius: the move-in-front start and the ml cost's scale.
@@ -85,16 +111,18 @@ export function createSolver(g) {
   const RAD = sqrt(PTS.reduce((s, v, j) => s + (v - C[j % 3]) ** 2 / K, 0));
 
   // Scratch buffers.
-  const width = max(N2, ...NET.map((l) => l[3]));
+  const width = max(N2 + 3, ...DIMS.map((l) => l[1]));
   const hA = F64(width);
   const hB = F64(width);
   const XY = F64(N2); // observed normalised coordinates (OpenCV frame)
+  const CAM = F64(4);
   const RAY = F64(3 * K); // unit viewing rays (object cost)
+  const WK = F64(K).fill(1); // per-point weights of the image cost (the tracker's robust weights)
+  const EK = F64(K); // per-point image residual norms of the last evaluation
   const R = F64(9);
   const POSE = F64(7); // w x y z tx ty tz (OpenCV frame)
   const TRY = F64(7);
   const DQ = F64(4);
-  const X = F64(3); // one camera point
   const OUT = F64(7);
   const [JU, JV, JW, S, Y, DELTA] = [0, 0, 0, 0, 0, 0].map(() => F64(6));
   const A = F64(36);
@@ -105,19 +133,30 @@ export function createSolver(g) {
   let H2 = F64(36);
   let GR2 = F64(6);
   let front = true;
+  let depthSum = 0;
   let s3sq = 0;
   let s2sq = 0;
 
   // ------------------------------------------------------------------ inputs
 
+  /** CAM = the camera's fx, fy, cx, cy. */
   function intrinsics(cam, where) {
-    if (cam == null) return g.camera;
-    if (cam === 'seed') return SEED;
-    const c = [cam.fx, cam.fy, cam.cx, cam.cy];
-    if (!c.every((v) => isNum(v) && abs(v) <= MAX_ABS) || !(c[0] > 0 && c[1] > 0)) {
-      fail(where, `camera must be 'seed' or {fx, fy, cx, cy}: finite numbers within +-${MAX_ABS}, fx, fy > 0; got ${c.map(show)}`);
+    if (cam == null || cam === 'seed') {
+      CAM.set(cam ? SEED : g.camera);
+      return;
     }
-    return c;
+    const { fx, fy, cx, cy } = cam;
+    const num = (v) => typeof v === 'number' && abs(v) <= MAX_ABS;
+    if (!(num(fx) && num(fy) && num(cx) && num(cy) && fx > 0 && fy > 0)) {
+      fail(
+        where,
+        `camera must be 'seed' or {fx, fy, cx, cy}: finite numbers within +-${MAX_ABS}, fx, fy > 0; got ${[fx, fy, cx, cy].map(show)}`,
+      );
+    }
+    CAM[0] = fx;
+    CAM[1] = fy;
+    CAM[2] = cx;
+    CAM[3] = cy;
   }
 
   function options(opts, where) {
@@ -128,69 +167,139 @@ export function createSolver(g) {
     return [n, cost];
   }
 
-  function coordinate(v, c, i, where, row) {
+  /** XY[i] = landmark coordinate v, normalised with CAM. */
+  function coordinate(v, i, where, row) {
     // (Messages are built only on failure: this runs 2K times per pose.)
-    if (!isNum(v) || abs(v) > MAX_ABS) {
-      fail(where, `${row}landmark ${i >> 1} ${'xy'[i & 1]} is ${show(v)}, ${isNum(v) ? `outside +-${MAX_ABS}` : 'not a finite number'}`);
-    }
-    const x = (XY[i] = (v - c[2 + (i & 1)]) / c[i & 1]);
-    if (!(abs(x) <= MAX_NORMALIZED)) {
-      fail(where, `${row}landmark ${i >> 1} ${'xy'[i & 1]} is ${show(x)} focal lengths off the optical axis (limit ${MAX_NORMALIZED})`);
+    const x = (XY[i] = typeof v === 'number' ? (v - CAM[2 + (i & 1)]) / CAM[i & 1] : NaN);
+    if (!(abs(x) <= MAX_NORMALIZED && abs(v) <= MAX_ABS)) {
+      const what = `${row}landmark ${i >> 1} ${'xy'[i & 1]} is `;
+      fail(
+        where,
+        isNum(v) && abs(v) <= MAX_ABS
+          ? `${what}${show(x)} focal lengths off the optical axis (limit ${MAX_NORMALIZED})`
+          : `${what}${show(v)}, ${isNum(v) ? `outside +-${MAX_ABS}` : 'not a finite number'}`,
+      );
     }
   }
 
   /** Landmarks (K [x, y] pairs or 2K numbers) -> XY. */
   function readLandmarks(lm, cam, where) {
-    const c = intrinsics(cam, where);
+    intrinsics(cam, where);
     const n = lm == null || typeof lm === 'string' ? -1 : lm.length;
     if (n !== K && n !== N2) fail(where, `landmarks must be ${K} [x, y] pairs or ${N2} numbers, got ${show(lm?.length ?? lm)}`);
     for (let i = 0; i < N2; i++) {
       const p = n === K ? lm[i >> 1] : lm;
       if (n === K && (p == null || typeof p === 'string' || p.length !== 2)) fail(where, `landmark ${i >> 1} is not an [x, y] pair`);
-      coordinate(p[n === K ? i & 1 : i], c, i, where, '');
+      coordinate(p[n === K ? i & 1 : i], i, where, '');
     }
   }
 
   // ------------------------------------------------------------------ network
 
-  /** Sets POSE (unit q) from the network on XY; returns its raw t_z (the ml cost's 2D scale). */
+  /** Sets POSE (unit q) from the network on XY (pnpjax.model.apply); returns its t_z (the ml cost's 2D scale). */
   function network() {
     let x = hA;
     let h = hB;
-    for (let i = 0; i < N2; i++) x[i] = XS ? (XY[i] - XS[0][i]) / XS[1][i] : XY[i];
-    for (const [w, b, n, m, relu] of NET) {
-      for (let j = 0; j < m; j++) h[j] = b[j];
-      for (let i = 0; i < n; i++) {
-        const xi = x[i];
-        if (xi !== 0) for (let j = 0, o = i * m; j < m; j++) h[j] += xi * w[o + j];
+    // roll 'canonical': turn the image by -theta about the optical axis, theta the direction of
+    // the roll weights' moment of the centred landmarks; the network's pose is turned back by theta.
+    let mx = 0;
+    let my = 0;
+    for (let k = 0; k < N2; k += 2) {
+      mx += XY[k] / K;
+      my += XY[k + 1] / K;
+    }
+    let c = 1;
+    let s = 0;
+    if (ROLL) {
+      let dx = 0;
+      let dy = 0;
+      for (let k = 0; k < K; k++) {
+        dx += ROLL[k] * (XY[2 * k] - mx);
+        dy += ROLL[k] * (XY[2 * k + 1] - my);
       }
-      if (relu) for (let j = 0; j < m; j++) h[j] = max(h[j], 0);
+      const n = sqrt(dx * dx + dy * dy);
+      if (n) {
+        c = dx / max(n, 1e-12);
+        s = dy / max(n, 1e-12);
+      }
+    }
+    for (let k = 0; k < N2; k += 2) {
+      x[k] = c * XY[k] + s * XY[k + 1];
+      x[k + 1] = c * XY[k + 1] - s * XY[k];
+    }
+    const cx = c * mx + s * my;
+    const cy = c * my - s * mx;
+    let F = N2;
+    if (CENTROID) {
+      // inputs 'centroid': centred on the centroid, divided by the spread; then c and log(spread).
+      let ss = 0;
+      for (let k = 0; k < N2; k += 2) ss += ((x[k] - cx) ** 2 + (x[k + 1] - cy) ** 2) / K;
+      const sp = sqrt(ss + 1e-12);
+      for (let k = 0; k < N2; k += 2) {
+        x[k] = (x[k] - cx) / sp;
+        x[k + 1] = (x[k + 1] - cy) / sp;
+      }
+      x[F++] = cx;
+      x[F++] = cy;
+      x[F++] = log(sp);
+    }
+    if (XS) for (let i = 0; i < F; i++) x[i] = (x[i] - XS[0][i]) / XS[1][i];
+    for (let l = 0; l < NL; l++) {
+      const w = WB[2 * l];
+      const b = WB[2 * l + 1];
+      const n = DIMS[l][0];
+      const m = DIMS[l][1];
+      for (let j = 0; j < m; j++) h[j] = b[j];
+      const m4 = m & ~3;
+      for (let i = 0, o = 0; i < n; i++, o += m) {
+        const xi = x[i];
+        if (xi === 0) continue; // (relu zeros: about half the hidden units)
+        let j = 0;
+        for (; j < m4; j += 4) {
+          h[j] += xi * w[o + j];
+          h[j + 1] += xi * w[o + j + 1];
+          h[j + 2] += xi * w[o + j + 2];
+          h[j + 3] += xi * w[o + j + 3];
+        }
+        for (; j < m; j++) h[j] += xi * w[o + j];
+      }
+      if (l < NL - 1) for (let j = 0; j < m; j++) if (h[j] < 0) h[j] = 0;
       const swap = x;
       x = h;
       h = swap;
     }
     const y = x;
-    const o = YS.length - 3;
-    for (let i = 0; i < YS.length; i++) y[i] = y[i] * YS[i] + YM[i];
+    const o = OUT_DIM - 3;
+    for (let i = 0; i < OUT_DIM; i++) y[i] = y[i] * YS[i] + YM[i];
+    if (RAY_T) {
+      // translation 'ray': t = exp(a) (centroid + b, 1).
+      const depth = exp(min(max(y[o], -20), 20));
+      y[o] = depth * (cx + y[o + 1]);
+      y[o + 1] = depth * (cy + y[o + 2]);
+      y[o + 2] = depth;
+    }
+    // POSE = (w, x, y, z) of the head: the quaternion, or the 6d head's Gram-Schmidt matrix
+    // [a b a x b] through Shepperd's method; then turned by theta about z (t too).
     if (o === 6) {
-      // 6d head: Gram-Schmidt columns a, b, c = a x b, then the quaternion (Shepperd's method).
-      const a = [y[0], y[1], y[2]];
-      const na = hypot(...a);
-      a.forEach((v, i) => (a[i] = v / na));
-      const d = a[0] * y[3] + a[1] * y[4] + a[2] * y[5];
-      const b = [0, 1, 2].map((i) => y[3 + i] - d * a[i]);
-      const nb = hypot(...b);
-      b.forEach((v, i) => (b[i] = v / nb));
-      const c = [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
-      const [r00, r10, r20, r01, r11, r21, r02, r12, r22] = [...a, ...b, ...c];
+      const na = sqrt(y[0] ** 2 + y[1] ** 2 + y[2] ** 2);
+      for (let i = 0; i < 3; i++) y[i] /= na;
+      const d = y[0] * y[3] + y[1] * y[4] + y[2] * y[5];
+      for (let i = 3; i < 6; i++) y[i] -= d * y[i - 3];
+      const nb = sqrt(y[3] ** 2 + y[4] ** 2 + y[5] ** 2);
+      for (let i = 3; i < 6; i++) y[i] /= nb;
+      const [r00, r10, r20, r01, r11, r21] = y;
+      const r02 = r10 * r21 - r20 * r11;
+      const r12 = r20 * r01 - r00 * r21;
+      const r22 = r00 * r11 - r10 * r01;
       const P = [
         [1 + r00 + r11 + r22, r21 - r12, r02 - r20, r10 - r01],
         [r21 - r12, 1 + r00 - r11 - r22, r01 + r10, r02 + r20],
         [r02 - r20, r01 + r10, 1 - r00 + r11 - r22, r12 + r21],
         [r10 - r01, r02 + r20, r12 + r21, 1 - r00 - r11 + r22],
       ];
-      const k = [0, 1, 2, 3].reduce((best, i) => (P[i][i] > P[best][best] ? i : best), 0);
-      P[k].forEach((v, i) => (POSE[i] = v));
+      let k = 0;
+      for (let i = 1; i < 4; i++) if (P[i][i] > P[k][k]) k = i;
+      POSE.set(P[k]);
     } else {
       POSE[0] = y[3];
       POSE[1] = y[0];
@@ -198,8 +307,23 @@ export function createSolver(g) {
       POSE[3] = y[2];
     }
     unit(POSE);
-    for (let i = 0; i < 3; i++) POSE[4 + i] = y[o + i];
-    return y[o + 2];
+    POSE[4] = c * y[o] - s * y[o + 1];
+    POSE[5] = s * y[o] + c * y[o + 1];
+    POSE[6] = y[o + 2];
+    if (s) {
+      const th = atan2(s, c) / 2;
+      const hc = cos(th);
+      const hs = sin(th);
+      const w = POSE[0];
+      const qx = POSE[1];
+      const qy = POSE[2];
+      const qz = POSE[3];
+      POSE[0] = hc * w - hs * qz;
+      POSE[1] = hc * qx - hs * qy;
+      POSE[2] = hc * qy + hs * qx;
+      POSE[3] = hc * qz + hs * w;
+    }
+    return POSE[6];
   }
 
   function unit(p) {
@@ -227,55 +351,56 @@ export function createSolver(g) {
     R[8] = 1 - s * (x * x + y * y);
   }
 
-  /** Whether every layout point is at depth > MIN_DEPTH under pose p. */
-  function inFront(p) {
-    rotation(p);
-    for (let k = 0; k < K; k++) {
-      if (!(R[6] * PTS[3 * k] + R[7] * PTS[3 * k + 1] + R[8] * PTS[3 * k + 2] + p[6] > MIN_DEPTH)) return false;
+  /** H2 (upper triangle) += s * (a a^T + b b^T + c c^T) */
+  function addOuter(a, b, c, sa, sc) {
+    for (let i = 0; i < 6; i++) {
+      for (let j = i; j < 6; j++) H2[6 * i + j] += sa * (a[i] * a[j] + b[i] * b[j]) + sc * c[i] * c[j];
     }
-    return true;
-  }
-
-  function addOuter(u, scale) {
-    for (let i = 0; i < 6; i++) for (let j = i; j < 6; j++) H2[6 * i + j] += u[i] * u[j] * scale;
   }
 
   /**
    * Cost of pose p (pnpjax.refine's "image", "object" or "ml"); sets `front` (every depth >
-   * MIN_DEPTH) and, in H2 / GR2, the Gauss-Newton matrix (upper triangle) and half-gradient.
+   * MIN_DEPTH), `depthSum`, EK (image residual norms) and, in H2 / GR2, the Gauss-Newton matrix
+   * (upper triangle) and half-gradient. The image cost weighs point k by WK[k] (1 but in the tracker).
    */
   function evaluate(p, kind) {
     rotation(p);
     front = true;
+    depthSum = 0;
     H2.fill(0);
     GR2.fill(0);
     let cost = 0;
     for (let k = 0; k < K; k++) {
-      for (let i = 0; i < 3; i++) X[i] = R[3 * i] * PTS[3 * k] + R[3 * i + 1] * PTS[3 * k + 1] + R[3 * i + 2] * PTS[3 * k + 2] + p[4 + i];
-      const x = X[0];
-      const y = X[1];
-      const z = X[2];
+      const px = PTS[3 * k];
+      const py = PTS[3 * k + 1];
+      const pz = PTS[3 * k + 2];
+      const x = R[0] * px + R[1] * py + R[2] * pz + p[4];
+      const y = R[3] * px + R[4] * py + R[5] * pz + p[5];
+      const z = R[6] * px + R[7] * py + R[8] * pz + p[6];
       front = front && z > MIN_DEPTH;
+      depthSum += z;
       const iz = 1 / max(z, MIN_DEPTH);
       const u = x * iz;
       const v = y * iz;
       const ru = u - XY[2 * k];
       const rv = v - XY[2 * k + 1];
+      EK[k] = sqrt(ru * ru + rv * rv);
       if (kind === 'object') {
-        // e = X x m (its norm: X's distance from the ray m); de/dv_a = b_a x m,
+        // e = X x m (its norm: X's distance from the ray m); de/dv = [.]_x m's rows,
         // de/domega_a = X m_a - (m . X) b_a.
-        const m = 3 * k;
-        const mX = RAY[m] * x + RAY[m + 1] * y + RAY[m + 2] * z;
-        for (let i = 0; i < 3; i++) {
-          const e = X[(i + 1) % 3] * RAY[m + ((i + 2) % 3)] - X[(i + 2) % 3] * RAY[m + ((i + 1) % 3)];
-          for (let a = 0; a < 3; a++) {
-            JU[a] = i === a ? 0 : ((a - i + 3) % 3 === 1 ? 1 : -1) * RAY[m + 3 - i - a];
-            JU[a + 3] = X[i] * RAY[m + a] - (i === a ? mX : 0);
-          }
-          cost += e * e;
-          addOuter(JU, 1);
-          for (let a = 0; a < 6; a++) GR2[a] += JU[a] * e;
-        }
+        const m0 = RAY[3 * k];
+        const m1 = RAY[3 * k + 1];
+        const m2 = RAY[3 * k + 2];
+        const mX = m0 * x + m1 * y + m2 * z;
+        const e0 = y * m2 - z * m1;
+        const e1 = z * m0 - x * m2;
+        const e2 = x * m1 - y * m0;
+        JU.set([0, m2, -m1, x * m0 - mX, x * m1, x * m2]);
+        JV.set([-m2, 0, m0, y * m0, y * m1 - mX, y * m2]);
+        JW.set([m1, -m0, 0, z * m0, z * m1, z * m2 - mX]);
+        cost += e0 * e0 + e1 * e1 + e2 * e2;
+        addOuter(JU, JV, JW, 1, 1);
+        for (let a = 0; a < 6; a++) GR2[a] += JU[a] * e0 + JV[a] * e1 + JW[a] * e2;
         continue;
       }
       // d(u, v)/d(v, omega) for X' = exp(delta) X, with the projection's Jacobian.
@@ -290,10 +415,10 @@ export function createSolver(g) {
       JV[4] = u * v;
       JV[5] = u;
       if (kind === 'image') {
-        cost += ru * ru + rv * rv;
-        addOuter(JU, 1);
-        addOuter(JV, 1);
-        for (let a = 0; a < 6; a++) GR2[a] += JU[a] * ru + JV[a] * rv;
+        const wk = WK[k];
+        cost += wk * (ru * ru + rv * rv);
+        addOuter(JU, JV, JU, wk, 0);
+        for (let a = 0; a < 6; a++) GR2[a] += wk * (JU[a] * ru + JV[a] * rv);
         continue;
       }
       // ml (pnpjax.refine._ml_terms / _ml_normal_equations): the landmark's covariance is
@@ -324,17 +449,18 @@ export function createSolver(g) {
         (-2 * b * iz);
       // d z / d(v, omega) = (0, 0, 1, y, -x, 0); p = u Ju + v Jv.
       for (let a = 0; a < 6; a++) {
-        GR2[a] += 0.5 * (dqu * JU[a] + dqv * JV[a] + dz * (a === 2 ? 1 : a === 3 ? y : a === 4 ? -x : 0));
+        GR2[a] += 0.5 * (dqu * JU[a] + dqv * JV[a]);
         JW[a] = u * JU[a] + v * JV[a];
       }
-      addOuter(JU, ia);
-      addOuter(JV, ia);
-      addOuter(JW, -kappa * ia);
+      GR2[2] += 0.5 * dz;
+      GR2[3] += 0.5 * dz * y;
+      GR2[4] -= 0.5 * dz * x;
+      addOuter(JU, JV, JW, ia, -kappa * ia);
     }
     return cost;
   }
 
-  /** DELTA = A^-1 GR for SPD A (6 x 6): Jacobi-scaled Cholesky; NaN if not positive definite. */
+  /** DELTA = -A^-1 GR for SPD A (6 x 6): Jacobi-scaled Cholesky; NaN if not positive definite. */
   function solve() {
     for (let i = 0; i < 6; i++) S[i] = 1 / sqrt(A[7 * i]);
     for (let j = 0; j < 6; j++) {
@@ -359,7 +485,12 @@ export function createSolver(g) {
 
   /** TRY = SE3.exp(DELTA) @ POSE, DELTA = (v, omega); series near 0 (pnpjax.refine._retract). */
   function retract() {
-    const [v0, v1, v2, w0, w1, w2] = DELTA;
+    const v0 = DELTA[0];
+    const v1 = DELTA[1];
+    const v2 = DELTA[2];
+    const w0 = DELTA[3];
+    const w1 = DELTA[4];
+    const w2 = DELTA[5];
     const th2 = w0 * w0 + w1 * w1 + w2 * w2;
     const small = th2 < SMALL_ANGLE2;
     const th = sqrt(small ? 1 : th2);
@@ -401,20 +532,25 @@ export function createSolver(g) {
   function refine(iters, kind, tz0) {
     const n2 = POSE[0] ** 2 + POSE[1] ** 2 + POSE[2] ** 2 + POSE[3] ** 2;
     if (!(isNum(n2) && n2 > 0)) POSE.set([1, 0, 0, 0]);
-    if (!(isNum(POSE[4]) && isNum(POSE[5]) && isNum(POSE[6]))) POSE[4] = POSE[5] = POSE[6] = 0;
+    if (!(isNum(POSE[4]) && isNum(POSE[5]) && isNum(POSE[6]))) POSE.fill(0, 4);
     unit(POSE);
-    if (!inFront(POSE)) moveInFront();
-    if (!iters) return;
     for (let k = 0; k < K; k++) {
       const n = sqrt(XY[2 * k] * XY[2 * k] + XY[2 * k + 1] * XY[2 * k + 1] + 1);
-      RAY.set([XY[2 * k] / n, XY[2 * k + 1] / n, 1 / n], 3 * k);
+      RAY[3 * k] = XY[2 * k] / n;
+      RAY[3 * k + 1] = XY[2 * k + 1] / n;
+      RAY[3 * k + 2] = 1 / n;
     }
     // refine_ml: the 2D std from the starting depth, a floor on the 3D std.
     s2sq = ((NOISE_2D * RAD) / (tz0 > MIN_DEPTH ? tz0 : RAD)) ** 2;
-    s3sq = max(SIGMA_3D, SIGMA_3D_FLOOR * RAD) ** 2;
+    s3sq = max(SIGMA_3D, 1e-4 * RAD) ** 2;
     let cost = evaluate(POSE, kind);
+    if (!front) {
+      moveInFront();
+      cost = evaluate(POSE, kind);
+    }
+    if (!iters) return;
     swapNormals();
-    let lam = LAMBDA_INIT;
+    let lam = 1e-4;
     for (let it = 0; it < iters; it++) {
       let dMax = 0;
       for (let i = 0; i < 6; i++) dMax = max(dMax, H[7 * i]);
@@ -450,16 +586,15 @@ export function createSolver(g) {
    * depth where its spread matches theirs, at least one radius beyond the nearest point. */
   function moveInFront() {
     rotation(POSE);
-    const Rc = [0, 1, 2].map((i) => R[3 * i] * C[0] + R[3 * i + 1] * C[1] + R[3 * i + 2] * C[2]);
+    const rot = (v) => [0, 1, 2].map((i) => R[3 * i] * v[0] + R[3 * i + 1] * v[1] + R[3 * i + 2] * v[2]);
+    const Rc = rot(C);
     let rad3 = 0;
     let near = -Infinity;
     let mu = 0;
     let mv = 0;
     let rad2 = 0;
     for (let k = 0; k < K; k++) {
-      const P = [0, 1, 2].map(
-        (i) => R[3 * i] * (PTS[3 * k] - C[0]) + R[3 * i + 1] * (PTS[3 * k + 1] - C[1]) + R[3 * i + 2] * (PTS[3 * k + 2] - C[2]),
-      );
+      const P = rot([0, 1, 2].map((i) => PTS[3 * k + i] - C[i]));
       rad3 += (P[0] ** 2 + P[1] ** 2 + P[2] ** 2) / K;
       near = max(near, -P[2]);
       mu += XY[2 * k] / K;
@@ -482,13 +617,10 @@ export function createSolver(g) {
     // (w, x, y, z) -> (-x, w, -z, y), t -> (tx, -ty, -tz).
     const flip = GL ? -1 : 1;
     const w = GL ? -POSE[1] : POSE[0];
-    const x = GL ? POSE[0] : POSE[1];
-    const y = GL ? -POSE[3] : POSE[2];
-    const z = GL ? POSE[2] : POSE[3];
     const s = w < 0 ? -1 : 1;
-    OUT[0] = s * x;
-    OUT[1] = s * y;
-    OUT[2] = s * z;
+    OUT[0] = s * (GL ? POSE[0] : POSE[1]);
+    OUT[1] = s * (GL ? -POSE[3] : POSE[2]);
+    OUT[2] = s * (GL ? POSE[2] : POSE[3]);
     OUT[3] = s * w;
     OUT[4] = POSE[4];
     OUT[5] = flip * POSE[5];
@@ -521,14 +653,14 @@ export function createSolver(g) {
   function estimatePoses(flat, camera, opts) {
     const where = 'estimatePoses';
     const [iters, kind] = options(opts, where);
-    const c = intrinsics(camera, where);
+    intrinsics(camera, where);
     const n = flat?.length;
     if (typeof flat === 'string' || !Number.isInteger(n) || n % N2)
       fail(where, `landmarks must be a flat array of N*${N2} numbers, got length ${show(n)}`);
     const out = opts?.out ?? F64((n / N2) * 7);
     if (!ArrayBuffer.isView(out) || out.length !== (n / N2) * 7) fail(where, `out must be a typed array of ${(n / N2) * 7} numbers`);
     for (let r = 0; r < n / N2; r++) {
-      for (let i = 0; i < N2; i++) coordinate(flat[r * N2 + i], c, i, where, `row ${r} `);
+      for (let i = 0; i < N2; i++) coordinate(flat[r * N2 + i], i, where, `row ${r} `);
       refine(iters, kind, network());
       output();
       for (let j = 0; j < 7; j++) out[7 * r + j] = OUT[j];
@@ -580,36 +712,20 @@ export function createSolver(g) {
   function threeCamera({ camera, unitScale = 1 } = {}) {
     const c = camera ?? g.metadata.camera;
     const near = 0.1 * RAD * unitScale;
-    const far = 1e4 * near;
-    if (c.name === 'seed')
-      return {
-        fov: (360 / Math.PI) * Math.atan(0.5),
-        aspect: 1,
-        near,
-        far,
-        view: null,
-      };
-    const { fx, fy, cx, cy, width, height } = c;
+    const seed = c.name === 'seed';
+    const { fx, fy, cx, cy, width, height } = seed ? { fx: 1, fy: 1, cx: 0.5, cy: 0.5, width: 1, height: 1 } : c;
     if (![fx, fy, cx, cy, width, height].every(isNum) || !(min(fx, fy, width, height) > 0)) {
       fail('threeCamera', 'camera must be {fx, fy, cx, cy, width, height} with fx, fy, width, height > 0');
     }
-    const view =
-      cx === width / 2 && cy === height / 2
-        ? null
-        : {
-            fullWidth: width,
-            fullHeight: height,
-            offsetX: width / 2 - cx,
-            offsetY: height / 2 - cy,
-            width,
-            height,
-          };
     return {
-      fov: (360 / Math.PI) * Math.atan(height / 2 / fy),
+      fov: (360 / Math.PI) * atan(height / 2 / fy),
       aspect: (width * fy) / (height * fx),
       near,
-      far,
-      view,
+      far: 1e4 * near,
+      view:
+        cx === width / 2 && cy === height / 2
+          ? null
+          : { fullWidth: width, fullHeight: height, offsetX: width / 2 - cx, offsetY: height / 2 - cy, width, height },
     };
   }
 
@@ -621,14 +737,15 @@ export function createSolver(g) {
    */
   function selectLandmarks(points) {
     const det = g.metadata.layout.detector;
-    if (!det) fail('selectLandmarks', `layout ${show(g.metadata.layout.name)} does not name its detector`);
+    const where = 'selectLandmarks';
+    if (!det) fail(where, `layout ${show(g.metadata.layout.name)} does not name its detector`);
     if (points == null || typeof points === 'string' || points.length !== det.num_points) {
-      fail('selectLandmarks', `${show(det.name)} gives ${det.num_points} points, got ${show(points?.length ?? points)}`);
+      fail(where, `${show(det.name)} gives ${det.num_points} points, got ${show(points?.length ?? points)}`);
     }
     return det.indices.map((i) => {
       const p = points[i];
       const xy = p != null && typeof p === 'object' && !('x' in p) ? [p[0], p[1]] : [p?.x, p?.y];
-      if (!xy.every(isNum)) fail('selectLandmarks', `point ${i} is not an [x, y] pair or {x, y} of finite numbers`);
+      if (!xy.every(isNum)) fail(where, `point ${i} is not an [x, y] pair or {x, y} of finite numbers`);
       return xy;
     });
   }
@@ -650,37 +767,36 @@ export function createSolver(g) {
       if (!(k in g.track && isNum(o[k]) && o[k] >= n && (!n || (o[k] % 1 === 0 && o[k] <= MAX_ITERS))))
         fail('createTracker', `bad option ${show(k)}`);
     }
-    // 6 x 6 matrices as Float64Array(36), row-major.
+    // 6 x 6 matrices as Float64Array(36), row-major; a(i, j) for k = 6 i + j.
+    const six = [0, 1, 2, 3, 4, 5];
     const mat = (f) => F64(36).map((_, k) => f((k / 6) | 0, k % 6));
-    const row = (a, i) => a.subarray(6 * i, 6 * i + 6);
-    const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+    const mul = (a, b) => mat((i, j) => six.reduce((s, k) => s + a[6 * i + k] * b[6 * k + j], 0));
     const tr = (a) => mat((i, j) => a[6 * j + i]);
-    const mul = (a, b) => ((b = tr(b)), mat((i, j) => dot(row(a, i), row(b, j))));
-    const mv = (a, v) => v.map((_, i) => dot(row(a, i), v));
     const add = (a, b, y = 1) => a.map((x, k) => x + y * b[k]);
-    const diag = (a, b) => mat((i, j) => (i === j ? (i < 3 ? a : b) : 0));
-    const where = 'tracker.update';
+    const diag = (a, b) => mat((i, j) => (i === j) * (i < 3 ? a : b));
+    const mv = (a, v) => v.map((_, i) => six.reduce((s, j) => s + a[6 * i + j] * v[j], 0));
     const inv = (a) => {
       const r = F64(36);
       A.set(a);
-      for (let i = 0; i < 6; i++) {
-        GR.fill(0)[i] = 1;
+      for (const j of six) {
+        GR.fill(0)[j] = 1;
         solve();
-        for (let j = 0; j < 6; j++) r[6 * j + i] = -DELTA[j];
+        for (const i of six) r[6 * i + j] = -DELTA[i];
       }
       return r;
     };
     const go = (d, p) => (DELTA.set(d), POSE.set(p), retract(), TRY.slice()); // exp(d) p
+    const where = 'tracker.update';
     const sigma = sqrt((o.noise2d * RAD) ** 2 + o.sigma3d ** 2);
-    let s = null; // [pose (w x y z t), twist (v, omega) per s, Ppp, Ppv, Pvv, time s, ok]
+    let st = null; // [pose (w x y z t), twist (v, omega) per s, Ppp, Ppv, Pvv, time s, ok]
 
     function update(landmarks, timestampMs, camera) {
       if (!isNum(timestampMs)) fail(where, `bad timestampMs ${show(timestampMs)}`);
       const now = timestampMs / 1000;
-      let [p, nu, pp, pv, vv, last, ok] = s ?? [];
-      const dt = s ? max(now - last, 0) : 0;
-      if (landmarks == null || !landmarks.length) {
-        if (!s) return null;
+      let [p, nu, pp, pv, vv, last, ok] = st ?? [];
+      const dt = st ? max(now - last, 0) : 0;
+      if (!landmarks?.length) {
+        if (!st) return null;
         POSE.set(
           ok
             ? go(
@@ -693,7 +809,6 @@ export function createSolver(g) {
       }
       readLandmarks(landmarks, camera, where);
       network();
-      unit(POSE);
       const net = POSE.slice();
       const restart = !ok || dt > o.gap;
       if (restart) {
@@ -702,9 +817,11 @@ export function createSolver(g) {
         vv = diag(o.velStdTrans ** 2, o.velStdRot ** 2);
       } else {
         // Prediction: constant twist; white-noise acceleration, more of it the faster the head moves.
-        const w = nu.subarray(3);
-        const v = [0, 1, 2].map((i) => nu[i] + w[(i + 1) % 3] * p[4 + ((i + 2) % 3)] - w[(i + 2) % 3] * p[4 + ((i + 1) % 3)]);
-        const k = 1 + dot(w, w) / o.speedRot ** 2 + dot(v, v) / o.speedTrans ** 2;
+        const [v0, v1, v2, w0, w1, w2] = nu;
+        const k =
+          1 +
+          (w0 * w0 + w1 * w1 + w2 * w2) / o.speedRot ** 2 +
+          ((v0 + w1 * p[6] - w2 * p[5]) ** 2 + (v1 + w2 * p[4] - w0 * p[6]) ** 2 + (v2 + w0 * p[5] - w1 * p[4]) ** 2) / o.speedTrans ** 2;
         const qc = diag(k * o.accelTrans, k * o.accelRot);
         p = go(
           nu.map((x) => x * dt),
@@ -714,43 +831,28 @@ export function createSolver(g) {
         pv = add(add(pv, vv, dt), qc, (dt * dt) / 2);
         vv = add(vv, qc, dt);
       }
-      // Robust Gauss-Newton on the landmarks and the prior; delta: the sum of the steps.
+      // Robust Gauss-Newton on the landmarks (the image cost, Cauchy weights) and the prior;
+      // delta: the sum of the steps.
       const ppInv = restart ? pp : inv(pp);
       const delta = F64(6);
-      let H;
       for (let it = restart ? o.initIters : o.iters; it--;) {
-        rotation(p);
-        const obs = [];
-        let depth = 0;
-        for (let k = 0; k < K; k++) {
-          const X = [0, 1, 2].map((i) => dot(R.subarray(3 * i, 3 * i + 3), PTS.subarray(3 * k, 3 * k + 3)) + p[4 + i]);
-          const iz = 1 / max(X[2], MIN_DEPTH);
-          const ru = X[0] * iz - XY[2 * k];
-          const rv = X[1] * iz - XY[2 * k + 1];
-          obs.push([X[0] * iz, X[1] * iz, iz, ru, rv, hypot(ru, rv)]);
-          depth += X[2];
-        }
-        const sg = sigma / max(depth / K, MIN_DEPTH);
-        const e = obs.map((x) => x[5]).sort((a, b) => a - b);
+        WK.fill(1);
+        evaluate(p, 'image'); // EK, depthSum
+        const sg = sigma / max(depthSum / K, MIN_DEPTH);
+        const e = [...EK].sort((a, b) => a - b);
         const c = o.robust * max(sg, (e[(K - 1) >> 1] + e[K >> 1]) / 2);
-        H = ppInv.slice();
-        GR.set(mv(ppInv, delta));
-        for (const [u, v, iz, ru, rv, ek] of obs) {
-          const w = 1 / (1 + (ek / c) ** 2) / sg ** 2;
-          const ju = [iz, 0, -u * iz, -u * v, 1 + u * u, -v];
-          const jv = [0, iz, -v * iz, -(1 + v * v), u * v, u];
-          for (let a = 0; a < 6; a++) {
-            GR[a] += w * (ju[a] * ru + jv[a] * rv);
-            for (let b = 0; b < 6; b++) H[6 * a + b] += w * (ju[a] * ju[b] + jv[a] * jv[b]);
-          }
-        }
-        A.set(H);
+        for (let k = 0; k < K; k++) WK[k] = 1 / (1 + (EK[k] / c) ** 2) / sg ** 2;
+        evaluate(p, 'image');
+        GR.set(add(GR2, mv(ppInv, delta)));
+        A.set(mat((i, j) => H2[6 * min(i, j) + max(i, j)] + ppInv[6 * i + j]));
+        H2.set(A);
         solve();
         delta.set(add(delta, DELTA));
         p = go(DELTA, p);
       }
+      WK.fill(1);
       // Kalman update of the twist through the pose-twist covariance.
-      const ppNew = inv(H);
+      const ppNew = inv(H2);
       const G = mul(tr(pv), ppInv);
       nu = add(nu, mv(G, delta));
       vv = add(vv, mul(mul(G, add(pp, ppNew, -1)), tr(G)), -1);
@@ -761,10 +863,10 @@ export function createSolver(g) {
       evaluate(POSE, 'image'); // sets `front`: every point in front of the camera
       ok = front && [...POSE, ...nu, ...pp, ...pv, ...vv].every(isNum);
       if (!ok) POSE.set(net);
-      s = [POSE.slice(), nu, pp, pv, vv, now, ok];
+      st = [POSE.slice(), nu, pp, pv, vv, now, ok];
       return result();
     }
-    return { update, reset: () => (s = null) };
+    return { update, reset: () => (st = null) };
   }
 
   return {

@@ -24,8 +24,7 @@ export function syntheticData(start, { camera = PIXEL, refine = { iterations: 5,
     points,
     camera: seed ? [1, -1, 0.5, 0.5] : [camera.fx, camera.fy, camera.cx, camera.cy],
     gl: seed,
-    rotation: 'quat',
-    layers: [[2 * k, 7, 0]],
+    layers: [[2 * k, 7]],
     dtype: 'float32',
     quant: [],
     xStandard: null,
@@ -101,16 +100,23 @@ export function randomNetworkData(seed, { dtype = 'float32', rotation = 'quat', 
   const data = syntheticData([0, 0, 0, 1, 0, 0, 60], { camera });
   const out = rotation === '6d' ? 9 : 7;
   const shapes = [
-    [12, 16, 1],
-    [16, 16, 1],
-    [16, out, 0],
+    [12, 16],
+    [16, 16],
+    [16, out],
   ];
   const values = shapes.flatMap(([n, m]) => [n * m, m]).map((size) => Array.from({ length: size }, () => 2 * random() - 1));
   let bytes;
+  let weights;
   const quant = [];
   if (dtype === 'uint8') {
-    bytes = Uint8Array.from(values.flatMap((v) => v.map(() => Math.floor(256 * random()))));
-    for (let i = 0; i < values.length; i++) quant.push([Math.fround(2 / 255), -1]);
+    // Random codes around a random zero code per tensor, as pnpjax/jsmodule.py encode_uint8 writes them.
+    const codes = values.map((v) => v.map(() => Math.floor(256 * random())));
+    weights = codes.map((c) => {
+      const zero = Math.floor(256 * random());
+      quant.push([Math.fround(2 / 255), -1, zero]);
+      return encodeUint8(c, zero);
+    });
+    weights = weights.join('');
   } else if (dtype === 'float16') {
     // Halves with a small exponent range (finite, |v| < 2): sign, exponent 10..15, mantissa.
     bytes = new Uint8Array(
@@ -127,12 +133,25 @@ export function randomNetworkData(seed, { dtype = 'float32', rotation = 'quat', 
   const mean = rotation === '6d' ? [1, 0, 0, 0, 1, 0] : [0, 0, 0, 0.87];
   return {
     ...data,
-    rotation,
     layers: shapes,
     dtype,
     quant,
     yStd: [...std, 20, 20, 14],
     yMean: [...mean, 0, 0, camera.name === 'seed' ? -60 : 60],
-    weights: Buffer.from(bytes).toString('base64'),
+    weights: weights ?? Buffer.from(bytes).toString('base64'),
   };
+}
+
+/** uint8 codes of one tensor as text (pnpjax/jsmodule.py encode_uint8, written independently). */
+export function encodeUint8(codes, zero) {
+  const alphabet = [];
+  for (let c = 32; c < 127; c++) if (!`"'\\<>&`.includes(String.fromCharCode(c))) alphabet.push(String.fromCharCode(c));
+  return codes
+    .map((code) => {
+      const d = code - zero;
+      const z = d >= 0 ? 2 * d : -2 * d - 1;
+      if (z < 84) return alphabet[z];
+      return alphabet[84 + Math.floor((z - 84) / 89)] + alphabet[(z - 84) % 89];
+    })
+    .join('');
 }
