@@ -1,0 +1,213 @@
+"""The JS module runs issue 13's recipe (pnpjax.model: inputs='centroid', translation='ray', roll
+'canonical'): the exported module against a float64 numpy implementation of the shared spec, against
+`pnpjax.model.apply` (JAX), with refinement against `pnpjax.refine.refine_ml`, and the roll's
+equivariance (turning the image about the principal point turns the pose about the optical axis,
+whatever the weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.lib import node
+from experiments.lib.precision import pose_error
+from helpers import random_solver
+from pnpjax import camera, export, geometry, model, refine
+from pnpjax.tfjs import ExportError
+
+pytestmark = [
+    pytest.mark.node,
+    pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed"),
+]
+ATOL = 1e-5
+CAM = camera.parse_camera("hfov=60,640x480")
+HAS_ROLL = "roll" in {f.name for f in dataclasses.fields(model.ModelConfig)}
+
+
+if HAS_ROLL:
+    RollModel = model.ModelConfig
+else:  # the recipe's roll field, until pnpjax.model has it (the module reads only these fields)
+
+    @dataclasses.dataclass(frozen=True)
+    class RollModel(model.ModelConfig):
+        roll: str = "none"
+
+
+class RollStats(NamedTuple):
+    x_mean: jax.Array
+    x_std: jax.Array
+    y_mean: jax.Array
+    y_std: jax.Array
+    q_ref: jax.Array | None = None
+    roll_weights: jax.Array | None = None
+
+
+def roll_weights(layout) -> np.ndarray:
+    """The spec's roll weights: x of the layout's points in its frontal pose, centred, unit norm."""
+    pts = layout.array @ np.asarray(layout.frontal_rotation, np.float64).T  # (3, 3) rotation matrix
+    x = pts[:, 0] - pts[:, 0].mean()
+    return x / np.linalg.norm(x)
+
+
+def recipe_solver(inputs: str, translation: str, roll: str, rotation: str = "quat", seed: int = 0):
+    """A random solver of the recipe with plausible statistics (weights need not be trained for parity)."""
+    base = random_solver(rotation, widths=(32, 32), seed=seed)
+    k = base.layout.num_points
+    cfg = dataclasses.replace(base.config, model=RollModel((32, 32), rotation, inputs, translation, roll=roll))
+    params = model.init_params(cfg.model, jax.random.key(seed + 1), k)
+    params = jax.tree_util.tree_map(lambda p: p + 0.05 * jnp.ones_like(p), params)
+    rng = np.random.default_rng(seed)
+    n_in = model.input_dim(cfg.model, k)
+    x_mean = jnp.asarray(rng.normal(0, 0.1, n_in), jnp.float32)
+    x_std = jnp.asarray(rng.uniform(0.5, 1.5, n_in), jnp.float32)
+    y_mean, y_std = np.asarray(base.stats.y_mean), np.asarray(base.stats.y_std)
+    if translation == "ray":  # log depth ~ 4, small ray offsets
+        y_mean = np.concatenate([y_mean[:-3], [4.0, 0.0, 0.0]])
+        y_std = np.concatenate([y_std[:-3], [0.3, 0.05, 0.05]])
+    w = roll_weights(base.layout) if roll == "canonical" else None
+    stats = RollStats(
+        x_mean, x_std, jnp.asarray(y_mean, jnp.float32), jnp.asarray(y_std, jnp.float32), base.stats.q_ref, w
+    )
+    return dataclasses.replace(base, config=cfg, params=params, stats=stats)
+
+
+def spec_network(solver, xy: np.ndarray, layers=None) -> tuple[np.ndarray, np.ndarray]:
+    """The spec in float64 numpy: (N, K, 2) normalised coords -> (q (N, 4) x y z w, t (N, 3))."""
+    m, st = solver.config.model, solver.stats
+    xy = np.asarray(xy, np.float64)
+    cos, sin = np.ones(len(xy)), np.zeros(len(xy))
+    if m.roll == "canonical":
+        c = xy.mean(1, keepdims=True)
+        d = np.einsum("k,nkd->nd", np.asarray(st.roll_weights, np.float64), xy - c)
+        n = np.linalg.norm(d, axis=-1)
+        safe = np.where(n > 0, np.maximum(n, 1e-12), 1.0)
+        cos, sin = np.where(n > 0, d[:, 0] / safe, 1.0), np.where(n > 0, d[:, 1] / safe, 0.0)
+    rz = np.zeros((len(xy), 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = cos, -sin, sin, cos, 1
+    xy = np.einsum("nji,nkj->nki", rz[:, :2, :2], xy)  # Rz^T applied to every point
+    f = xy.reshape(len(xy), -1)
+    c = xy.mean(1)
+    if m.inputs == "centroid":
+        spread = np.sqrt(np.mean(np.sum((xy - c[:, None]) ** 2, -1), -1) + 1e-12)
+        f = np.concatenate(
+            [((xy - c[:, None]) / spread[:, None, None]).reshape(len(xy), -1), c, np.log(spread)[:, None]], -1
+        )
+    f64 = lambda a: np.asarray(a, np.float64)
+    if layers is None:  # the checkpoint's float32 weights
+        h = (f - f64(st.x_mean)) / f64(st.x_std)
+        p = solver.params
+        layers = [(f64(p[f"Dense_{i}"]["kernel"]), f64(p[f"Dense_{i}"]["bias"])) for i in range(len(p))]
+    else:  # exported layers, the input standardisation folded in
+        h = f
+    for i, (w, b) in enumerate(layers):
+        h = h @ w + b
+        h = np.maximum(h, 0) if i < len(layers) - 1 else h
+    y = h * f64(st.y_std) + f64(st.y_mean)
+    if m.translation == "ray":
+        depth = np.exp(np.clip(y[:, -3], -20, 20))
+        y = np.concatenate([y[:, :-3], depth[:, None] * (c + y[:, -2:]), depth[:, None]], -1)
+    with jax.enable_x64(True):
+        R, _, t = model.decode_pose(m.rotation, jnp.asarray(y))
+        R = np.einsum("nij,njk->nik", rz, np.asarray(R))
+        q = np.asarray(geometry.matrix_to_quat(jnp.asarray(R)))
+    return q * np.where(q[:, 3:] < 0, -1, 1), np.einsum("nij,nj->ni", rz, np.asarray(t))
+
+
+def draws(solver, n: int = 200) -> np.ndarray:
+    """(n, K, 2) normalised coords of random poses (rolls up to 180 degrees) in front of the camera."""
+    rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        q = np.asarray(geometry.quat_normalize(jnp.asarray(rng.normal(size=(n, 4)) * [0.3, 0.3, 2, 1])))
+        R = np.asarray(geometry.quat_to_matrix(jnp.asarray(q)))
+    t = np.stack([rng.uniform(-15, 15, n), rng.uniform(-10, 10, n), rng.uniform(40, 120, n)], -1)
+    X = np.einsum("nij,kj->nki", R, solver.layout.array) + t[:, None]
+    return X[..., :2] / X[..., 2:]
+
+
+def to_pixels(xy: np.ndarray) -> np.ndarray:
+    fx, fy, cx, cy = (float(v) for v in CAM.intrinsics[:4])
+    return np.asarray(xy, np.float64) * [fx, fy] + [cx, cy]  # float64 (jnp would round to float32)
+
+
+def js(module, xy: np.ndarray, options: dict | None = None) -> np.ndarray:
+    payload = {"landmarks": to_pixels(xy).tolist(), "options": options}
+    return np.asarray(node.js_predict_in_node(module, payload)["poses"], np.float64).reshape(-1, 7)
+
+
+RECIPES = [("centroid", "ray", "canonical"), ("centroid", "direct", "none"), ("standardized", "ray", "canonical")]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids="-".join)
+def test_module_runs_the_recipe(recipe, tmp_path):
+    """float32 module == the spec (numpy float64) and, where pnpjax.model has the recipe, == model.apply;
+    uint8 module == the spec on its dequantised weights; refinement == refine_ml."""
+    solver = recipe_solver(*recipe)
+    xy = draws(solver)
+    path = export.export_solver(solver, "js", tmp_path / "f32", quantize="float32", camera=CAM)
+    net = js(path, xy, {"refine": 0})
+    q, t = spec_network(solver, xy)
+    ref = np.concatenate([q, t], -1)
+    assert pose_error(net, ref).max() <= ATOL
+    if HAS_ROLL or recipe[2] == "none":
+        with jax.enable_x64(True):
+            f64 = lambda a: None if a is None else jnp.asarray(a, jnp.float64)
+            stats = type(solver.stats)(*(f64(a) for a in solver.stats))
+            p = model.apply(solver.config.model, jax.tree_util.tree_map(f64, solver.params), stats, jnp.asarray(xy))
+            qj = np.asarray(p.q) * np.where(np.asarray(p.q)[:, 3:] < 0, -1, 1)
+        assert pose_error(np.concatenate([qj, np.asarray(p.t)], -1), ref).max() <= ATOL
+    # Refinement (the module's default: 2 ml steps) from the network's pose.
+    with jax.enable_x64(True):
+        cfg = solver.config
+        noise = refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
+        qr, tr = refine.refine_ml(
+            jnp.asarray(xy),
+            jnp.asarray(solver.layout.array, jnp.float64),
+            jnp.asarray(q),
+            jnp.asarray(t),
+            noise,
+            iters=2,
+        )
+    qr = np.asarray(qr) * np.where(np.asarray(qr)[:, 3:] < 0, -1, 1)
+    refined = js(path, xy)
+    assert pose_error(refined, np.concatenate([qr, np.asarray(tr)], -1)).max() <= ATOL
+    assert pose_error(refined, net).max() > 1e-3  # the refinement did something
+    # uint8: the module decodes the exported codes to the weights pnpjax.stack dequantised.
+    from pnpjax import stack
+
+    _, _, layers = stack.js_weights(solver, "uint8")
+    path8 = export.export_solver(solver, "js", tmp_path / "u8", quantize="uint8", camera=CAM)
+    q8, t8 = spec_network(
+        solver, xy, [(np.asarray(d.kernel, np.float64), np.asarray(d.bias, np.float64)) for d in layers]
+    )
+    assert pose_error(js(path8, xy, {"refine": 0}), np.concatenate([q8, t8], -1)).max() <= ATOL
+
+
+def test_roll_canonical_is_equivariant(tmp_path):
+    """Turning the landmarks by phi about the principal point turns the network's pose by Rz(phi)."""
+    solver = recipe_solver("centroid", "ray", "canonical", seed=3)
+    xy = draws(solver, 50)
+    path = export.export_solver(solver, "js", tmp_path / "m", quantize="float32", camera=CAM)
+    base = js(path, xy, {"refine": 0})
+    for phi in (0.7, 2.5, -1.9):
+        c, s = np.cos(phi), np.sin(phi)
+        rz = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        turned = js(path, xy @ rz[:2, :2].T, {"refine": 0})
+        with jax.enable_x64(True):
+            R = np.asarray(geometry.quat_to_matrix(jnp.asarray(base[:, :4])))
+            q = np.asarray(geometry.matrix_to_quat(jnp.asarray(rz @ R)))
+        expected = np.concatenate([q * np.where(q[:, 3:] < 0, -1, 1), base[:, 4:] @ rz.T], -1)
+        assert pose_error(turned, expected).max() <= 1e-6, phi
+
+
+def test_tfjs_still_refuses_the_recipe(tmp_path):
+    solver = recipe_solver("centroid", "ray", "canonical")
+    with pytest.raises(ExportError, match="--format tfjs takes only"):
+        export.export_solver(solver, "tfjs", tmp_path / "t")
+    assert not (tmp_path / "t").exists()
