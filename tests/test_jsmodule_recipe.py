@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,39 +27,22 @@ pytestmark = [
 ]
 ATOL = 1e-5
 CAM = camera.parse_camera("hfov=60,640x480")
-HAS_ROLL = "roll" in {f.name for f in dataclasses.fields(model.ModelConfig)}
-
-
-if HAS_ROLL:
-    RollModel = model.ModelConfig
-else:  # the recipe's roll field, until pnpjax.model has it (the module reads only these fields)
-
-    @dataclasses.dataclass(frozen=True)
-    class RollModel(model.ModelConfig):
-        roll: str = "none"
-
-
-class RollStats(NamedTuple):
-    x_mean: jax.Array
-    x_std: jax.Array
-    y_mean: jax.Array
-    y_std: jax.Array
-    q_ref: jax.Array | None = None
-    roll_weights: jax.Array | None = None
 
 
 def roll_weights(layout) -> np.ndarray:
     """The spec's roll weights: x of the layout's points in its frontal pose, centred, unit norm."""
     pts = layout.array @ np.asarray(layout.frontal_rotation, np.float64).T  # (3, 3) rotation matrix
     x = pts[:, 0] - pts[:, 0].mean()
-    return x / np.linalg.norm(x)
+    w = x / np.linalg.norm(x)
+    np.testing.assert_allclose(model.roll_weights(layout), w, atol=1e-6)  # pnpjax.model's, as saved with the stats
+    return w.astype(np.float32)
 
 
 def recipe_solver(inputs: str, translation: str, roll: str, rotation: str = "quat", seed: int = 0):
     """A random solver of the recipe with plausible statistics (weights need not be trained for parity)."""
     base = random_solver(rotation, widths=(32, 32), seed=seed)
     k = base.layout.num_points
-    cfg = dataclasses.replace(base.config, model=RollModel((32, 32), rotation, inputs, translation, roll=roll))
+    cfg = dataclasses.replace(base.config, model=model.ModelConfig((32, 32), rotation, inputs, translation, roll=roll))
     params = model.init_params(cfg.model, jax.random.key(seed + 1), k)
     params = jax.tree_util.tree_map(lambda p: p + 0.05 * jnp.ones_like(p), params)
     rng = np.random.default_rng(seed)
@@ -72,7 +54,8 @@ def recipe_solver(inputs: str, translation: str, roll: str, rotation: str = "qua
         y_mean = np.concatenate([y_mean[:-3], [4.0, 0.0, 0.0]])
         y_std = np.concatenate([y_std[:-3], [0.3, 0.05, 0.05]])
     w = roll_weights(base.layout) if roll == "canonical" else None
-    stats = RollStats(
+    w = None if w is None else jnp.asarray(w)
+    stats = model.Stats(
         x_mean, x_std, jnp.asarray(y_mean, jnp.float32), jnp.asarray(y_std, jnp.float32), base.stats.q_ref, w
     )
     return dataclasses.replace(base, config=cfg, params=params, stats=stats)
@@ -146,7 +129,7 @@ RECIPES = [("centroid", "ray", "canonical"), ("centroid", "direct", "none"), ("s
 
 @pytest.mark.parametrize("recipe", RECIPES, ids="-".join)
 def test_module_runs_the_recipe(recipe, tmp_path):
-    """float32 module == the spec (numpy float64) and, where pnpjax.model has the recipe, == model.apply;
+    """float32 module == the spec (numpy float64) == model.apply (float64);
     uint8 module == the spec on its dequantised weights; refinement == refine_ml."""
     solver = recipe_solver(*recipe)
     xy = draws(solver)
@@ -155,13 +138,12 @@ def test_module_runs_the_recipe(recipe, tmp_path):
     q, t = spec_network(solver, xy)
     ref = np.concatenate([q, t], -1)
     assert pose_error(net, ref).max() <= ATOL
-    if HAS_ROLL or recipe[2] == "none":
-        with jax.enable_x64(True):
-            f64 = lambda a: None if a is None else jnp.asarray(a, jnp.float64)
-            stats = type(solver.stats)(*(f64(a) for a in solver.stats))
-            p = model.apply(solver.config.model, jax.tree_util.tree_map(f64, solver.params), stats, jnp.asarray(xy))
-            qj = np.asarray(p.q) * np.where(np.asarray(p.q)[:, 3:] < 0, -1, 1)
-        assert pose_error(np.concatenate([qj, np.asarray(p.t)], -1), ref).max() <= ATOL
+    with jax.enable_x64(True):
+        f64 = lambda a: None if a is None else jnp.asarray(a, jnp.float64)
+        stats = model.Stats(*(f64(a) for a in solver.stats))
+        p = model.apply(solver.config.model, jax.tree_util.tree_map(f64, solver.params), stats, jnp.asarray(xy))
+        qj = np.asarray(p.q) * np.where(np.asarray(p.q)[:, 3:] < 0, -1, 1)
+    assert pose_error(np.concatenate([qj, np.asarray(p.t)], -1), ref).max() <= ATOL  # the spec == JAX
     # Refinement (the module's default: 2 ml steps) from the network's pose.
     with jax.enable_x64(True):
         cfg = solver.config
