@@ -19,7 +19,6 @@ from experiments.lib import node
 from experiments.lib.precision import pose_error
 from helpers import random_solver
 from pnpjax import camera, export, geometry, model, refine
-from pnpjax.tfjs import ExportError
 
 pytestmark = [
     pytest.mark.node,
@@ -186,10 +185,3 @@ def test_roll_canonical_is_equivariant(tmp_path):
             q = np.asarray(geometry.matrix_to_quat(jnp.asarray(rz @ R)))
         expected = np.concatenate([q * np.where(q[:, 3:] < 0, -1, 1), base[:, 4:] @ rz.T], -1)
         assert pose_error(turned, expected).max() <= 1e-6, phi
-
-
-def test_tfjs_still_refuses_the_recipe(tmp_path):
-    solver = recipe_solver("centroid", "ray", "canonical")
-    with pytest.raises(ExportError, match="--format tfjs takes only"):
-        export.export_solver(solver, "tfjs", tmp_path / "t")
-    assert not (tmp_path / "t").exists()
