@@ -4,6 +4,8 @@ equal sample budget; each variant is one vmapped group of its seeds (pnpjax.mult
 
     python experiments/ablate_geometry.py            # full run -> experiments/results/ablate_geometry/
     python experiments/ablate_geometry.py --smoke    # seconds; tiny nets
+    python experiments/ablate_geometry.py --protocol realistic --steps 8000 \
+        --variants 64-64 "64-64 centroid+ray" "64-64 centroid+ray+roll" --out experiments/results/ablate_roll_realistic
 
 Variants (ModelConfig fields):
     64-64                    the shipped recipe: standardised coordinates, t regressed directly
@@ -11,6 +13,9 @@ Variants (ModelConfig fields):
                              the centroid and log spread as inputs (`--model.inputs centroid`)
     64-64 centroid+ray       and t = exp(a) (centroid ray + b)  (`--model.translation ray`)
     48-48-48                 deeper, same parameter count
+    64-64 roll               landmarks turned so that the layout's horizontal axis lies on image x,
+                             the pose turned back after the network (`--model.roll canonical`)
+    64-64 centroid+ray+roll  centroid+ray on roll-canonical landmarks
 """
 
 from __future__ import annotations
@@ -35,15 +40,29 @@ VARIANTS = {
     "64-64 centroid": dict(widths=(64, 64), inputs="centroid"),
     "64-64 centroid+ray": dict(widths=(64, 64), inputs="centroid", translation="ray"),
     "48-48-48": dict(widths=(48, 48, 48)),
+    "64-64 roll": dict(widths=(64, 64), roll="canonical"),
+    "64-64 centroid+ray+roll": dict(widths=(64, 64), inputs="centroid", translation="ray", roll="canonical"),
 }
+DEFAULT_VARIANTS = ("64-64", "64-64 centroid", "64-64 centroid+ray", "48-48-48")
 
 
-def run(out: Path, command: str, steps: int, batch_size: int, seeds: int, eval_size: int, smoke: bool) -> dict:
+def run(
+    out: Path,
+    command: str,
+    steps: int,
+    batch_size: int,
+    seeds: int,
+    eval_size: int,
+    smoke: bool,
+    protocol: str = "seed",
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
+) -> dict:
     out = ablations._clean(out)
-    base = ablations.base_config("seed", smoke=smoke, steps=steps, batch_size=batch_size)
+    base = ablations.base_config(protocol, smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
     runs, params = [], {}
-    for name, fields in VARIANTS.items():
+    for name in variants:
+        fields = VARIANTS[name]
         if smoke:
             fields = {**fields, "widths": tuple(max(w // 4, 4) for w in fields["widths"])}
         mcfg = dataclasses.replace(base.model, **fields)
@@ -51,23 +70,33 @@ def run(out: Path, command: str, steps: int, batch_size: int, seeds: int, eval_s
         for s in range(seeds):
             rn = f"{name.replace(' ', '_')}-s{s}"
             runs.append(multi.Run(rn, dataclasses.replace(base, name=rn, seed=s, model=mcfg)))
-    tests = multi.make_test_sets(layout, {"seed_test": base.test_protocol}, eval_size)
+    test_name = f"{protocol}_test"
+    tests = multi.make_test_sets(layout, {test_name: base.test_protocol}, eval_size)
     results = multi.train_many(runs, out / "runs", tests)
     per: dict[str, dict[str, list[float]]] = {}
-    by_run = {r.name: v for v in VARIANTS for r in runs if r.name.startswith(v.replace(" ", "_") + "-s")}
+    by_run = {r.name: v for v in variants for r in runs if r.name.startswith(v.replace(" ", "_") + "-s")}
     for r, _, _, ev in ablations._results_rows(results):
         for m, (_, scale) in ablations.METRICS.items():
-            per.setdefault(by_run[r.name], {}).setdefault(m, []).append(ev["seed_test"][m] * scale)
-    names = list(VARIANTS)
+            per.setdefault(by_run[r.name], {}).setdefault(m, []).append(ev[test_name][m] * scale)
+    names = list(variants)
+    units = "cm" if protocol == "seed" else "px"
     rows = [[f"`{n}`", f"{params[n]:,}"] + [ablations.fmt_ms(per[n][m]) for m in ablations.METRICS] for n in names]
     times = ", ".join(f"{g.timing['total']:.0f} s" for g in results)
+    titles = [ablations.METRICS[m][0] for m in ablations.METRICS]
+    if protocol == "realistic":
+        titles = [t.replace("(image units)", "(px)") for t in titles]
+        extra = f" (landmark noise {base.realistic.noise_2d:g} of the face size, train and test)"
+    else:
+        extra = ""
     body = [
-        f"Seed protocol, `{base.layout}`, loss `{base.loss}`, {base.steps} steps × batch {base.batch_size} per model "
-        f"(equal sample budget), {seeds} seeds per variant, each variant one vmapped group ({times}). Held-out: "
-        f"{int(tests['seed_test'].valid.sum())} draws of the seed test protocol (fixed key). Mean ± std over seeds. "
-        "`centroid` and `ray` are nonlinear maps of the input, which a TF.js layers model (Dense layers only) cannot "
-        "express: `pnpjax export --format tfjs|js` refuses such checkpoints, the SavedModel takes them.",
-        ablations.md_table(["variant", "params"] + [ablations.METRICS[m][0] for m in ablations.METRICS], rows),
+        f"{protocol.capitalize()} protocol{extra}, `{base.layout}`, loss `{base.loss}`, {base.steps} steps × batch "
+        f"{base.batch_size} per model (equal sample budget), peak learning rate {base.lr:g}, {seeds} seeds per "
+        f"variant, each variant one vmapped group ({times}). Held-out: {int(tests[test_name].valid.sum())} draws of "
+        f"the {protocol} test protocol (fixed key). Mean ± std over seeds; lengths in cm, reprojection in {units}. "
+        "`centroid`, `ray` and `roll` are nonlinear maps of the input or output, which a TF.js layers model (Dense "
+        "layers only) cannot express: the SavedModel takes them (the JS module and the TF.js graph export follow "
+        "issue 13's shared spec).",
+        ablations.md_table(["variant", "params"] + titles, rows),
         ablations._timestamp_note(),
         "![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
@@ -77,7 +106,7 @@ def run(out: Path, command: str, steps: int, batch_size: int, seeds: int, eval_s
         names,
         per,
         ["l1_3d", "rot_mean_deg", "rot_median_deg", "trans_mean"],
-        f"input / translation / depth ({seeds} seeds)",
+        f"{protocol} protocol: input / translation / roll / depth ({seeds} seeds)",
     )
     ablations.plot_curves(out / "runs", out / "learning_curves.png", title="geometry ablation")
     summary = {n: {"params": params[n], **{m: ablations.mean_std(v) for m, v in per[n].items()}} for n in names}
@@ -95,9 +124,11 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--eval-size", type=int, default=20_000)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--protocol", choices=("seed", "realistic"), default="seed")
+    p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=DEFAULT_VARIANTS)
     a = p.parse_args()
     if a.smoke:
         a.steps, a.eval_size = min(a.steps, 20), min(a.eval_size, 512)
     out = Path(a.out) if a.out else HERE / "results" / ("ablate_geometry_smoke" if a.smoke else "ablate_geometry")
     cmd = ("python experiments/ablate_geometry.py " + shlex.join(sys.argv[1:])).strip()
-    run(out, cmd, a.steps, a.batch_size, a.seeds, a.eval_size, a.smoke)
+    run(out, cmd, a.steps, a.batch_size, a.seeds, a.eval_size, a.smoke, a.protocol, tuple(a.variants))

@@ -7,6 +7,11 @@ Each config trains in <workroot>/<name> (resumable), its final model is copied t
 checkpoints/<name>/, evaluated on 100k held-out draws of its protocol (beside the original
 published model for the seed configs), and the figures are written to
 checkpoints/<name>/EVAL.md and checkpoints/README.md.
+
+A trained model is shipped only if each web format (`--formats`, default tfjs and js) exports it
+and the export, run in Node, gives JAX's poses (experiments/lib/shipping.py: export_problems). A
+recipe that a format cannot express (e.g. roll canonicalisation before the JS module or the TF.js
+export handled it) leaves checkpoints/<name> as it was, says why, and the script exits 1.
 """
 
 from __future__ import annotations
@@ -25,15 +30,26 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="checkpoints")
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--eval-only", action="store_true", help="re-evaluate the shipped checkpoints, no training")
+    p.add_argument(
+        "--formats",
+        nargs="*",
+        default=list(shipping.WEB_FORMATS),
+        choices=shipping.WEB_FORMATS,
+        help="web formats a model must export to before it replaces a shipped checkpoint (none: no gate)",
+    )
     a = p.parse_args(argv)
-    shipping.make_checkpoints(
+    refused = shipping.make_checkpoints(
         a.names,
         a.workroot,
         a.out,
         n=a.n,
         do_train=not a.eval_only,
         command=" ".join(["python experiments/make_checkpoints.py"] + (argv or sys.argv[1:])),
+        formats=tuple(a.formats),
     )
+    if refused:
+        print(f"not shipped (their export gate failed): {', '.join(refused)}", file=sys.stderr)
+        return 1
     return 0
 
 
