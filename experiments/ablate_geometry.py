@@ -79,7 +79,7 @@ def run(
         for m, (_, scale) in ablations.METRICS.items():
             per.setdefault(by_run[r.name], {}).setdefault(m, []).append(ev[test_name][m] * scale)
     names = list(variants)
-    units = "cm" if protocol == "seed" else "px"
+    units = "image units" if protocol == "seed" else "px"
     rows = [[f"`{n}`", f"{params[n]:,}"] + [ablations.fmt_ms(per[n][m]) for m in ablations.METRICS] for n in names]
     times = ", ".join(f"{g.timing['total']:.0f} s" for g in results)
     titles = [ablations.METRICS[m][0] for m in ablations.METRICS]
