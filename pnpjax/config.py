@@ -160,6 +160,12 @@ def _from_json(tp: Any, value: Any, where: str) -> Any:
     raise TypeError(f"{where}: unsupported field type {tp!r}")
 
 
+# The shipped recipe (issue 13's ablation, experiments/results/ablate_roll_*): landmarks
+# roll-canonicalised, centred on their centroid and scaled by their spread (centroid and log
+# spread as 3 extra inputs), t as log depth along the centroid ray plus an offset. 64-64 on
+# blazeface6: 5,639 parameters (the original's 5,447 + 3.5 %). Exports: SavedModel, the JS module
+# and the TF.js graph model (a TF.js layers model cannot express it: see the *-plain preset).
+RECIPE = ModelConfig(inputs="centroid", translation="ray", roll="canonical")
 # `steps` is the full schedule of the shipped checkpoints; `--seconds N` fits it into a budget.
 _SEED = dict(
     protocol="seed", loss="l1_3d", batch_size=2048, steps=40_000, lr=4e-3, eval_every=5000, checkpoint_every=5000
@@ -169,24 +175,28 @@ _REAL = dict(
 )
 
 CONFIGS: dict[str, Config] = {
-    "blazeface6-seed": Config(name="blazeface6-seed", layout="blazeface6", **_SEED),
-    "faceapi10-seed": Config(name="faceapi10-seed", layout="faceapi10", **_SEED),
-    # The original's recipe with a bigger network (35,591 params, ~6.5x the original's): for users
-    # who can afford ~75 KB (float16) rather than ~10 KB, closer to the refinement's accuracy.
+    "blazeface6-seed": Config(name="blazeface6-seed", layout="blazeface6", model=RECIPE, **_SEED),
+    "faceapi10-seed": Config(name="faceapi10-seed", layout="faceapi10", model=RECIPE, **_SEED),
+    # The recipe with a bigger network (35,975 params, ~6.6x the original's): for users who can
+    # afford ~75 KB (float16) rather than ~10 KB, closer to the refinement's accuracy.
     "blazeface6-seed-large": Config(
-        name="blazeface6-seed-large", layout="blazeface6", model=ModelConfig(widths=(128, 128, 128)), **_SEED
+        name="blazeface6-seed-large",
+        layout="blazeface6",
+        model=dataclasses.replace(RECIPE, widths=(128, 128, 128)),
+        **_SEED,
     ),
-    # The original's recipe at its size (5,639 params) with geometric preconditioning: centroid-centred,
-    # spread-scaled inputs and t as log depth along the centroid ray (issue 13's ablation). Exports as a
-    # SavedModel only (a TF.js Dense stack cannot express the preprocessing).
+    # The original's recipe at its size (5,447 params): standardised coordinates, t regressed
+    # directly, no roll canonicalisation; the one recipe a TF.js layers model expresses.
+    "blazeface6-seed-plain": Config(name="blazeface6-seed-plain", layout="blazeface6", model=ModelConfig(), **_SEED),
+    # Last session's preconditioned preset (centroid + ray, no roll), kept for its figures.
     "blazeface6-seed-geo": Config(
         name="blazeface6-seed-geo",
         layout="blazeface6",
         model=ModelConfig(inputs="centroid", translation="ray"),
         **_SEED,
     ),
-    "blazeface6": Config(name="blazeface6", layout="blazeface6", **_REAL),
-    "faceapi10": Config(name="faceapi10", layout="faceapi10", **_REAL),
+    "blazeface6": Config(name="blazeface6", layout="blazeface6", model=RECIPE, **_REAL),
+    "faceapi10": Config(name="faceapi10", layout="faceapi10", model=RECIPE, **_REAL),
     # Tiny and fast: for tests and for checking an install; not a useful model.
     "smoke": Config(
         name="smoke",

@@ -27,10 +27,10 @@ OTHER_CAMERA = camera.Camera(900.0, 905.0, 610.0, 355.0, 1280.0, 720.0)
 
 @functools.cache
 def _seed_stats() -> model.Stats:
-    """Standardisation of the blazeface6 seed protocol (quat head), computed once."""
+    """Standardisation of the blazeface6 seed protocol (plain inputs, quat head), computed once."""
     cfg = config.get_config("blazeface6-seed")
     return model.compute_stats(
-        cfg.model, cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000
+        ModelConfig(), cfg.train_protocol, layouts.get_layout(cfg.layout), jax.random.key(0), n=20_000
     )
 
 
