@@ -275,3 +275,25 @@ def test_hostile_names_stay_data(tmp_path):
     assert meta["layout"] == layout.to_dict() and list(meta["layout"]["points"]) == hostile
     assert set(meta) == set(json.loads((out / "model.json").read_text())["userDefinedMetadata"])
     assert_float32_accurate(y, solver, uv, None)
+
+
+# --------------------------------------------------------------------------------------------
+# The other export paths, for the new recipes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_ROLL, reason="model.py has no ModelConfig.roll yet")
+def test_savedmodel_of_the_new_recipe_is_jax(tmp_path):
+    """--format savedmodel (jax2tf) runs model.apply itself, so centroid + ray + roll need nothing
+    new: TensorFlow's float32 program is as close to float64 JAX as JAX's own float32 path (TF's
+    compilation differs from JAX's, so the two float32 results differ by a few ulps, 6e-5 here)."""
+    tf = pytest.importorskip("tensorflow")
+    solver = recipe_solver(("centroid", "ray", "canonical"))
+    out = export.export_solver(solver, "savedmodel", tmp_path / "sm", camera=PIXEL_CAMERA)
+    uv = landmarks(PIXEL_CAMERA)
+    y = tf.saved_model.load(str(out)).signatures["serving_default"](landmarks=tf.constant(uv))["pose"].numpy()
+    ref = jax_pose64(solver, uv, PIXEL_CAMERA)
+    err, jax32 = pose_error(y, ref).max(), pose_error(jax_pose(solver, uv, PIXEL_CAMERA), ref).max()
+    assert err <= 2 * max(ATOL, jax32)  # measured: 4.4e-5 against float32 JAX's own 3.8e-5
+    assert np.all(y[:, 3] >= 0)
