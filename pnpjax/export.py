@@ -72,12 +72,16 @@ from pnpjax.stack import (  # noqa: F401  (re-exported: the stack is part of the
 __all__ = [
     "FORMATS",
     "JS_FILE",
+    "GraphSolver",
     "LayersSolver",
     "dense_layers",
     "export_checkpoint",
     "export_solver",
     "image_intrinsics",
+    "needs_graph_model",
     "pose_function",
+    "read_tfjs_solver",
+    "solver_graph",
 ]
 
 FORMATS: tuple[str, ...] = ("tfjs", "js", "savedmodel")
@@ -274,6 +278,38 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         tz = g.op("Neg", tz)
     q = g.select(g.op("Less", g.slice(q, (0, 3), (-1, 1)), g.const(0.0)), g.op("Neg", q), q)  # w >= 0
     return g, g.op("Identity", g.concat([q, txy, tz], 1), name="pose")
+
+
+class GraphSolver:
+    """A graph-model export behind the solver interface: normalised coords -> OpenCV-frame Prediction.
+
+    The graph runs in numpy float32 (`tfjs.run_graph`), an emulation of TF.js's arithmetic, like
+    `LayersSolver` for a layers model; used to measure an export's accuracy on any protocol.
+    """
+
+    def __init__(self, graph: tfjs.Graph, cam: camlib.Camera | None):
+        self.graph = graph
+        self.intrinsics = np.asarray(image_intrinsics(cam), np.float32)
+        self.gl = frame_of(cam) == "opengl"
+
+    def __call__(self, xy) -> model.Prediction:
+        xy = np.asarray(xy, np.float32)
+        uv = xy * self.intrinsics[:2] + self.intrinsics[2:]
+        y = jnp.asarray(tfjs.run_graph(self.graph, {"landmarks": uv}, "pose", dtype=np.float32))
+        q, t = geometry.quat_normalize(y[:, :4]), y[:, 4:7]
+        if self.gl:
+            q, t = camlib.pose_gl_to_opencv(q, t)
+        return model.Prediction(geometry.quat_to_matrix(q), q, t, y)
+
+
+def read_tfjs_solver(model_dir: str | os.PathLike[str], cam: camlib.Camera | None) -> LayersSolver | GraphSolver:
+    """A written `--format tfjs` export (layers or graph model), read back as TF.js decodes its
+    weights, behind the solver interface (`LayersSolver` or `GraphSolver`)."""
+    d = Path(model_dir)
+    mj = tfjs._load_json(d / tfjs.MODEL_JSON)
+    if mj.get("format") == tfjs.GRAPH_MODEL_FORMAT:
+        return GraphSolver(tfjs.read_graph_model(d).graph, cam)
+    return LayersSolver(tfjs.read_layers_model(d).layers, cam)
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,3 +92,11 @@ def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Cam
     )
     ref32 = aligned(jax_pose(solver, uv, cam), ref64)
     assert np.all(pose_error(pose, ref32) <= ATOL + np.abs(ref32 - ref64) + 1e-7)
+
+
+def assert_float32_accurate(pose: np.ndarray, solver, uv: np.ndarray, cam) -> None:
+    """pose within ATOL of float64 JAX, or closer to it than float32 JAX (`pnpjax predict`) is."""
+    ref = jax_pose64(solver, uv, cam)
+    err = pose_error(pose, ref).max()
+    jax32 = pose_error(jax_pose(solver, uv, cam), ref).max()
+    assert err <= max(ATOL, jax32), f"max |TF.js - JAX(float64)| = {err:.3g}; float32 JAX: {jax32:.3g}"

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -28,6 +29,7 @@ from helpers import (
     ATOL,
     OTHER_CAMERA,
     PIXEL_CAMERA,
+    assert_float32_accurate,
     assert_matches_jax,
     jax_pose64,
     random_solver,
@@ -175,9 +177,28 @@ _REALISTIC = {"blazeface6", "faceapi10"}
 _EDGE = pytest.mark.xfail(
     strict=True, reason="float32 TF.js export 1.08e-5 > 1e-5 on blazeface6-seed-large (float32 floor 9.5e-6)"
 )
+
+
+def _graph_recipe(ckpt: Path) -> bool:
+    """The checkpoint's recipe needs a TF.js graph model (centroid inputs, ray translation, roll)."""
+    m = json.loads((ckpt / "pnpjax.json").read_text())["config"]["model"]
+    defaults = {"inputs": "standardized", "translation": "direct", "roll": "none"}
+    return export.needs_graph_model(SimpleNamespace(**{k: m.get(k, v) for k, v in defaults.items()}))
+
+
+# The two known gaps are the layers export's; a graph model (re-made checkpoints of issue 13's
+# recipe) is held to `assert_float32_accurate` instead (tests/test_tfjs_graph.py).
 _SHIPPED_PARAMS = [
     pytest.param(
-        p, id=p.name, marks=_GAP if p.name in _REALISTIC else _EDGE if p.name == "blazeface6-seed-large" else ()
+        p,
+        id=p.name,
+        marks=()
+        if _graph_recipe(p)
+        else _GAP
+        if p.name in _REALISTIC
+        else _EDGE
+        if p.name == "blazeface6-seed-large"
+        else (),
     )
     for p in SHIPPED
 ]
@@ -195,6 +216,9 @@ def test_tfjs_export_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
     out = export.export_checkpoint(ckpt, "tfjs", tmp_path / "tfjs", camera=cam or "seed")
     y, meta = node_tfjs(out, uv)
     assert y.shape == (1000, 7) and meta["layout"] == solver.layout.to_dict()
+    if _graph_recipe(ckpt):
+        assert json.loads((out / "model.json").read_text())["format"] == "graph-model"
+        return assert_float32_accurate(y, solver, uv, cam)
     err = pose_error(y, jax_pose64(solver, uv, cam))
     assert err.max() <= ATOL, (
         f"max |TF.js - JAX(float64)| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
@@ -224,7 +248,9 @@ def test_js_module_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
 
 @needs_node
 @pytest.mark.node
-@pytest.mark.parametrize("ckpt", [p for p in SHIPPED if p.name in _REALISTIC], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "ckpt", [p for p in SHIPPED if p.name in _REALISTIC and not _graph_recipe(p)], ids=lambda p: p.name
+)
 def test_tfjs_realistic_error_below_input_resolution(ckpt, tmp_path):
     """Where 1e-5 is out of reach (above), the float32 export still errs less than a quarter of
     what a one-ulp change of the float32 pixel inputs does to float64 JAX, and less than JAX's own
@@ -626,8 +652,10 @@ def test_quantization_study_sizes_and_accuracy(solver64):
 def test_precision_study_of_a_shipped_checkpoint():
     """experiments/export_precision.py's numbers: the float32 JS module is float64 arithmetic on
     exact weights; TF.js float32 sits within 1e-5 here and below the inputs' own resolution."""
-    row = precision.precision_study(REPO / "checkpoints" / "blazeface6-seed", n=100)
-    assert row["js_node"] < 1e-9 and row["tfjs_node"] <= ATOL < row["one_ulp_input"]
+    ckpt = REPO / "checkpoints" / "blazeface6-seed"
+    row = precision.precision_study(ckpt, n=100)
+    tol = max(ATOL, row["jax_float32"]) if _graph_recipe(ckpt) else ATOL  # a graph model: see test_tfjs_graph.py
+    assert row["js_node"] < 1e-9 and row["tfjs_node"] <= tol and ATOL < row["one_ulp_input"]
     assert row["jax_float32"] > 0 and 0 <= row["emulation_vs_node"] < 1e-4
     report = precision.precision_report([row], "python experiments/export_precision.py")
     assert "| blazeface6-seed | seed |" in report and "`python experiments/export_precision.py`" in report

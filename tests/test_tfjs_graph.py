@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from experiments.lib.precision import jax_pose, pose_error
-from helpers import ATOL, PIXEL_CAMERA, _xy_pool, jax_pose64, to_image
+from helpers import ATOL, PIXEL_CAMERA, _xy_pool, assert_float32_accurate, jax_pose64, to_image
 from pnpjax import camera, checkpoint, cli, config, export, layouts, model, protocols, tfjs
 from pnpjax.model import ModelConfig
 from pnpjax.tfjs import ExportError
@@ -85,14 +85,6 @@ def recipe_solver(recipe: tuple[str, str, str], seed: int = 0) -> checkpoint.Sol
 def landmarks(cam, n: int = 500) -> np.ndarray:
     """n held-out seed-protocol landmarks in the camera's image coordinates (float32)."""
     return to_image(_xy_pool(1)[:n], cam)
-
-
-def assert_float32_accurate(pose: np.ndarray, solver, uv: np.ndarray, cam) -> None:
-    """pose within ATOL of float64 JAX, or closer to it than float32 JAX (`pnpjax predict`) is."""
-    ref = jax_pose64(solver, uv, cam)
-    err = pose_error(pose, ref).max()
-    jax32 = pose_error(jax_pose(solver, uv, cam), ref).max()
-    assert err <= max(ATOL, jax32), f"max |TF.js - JAX(float64)| = {err:.3g}; float32 JAX: {jax32:.3g}"
 
 
 def node_tfjs(model_dir: Path, x: np.ndarray):

@@ -18,12 +18,13 @@ import pytest
 
 from experiments.lib.node import WebServer
 from pnpjax import export
-from helpers import ATOL, PIXEL_CAMERA, assert_matches_jax, random_solver
+from helpers import ATOL, PIXEL_CAMERA, assert_float32_accurate, assert_matches_jax, random_solver
 
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "web"
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+GRAPH_RECIPE = ("centroid", "ray", "canonical")  # issue 13's recipe: exported as a TF.js graph model
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make chromium)")
@@ -31,7 +32,9 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chro
 
 @pytest.fixture(scope="module")
 def solvers():
-    return {"seed": random_solver(), "pixels": random_solver(seed=5)}
+    from test_tfjs_graph import recipe_solver
+
+    return {"seed": random_solver(), "pixels": random_solver(seed=5), "graph": recipe_solver(GRAPH_RECIPE)}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,7 @@ def server(tmp_path_factory, solvers):
     export.export_solver(solvers["seed"], "tfjs", models / "seed" / "tfjs")
     export.export_solver(solvers["pixels"], "js", models / "pixels" / "js", camera=PIXEL_CAMERA, refine_iters=0)
     export.export_solver(solvers["pixels"], "tfjs", models / "pixels" / "tfjs", camera=PIXEL_CAMERA)
+    export.export_solver(solvers["graph"], "tfjs", models / "graph" / "tfjs")  # a TF.js graph model
     (models / "outside").symlink_to("/etc")  # a symlink out of a served directory is not followed
     if shutil.which("node") is None:
         pytest.skip("Node.js (`node`) is not installed")
@@ -123,6 +127,23 @@ def test_demo_page_runs_both_runtimes_like_jax(server, solvers, cam_name, slider
         assert_matches_jax(y, solvers[cam_name], uv.astype(np.float32)[None], cam)
     assert pose["tfjs"]["backend"] == "cpu"
     assert np.abs(np.asarray(pose["js"]["quaternion"]) - pose["tfjs"]["quaternion"]).max() <= ATOL
+
+
+@needs_node
+@needs_chromium
+@pytest.mark.node
+@pytest.mark.chromium
+def test_demo_page_runs_a_graph_model_like_jax(server, solvers):
+    """The page loads a `--format tfjs` graph model (centroid + ray + roll) with the same code as a
+    layers model (`loadPnpjaxModel`) and TF.js in Chromium returns JAX's pose."""
+    sliders = {"yaw": 20, "pitch": 10, "roll": -25, "distance": 40, "x": -3, "y": 4}
+    pose = run_page(server, "demo-graph", js="none", tfjs="/models/graph/tfjs/model.json", **sliders)
+    assert pose["camera"] == "seed" and pose["layout"] == "blazeface6"
+    got = pose["tfjs"]
+    assert "error" not in got and got["backend"] == "cpu", got
+    uv = np.asarray(pose["landmarks"], np.float32)[None]
+    assert np.isclose(np.linalg.norm(got["raw"][:4]), 1.0, atol=1e-6)  # a graph model's quaternion is unit
+    assert_float32_accurate(np.asarray([got["quaternion"] + got["translation"]]), solvers["graph"], uv, None)
 
 
 @needs_node

@@ -638,8 +638,7 @@ def _export_rows(solver, quantize: str, tests: Mapping[str, protocols.Batch], la
             export = None
         if export is not None:
             export.export_solver(solver, "tfjs", d, quantize=quantize, camera="seed")
-            m = tfjs.read_layers_model(d)
-            predict = export.LayersSolver(m.layers, None)
+            predict = export.read_tfjs_solver(d, None)  # a layers or a graph model, by the recipe
             js = export.js_module_source(solver, None, quantize, "").encode()
             extra = {"js_bytes": len(js), "js_gzip_bytes": len(gzip.compress(js, 9, mtime=0)), "via": "pnpjax.export"}
         else:

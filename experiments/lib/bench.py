@@ -281,13 +281,12 @@ def cv2_solver(method: str, pts_Kx3: np.ndarray, focal: float = 1000.0, repeats:
 
 def uint8_export_solver(solver):
     """The solver's uint8 TF.js export (seed export camera), read back as TF.js decodes it."""
-    from pnpjax import export, tfjs
+    from pnpjax import export
 
     with tempfile.TemporaryDirectory(prefix="pnpjax-bench-") as tmp:
         out = Path(tmp) / "tfjs"
         export.export_solver(solver, "tfjs", out, quantize="uint8", camera="seed")
-        layers = tfjs.read_layers_model(out).layers
-    return export.LayersSolver(layers, None)
+        return export.read_tfjs_solver(out, None)  # a layers or a graph model, by the recipe
 
 
 def original_model_dir(layout_name: str, given: str | None) -> Path | None:

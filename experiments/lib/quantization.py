@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ def quantization_study(
 
     Every export is written, read back (dequantised exactly as TF.js does) and evaluated on the
     same held-out draws of the seed protocol (and of the checkpoint's own test protocol when
-    that differs). One extra row, uint8 with the de-standardisation folded into the last layer,
-    is the original's layout, to show why the pose layer stays float32.
+    that differs). For a layers model, one extra row, uint8 with the de-standardisation folded into
+    the last layer, is the original's layout, to show why the pose layer stays float32. A graph
+    model (`export.needs_graph_model`) quantises its MLP weights only.
     """
 
     batches = {"seed": train.eval_batch(protocols.SEED_TEST, solver.layout, jax.random.key(key), n)}
@@ -49,28 +51,39 @@ def quantization_study(
         return out
 
     rows = [{"export": "JAX (checkpoint)", **metrics(solver)}]
-    variants = [("float32", False), ("float16", False), ("uint8", False), ("uint8", True)]
+    graph = export.needs_graph_model(solver.config.model)  # a graph model: no folded-layer variant
+    variants = [("float32", False), ("float16", False), ("uint8", False)] + [("uint8", True)] * (not graph)
     with tempfile.TemporaryDirectory(prefix="pnpjax-quant-") as tmp:
         for quantize, fold in variants:
             d = Path(tmp) / f"{quantize}{'-folded' if fold else ''}"
-            d.mkdir()
-            layers = export.dense_layers(
-                solver, cam, fold_output=fold, precise=quantize == "float32"
-            )  # as export_solver
-            meta = export.export_metadata(solver, cam, "tfjs", export.quantization_label(quantize, fold), "")
-            export.write_tfjs(
-                d, layers, solver.layout.num_points, export.layer_quantizations(len(layers), quantize, fold), meta
-            )
+            if graph:
+                export.export_solver(solver, "tfjs", d, quantize=quantize, camera=cam or "seed")
+                label = json.loads((d / tfjs.MODEL_JSON).read_text())["userDefinedMetadata"]["quantization"]
+            else:
+                d.mkdir()
+                layers = export.dense_layers(
+                    solver, cam, fold_output=fold, precise=quantize == "float32"
+                )  # as export_solver
+                label = export.quantization_label(quantize, fold)
+                meta = export.export_metadata(solver, cam, "tfjs", label, "")
+                export.write_tfjs(
+                    d, layers, solver.layout.num_points, export.layer_quantizations(len(layers), quantize, fold), meta
+                )
             sizes = _dir_bytes(d)
             row = {
-                "export": f"tfjs {export.quantization_label(quantize, fold)}",
+                "export": f"tfjs {label}",
                 "shard_bytes": sizes[tfjs.SHARD_NAME],
                 "model_json_bytes": sizes[tfjs.MODEL_JSON],
             }
             if not fold:
-                js = export.js_module_source(solver, cam, quantize, "").encode("utf-8")
-                row.update(js_bytes=len(js), js_gzip_bytes=len(gzip.compress(js, 9, mtime=0)))
-            row.update(metrics(export.LayersSolver(tfjs.read_layers_model(d).layers, cam)))
+                try:  # as `pnpjax export --format js` writes it
+                    js = export.export_solver(solver, "js", Path(tmp) / f"js-{quantize}", quantize=quantize, camera=cam)
+                except export.ExportError:  # a recipe the JS module does not run: no js column
+                    pass
+                else:
+                    js = js.read_bytes()
+                    row.update(js_bytes=len(js), js_gzip_bytes=len(gzip.compress(js, 9, mtime=0)))
+            row.update(metrics(export.read_tfjs_solver(d, cam)))
             rows.append(row)
     return rows
 

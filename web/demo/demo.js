@@ -69,6 +69,13 @@ async function ensureTf() {
   await tf.ready();
 }
 
+/** A `pnpjax export --format tfjs` model, whichever TF.js format the recipe needed (web/README.md). */
+async function loadPnpjaxModel(url) {
+  const { format } = await (await fetch(url)).json();
+  const model = format === 'graph-model' ? await tf.loadGraphModel(url) : await tf.loadLayersModel(url);
+  return { model, metadata: format === 'graph-model' ? model.metadata : model.getUserDefinedMetadata() };
+}
+
 async function loadRuntimes() {
   if (JS_URL !== 'none') {
     try {
@@ -81,8 +88,8 @@ async function loadRuntimes() {
   if (TFJS_URL !== 'none') {
     try {
       await ensureTf();
-      state.model = await tf.loadLayersModel(sameOrigin(TFJS_URL, 'tfjs'));
-      const meta = state.model.getUserDefinedMetadata();
+      const { model, metadata: meta } = await loadPnpjaxModel(sameOrigin(TFJS_URL, 'tfjs'));
+      state.model = model;
       if (!state.meta) state.meta = meta;
       else if (JSON.stringify(meta.layout) !== JSON.stringify(state.meta.layout) ||
                meta.camera.name !== state.meta.camera.name) {
@@ -139,7 +146,7 @@ function runTfjs(landmarks) {
   if (!state.model) return { error: state.errors.tfjs ?? 'not loaded' };
   const t0 = performance.now();
   const raw = tf.tidy(() => Array.from(state.model.predict(tf.tensor3d([landmarks], [1, landmarks.length, 2], 'float32')).dataSync()));
-  // The layers model returns an unnormalised quaternion; normalise it (w >= 0) like the JS module.
+  // A layers model returns an unnormalised quaternion (a graph model a unit one): normalise it (w >= 0).
   return { quaternion: canonical(raw.slice(0, 4)), translation: raw.slice(4, 7), raw, backend: tf.getBackend(),
            ms: performance.now() - t0 };
 }
