@@ -173,7 +173,8 @@ def tracker_defaults() -> dict[str, float]:
     from pnpjax import track
 
     camel = lambda name: name.split("_")[0] + "".join(w.capitalize() for w in name.split("_")[1:])
-    return {camel(k): v for k, v in dataclasses.asdict(track.TrackerConfig()).items()}
+    num = lambda v: int(v) if float(v).is_integer() else v  # 400 rather than 400.0: the same JS number
+    return {camel(k): num(v) for k, v in dataclasses.asdict(track.TrackerConfig()).items()}
 
 
 def js_string_literal_json(data: Any) -> str:

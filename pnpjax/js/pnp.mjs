@@ -751,6 +751,7 @@ export function createSolver(g) {
   }
 
   // ------------------------------------------------------------------ tracker (pnpjax.track)
+  // (tracker-begin: web/tools/build_module.mjs --tracker-bytes measures the code between the markers)
 
   /**
    * createTracker(options?) -> {update(landmarks, timestampMs, camera?) -> pose or null, reset()}:
@@ -775,16 +776,7 @@ export function createSolver(g) {
     const add = (a, b, y = 1) => a.map((x, k) => x + y * b[k]);
     const diag = (a, b) => mat((i, j) => (i === j) * (i < 3 ? a : b));
     const mv = (a, v) => v.map((_, i) => six.reduce((s, j) => s + a[6 * i + j] * v[j], 0));
-    const inv = (a) => {
-      const r = F64(36);
-      A.set(a);
-      for (const j of six) {
-        GR.fill(0)[j] = 1;
-        solve();
-        for (const i of six) r[6 * i + j] = -DELTA[i];
-      }
-      return r;
-    };
+    const inv = (a) => (A.set(a), mat((i, j) => ((GR.fill(0)[j] = 1), solve(), -DELTA[i]))); // (a solve per entry: short)
     const go = (d, p) => (DELTA.set(d), POSE.set(p), retract(), TRY.slice()); // exp(d) p
     const where = 'tracker.update';
     const sigma = sqrt((o.noise2d * RAD) ** 2 + o.sigma3d ** 2);
@@ -813,15 +805,17 @@ export function createSolver(g) {
       const restart = !ok || dt > o.gap;
       if (restart) {
         // No pose prior, a broad twist prior.
-        [p, nu, pp, pv] = [net, F64(6), F64(36), F64(36)];
+        p = net;
+        nu = F64(6);
+        pp = pv = F64(36); // (never written in place)
         vv = diag(o.velStdTrans ** 2, o.velStdRot ** 2);
       } else {
         // Prediction: constant twist; white-noise acceleration, more of it the faster the head moves.
-        const [v0, v1, v2, w0, w1, w2] = nu;
-        const k =
-          1 +
-          (w0 * w0 + w1 * w1 + w2 * w2) / o.speedRot ** 2 +
-          ((v0 + w1 * p[6] - w2 * p[5]) ** 2 + (v1 + w2 * p[4] - w0 * p[6]) ** 2 + (v2 + w0 * p[5] - w1 * p[4]) ** 2) / o.speedTrans ** 2;
+        let k = 1;
+        for (let i = 0; i < 3; i++) {
+          const [a, b] = [(i + 1) % 3, (i + 2) % 3];
+          k += nu[3 + i] ** 2 / o.speedRot ** 2 + (nu[i] + nu[3 + a] * p[4 + b] - nu[3 + b] * p[4 + a]) ** 2 / o.speedTrans ** 2;
+        }
         const qc = diag(k * o.accelTrans, k * o.accelRot);
         p = go(
           nu.map((x) => x * dt),
@@ -836,10 +830,9 @@ export function createSolver(g) {
       const ppInv = restart ? pp : inv(pp);
       const delta = F64(6);
       for (let it = restart ? o.initIters : o.iters; it--;) {
-        WK.fill(1);
-        evaluate(p, 'image'); // EK, depthSum
+        evaluate(p, 'image'); // EK, depthSum (whatever WK)
         const sg = sigma / max(depthSum / K, MIN_DEPTH);
-        const e = [...EK].sort((a, b) => a - b);
+        const e = EK.slice().sort();
         const c = o.robust * max(sg, (e[(K - 1) >> 1] + e[K >> 1]) / 2);
         for (let k = 0; k < K; k++) WK[k] = 1 / (1 + (EK[k] / c) ** 2) / sg ** 2;
         evaluate(p, 'image');
@@ -868,6 +861,7 @@ export function createSolver(g) {
     }
     return { update, reset: () => (st = null) };
   }
+  // (tracker-end)
 
   return {
     metadata: g.metadata,

@@ -2,6 +2,7 @@
 // Minify the JS module's source for export: pnpjax/js/pnp.mjs -> pnpjax/js/pnp.min.mjs.
 //
 //   node web/tools/build_module.mjs [--check]
+//   node web/tools/build_module.mjs --without-tracker OUT   # the build minus createTracker (its size)
 //
 // The output is the source's /*! header, its injection line unchanged, then the code after that
 // line minified by terser (GENERATED stays a free name, so nothing is folded from the placeholder).
@@ -34,8 +35,22 @@ export async function build(source) {
   return `${header}\n${INJECTION_LINE}\n${result.code}\n`;
 }
 
+/** The source without the tracker: the code between its markers, its entry in the API and its export. */
+export function withoutTracker(source) {
+  const a = source.indexOf('  // (tracker-begin');
+  const b = source.indexOf('\n', source.indexOf('  // (tracker-end)')) + 1;
+  if (a < 0 || b <= a) throw new Error('the source must mark the tracker with (tracker-begin) ... (tracker-end)');
+  return (source.slice(0, a) + source.slice(b)).replace('    createTracker,\n', '').replace(/^export const createTracker = .*\n/m, '');
+}
+
 async function main() {
-  const built = await build(await readFile(SOURCE, 'utf8'));
+  const source = await readFile(SOURCE, 'utf8');
+  const at = process.argv.indexOf('--without-tracker');
+  if (at >= 0) {
+    await writeFile(process.argv[at + 1], await build(withoutTracker(source)));
+    return;
+  }
+  const built = await build(source);
   if (process.argv.includes('--check')) {
     const current = await readFile(TARGET, 'utf8').catch(() => '');
     if (current !== built) {
