@@ -693,6 +693,7 @@ class Graph:
         self.storage: dict[str, str] = {}
         self.placeholders: dict[str, tuple[int, ...]] = {}
         self._names: set[str] = set()
+        self._shared: dict[tuple, str] = {}  # unnamed constants by value: one node each
 
     def _new_name(self, name: str | None, op: str) -> str:
         if name is None:
@@ -722,7 +723,11 @@ class Graph:
         array = np.asarray(value, np.float32 if dtype == "float32" else np.int32)
         if dtype == "float32" and not np.all(np.isfinite(array)):
             raise ExportError(f"constant {name or '(unnamed)'} contains NaN or Inf")
+        key = (dtype, quantize, array.shape, array.tobytes())
+        if name is None and key in self._shared:
+            return self._shared[key]
         name = self._new_name(name, "Const")
+        self._shared.setdefault(key, name)
         attr = {
             "dtype": _attr_type(dtype),
             "value": {"tensor": {"dtype": _TF_DTYPES[dtype], "tensorShape": _shape_proto(array.shape)}},
@@ -846,7 +851,7 @@ def write_graph_model(
     }
     if metadata is not None:
         model_json["userDefinedMetadata"] = metadata
-    text = json.dumps(model_json, allow_nan=False)
+    text = json.dumps(model_json, allow_nan=False, separators=(",", ":"))
 
     from pnpjax import fsio
 
