@@ -14,8 +14,10 @@ in that camera's frame, so its user needs no constants and no frame algebra:
 Both cameras map image coordinates to the solver's normalised coordinates by
 ``xy = (uv - c) / f``; the seed camera is ``f = (1, -1), c = (0.5, 0.5)``.
 
-The Dense stack written for TF.js (the ``quat`` head only: the ``6d`` head's Gram-Schmidt is not a
-Dense layer) is
+``--format tfjs`` writes a TF.js *layers* model for the plain recipe (standardised inputs, direct
+translation, no roll, ``quat`` head), the one a Dense stack expresses, and a TF.js *graph* model
+(`solver_graph`: `model.apply` as a GraphDef of standard ops) for every other recipe. The Dense
+stack of the layers model is
 
     Flatten -> Dense relu ... -> Dense linear (standardised z) -> Dense linear 7x7 "pose layer"
 
@@ -166,12 +168,14 @@ def write_tfjs(
 
 
 def needs_graph_model(model_cfg) -> bool:
-    """True for recipes a Dense stack cannot express (nonlinear inputs, ray translation, roll)."""
-    return (model_cfg.inputs, model_cfg.translation, getattr(model_cfg, "roll", "none")) != (
-        "standardized",
-        "direct",
-        "none",
-    )
+    """True for recipes a Dense stack cannot express (nonlinear inputs, ray translation, roll, the
+    6d head's Gram-Schmidt)."""
+    return (
+        model_cfg.inputs,
+        model_cfg.translation,
+        getattr(model_cfg, "roll", "none"),
+        getattr(model_cfg, "rotation", "quat"),
+    ) != ("standardized", "direct", "none", "quat")
 
 
 # Quaternion algebra as constant matrices on row vectors q = (x, y, z, w):
@@ -181,6 +185,46 @@ _QZ_CROSS = np.array([[0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, -1], [0, 0, 1, 0]],
 _ROT90 = np.array([[0, 1], [-1, 0]], np.float64)
 
 
+def _unit(g: tfjs.Graph, v: str) -> str:
+    """(N, D) rows / their norm, as geometry.safe_norm (sqrt(sum v^2 + 1e-12))."""
+    return g.op(
+        "RealDiv", v, g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", v), 1, keep_dims=True), g.const(1e-12)))
+    )
+
+
+def _rot6d_quat(g: tfjs.Graph, x: str) -> str:
+    """(N, 6) -> (N, 4) unit quaternion of geometry.rot6d_to_matrix (Gram-Schmidt, columns c1 c2
+    c1 x c2), by Shepperd's method: of the four expressions of q (each 2 sqrt(t_i) q up to sign),
+    the one with the largest t_i, normalised (the same choice as jaxlie's up to ties)."""
+    c1 = _unit(g, g.slice(x, (0, 0), (-1, 3)))
+    b = g.slice(x, (0, 3), (-1, 3))
+    c2 = _unit(g, g.op("Sub", b, g.op("Mul", g.reduce("Sum", g.op("Mul", c1, b), 1, keep_dims=True), c1)))
+    x1, y1, z1 = (g.slice(c1, (0, i), (-1, 1)) for i in range(3))
+    x2, y2, z2 = (g.slice(c2, (0, i), (-1, 1)) for i in range(3))
+    mul, add, sub = (lambda a, b, op=op: g.op(op, a, b) for op in ("Mul", "AddV2", "Sub"))
+    x3, y3, z3 = sub(mul(y1, z2), mul(z1, y2)), sub(mul(z1, x2), mul(x1, z2)), sub(mul(x1, y2), mul(y1, x2))
+    # m[i][j]: row i of column j
+    m00, m10, m20, m01, m11, m21, m02, m12, m22 = x1, y1, z1, x2, y2, z2, x3, y3, z3
+    one = g.const(1.0)
+    t = [
+        sub(sub(add(one, m00), m11), m22),
+        sub(add(sub(one, m00), m11), m22),
+        add(sub(sub(one, m00), m11), m22),
+        add(add(add(one, m00), m11), m22),
+    ]
+    cands = [
+        [t[0], add(m10, m01), add(m02, m20), sub(m21, m12)],
+        [add(m10, m01), t[1], add(m21, m12), sub(m02, m20)],
+        [add(m02, m20), add(m21, m12), t[2], sub(m10, m01)],
+        [sub(m21, m12), sub(m02, m20), sub(m10, m01), t[3]],
+    ]
+    q = [g.concat(c, 1) for c in cands]
+    q01 = g.select(g.op("Less", t[1], t[0]), q[0], q[1])
+    q23 = g.select(g.op("Less", t[3], t[2]), q[2], q[3])
+    t01, t23 = g.op("Maximum", t[0], t[1]), g.op("Maximum", t[2], t[3])
+    return _unit(g, g.select(g.op("Less", t23, t01), q01, q23))
+
+
 def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -> tuple[tfjs.Graph, str]:
     """The solver as a TF.js graph: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
 
@@ -188,16 +232,12 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     image coords -> normalised; with ``roll='canonical'`` the roll (cos, sin) from the layout's
     ``roll_weights`` and the landmarks turned by -roll; the features (centroid inputs or the
     flat coordinates), standardised; the MLP (its weights stored as ``quantize``, everything
-    else float32); de-standardised; the ray decode of the translation; roll re-applied
+    else float32); de-standardised; the rotation head decoded (quat: normalised; 6d: Gram-Schmidt
+    and Shepperd's matrix-to-quaternion); the ray decode of the translation; roll re-applied
     (q <- q_z(roll) q, t <- Rz t); the frame change of the camera. Unlike the layers model, the
     quaternion comes out unit with w >= 0 (the graph can normalise it).
     """
     m = solver.config.model
-    if m.rotation != "quat":
-        raise ExportError(
-            f"the '{m.rotation}' rotation head needs Gram-Schmidt and a matrix-to-quaternion branch, which the TF.js "
-            "export does not build; export it with --format js or --format savedmodel, or train a 'quat' model"
-        )
     roll = getattr(m, "roll", "none")
     k = solver.layout.num_points
     st = solver.stats
@@ -250,20 +290,21 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         if i < len(names) - 1:
             h = g.op("Relu", h)
     y = g.op("AddV2", g.op("Mul", h, g.const(f32(st.y_std), "y_std")), g.const(f32(st.y_mean), "y_mean"))
-    q = g.slice(y, (0, 0), (-1, 4))
+    r = 4 if m.rotation == "quat" else 6  # where t's entries start in the pose vector
     if m.translation == "ray":  # t = exp(a) (c + b, 1), a clamped as in model.apply
         # exp(a) with a = z y_std + y_mean computed as exp(z y_std) exp(y_mean), exp(y_mean) in
         # float64: rounding a (~4) to float32 would cost ~2.4e-7 relative depth, 1e-5 cm at 40 cm.
         a_mean, a_std = float(st.y_mean[-3]), float(st.y_std[-3])
-        za = g.op("Mul", g.slice(h, (0, 4), (-1, 1)), g.const(a_std))
+        za = g.op("Mul", g.slice(h, (0, r), (-1, 1)), g.const(a_std))
         depth = g.op("Mul", g.op("Exp", g.clip(za, -20.0 - a_mean, 20.0 - a_mean)), g.const(np.exp(a_mean)))
-        txy = g.op("Mul", depth, g.op("AddV2", g.reshape(c, (-1, 2)), g.slice(y, (0, 5), (-1, 2))))
+        txy = g.op("Mul", depth, g.op("AddV2", g.reshape(c, (-1, 2)), g.slice(y, (0, r + 1), (-1, 2))))
         tz = depth
     else:
-        txy, tz = g.slice(y, (0, 4), (-1, 2)), g.slice(y, (0, 6), (-1, 1))
-    q = g.op(
-        "RealDiv", q, g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", q), 1, keep_dims=True), g.const(1e-12)))
-    )  # geometry.quat_normalize
+        txy, tz = g.slice(y, (0, r), (-1, 2)), g.slice(y, (0, r + 2), (-1, 1))
+    if m.rotation == "quat":
+        q = _unit(g, g.slice(y, (0, 0), (-1, 4)))  # geometry.quat_normalize
+    else:
+        q = _rot6d_quat(g, g.slice(y, (0, 0), (-1, 6)))
     if roll == "canonical":  # R = Rz R', t = Rz t'
         half = g.op("Mul", g.op("Atan2", sin, cos), g.const(0.5))
         q = g.op(

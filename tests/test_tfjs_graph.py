@@ -37,21 +37,25 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`
 
 HAS_ROLL = "roll" in {f.name for f in dataclasses.fields(ModelConfig)}
 _no_roll = pytest.mark.skipif(not HAS_ROLL, reason="model.py has no ModelConfig.roll yet (issue 13's spec)")
-# (inputs, translation, roll): every recipe the layers model cannot express.
+# (inputs, translation, roll[, head]): every recipe the layers model cannot express.
 RECIPES = [
     pytest.param(("centroid", "direct", "none"), id="centroid"),
     pytest.param(("standardized", "ray", "none"), id="ray"),
     pytest.param(("centroid", "ray", "none"), id="centroid-ray"),
     pytest.param(("standardized", "direct", "canonical"), id="roll", marks=_no_roll),
     pytest.param(("centroid", "ray", "canonical"), id="centroid-ray-roll", marks=_no_roll),
+    # The 6d head (Gram-Schmidt, then Shepperd's matrix-to-quaternion) is a graph model too.
+    pytest.param(("standardized", "direct", "none", "6d"), id="6d"),
+    pytest.param(("centroid", "ray", "canonical", "6d"), id="centroid-ray-roll-6d", marks=_no_roll),
 ]
 CAMERAS = [pytest.param(None, id="seed"), pytest.param(PIXEL_CAMERA, id="pixels")]
 
 
-def model_config(recipe: tuple[str, str, str], widths=(16, 16)) -> ModelConfig:
-    inputs, translation, roll = recipe
+def model_config(recipe: tuple[str, ...], widths=(16, 16)) -> ModelConfig:
+    """(inputs, translation, roll[, rotation head]) -> the ModelConfig."""
+    inputs, translation, roll, rotation = (*recipe, "quat")[:4]
     extra = {"roll": roll} if HAS_ROLL else {}
-    return ModelConfig(widths, inputs=inputs, translation=translation, **extra)
+    return ModelConfig(widths, rotation, inputs=inputs, translation=translation, **extra)
 
 
 @functools.cache
@@ -200,10 +204,15 @@ def test_cli_exports_graph_recipes_as_js_and_tfjs(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+# Every recipe with the seed camera, the full recipe with a pixel camera too (one Node run each).
+NODE_CASES = [pytest.param(r.values[0], None, id=f"{r.id}-seed", marks=r.marks) for r in RECIPES] + [
+    pytest.param(("centroid", "ray", "canonical"), PIXEL_CAMERA, id="centroid-ray-roll-pixels", marks=_no_roll)
+]
+
+
 @needs_node
 @pytest.mark.node
-@pytest.mark.parametrize("cam", CAMERAS)
-@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("recipe, cam", NODE_CASES)
 def test_graph_model_in_tfjs_equals_jax(recipe, cam, tmp_path):
     """`tf.loadGraphModel` in Node (cpu backend): the pose of JAX's solver (`assert_float32_accurate`);
     a unit quaternion with w >= 0; the metadata as written; only ops tfjs-converter maps."""
@@ -289,3 +298,31 @@ def test_savedmodel_of_the_new_recipe_is_jax(tmp_path):
     err, jax32 = pose_error(y, ref).max(), pose_error(jax_pose(solver, uv, PIXEL_CAMERA), ref).max()
     assert err <= 2 * max(ATOL, jax32)  # measured: 4.4e-5 against float32 JAX's own 3.8e-5
     assert np.all(y[:, 3] >= 0)
+
+
+def test_rot6d_quaternion_every_branch():
+    """The graph's Gram-Schmidt + Shepperd equals geometry.rot6d_to_matrix -> matrix_to_quat (float64)
+    on random 6-vectors, whichever of the four expressions of q each row takes."""
+    from pnpjax import geometry
+
+    x6 = np.random.default_rng(0).normal(size=(4000, 6))
+    g = tfjs.Graph()
+    q = export._rot6d_quat(g, g.placeholder("x", (-1, 6)))
+    got = tfjs.run_graph(g, {"x": x6}, q)
+    with jax.enable_x64(True):
+        ref = np.asarray(geometry.matrix_to_quat(geometry.rot6d_to_matrix(x6)))
+    # The same rotation (q up to sign); jaxlie does not normalise q, and safe_norm's 1e-12 leaves R
+    # off orthonormal by up to ~1e-8 where a 6-vector half is short, hence the normalisation.
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    assert np.abs(np.abs(np.sum(got * ref, 1)) - 1).max() < 1e-12
+    R = np.asarray(geometry.rot6d_to_matrix(x6))
+    t = np.stack(
+        [
+            1 + R[:, 0, 0] - R[:, 1, 1] - R[:, 2, 2],
+            1 - R[:, 0, 0] + R[:, 1, 1] - R[:, 2, 2],
+            1 - R[:, 0, 0] - R[:, 1, 1] + R[:, 2, 2],
+            1 + R[:, 0, 0] + R[:, 1, 1] + R[:, 2, 2],
+        ],
+        1,
+    )
+    assert set(np.argmax(t, 1)) == {0, 1, 2, 3}  # every branch taken
