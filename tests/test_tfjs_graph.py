@@ -326,3 +326,42 @@ def test_rot6d_quaternion_every_branch():
         1,
     )
     assert set(np.argmax(t, 1)) == {0, 1, 2, 3}  # every branch taken
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_ROLL, reason="model.py has no ModelConfig.roll yet")
+@pytest.mark.parametrize(
+    "recipe, cam",
+    [(("centroid", "ray", "canonical"), None), (("centroid", "ray", "canonical", "6d"), PIXEL_CAMERA)],
+    ids=["seed", "6d-pixels"],
+)
+def test_graph_model_is_a_tensorflow_graph(recipe, cam, tmp_path):
+    """The written model.json's GraphDef, with its constants' values put back as TensorProtos,
+    imports into TensorFlow (`tf.graph_util.import_graph_def`) and runs there: a second runtime that
+    checks the standard ops' semantics (argument orders, broadcasting) independently of TF.js. TF's
+    float32 program differs from JAX's, so it is held to twice float32 JAX's own error."""
+    import base64
+
+    tf = pytest.importorskip("tensorflow")
+    from google.protobuf import json_format
+
+    solver = recipe_solver(recipe)
+    out = export.export_solver(solver, "tfjs", tmp_path / "g", camera=cam or "seed")
+    topology = json.loads((out / "model.json").read_text())["modelTopology"]
+    values = tfjs.read_graph_model(out).graph.values
+    for node in topology["node"]:
+        if node["op"] == "Const":
+            v = values[node["name"]]
+            raw = v.astype("<i4" if v.dtype == np.int32 else "<f4").tobytes()
+            node["attr"]["value"]["tensor"]["tensorContent"] = base64.b64encode(raw).decode()
+    graph_def = json_format.ParseDict(
+        {"node": topology["node"], "versions": topology["versions"]}, tf.compat.v1.GraphDef()
+    )
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+    uv = landmarks(cam)
+    with tf.compat.v1.Session(graph=graph) as sess:
+        y = sess.run("pose:0", {"landmarks:0": uv})
+    ref = jax_pose64(solver, uv, cam)
+    err, jax32 = pose_error(y, ref).max(), pose_error(jax_pose(solver, uv, cam), ref).max()
+    assert err <= 2 * max(ATOL, jax32), (err, jax32)
