@@ -188,6 +188,7 @@ def _predict(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".json"):
         raise InputError(f"output must be .npy or .json, got {out.name}")
     validate.cli_int(args.refine, "--refine", 0, validate.MAX_REFINE)
+    validate.cli_int(args.refine_retry, "--refine-retry", 0, validate.MAX_REFINE)
     (solver,) = _load_solvers([args.checkpoint])
     if args.track:  # consecutive frames, some perhaps without landmarks
         x, present = readers.read_frames(Path(args.input), solver.layout.num_points, solver.layout)
@@ -206,7 +207,9 @@ def _predict(args: argparse.Namespace) -> int:
         if args.fps is not None or args.timestamps is not None:
             raise InputError("--fps and --timestamps need --track")
         noise = _noise_model(args, solver.test_protocol)
-        y = solver.predict(x, cam or "seed", args.refine, args.refine_cost, noise, what=str(args.input))
+        y = solver.predict(
+            x, cam or "seed", args.refine, args.refine_cost, noise, refine_retry=args.refine_retry, what=str(args.input)
+        )
     if out.suffix == ".npy":
         _atomic_write(out, lambda tmp: np.save(tmp, y.astype(np.float32)))
     else:
@@ -252,6 +255,7 @@ def _export(args: argparse.Namespace) -> int:
         force=args.force,
         refine_iters=args.refine,
         refine_cost=args.refine_cost,
+        refine_retry=args.refine_retry,
     )
     print(f"wrote {args.format} export to {path}")
     return 0
@@ -339,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed | fx,fy,cx,cy,width,height | hfov=DEG,WxH (default: seed for seed checkpoints)",
     )
     r.add_argument("--refine", type=int, default=0, help="Levenberg-Marquardt iterations after the network")
+    r.add_argument(
+        "--refine-retry",
+        type=int,
+        default=0,
+        help="ml: up to this many more iterations for rows whose fit is gross (the JS module's default: 20)",
+    )
     _refine_args(r, "the checkpoint's protocol's")
     r.add_argument(
         "--track",
@@ -376,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("image", "object", "ml"),
         default=None,
         help="js: default refinement cost (default ml, with the checkpoint's noise model)",
+    )
+    x.add_argument(
+        "--refine-retry",
+        type=int,
+        default=None,
+        help="js: default extra ml iterations for gross fits (default 20; see pnpjax predict --refine-retry)",
     )
     return p
 

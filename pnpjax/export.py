@@ -366,6 +366,7 @@ def js_module_source(
     *,
     refine_iters: int | None = None,
     refine_cost: str | None = None,
+    refine_retry: int | None = None,
 ) -> str:
     """The text of the standalone ES module: `pnpjax/js/pnp.mjs` with its data filled in (see `jsmodule`)."""
     from pnpjax import jsmodule
@@ -377,6 +378,7 @@ def js_module_source(
         source,
         refine_iters=jsmodule.DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
         refine_cost=refine_cost or jsmodule.DEFAULT_REFINE_COST,
+        refine_retry=jsmodule.DEFAULT_REFINE_RETRY if refine_retry is None else refine_retry,
     )
 
 
@@ -437,6 +439,7 @@ def export_solver(
     source: str = "",
     refine_iters: int | None = None,
     refine_cost: str | None = None,
+    refine_retry: int | None = None,
 ) -> Path:
     """Export a loaded `checkpoint.Solver`; returns the written directory (the module file for js)."""
     if fmt not in FORMATS:
@@ -478,7 +481,9 @@ def export_solver(
             write_tfjs(tmp, layers, solver.layout.num_points, layer_quantizations(len(layers), quantize, False), meta)
         return out
     if fmt == "js":
-        text = js_module_source(solver, cam, quantize, source, refine_iters=refine_iters, refine_cost=refine_cost)
+        text = js_module_source(
+            solver, cam, quantize, source, refine_iters=refine_iters, refine_cost=refine_cost, refine_retry=refine_retry
+        )
         with _staged_dir(out, force) as tmp:
             (tmp / JS_FILE).write_text(text, encoding="utf-8")
         return out / JS_FILE
@@ -498,14 +503,15 @@ def export_checkpoint(
     force: bool = False,
     refine_iters: int | None = None,
     refine_cost: str | None = None,
+    refine_retry: int | None = None,
 ) -> Path:
     """`pnpjax export`: load a checkpoint and write it as tfjs | js | savedmodel (see module docstring)."""
     from pnpjax import checkpoint as ckpt
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
-    if format != "js" and (refine_iters is not None or refine_cost is not None):
-        raise ExportError("--refine and --refine-cost apply to --format js only")
+    if format != "js" and (refine_iters is not None or refine_cost is not None or refine_retry is not None):
+        raise ExportError("--refine, --refine-cost and --refine-retry apply to --format js only")
     cam = camlib.parse_camera(camera)  # bad cameras and a non-empty --out fail before loading
     _check_not_the_source(Path(checkpoint), Path(out))
     _check_out(Path(out), force)
@@ -520,4 +526,5 @@ def export_checkpoint(
         source=Path(checkpoint).absolute().name,
         refine_iters=refine_iters,
         refine_cost=refine_cost,
+        refine_retry=refine_retry,
     )

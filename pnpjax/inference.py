@@ -25,29 +25,37 @@ CHUNK = 65_536  # poses per jitted call: large enough to amortise dispatch, smal
 
 
 def refined_prediction(
-    fn: Callable, variables: Any, xy: jax.Array, pts: jax.Array, iters: int, cost: str, noise: refine.NoiseModel | None
+    fn: Callable,
+    variables: Any,
+    xy: jax.Array,
+    pts: jax.Array,
+    iters: int,
+    cost: str,
+    noise: refine.NoiseModel | None,
+    retry: int = 0,
 ) -> Prediction:
-    """The network `fn(variables, xy)`, then `iters` LM steps on `cost` ("ml": under `noise`).
+    """The network `fn(variables, xy)`, then `iters` LM steps on `cost` ("ml": under `noise`, and up
+    to `retry` more on gross fits, see `refine.refine_pose`).
 
     xy: (..., K, 2) normalised OpenCV coordinates; pts: (K, 3) layout points. Traceable."""
     p = fn(variables, xy)
     if iters <= 0:
         return p
     if cost == "ml":
-        q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters)
+        q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters, retry=retry)
     else:
         q, t = refine.refine_pose(xy, pts, p.q, p.t, iters=iters, cost=cost)
     return Prediction(geometry.quat_to_matrix(q), q, t, p.z)
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "iters", "cost", "noise", "seed_frame"))
-def _pose_chunk(fn, variables, uv, intrinsics, pts, *, iters, cost, noise, seed_frame):
+@functools.partial(jax.jit, static_argnames=("fn", "iters", "cost", "noise", "seed_frame", "retry"))
+def _pose_chunk(fn, variables, uv, intrinsics, pts, *, iters, cost, noise, seed_frame, retry=0):
     """(C, K, 2) image coords -> (C, 7) qx qy qz qw tx ty tz, w >= 0 (see predict_poses)."""
     if seed_frame:
         xy = camera.pixels_to_normalized(camera.seed_to_pixels(uv), intrinsics)
     else:
         xy = camera.pixels_to_normalized(uv, intrinsics)
-    p = refined_prediction(fn, variables, xy, pts, iters, cost, noise)
+    p = refined_prediction(fn, variables, xy, pts, iters, cost, noise, retry)
     q, t = camera.pose_opencv_to_gl(p.q, p.t) if seed_frame else (geometry.quat_canonical(p.q), p.t)
     return jnp.concatenate([q, t], -1)
 
@@ -77,6 +85,7 @@ def predict_poses(
     refine_cost: str = "image",
     noise: refine.NoiseModel | None = None,
     *,
+    refine_retry: int = 0,
     chunk: int = CHUNK,
 ) -> np.ndarray:
     """Poses of (N, K, 2) landmarks in a camera's image coordinates, as `pnpjax predict` writes them.
@@ -89,6 +98,7 @@ def predict_poses(
       refine_iters: Levenberg-Marquardt iterations after the network (0: the network alone).
       refine_cost: "image" | "object" | "ml" (see `refine.refine_pose`); "ml" uses `noise`.
       noise: the `refine.NoiseModel` of the "ml" cost.
+      refine_retry: "ml": up to this many more iterations on gross fits (`refine.refine_pose`).
       chunk: poses per jitted call.
 
     Returns:
@@ -118,6 +128,7 @@ def predict_poses(
         cost=refine_cost,
         noise=noise if refine_cost == "ml" and refine_iters > 0 else None,
         seed_frame=seed_frame,
+        retry=int(refine_retry) if refine_cost == "ml" and refine_iters > 0 else 0,
     )
     pending: tuple[int, int, jax.Array] | None = None  # one chunk in flight while the next is staged
     for start, stop in _chunks(n, size):

@@ -38,6 +38,10 @@ REFINE_COSTS = ("image", "object", "ml")
 # OpenCV.js SQPnP's at every realistic noise level (experiments/bench_web.py: 1 step does not).
 DEFAULT_REFINE_ITERS = 2
 DEFAULT_REFINE_COST = "ml"
+# `pnpjax export --refine-retry` default: ml steps added for a gross fit (refine.refine_pose's
+# `retry`): the off-axis faces whose network start is > 30 degrees off need up to ~30 steps in all
+# (experiments/bench_web.py: with it the default module has no failure where SQPnP has none).
+DEFAULT_REFINE_RETRY = 20
 MAX_REFINE_ITERS = 100  # the module's MAX_ITERATIONS
 
 
@@ -118,12 +122,15 @@ def module_data(
     *,
     refine_iters: int,
     refine_cost: str,
+    refine_retry: int = 0,
 ) -> dict[str, Any]:
     """Everything the module needs, as JSON-ready data (the value of ``GENERATED``)."""
     from pnpjax import refine, stack
 
     if not (isinstance(refine_iters, int) and 0 <= refine_iters <= MAX_REFINE_ITERS):
         raise ExportError(f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}")
+    if not (isinstance(refine_retry, int) and 0 <= refine_retry <= MAX_REFINE_ITERS):
+        raise ExportError(f"--refine-retry must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_retry}")
     if refine_cost not in REFINE_COSTS:
         raise ExportError(f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}")
     check_solver_finite(solver)
@@ -160,6 +167,7 @@ def module_data(
         "refine": {
             "iterations": refine_iters,
             "cost": refine_cost,
+            "retry": refine_retry,
             "sigma3d": float(noise.sigma_3d),
             "noise2d": float(noise.noise_2d),
         },
@@ -207,6 +215,7 @@ def module_source(
     *,
     refine_iters: int = DEFAULT_REFINE_ITERS,
     refine_cost: str = DEFAULT_REFINE_COST,
+    refine_retry: int = DEFAULT_REFINE_RETRY,
     minified: bool = True,
 ) -> str:
     """The text of the exported module: the (minified) source with its injection line replaced by the data."""
@@ -223,6 +232,7 @@ def module_source(
         source,
         refine_iters=refine_iters,
         refine_cost=refine_cost,
+        refine_retry=refine_retry,
     )
     lines[lines.index(INJECTION_LINE)] = f"const GENERATED = {js_string_literal_json(data)};"
     return "\n".join(lines)

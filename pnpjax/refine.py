@@ -58,6 +58,9 @@ _LAMBDA_DOWN, _LAMBDA_UP = 0.1, 10.0
 _LAMBDA_MIN, _LAMBDA_MAX = 1e-10, 1e10  # keeps lambda finite in float32 after many rejections.
 _DIAG_FLOOR = 1e-6  # relative floor of the damping diagonal: unobservable directions stay damped.
 _CPU_CHUNK = 2048  # examples per inner loop on CPU: one iteration's working set stays in L2 cache.
+# `retry`: an "ml" fit whose mean per-point r^T Sigma^-1 r (2 expected under the noise model) is
+# above this after `iters` steps is gross (a start in another basin), and gets more steps.
+RETRY_CHI2 = 25.0
 
 
 def _to_se3(q_xyzw: jax.Array, t: jax.Array) -> jaxlie.SE3:
@@ -371,7 +374,7 @@ def _broadcast_inputs(xy, pts, q, t, weights):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("iters", "method", "cost"))
+@functools.partial(jax.jit, static_argnames=("iters", "method", "cost", "retry"))
 def refine_pose(
     xy: ArrayLike,
     pts: ArrayLike,
@@ -379,6 +382,7 @@ def refine_pose(
     t: ArrayLike,
     *,
     iters: int = 5,
+    retry: int = 0,
     method: str = "lm",
     weights: ArrayLike | None = None,
     cost: str = "image",
@@ -396,6 +400,11 @@ def refine_pose(
       t: (..., 3) initial translation, layout units: X_cam = R X_layout + t (a non-finite t starts
         from the origin, i.e. behind the camera, and is moved in front as described above).
       iters: number of iterations (static; the same work is done for every example).
+      retry: "ml" cost only: up to this many more iterations (static), continuing the same LM run,
+        for the examples whose fit after `iters` is gross (mean per-point r^T Sigma^-1 r above
+        RETRY_CHI2; 2 is expected): a start in a far basin, e.g. a face far off the optical axis,
+        that `iters` steps do not bring back. Other examples are unchanged (a chunk with none
+        skips the extra steps).
       method: "lm" (Levenberg-Marquardt: per-example lambda, Marquardt diagonal scaling; a step is
         taken only if it lowers the cost, otherwise lambda grows) or "gn" (undamped Gauss-Newton
         with the same acceptance test, so it stops at the first step that would not improve).
@@ -437,7 +446,7 @@ def refine_pose(
     )
     noise = noise.reshape((1, 2)) if noise.ndim == 1 else flat(jnp.broadcast_to(noise, batch + (2,)))
     q, t = _map_chunks(
-        functools.partial(_refine_flat, iters=iters, method=method, cost=cost),
+        functools.partial(_refine_flat, iters=iters, method=method, cost=cost, retry=retry),
         flat(xy),
         pts,
         flat(q),
@@ -476,7 +485,7 @@ def _map_chunks(fn, xy: jax.Array, *arrays: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def _refine_flat(
-    xy, pts, q, t, w, noise=None, *, iters: int, method: str, cost: str = "image"
+    xy, pts, q, t, w, noise=None, *, iters: int, method: str, cost: str = "image", retry: int = 0
 ) -> tuple[jax.Array, jax.Array]:
     """refine_pose on one flat batch: xy (B, K, 2), q (B, 4), t (B, 3); pts (B or 1, K, 3),
     w (B or 1, K) and noise (B or 1, 2) = (sigma_3d^2, sigma_2d^2) of the "ml" cost."""
@@ -527,8 +536,17 @@ def _refine_flat(
             lam = jnp.clip(jnp.where(ok, lam * _LAMBDA_DOWN, lam * _LAMBDA_UP), _LAMBDA_MIN, _LAMBDA_MAX)
         return pose, cost, lam
 
-    pose, _, _ = jax.lax.fori_loop(0, iters, step, (pose, cost, lam))
-    return _from_se3(jaxlie.SE3(pose.T))
+    state = jax.lax.fori_loop(0, iters, step, (pose, cost, lam))
+    if retry and kind == "ml" and iters > 0:
+        _, (a, _b, _D, kappa, _q, _r, _iz, _qq, qr, rr) = _ml_terms(_camera_points(state[0], pts_s), xy_s, s3sq, s2sq)
+        gross = jnp.mean((rr - kappa * qr * qr) / a, axis=0) > RETRY_CHI2
+
+        def more(state):
+            masked = lambda i, s: tuple(jnp.where(gross, n, o) for n, o in zip(step(i, s), s))  # noqa: E731
+            return jax.lax.fori_loop(0, retry, masked, state)
+
+        state = jax.lax.cond(jnp.any(gross), more, lambda s: s, state)
+    return _from_se3(jaxlie.SE3(state[0].T))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -575,7 +593,15 @@ _SIGMA_3D_FLOOR = 1e-4
 
 
 def refine_ml(
-    xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike, noise: NoiseModel, *, iters: int = 10, method: str = "lm"
+    xy: ArrayLike,
+    pts: ArrayLike,
+    q: ArrayLike,
+    t: ArrayLike,
+    noise: NoiseModel,
+    *,
+    iters: int = 10,
+    method: str = "lm",
+    retry: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
     """`refine_pose` with the "ml" cost for a `NoiseModel`: the landmarks' 2D std is
     noise.noise_2d * rms_radius(pts) / t_z with t_z the starting pose's depth, and sigma_3d is at
@@ -593,7 +619,7 @@ def refine_ml(
     # A start behind the camera is moved to a depth the refinement decides; this only sets a scale.
     s2 = noise.noise_2d * rad / jnp.where(t[..., 2] > MIN_DEPTH, tz, rad)
     s3 = jnp.maximum(noise.sigma_3d, _SIGMA_3D_FLOOR * rad)
-    return refine_pose(xy, pts, q, t, iters=iters, method=method, cost="ml", sigma_3d=s3, sigma_2d=s2)
+    return refine_pose(xy, pts, q, t, iters=iters, method=method, cost="ml", sigma_3d=s3, sigma_2d=s2, retry=retry)
 
 
 @jax.jit

@@ -78,6 +78,7 @@ class PoseSolver:
         refine_cost: str = "image",
         noise: refine.NoiseModel | None = None,
         *,
+        refine_retry: int = 0,
         what: str = "landmarks",
     ) -> np.ndarray:
         """Poses for landmarks in an image: the (N, 7) array `pnpjax predict` writes.
@@ -97,6 +98,8 @@ class PoseSolver:
             cost) or "ml" (the likelihood under `noise`).
           noise: the 3D and 2D noise the "ml" cost assumes (`pnpjax.refine.NoiseModel`); default:
             that of `test_protocol`.
+          refine_retry: with refine_cost "ml", up to this many more iterations for the rows whose fit
+            is gross after `refine` (see `pnpjax.refine.refine_pose`; the JS module's default is 20).
           what: what error messages call the input (the CLI passes the file name).
 
         Returns:
@@ -132,7 +135,8 @@ class PoseSolver:
             from pnpjax import refine as reflib
 
             noise = reflib.noise_model_of(self.test_protocol)
-        y = inference.predict_poses(self, x, cam, refine, refine_cost, noise)
+        retry = _check_refine(refine_retry, refine_cost)
+        y = inference.predict_poses(self, x, cam, refine, refine_cost, noise, refine_retry=retry)
         return validate.check_poses(y, opencv=cam is not None, what=f"the pose ({what})")
 
 

@@ -30,9 +30,9 @@ SHIPPED = sorted(p for p in (REPO / "checkpoints").iterdir() if (p / "pnpjax.jso
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
 
 
-def predict64(solver, uv: np.ndarray, cam: camera.Camera | None, iters: int, cost: str) -> np.ndarray:
-    """`pnpjax predict --refine iters --refine-cost cost` (cli.predict_poses) in float64: the same
-    adapters, network, refinement and noise model, on float64 copies of the float32 weights."""
+def predict64(solver, uv: np.ndarray, cam: camera.Camera | None, iters: int, cost: str, retry: int = 0) -> np.ndarray:
+    """`pnpjax predict --refine iters --refine-cost cost --refine-retry retry` (cli.predict_poses) in
+    float64: the same adapters, network, refinement and noise model, on float64 copies of the float32 weights."""
     with jax.enable_x64(True):
         f64 = lambda a: jnp.asarray(a, jnp.float64)
         uv = f64(uv)
@@ -46,7 +46,7 @@ def predict64(solver, uv: np.ndarray, cam: camera.Camera | None, iters: int, cos
         cfg = solver.config
         noise = refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
         if cost == "ml":
-            q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters)
+            q, t = refine.refine_ml(xy, pts, p.q, p.t, noise, iters=iters, retry=retry)
         else:
             q, t = refine.refine_pose(xy, pts, p.q, p.t, iters=iters, cost=cost)
         q, t = camera.pose_opencv_to_gl(q, t) if cam is None else (q * jnp.where(q[:, 3:] < 0, -1.0, 1.0), t)
@@ -79,7 +79,7 @@ def test_refined_float32_module_equals_predict(ckpt, tmp_path):
         (3, "object"),
     ]:
         js = js_run(path, uv, None if cost == "ml" else {"refine": iters, "cost": cost})
-        ref = predict64(solver, uv, cam, iters, cost)
+        ref = predict64(solver, uv, cam, iters, cost, jsmodule.DEFAULT_REFINE_RETRY if cost == "ml" else 0)
         err = pose_error(js, ref)
         assert err.max() <= ATOL, (
             f"{cost}: max |JS - predict| = {err.max():.3g} at {np.unravel_index(err.argmax(), err.shape)}"
@@ -220,20 +220,28 @@ def test_default_module_size():
 
 
 def test_cli_export_refine_defaults(tmp_path, capsys):
-    """`pnpjax export --refine N --refine-cost C` writes the module's defaults; other formats refuse them."""
+    """`pnpjax export --refine N --refine-cost C --refine-retry M` writes the module's defaults; other
+    formats refuse them."""
     ckpt = str(SHIPPED[0])
     args = ["export", "--checkpoint", ckpt, "--format", "js", "--camera", "hfov=60,640x480"]
-    assert cli.main([*args, "--out", str(tmp_path / "a"), "--refine", "0", "--refine-cost", "image"]) == 0
+    a = [*args, "--out", str(tmp_path / "a"), "--refine", "0", "--refine-cost", "image", "--refine-retry", "0"]
+    assert cli.main(a) == 0
     data = json.loads(_generated_json((tmp_path / "a" / export.JS_FILE).read_text()))
-    assert data["refine"]["iterations"] == 0 and data["refine"]["cost"] == "image"
+    assert data["refine"]["iterations"] == 0 and data["refine"]["cost"] == "image" and data["refine"]["retry"] == 0
     assert cli.main([*args, "--out", str(tmp_path / "b")]) == 0
     data = json.loads(_generated_json((tmp_path / "b" / export.JS_FILE).read_text()))
-    assert (data["refine"]["iterations"], data["refine"]["cost"]) == (jsmodule.DEFAULT_REFINE_ITERS, "ml")
+    assert (data["refine"]["iterations"], data["refine"]["cost"], data["refine"]["retry"]) == (
+        jsmodule.DEFAULT_REFINE_ITERS,
+        "ml",
+        jsmodule.DEFAULT_REFINE_RETRY,
+    )
     capsys.readouterr()
     for bad in (
         ["--format", "tfjs", "--refine", "3"],
+        ["--format", "tfjs", "--refine-retry", "3"],
         ["--format", "js", "--refine", "-1"],
         ["--format", "js", "--refine", "101"],
+        ["--format", "js", "--refine-retry", "101"],
     ):
         argv = ["export", "--checkpoint", ckpt, "--out", str(tmp_path / "c"), *bad]
         assert cli.main(argv) == 2, bad

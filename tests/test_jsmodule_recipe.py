@@ -18,7 +18,7 @@ import pytest
 from experiments.lib import node
 from experiments.lib.precision import pose_error
 from helpers import random_solver
-from pnpjax import camera, export, geometry, model, refine
+from pnpjax import camera, export, geometry, jsmodule, model, refine
 
 pytestmark = [
     pytest.mark.node,
@@ -154,10 +154,21 @@ def test_module_runs_the_recipe(recipe, tmp_path):
             jnp.asarray(t),
             noise,
             iters=2,
+            retry=jsmodule.DEFAULT_REFINE_RETRY,
+        )
+        q0, t0 = refine.refine_ml(
+            jnp.asarray(xy),
+            jnp.asarray(solver.layout.array, jnp.float64),
+            jnp.asarray(q),
+            jnp.asarray(t),
+            noise,
+            iters=2,
         )
     qr = np.asarray(qr) * np.where(np.asarray(qr)[:, 3:] < 0, -1, 1)
     refined = js(path, xy)
     assert pose_error(refined, np.concatenate([qr, np.asarray(tr)], -1)).max() <= ATOL
+    # (an untrained network starts far off: the retry of gross fits is exercised on some rows)
+    assert np.any(np.abs(np.asarray(tr) - np.asarray(t0)).max(-1) > 1e-3)
     assert pose_error(refined, net).max() > 1e-3  # the refinement did something
     # uint8: the module decodes the exported codes to the weights pnpjax.stack dequantised.
     from pnpjax import stack

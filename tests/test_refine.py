@@ -513,3 +513,33 @@ def test_noise_model_of_protocols_and_bad_values():
         refine.NoiseModel(-1.0, 0.0)
     with pytest.raises(ConfigError, match="unknown refinement cost"):
         refine.refine_pose(np.zeros((6, 2)), PTS_Kx3, np.array([0, 0, 0, 1.0]), np.array([0, 0, 50.0]), cost="bogus")
+
+
+def test_ml_retry_continues_only_gross_fits(x64):
+    """refine_ml(retry=M): examples whose fit is gross after `iters` steps (starts 40 degrees off)
+    get up to M more steps and converge; the others are exactly those of retry=0."""
+    from pnpjax import geometry, layouts
+
+    pts = jnp.asarray(layouts.BLAZEFACE6.array, jnp.float64)
+    rng = np.random.default_rng(0)
+    n = 64
+    q_true = np.asarray(
+        geometry.quat_normalize(jnp.asarray(rng.normal(size=(n, 4)) * [0.2, 0.2, 0.2, 1] + [1, 0, 0, 0]))
+    )
+    t_true = np.stack([rng.uniform(-5, 5, n), rng.uniform(-5, 5, n), rng.uniform(50, 80, n)], -1)
+    R = np.asarray(geometry.quat_to_matrix(jnp.asarray(q_true)))
+    X = np.einsum("nij,kj->nki", R, np.asarray(pts)) + t_true[:, None]
+    xy = jnp.asarray(X[..., :2] / X[..., 2:])
+    # Half the starts 2 degrees off, half 40 degrees off (about the camera's y axis).
+    angle = np.where(np.arange(n) < n // 2, np.radians(2.0), np.radians(40.0))
+    turn = np.stack([np.zeros(n), np.sin(angle / 2), np.zeros(n), np.cos(angle / 2)], -1)
+    q0 = geometry.quat_multiply(jnp.asarray(turn), jnp.asarray(q_true))
+    noise = refine.NoiseModel(0.3, 0.03)
+    q2, t2 = refine.refine_ml(xy, pts, q0, jnp.asarray(t_true), noise, iters=2)
+    qr, tr = refine.refine_ml(xy, pts, q0, jnp.asarray(t_true), noise, iters=2, retry=30)
+    err = lambda q: np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(np.asarray(q) * q_true, -1)), 0, 1)))  # noqa: E731
+    changed = np.any(np.asarray(qr) != np.asarray(q2), -1) | np.any(np.asarray(tr) != np.asarray(t2), -1)
+    assert not changed[: n // 2].any()  # good fits: untouched
+    far2, far_r = err(q2)[n // 2 :], err(qr)[n // 2 :]
+    gross = far2 > 10  # still > 10 degrees off after 2 steps
+    assert gross.sum() >= n // 8 and np.all(far_r[gross] < 1)  # converged with the retry

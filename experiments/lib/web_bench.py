@@ -164,6 +164,7 @@ def tracker_bytes(tmp: Path) -> tuple[int, int]:
         "blazeface6",
         refine_iters=jsmodule.DEFAULT_REFINE_ITERS,
         refine_cost=jsmodule.DEFAULT_REFINE_COST,
+        refine_retry=jsmodule.DEFAULT_REFINE_RETRY,
     )
     del data["track"]
     lines = bare.read_text().split("\n")

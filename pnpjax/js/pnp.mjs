@@ -23,6 +23,9 @@ const SMALL_ANGLE2 = sqrt(840 * 2 ** -52);
 const MAX_ABS = 1e8;
 const MAX_NORMALIZED = 1e3;
 const MAX_ITERS = 100;
+// `retry` (pnpjax.refine.RETRY_CHI2): an ml fit whose mean per-point r^T Sigma^-1 r is above this
+// after `refine` steps is gross (a start in another basin) and gets up to `retry` more steps.
+const RETRY_CHI2 = 25;
 const COSTS = ['image', 'object', 'ml'];
 const SEED = [1, -1, 0.5, 0.5];
 // uint8 weights (pnpjax/jsmodule.py `encode_uint8`): per tensor, the zigzag code z of the byte's
@@ -104,7 +107,7 @@ export function createSolver(g) {
   const XS = g.xStandard?.map((a) => a.map(fround));
   // The recipe (pnpjax.model.ModelConfig): inputs 'centroid', translation 'ray', roll 'canonical'.
   const { centroid: CENTROID, ray: RAY_T, roll: ROLL } = g.model ?? {};
-  const { iterations: ITERS, cost: COST, sigma3d: SIGMA_3D, noise2d: NOISE_2D } = g.refine;
+  const { iterations: ITERS, cost: COST, sigma3d: SIGMA_3D, noise2d: NOISE_2D, retry: RETRY = 0 } = g.refine;
 
   // Layout centroid and RMS radius: the move-in-front start and the ml cost's scale.
   const C = [0, 1, 2].map((i) => PTS.reduce((s, v, j) => s + (j % 3 === i ? v / K : 0), 0));
@@ -134,6 +137,7 @@ export function createSolver(g) {
   let GR2 = F64(6);
   let front = true;
   let depthSum = 0;
+  let maha = 0; // the ml cost's sum of r^T Sigma^-1 r (no log det) at the last evaluation
   let s3sq = 0;
   let s2sq = 0;
 
@@ -162,9 +166,15 @@ export function createSolver(g) {
   function options(opts, where) {
     const n = opts?.refine ?? ITERS;
     const cost = opts?.cost ?? COST;
-    if (!Number.isInteger(n) || n < 0 || n > MAX_ITERS) fail(where, `refine must be an integer in [0, ${MAX_ITERS}], got ${show(n)}`);
+    const retry = opts?.retry ?? RETRY;
+    for (const [k, v] of [
+      ['refine', n],
+      ['retry', retry],
+    ]) {
+      if (!Number.isInteger(v) || v < 0 || v > MAX_ITERS) fail(where, `${k} must be an integer in [0, ${MAX_ITERS}], got ${show(v)}`);
+    }
     if (!COSTS.includes(cost)) fail(where, `cost must be one of ${COSTS}, got ${show(cost)}`);
-    return [n, cost];
+    return [n, cost, retry];
   }
 
   /** XY[i] = landmark coordinate v, normalised with CAM. */
@@ -367,6 +377,7 @@ export function createSolver(g) {
     rotation(p);
     front = true;
     depthSum = 0;
+    maha = 0;
     H2.fill(0);
     GR2.fill(0);
     let cost = 0;
@@ -431,6 +442,7 @@ export function createSolver(g) {
       const kappa = b / D;
       const qr = u * ru + v * rv;
       const rr = ru * ru + rv * rv;
+      maha += (rr - kappa * qr * qr) / a;
       cost += (rr - kappa * qr * qr) / a + log(a) + log(D);
       const cq = -2 * kappa * qr * ia;
       const su = ru - kappa * qr * u;
@@ -528,8 +540,9 @@ export function createSolver(g) {
    * step is taken only if every point stays in front and the cost drops). A zero or non-finite
    * start rotation becomes the identity, a non-finite translation the origin; a start with a
    * point behind the camera keeps its rotation and is re-placed in front (weak perspective).
+   * ml: up to `retry` more steps if the fit is then gross (refine_pose's `retry`).
    */
-  function refine(iters, kind, tz0) {
+  function refine(iters, kind, tz0, retry) {
     const n2 = POSE[0] ** 2 + POSE[1] ** 2 + POSE[2] ** 2 + POSE[3] ** 2;
     if (!(isNum(n2) && n2 > 0)) POSE.set([1, 0, 0, 0]);
     if (!(isNum(POSE[4]) && isNum(POSE[5]) && isNum(POSE[6]))) POSE.fill(0, 4);
@@ -551,7 +564,8 @@ export function createSolver(g) {
     if (!iters) return;
     swapNormals();
     let lam = 1e-4;
-    for (let it = 0; it < iters; it++) {
+    for (let it = 0; it < iters + retry; it++) {
+      if (it === iters && !(kind === 'ml' && (evaluate(POSE, kind), maha / K > RETRY_CHI2))) break;
       let dMax = 0;
       for (let i = 0; i < 6; i++) dMax = max(dMax, H[7 * i]);
       for (let i = 0; i < 6; i++) {
@@ -638,21 +652,21 @@ export function createSolver(g) {
   // ------------------------------------------------------------------ public API
 
   /**
-   * estimatePose(landmarks, camera?, {refine, cost}?) -> {quaternion: [x, y, z, w] unit w >= 0,
+   * estimatePose(landmarks, camera?, {refine, cost, retry}?) -> {quaternion: [x, y, z, w] unit w >= 0,
    * translation: [x, y, z]}. landmarks: K [x, y] pairs or 2K numbers in metadata.layout order;
    * camera: 'seed', {fx, fy, cx, cy} (pixels) or undefined (the export camera).
    */
   function estimatePose(landmarks, camera, opts) {
-    const [iters, kind] = options(opts, 'estimatePose');
+    const [iters, kind, retry] = options(opts, 'estimatePose');
     readLandmarks(landmarks, camera, 'estimatePose');
-    refine(iters, kind, network());
+    refine(iters, kind, network(), retry);
     return result();
   }
 
   /** estimatePoses(flat N*K*2 numbers, camera?, {refine, cost, out}?) -> Float64Array N*7 (qx qy qz qw tx ty tz per row). */
   function estimatePoses(flat, camera, opts) {
     const where = 'estimatePoses';
-    const [iters, kind] = options(opts, where);
+    const [iters, kind, retry] = options(opts, where);
     intrinsics(camera, where);
     const n = flat?.length;
     if (typeof flat === 'string' || !Number.isInteger(n) || n % N2)
@@ -661,7 +675,7 @@ export function createSolver(g) {
     if (!ArrayBuffer.isView(out) || out.length !== (n / N2) * 7) fail(where, `out must be a typed array of ${(n / N2) * 7} numbers`);
     for (let r = 0; r < n / N2; r++) {
       for (let i = 0; i < N2; i++) coordinate(flat[r * N2 + i], i, where, `row ${r} `);
-      refine(iters, kind, network());
+      refine(iters, kind, network(), retry);
       output();
       for (let j = 0; j < 7; j++) out[7 * r + j] = OUT[j];
     }
@@ -674,7 +688,7 @@ export function createSolver(g) {
    */
   function refinePose(landmarks, pose, camera, opts) {
     const where = 'refinePose';
-    const [iters, kind] = options(opts, where);
+    const [iters, kind, retry] = options(opts, where);
     readLandmarks(landmarks, camera, where);
     const q = pose?.quaternion;
     const t = pose?.translation;
@@ -685,7 +699,7 @@ export function createSolver(g) {
     let [x, y, z, w, tx, ty, tz] = v;
     if (GL) [w, x, y, z, ty, tz] = [x, -w, z, -y, -ty, -tz];
     POSE.set([w, x, y, z, tx, ty, tz]);
-    refine(iters, kind, POSE[6]);
+    refine(iters, kind, POSE[6], retry);
     return result();
   }
 

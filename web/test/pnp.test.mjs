@@ -37,6 +37,21 @@ test('refinement recovers the exact pose from noise-free landmarks (image and ob
   assert.ok(angleDeg(net.quaternion, TRUE) > 7);
 });
 
+test('retry: a gross ml fit gets more steps and converges; a good one is untouched', () => {
+  const landmarks = project(TRUE);
+  const far = createSolver(syntheticData(perturbed(TRUE, 40, 0)));
+  const short = far.estimatePose(landmarks, undefined, { refine: 2, retry: 0 });
+  const long = far.estimatePose(landmarks, undefined, { refine: 2, retry: 30 });
+  assert.ok(angleDeg(short.quaternion, TRUE) > 10, `${angleDeg(short.quaternion, TRUE)}`);
+  assert.ok(angleDeg(long.quaternion, TRUE) < 1, `${angleDeg(long.quaternion, TRUE)}`);
+  const near = createSolver(syntheticData(perturbed(TRUE, 2, 0.5)));
+  assert.deepEqual(
+    near.estimatePose(landmarks, undefined, { refine: 2, retry: 30 }),
+    near.estimatePose(landmarks, undefined, { refine: 2, retry: 0 }),
+  );
+  assert.throws(() => near.estimatePose(landmarks, undefined, { retry: -1 }), /retry must be an integer/);
+});
+
 test('refinement lowers the image error and never leaves the front of the camera', () => {
   const random = rng(7);
   for (let i = 0; i < 200; i++) {
