@@ -245,41 +245,53 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
     uv = g.placeholder("landmarks", (-1, k, 2))
     fx, fy, cx, cy = (float(v) for v in image_intrinsics(cam))
-    xy = g.op("RealDiv", g.op("Sub", uv, g.const([cx, cy], "camera/c")), g.const([fx, fy], "camera/f"), name="xy")
-
-    def centroid(pts: str) -> str:  # (N, K, 2) -> (N, 1, 2)
-        return g.reduce("Mean", pts, 1, keep_dims=True)
+    f, pp = g.const([fx, fy], "camera/f"), g.const([cx, cy], "camera/c")
+    # The landmarks as their centroid c (normalised) and their offsets from it, d_k = (uv_k - mean uv) / f:
+    # in float32 the offsets are taken in image units, where points close together subtract nearly
+    # exactly, instead of after normalising (xy - c), which would cancel the rounding of each xy;
+    # every quantity below is a function of (c, d) alone (the roll turns both, being linear).
+    # The float32 mean is off by up to half an ulp of the coordinates (3e-5 px at 600 px), which
+    # would shift every offset alike; a second pass on the offsets' own (small) mean removes it.
+    cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
+    du = g.op("Sub", uv, cu)
+    d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
+    c = g.op("RealDiv", g.op("Sub", cu, pp), f)  # (N, 1, 2)
 
     if roll == "canonical":
         w = np.asarray(st.roll_weights, np.float64).reshape(1, k, 1)
-        d = g.reduce("Sum", g.op("Mul", g.op("Sub", xy, centroid(xy)), g.const(w, "roll/weights")), 1)  # (N, 2)
-        norm = g.op("Sqrt", g.reduce("Sum", g.op("Square", d), 1, keep_dims=True))  # (N, 1)
-        cs = g.op("RealDiv", d, g.op("Maximum", norm, g.const(1e-12)))
+        dr = g.reduce("Sum", g.op("Mul", d, g.const(w, "roll/weights")), 1)  # (N, 2): sum_k w_k (xy_k - c)
+        norm = g.op("Sqrt", g.reduce("Sum", g.op("Square", dr), 1, keep_dims=True))  # (N, 1)
+        cs = g.op("RealDiv", dr, g.op("Maximum", norm, g.const(1e-12)))
         cs = g.select(g.op("Equal", norm, g.const(0.0)), g.const([1.0, 0.0]), cs)  # |d| = 0: no turn
         cos, sin = g.slice(cs, (0, 0), (-1, 1)), g.slice(cs, (0, 1), (-1, 1))  # (N, 1)
         cos3, sin3 = g.reshape(cos, (-1, 1, 1)), g.reshape(sin, (-1, 1, 1))
-        x, y = g.slice(xy, (0, 0, 0), (-1, -1, 1)), g.slice(xy, (0, 0, 1), (-1, -1, 1))
-        xy = g.concat(
-            [
-                g.op("AddV2", g.op("Mul", cos3, x), g.op("Mul", sin3, y)),
-                g.op("Sub", g.op("Mul", cos3, y), g.op("Mul", sin3, x)),
-            ],
-            2,
-        )  # the landmarks turned by -roll about the principal point
 
-    c = None
-    if m.inputs == "centroid" or m.translation == "ray":
-        c = centroid(xy)
+        def turn(pts: str, n: int) -> str:  # (N, n, 2) points turned by -roll about the principal point
+            x, y = g.slice(pts, (0, 0, 0), (-1, n, 1)), g.slice(pts, (0, 0, 1), (-1, n, 1))
+            return g.concat(
+                [
+                    g.op("AddV2", g.op("Mul", cos3, x), g.op("Mul", sin3, y)),
+                    g.op("Sub", g.op("Mul", cos3, y), g.op("Mul", sin3, x)),
+                ],
+                2,
+            )
+
+        d, c = turn(d, k), turn(c, 1)
+    else:
+
+        def turn(pts: str, n: int) -> str:
+            return pts
+
     if m.inputs == "centroid":
-        rel = g.op("Sub", xy, c)
         spread = g.op(
             "Sqrt",
-            g.op("AddV2", g.reduce("Mean", g.reduce("Sum", g.op("Square", rel), 2), 1, keep_dims=True), g.const(1e-12)),
+            g.op("AddV2", g.reduce("Mean", g.reduce("Sum", g.op("Square", d), 2), 1, keep_dims=True), g.const(1e-12)),
         )  # (N, 1)
-        rel = g.reshape(g.op("RealDiv", rel, g.reshape(spread, (-1, 1, 1))), (-1, 2 * k))
+        rel = g.reshape(g.op("RealDiv", d, g.reshape(spread, (-1, 1, 1))), (-1, 2 * k))
         feats = g.concat([rel, g.reshape(c, (-1, 2)), g.op("Log", spread)], 1)
-    else:
-        feats = g.reshape(xy, (-1, 2 * k))
+    else:  # the (turned) normalised coordinates themselves, from the image coordinates directly
+        xy = g.op("RealDiv", g.op("Sub", uv, pp), f)
+        feats = g.reshape(turn(xy, k), (-1, 2 * k))
     h = g.op("RealDiv", g.op("Sub", feats, g.const(f32(st.x_mean), "x_mean")), g.const(f32(st.x_std), "x_std"))
     p = solver.params
     names = sorted(p, key=lambda n: int(n.split("_")[-1]))
