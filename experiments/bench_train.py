@@ -1,6 +1,11 @@
 """Training speed: valid synthetic samples per second of the jitted train step.
 
     python experiments/bench_train.py [--config blazeface6-seed] [--batch-sizes 1024 4096 16384] [--seconds 5]
+    python experiments/bench_train.py --compare blazeface6-seed blazeface6-seed-plain --oversample 2.0 1.75
+
+`--compare CONFIG ... [--oversample X ...]`: every config (x every seed-protocol oversampling
+factor) side by side in one process, timed in alternating windows (the ratios are what to read
+on a shared machine).
 
 Prints one row per batch size (sampling + loss + Adam update, compilation excluded, timed
 separately): wall-clock and CPU time (all threads) per step, and valid samples per second of
@@ -15,7 +20,7 @@ import os
 import sys
 
 import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
-from experiments.lib.train_throughput import measure_throughput
+from experiments.lib.train_throughput import compare_throughput, measure_throughput
 from pnpjax import config, train
 
 
@@ -24,7 +29,12 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="blazeface6-seed")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096, 16384])
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--compare", nargs="+", default=None, help="configs to time side by side (A/B mode)")
+    p.add_argument("--oversample", type=float, nargs="+", default=None, help="seed_train.oversample values (A/B)")
+    p.add_argument("--rounds", type=int, default=4)
     a = p.parse_args(argv)
+    if a.compare:
+        return compare(a)
     rows = measure_throughput(config.get_config(a.config), a.batch_sizes, a.seconds)
     load = os.getloadavg()[0]
     print(f"config {a.config} | devices {train.device_summary()} | load average {load:.1f}")
@@ -36,6 +46,29 @@ def main(argv=None) -> int:
             f"{r['batch']:>7} {r['ms_per_step']:>9.2f} {r['steps_per_s']:>9.1f} {r['valid_samples_per_s']:>16,.0f} "
             f"{r['cpu_ms_per_step']:>12.2f} {r['valid_samples_per_cpu_s']:>11,.0f} {r['compile_s']:>10.2f}"
         )
+    return 0
+
+
+def compare(a) -> int:
+    import dataclasses
+    import statistics
+
+    cfgs = {}
+    for name in a.compare:
+        base = config.get_config(name)
+        for o in a.oversample or [base.seed_train.oversample]:
+            c = dataclasses.replace(base, seed_train=dataclasses.replace(base.seed_train, oversample=o))
+            cfgs[f"{name} oversample {o:g}"] = c
+    for bs in a.batch_sizes:
+        res = compare_throughput(cfgs, bs, a.seconds, a.rounds)
+        load = os.getloadavg()[0]
+        print(f"batch {bs} | devices {train.device_summary()} | {a.rounds} rounds of {a.seconds:g} s | load {load:.1f}")
+        first = next(iter(res))
+        print(f"{'variant':<44} {'valid samples/s (median)':>25} {'per CPU-s':>11} {'valid':>6} {'vs first':>9}")
+        for name, r in res.items():
+            wall, cpu = statistics.median(r["wall"]), statistics.median(r["cpu"])
+            ratio = statistics.median([w / f for w, f in zip(r["wall"], res[first]["wall"])])
+            print(f"{name:<44} {wall:>25,.0f} {cpu:>11,.0f} {r['valid_fraction']:>6.3f} {ratio:>8.3f}x")
     return 0
 
 

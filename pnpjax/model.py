@@ -17,6 +17,7 @@ angle turns the output pose by the same angle about the optical axis, by constru
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Literal, NamedTuple
 from collections.abc import Sequence
 
@@ -126,19 +127,32 @@ def input_dim(cfg: ModelConfig, num_points: int) -> int:
     return 2 * num_points + (3 if cfg.inputs == "centroid" else 0)
 
 
+def _point_sum(a: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """sum_k w_k a[..., k, :] over the K points of (..., K, C) (w = 1 if None), as K slices added one
+    by one: on CPU a reduction over the short, non-minor point axis is ~20-40x slower."""
+    terms = [a[..., k, :] if weights is None else weights[k] * a[..., k, :] for k in range(a.shape[-2])]
+    return functools.reduce(jnp.add, terms)
+
+
+def _centroid(xy: jax.Array) -> jax.Array:
+    """(..., K, 2) -> (..., 2) mean of the points."""
+    return _point_sum(xy) / xy.shape[-2]
+
+
 def features(cfg: ModelConfig, xy: jax.Array) -> jax.Array:
     """(..., K, 2) normalised image coords -> (..., input_dim) network inputs (before standardisation)."""
     x = xy.reshape(xy.shape[:-2] + (-1,))
     if cfg.inputs == "standardized":
         return x
-    c = jnp.mean(xy, axis=-2, keepdims=True)
-    spread = jnp.sqrt(jnp.mean(jnp.sum((xy - c) ** 2, -1), -1) + 1e-12)[..., None]  # (..., 1)
-    rel = ((xy - c) / spread[..., None]).reshape(x.shape)
-    return jnp.concatenate([rel, c[..., 0, :], jnp.log(spread)], -1)
+    c = _centroid(xy)[..., None, :]
+    r2 = _point_sum((xy - c) ** 2) / xy.shape[-2]  # (..., 2)
+    spread = jnp.sqrt(r2[..., :1] + r2[..., 1:] + 1e-12)[..., None]  # (..., 1, 1): RMS distance to c
+    rel = ((xy - c) / spread).reshape(x.shape)
+    return jnp.concatenate([rel, c[..., 0, :], jnp.log(spread[..., 0])], -1)
 
 
 def _ray(xy: jax.Array) -> jax.Array:
-    return jnp.mean(xy, axis=-2)  # (..., 2): the centroid's normalised image coords
+    return _centroid(xy)  # (..., 2): the centroid's normalised image coords
 
 
 def roll_weights(layout) -> np.ndarray:
@@ -166,7 +180,7 @@ def canonical_roll(xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax.Ar
     of d = sum_k w_k (xy_k - mean_k xy_k); (1, 0) where d is zero (e.g. all landmarks at one point)."""
     w = jnp.asarray(weights, xy.dtype)
     assert w.shape == xy.shape[-2:-1], (w.shape, xy.shape)
-    d = jnp.einsum("k,...kc->...c", w, xy - jnp.mean(xy, axis=-2, keepdims=True))
+    d = _point_sum(xy - _centroid(xy)[..., None, :], w)
     n2 = jnp.sum(d**2, -1)
     zero = n2 == 0
     norm = jnp.maximum(jnp.sqrt(jnp.where(zero, 1.0, n2)), 1e-12)
@@ -193,18 +207,24 @@ def _roll_quat(cos: jax.Array, sin: jax.Array) -> jax.Array:
     return jnp.stack([zeros, zeros, a / n, b / n], -1)
 
 
+def _quat_z_times(qz: jax.Array, q: jax.Array) -> jax.Array:
+    """Hamilton product qz * q for qz = (0, 0, s, c) a turn about z; component by component."""
+    s, c = qz[..., 2], qz[..., 3]
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return jnp.stack([c * x - s * y, c * y + s * x, c * z + s * w, c * w - s * z], -1)
+
+
 def rotate_pose_z(
     R: jax.Array, q: jax.Array, t: jax.Array, cos: jax.Array, sin: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(Rz R, qz q, Rz t) with Rz = [[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]] (a turn about the
-    camera's optical axis); R (..., 3, 3), q (..., 4), t (..., 3), cos/sin (...,). Written row by
-    row (batched 3x3 products are slow on CPU)."""
+    camera's optical axis); R (..., 3, 3), q (..., 4), t (..., 3), cos/sin (...,). R is turned row
+    by row (batched 3x3 products are slow on CPU; so is R rebuilt from the turned quaternion)."""
     c, s = cos[..., None], sin[..., None]
     R = jnp.stack([c * R[..., 0, :] - s * R[..., 1, :], s * R[..., 0, :] + c * R[..., 1, :], R[..., 2, :]], -2)
-    t = jnp.stack(
-        [c[..., 0] * t[..., 0] - s[..., 0] * t[..., 1], s[..., 0] * t[..., 0] + c[..., 0] * t[..., 1], t[..., 2]], -1
-    )
-    return R, geometry.quat_multiply(_roll_quat(cos, sin), q), t
+    tx, ty = t[..., 0], t[..., 1]
+    t = jnp.stack([cos * tx - sin * ty, sin * tx + cos * ty, t[..., 2]], -1)
+    return R, _quat_z_times(_roll_quat(cos, sin), q), t
 
 
 def canonicalize(
@@ -219,7 +239,7 @@ def canonicalize(
         return xy_c, None, None
     q, t = jnp.asarray(q), jnp.asarray(t)
     t_c = jnp.concatenate([turn_xy(t[..., None, :2], cos, sin)[..., 0, :], t[..., 2:]], -1)
-    q_c = geometry.quat_multiply(geometry.quat_conjugate(_roll_quat(cos, sin)), q)
+    q_c = _quat_z_times(geometry.quat_conjugate(_roll_quat(cos, sin)), q)
     return xy_c, q_c, t_c
 
 
@@ -278,13 +298,14 @@ def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
     xy = jnp.asarray(xy)
     if cfg.roll == "canonical":
         cos, sin = canonical_roll(xy, _need_roll_weights(stats))
-        p = _apply_upright(cfg, params, stats, turn_xy(xy, cos, sin))
+        p = apply_upright(cfg, params, stats, turn_xy(xy, cos, sin))
         return Prediction(*rotate_pose_z(p.R, p.q, p.t, cos, sin), p.z)
-    return _apply_upright(cfg, params, stats, xy)
+    return apply_upright(cfg, params, stats, xy)
 
 
-def _apply_upright(cfg: ModelConfig, params, stats: Stats, xy: jax.Array) -> Prediction:
-    """The network and its decoding on landmarks as given (roll already taken out if configured)."""
+def apply_upright(cfg: ModelConfig, params, stats: Stats, xy: jax.Array) -> Prediction:
+    """The network and its decoding on landmarks as given, without roll canonicalisation: with
+    cfg.roll == 'canonical', `apply` is this on the canonical landmarks, its pose turned back."""
     z = mlp_apply(params, (features(cfg, xy) - stats.x_mean) / stats.x_std)
     y = z * stats.y_std + stats.y_mean
     if cfg.translation == "ray":

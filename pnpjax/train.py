@@ -63,10 +63,25 @@ def loss_context(cfg: Config, layout: layouts.Layout, stats: model.Stats, batch:
     return losses.Context(pts, model.standardized_target(cfg.model, stats, batch.q, batch.t, batch.xy), rms)
 
 
+# Losses unchanged when the predicted and the true pose turn together about the optical axis
+# (T -> Rz T): the alignment residual lives in the layout's frame, reprojection distances and
+# rotation angles are kept by the turn, pose_mse compares network outputs.
+TURN_INVARIANT_LOSSES = frozenset({"l1_3d", "l2_3d", "reproj_2d", "geodesic", "pose_mse"})
+
+
 def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, batch: protocols.Batch) -> jax.Array:
     """Mean of the configured per-example loss over the valid examples of a batch."""
-    pred = model.apply(cfg.model, params, stats, batch.xy)
-    per_example = losses.LOSSES[cfg.loss](pred, batch, loss_context(cfg, layout, stats, batch))
+    ctx = loss_context(cfg, layout, stats, batch)
+    if cfg.model.roll == "canonical" and cfg.loss in TURN_INVARIANT_LOSSES:
+        # The loss of (Rz R', Rz t') against the truth equals that of (R', t') against the truth
+        # turned by Rz^T: turning the truth (no gradient) instead of the prediction is the same
+        # loss and gradient, and its backward pass is ~20 % cheaper on CPU.
+        xy_c, q_c, t_c = model.canonicalize(batch.xy, stats.roll_weights, batch.q, batch.t)
+        pred = model.apply_upright(cfg.model, params, stats, xy_c)
+        per_example = losses.LOSSES[cfg.loss](pred, batch._replace(xy=xy_c, q=q_c, t=t_c), ctx)
+    else:
+        pred = model.apply(cfg.model, params, stats, batch.xy)
+        per_example = losses.LOSSES[cfg.loss](pred, batch, ctx)
     return valid_mean(per_example, batch.valid)
 
 

@@ -330,14 +330,15 @@ def test_roll_checkpoint_round_trip_and_missing_weights(tmp_path):
 
 
 def test_old_checkpoint_loads_unchanged():
-    """A checkpoint written before roll existed (the shipped blazeface6-seed: no inputs/translation/
-    roll in its config, no q_ref/roll_weights in its stats) loads with roll 'none' and predicts what
-    a plain numpy forward pass of its stored parameters gives."""
+    """A checkpoint written before roll existed (tests/data/legacy-blazeface6-seed: the shipped
+    blazeface6-seed until issue 13's recipe; no inputs/translation/roll in its config, no
+    q_ref/roll_weights in its stats) loads with roll 'none' and predicts what a plain numpy forward
+    pass of its stored parameters gives."""
     from pathlib import Path
 
     from pnpjax import checkpoint
 
-    d = Path(__file__).resolve().parents[1] / "checkpoints" / "blazeface6-seed"
+    d = Path(__file__).resolve().parent / "data" / "legacy-blazeface6-seed"
     solver = checkpoint.load(d)
     assert solver.config.model.roll == "none" and solver.stats.roll_weights is None
     import json

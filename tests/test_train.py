@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pnpjax import checkpoint, config, layouts, model, train
+from pnpjax import checkpoint, config, layouts, model, protocols, train
 from pnpjax.errors import ConfigError, NonFiniteLossError
 
 SMOKE = config.get_config("smoke")
@@ -204,3 +204,39 @@ def test_four_devices_equal_one_device():
     one, four = _run_dp(1), _run_dp(4)
     assert one["devices"] == "1 × cpu" and four["devices"] == "4 × cpu"
     np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5, atol=1e-6)
+
+
+def test_roll_canonical_loss_in_the_canonical_frame_is_the_loss(monkeypatch):
+    """batch_loss of a roll-canonical model computes turn-invariant losses against the truth turned
+    into the canonical frame (train.TURN_INVARIANT_LOSSES): value and gradient equal those of the
+    loss of `model.apply`'s pose against the truth (float64), for every built-in loss (quat head;
+    l1_3d with the 6d head); a loss that is not turn-invariant (here: t_x alone) goes through
+    `model.apply`."""
+    from pnpjax import losses
+
+    monkeypatch.setitem(losses.LOSSES, "t_x", lambda pred, batch, ctx: (pred.t[..., 0] - batch.t[..., 0]) ** 2)
+    assert train.TURN_INVARIANT_LOSSES <= set(losses.LOSSES) - {"t_x"}
+    with jax.enable_x64(True):
+        base = config.get_config("blazeface6-seed")
+        layout = layouts.get_layout(base.layout)
+        f64 = lambda t: jax.tree_util.tree_map(lambda a: None if a is None else jnp.asarray(a, jnp.float64), t)  # noqa: E731
+        batch = f64(protocols.sample_jit(base.test_protocol, jax.random.key(2), layout, 256))
+        for rotation, names in (("quat", sorted(losses.LOSSES)), ("6d", ["l1_3d"])):
+            cfg = dataclasses.replace(base, model=dataclasses.replace(config.RECIPE, widths=(16,), rotation=rotation))
+            assert cfg.model.roll == "canonical"
+            stats = f64(model.compute_stats(cfg.model, cfg.train_protocol, layout, jax.random.key(0), 4096))
+            params = f64(model.init_params(cfg.model, jax.random.key(1), layout.num_points))
+            for name in names:
+                c = dataclasses.replace(cfg, loss=name)
+
+                def reference(p):
+                    pred = model.apply(c.model, p, stats, batch.xy)
+                    return train.valid_mean(
+                        losses.LOSSES[name](pred, batch, train.loss_context(c, layout, stats, batch)), batch.valid
+                    )
+
+                v, g = jax.value_and_grad(lambda p: train.batch_loss(c, layout, stats, p, batch))(params)
+                v_ref, g_ref = jax.value_and_grad(reference)(params)
+                np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-10, err_msg=name)
+                for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref)):
+                    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10, err_msg=name)

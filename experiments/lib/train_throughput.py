@@ -47,3 +47,38 @@ def measure_throughput(cfg: Config, batch_sizes=(1024, 4096, 16384), seconds: fl
             }
         )
     return rows
+
+
+def compare_throughput(cfgs: dict[str, Config], batch_size: int, seconds: float = 2.0, rounds: int = 4) -> dict:
+    """Side-by-side valid samples/s of several configs' jitted steps in ONE process: each step is
+    compiled first, then timed in alternating windows of `seconds` (rounds x configs), so a
+    change of the machine's load hits every config alike. Returns {name: {"wall": [samples/s
+    per round], "cpu": [samples per CPU-s per round], "valid_fraction": mean valid share}}."""
+    steps, states, out = {}, {}, {}
+    for name, cfg in cfgs.items():
+        c = dataclasses.replace(cfg, batch_size=batch_size)
+        layout = layouts.get_layout(c.layout)
+        k = keys(c)
+        stats = model.compute_stats(c.model, c.train_protocol, layout, k["stats"], 20_000)
+        steps[name] = (make_train_step(c, layout, stats, make_mesh(batch_size)), k["train"])
+        state, _ = steps[name][0](init_state(c, layout, k["init"]), k["train"])
+        states[name] = jax.block_until_ready(state)
+        out[name] = {"wall": [], "cpu": [], "valid": []}
+    for _ in range(rounds):
+        for name, (step, key) in steps.items():
+            state, n, valid = states[name], 0, 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                state, m = step(state, key)
+                valid += m["valid"]
+                n += 1
+            jax.block_until_ready(state)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            states[name] = state
+            out[name]["wall"].append(float(valid) * batch_size / dt)
+            out[name]["cpu"].append(float(valid) * batch_size / cpu)
+            out[name]["valid"].append(float(valid) / n)
+    return {
+        name: {"wall": r["wall"], "cpu": r["cpu"], "valid_fraction": sum(r["valid"]) / len(r["valid"])}
+        for name, r in out.items()
+    }
