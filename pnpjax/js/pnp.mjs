@@ -547,6 +547,11 @@ export function createSolver(g) {
     if (!(isNum(n2) && n2 > 0)) POSE.set([1, 0, 0, 0]);
     if (!(isNum(POSE[4]) && isNum(POSE[5]) && isNum(POSE[6]))) POSE.fill(0, 4);
     unit(POSE);
+    rotation(POSE);
+    let ahead = true;
+    for (let k = 0; k < K; k++) ahead = ahead && R[6] * PTS[3 * k] + R[7] * PTS[3 * k + 1] + R[8] * PTS[3 * k + 2] + POSE[6] > MIN_DEPTH;
+    if (!ahead) moveInFront();
+    if (!iters) return;
     for (let k = 0; k < K; k++) {
       const n = sqrt(XY[2 * k] * XY[2 * k] + XY[2 * k + 1] * XY[2 * k + 1] + 1);
       RAY[3 * k] = XY[2 * k] / n;
@@ -557,15 +562,11 @@ export function createSolver(g) {
     s2sq = ((NOISE_2D * RAD) / (tz0 > MIN_DEPTH ? tz0 : RAD)) ** 2;
     s3sq = max(SIGMA_3D, 1e-4 * RAD) ** 2;
     let cost = evaluate(POSE, kind);
-    if (!front) {
-      moveInFront();
-      cost = evaluate(POSE, kind);
-    }
-    if (!iters) return;
+    let gross = maha; // of POSE
     swapNormals();
     let lam = 1e-4;
     for (let it = 0; it < iters + retry; it++) {
-      if (it === iters && !(kind === 'ml' && (evaluate(POSE, kind), maha / K > RETRY_CHI2))) break;
+      if (it === iters && !(kind === 'ml' && gross / K > RETRY_CHI2)) break;
       let dMax = 0;
       for (let i = 0; i < 6; i++) dMax = max(dMax, H[7 * i]);
       for (let i = 0; i < 6; i++) {
@@ -580,6 +581,7 @@ export function createSolver(g) {
       if (ok) {
         POSE.set(TRY);
         cost = next;
+        gross = maha;
         swapNormals();
       }
       lam = min(max(ok ? lam * 0.1 : lam * 10, LAMBDA_MIN), LAMBDA_MAX);
