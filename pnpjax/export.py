@@ -252,10 +252,14 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     # every quantity below is a function of (c, d) alone (the roll turns both, being linear).
     # The float32 mean is off by up to half an ulp of the coordinates (3e-5 px at 600 px), which
     # would shift every offset alike; a second pass on the offsets' own (small) mean removes it.
-    cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
-    du = g.op("Sub", uv, cu)
-    d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
-    c = g.op("RealDiv", g.op("Sub", cu, pp), f)  # (N, 1, 2)
+    need_c, need_d = m.inputs == "centroid" or m.translation == "ray", m.inputs == "centroid" or roll == "canonical"
+    if need_c or need_d:
+        cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
+    if need_c:
+        c = g.op("RealDiv", g.op("Sub", cu, pp), f)  # (N, 1, 2)
+    if need_d:
+        du = g.op("Sub", uv, cu)
+        d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
 
     if roll == "canonical":
         w = np.asarray(st.roll_weights, np.float64).reshape(1, k, 1)
@@ -276,7 +280,10 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
                 2,
             )
 
-        d, c = turn(d, k), turn(c, 1)
+        if m.inputs == "centroid":
+            d = turn(d, k)
+        if need_c:
+            c = turn(c, 1)
     else:
 
         def turn(pts: str, n: int) -> str:

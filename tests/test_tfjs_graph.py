@@ -131,6 +131,8 @@ def test_graph_is_the_solver(recipe, cam):
     assert np.all(np.isfinite(y)) and np.all(pose_error(y, ref) <= 1e-12 + 2.0**-23 * np.abs(ref))
     assert np.allclose(np.linalg.norm(y[:, :4], axis=1), 1.0, atol=1e-12) and np.all(y[:, 3] >= 0)
     assert {n.op for n in graph.nodes} <= tfjs.GRAPH_OPS
+    used = {i for n in graph.nodes for i in n.inputs}
+    assert [n.name for n in graph.nodes if n.name not in used] == [pose]  # no dead nodes
 
 
 def test_plain_recipe_stays_a_layers_model(tmp_path):
