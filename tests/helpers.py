@@ -95,8 +95,10 @@ def assert_matches_jax(pose: np.ndarray, solver, uv: np.ndarray, cam: camera.Cam
 
 
 def assert_float32_accurate(pose: np.ndarray, solver, uv: np.ndarray, cam) -> None:
-    """pose within ATOL of float64 JAX, or closer to it than float32 JAX (`pnpjax predict`) is."""
+    """pose within ATOL of float64 JAX where float32 resolves that; else within twice the error of
+    float32 JAX (`pnpjax predict`), a peer float32 program of the same function (their errors are
+    of one size and vary with the order of operations: neither bounds the other)."""
     ref = jax_pose64(solver, uv, cam)
     err = pose_error(pose, ref).max()
     jax32 = pose_error(jax_pose(solver, uv, cam), ref).max()
-    assert err <= max(ATOL, jax32), f"max |TF.js - JAX(float64)| = {err:.3g}; float32 JAX: {jax32:.3g}"
+    assert err <= max(ATOL, 2 * jax32), f"max |export - JAX(float64)| = {err:.3g}; float32 JAX: {jax32:.3g}"

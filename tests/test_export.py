@@ -658,7 +658,7 @@ def test_precision_study_of_a_shipped_checkpoint():
     exact weights; TF.js float32 sits within 1e-5 here and below the inputs' own resolution."""
     ckpt = REPO / "checkpoints" / "blazeface6-seed"
     row = precision.precision_study(ckpt, n=100)
-    tol = max(ATOL, row["jax_float32"]) if _graph_recipe(ckpt) else ATOL  # a graph model: see test_tfjs_graph.py
+    tol = max(ATOL, 2 * row["jax_float32"]) if _graph_recipe(ckpt) else ATOL  # graph: helpers.assert_float32_accurate
     assert row["js_node"] < 1e-9 and row["tfjs_node"] <= tol and ATOL < row["one_ulp_input"]
     assert row["jax_float32"] > 0 and 0 <= row["emulation_vs_node"] < 1e-4
     report = precision.precision_report([row], "python experiments/export_precision.py")

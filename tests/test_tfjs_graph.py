@@ -4,8 +4,9 @@ Each recipe (centroid inputs, ray translation, roll canonicalisation, their comb
 exported from a small solver with real standardisation statistics, loaded in TF.js 4.22
 (`tf.loadGraphModel`, Node, cpu backend) and compared with JAX's solver in float64 through the same
 camera adapters as `pnpjax predict`: within the layers export's 1e-5 (`helpers.ATOL`), or, where
-float32 arithmetic cannot resolve that, closer than JAX's own float32 path (`pnpjax predict`) on
-the same inputs (`assert_float32_accurate`). Measured on these solvers (500 inputs, float64 JAX as
+float32 arithmetic cannot resolve that, within twice the error of JAX's own float32 path
+(`pnpjax predict`) on the same inputs (`assert_float32_accurate`; the SavedModel and TensorFlow
+runtimes are held to the same). TF.js/float32-JAX ratios measured: 0.26 to 1.04. Measured on these solvers (500 inputs, float64 JAX as
 the reference): TF.js 1.2e-5..1.7e-5 against float32 JAX's 2.1e-5..4.7e-5, while moving every
 float32 input by one ulp moves float64 JAX by 2.7e-5..8.5e-5 (the fitted output layer has a high
 gain: one float32 rounding of the last hidden layer alone costs ~9e-6, numpy emulation). On a
@@ -300,7 +301,7 @@ def test_savedmodel_of_the_new_recipe_is_jax(tmp_path):
     y = tf.saved_model.load(str(out)).signatures["serving_default"](landmarks=tf.constant(uv))["pose"].numpy()
     ref = jax_pose64(solver, uv, PIXEL_CAMERA)
     err, jax32 = pose_error(y, ref).max(), pose_error(jax_pose(solver, uv, PIXEL_CAMERA), ref).max()
-    assert err <= 2 * max(ATOL, jax32)  # measured: 4.4e-5 against float32 JAX's own 3.8e-5
+    assert err <= max(ATOL, 2 * jax32)  # measured: 4.4e-5 against float32 JAX's own 3.8e-5
     assert np.all(y[:, 3] >= 0)
 
 
@@ -368,4 +369,4 @@ def test_graph_model_is_a_tensorflow_graph(recipe, cam, tmp_path):
         y = sess.run("pose:0", {"landmarks:0": uv})
     ref = jax_pose64(solver, uv, cam)
     err, jax32 = pose_error(y, ref).max(), pose_error(jax_pose(solver, uv, cam), ref).max()
-    assert err <= 2 * max(ATOL, jax32), (err, jax32)
+    assert err <= max(ATOL, 2 * jax32), (err, jax32)
