@@ -302,7 +302,25 @@ def sample_realistic(
 
 
 def sample(protocol: Protocol, key: jax.Array, layout, batch_size: int, dtype=jnp.float32) -> Batch:
-    """Dispatch on the protocol type. `layout` is a layouts.Layout (static)."""
+    """`batch_size` draws of `protocol` for `layout` (a layouts.Layout) from `key`.
+
+    Compiled once per (protocol, layout, batch size, dtype) and process, like `sample_jit`: a
+    call from eager code is one dispatch, not a stream of eager operations. A protocol whose
+    fields are traced values (an ablation that vmaps over them) is sampled inline instead."""
+    try:
+        hash(protocol)
+    except TypeError:
+        return _sample(protocol, key, layout, batch_size, dtype)
+    return _sample_compiled(protocol, key, layout, batch_size, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4))
+def _sample_compiled(protocol: Protocol, key: jax.Array, layout, batch_size: int, dtype) -> Batch:
+    return _sample(protocol, key, layout, batch_size, dtype)
+
+
+def _sample(protocol: Protocol, key: jax.Array, layout, batch_size: int, dtype=jnp.float32) -> Batch:
+    """Dispatch on the protocol type (traceable)."""
     pts = jnp.asarray(layout.array, dtype)
     if isinstance(protocol, SeedProtocol):
         return sample_seed(protocol, key, pts, batch_size)
@@ -314,4 +332,4 @@ def sample(protocol: Protocol, key: jax.Array, layout, batch_size: int, dtype=jn
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def sample_jit(protocol: Protocol, key: jax.Array, layout, batch_size: int) -> Batch:
     """`sample`, compiled once per (protocol, layout, batch size) for the whole process."""
-    return sample(protocol, key, layout, batch_size)
+    return _sample(protocol, key, layout, batch_size)

@@ -85,3 +85,22 @@ def smoke_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     train.train_and_evaluate(config.get_config("smoke"), workdir, progress=False, print_fn=lambda *_: None)
     assert (workdir / "model" / "pnpjax.json").is_file()
     return workdir
+
+
+# PNPJAX_TEST_CPU_LOG=FILE: append each test's CPU seconds (this process and the subprocesses it
+# waited for) as "nodeid<TAB>seconds" lines; where the suite's time goes on a loaded machine.
+_CPU_LOG = os.environ.get("PNPJAX_TEST_CPU_LOG")
+if _CPU_LOG:
+    import resource
+    import time
+
+    def _cpu_seconds() -> float:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + kids.ru_utime + kids.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        start = _cpu_seconds()
+        yield
+        with open(_CPU_LOG, "a") as f:
+            f.write(f"{item.nodeid}\t{_cpu_seconds() - start:.2f}\n")

@@ -72,16 +72,17 @@ def test_loss_mixture_is_weighted_sum_of_batch_losses(stats):
     batch = protocols.sample(SMOKE.train_protocol, jax.random.key(1), LAYOUT, 128)
     names = ("l1_3d", "reproj_2d", "pose_mse")
     w = jnp.asarray([1.0, 30.0, 0.5])
-    got = multi.mixed_batch_loss(SMOKE, LAYOUT, stats, names, w, params, batch)
-    want = sum(
-        float(wi) * train.batch_loss(dataclasses.replace(SMOKE, loss=n), LAYOUT, stats, params, batch)
-        for wi, n in zip(w, names)
-    )
+    # Both sides compiled (one program each, not hundreds of eager operations); same arithmetic.
+    mixed = jax.jit(lambda w, p, b: multi.mixed_batch_loss(SMOKE, LAYOUT, stats, names, w, p, b))
+    single = {
+        n: jax.jit(lambda p, b, n=n: train.batch_loss(dataclasses.replace(SMOKE, loss=n), LAYOUT, stats, p, b))
+        for n in names
+    }
+    got = mixed(w, params, batch)
+    want = sum(float(wi) * single[n](params, batch) for wi, n in zip(w, names))
     np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
-    one_hot = multi.mixed_batch_loss(SMOKE, LAYOUT, stats, names, jnp.asarray([0.0, 1.0, 0.0]), params, batch)
-    assert float(one_hot) == pytest.approx(
-        float(train.batch_loss(dataclasses.replace(SMOKE, loss="reproj_2d"), LAYOUT, stats, params, batch)), rel=1e-6
-    )
+    one_hot = mixed(jnp.asarray([0.0, 1.0, 0.0]), params, batch)
+    assert float(one_hot) == pytest.approx(float(single["reproj_2d"](params, batch)), rel=1e-6)
 
 
 def test_groups_split_on_structure_only():
