@@ -374,7 +374,7 @@ def _broadcast_inputs(xy, pts, q, t, weights):
     )
 
 
-@functools.partial(jax.jit, static_argnames=("iters", "method", "cost", "retry"))
+@functools.partial(jax.jit, static_argnames=("method", "cost", "retry"))
 def refine_pose(
     xy: ArrayLike,
     pts: ArrayLike,
@@ -399,7 +399,8 @@ def refine_pose(
         a zero or non-finite q starts from the identity rotation).
       t: (..., 3) initial translation, layout units: X_cam = R X_layout + t (a non-finite t starts
         from the origin, i.e. behind the camera, and is moved in front as described above).
-      iters: number of iterations (static; the same work is done for every example).
+      iters: number of iterations (traced: one compiled program serves every count; the same
+        work is done for every example).
       retry: "ml" cost only: up to this many more iterations (static), continuing the same LM run,
         for the examples whose fit after `iters` is gross (mean per-point r^T Sigma^-1 r above
         RETRY_CHI2; 2 is expected): a start in a far basin, e.g. a face far off the optical axis,
@@ -537,9 +538,9 @@ def _refine_flat(
         return pose, cost, lam
 
     state = jax.lax.fori_loop(0, iters, step, (pose, cost, lam))
-    if retry and kind == "ml" and iters > 0:
+    if retry and kind == "ml":
         _, (a, _b, _D, kappa, _q, _r, _iz, _qq, qr, rr) = _ml_terms(_camera_points(state[0], pts_s), xy_s, s3sq, s2sq)
-        gross = jnp.mean((rr - kappa * qr * qr) / a, axis=0) > RETRY_CHI2
+        gross = (jnp.mean((rr - kappa * qr * qr) / a, axis=0) > RETRY_CHI2) & (jnp.asarray(iters) > 0)
 
         def more(state):
             masked = lambda i, s: tuple(jnp.where(gross, n, o) for n, o in zip(step(i, s), s))  # noqa: E731
