@@ -366,7 +366,7 @@ def read_tfjs_solver(model_dir: str | os.PathLike[str], cam: camlib.Camera | Non
     """A written `--format tfjs` export (layers or graph model), read back as TF.js decodes its
     weights, behind the solver interface (`LayersSolver` or `GraphSolver`)."""
     d = Path(model_dir)
-    mj = tfjs._load_json(d / tfjs.MODEL_JSON)
+    mj = tfjs.load_json(d / tfjs.MODEL_JSON)
     if mj.get("format") == tfjs.GRAPH_MODEL_FORMAT:
         return GraphSolver(tfjs.read_graph_model(d).graph, cam)
     return LayersSolver(tfjs.read_layers_model(d).layers, cam)

@@ -362,7 +362,7 @@ def _safe_weight_path(model_dir: Path, rel: Any) -> Path:
     return target
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def load_json(path: Path) -> dict[str, Any]:
     """Parse model.json, turning I/O and syntax problems into ModelFormatError."""
     if not path.is_file():
         raise _fail(f"missing {path}")
@@ -500,7 +500,7 @@ def read_layers_model(model_dir: str | os.PathLike[str]) -> LayersModel:
     mdir = Path(model_dir)
     if not mdir.is_dir():
         raise _fail(f"model directory {mdir} does not exist")
-    mj = _load_json(mdir / MODEL_JSON)
+    mj = load_json(mdir / MODEL_JSON)
     fmt = mj.get("format", "layers-model")
     if fmt != "layers-model":
         raise _fail(f"unsupported model format {fmt!r} (only layers-model)")
@@ -876,7 +876,7 @@ def read_graph_model(model_dir: str | os.PathLike[str]) -> GraphModel:
     mdir = Path(model_dir)
     if not mdir.is_dir():
         raise _fail(f"model directory {mdir} does not exist")
-    mj = _load_json(mdir / MODEL_JSON)
+    mj = load_json(mdir / MODEL_JSON)
     if mj.get("format") != GRAPH_MODEL_FORMAT:
         raise _fail(f"unsupported model format {mj.get('format')!r} (expected {GRAPH_MODEL_FORMAT!r})")
     weights, _, quant_kinds = _read_weights(mdir, mj.get("weightsManifest"), ("float32", "int32"))
