@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine",
         type=int,
         default=None,
-        help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 2)",
+        help="js: default Levenberg-Marquardt iterations after the network (0: the network alone; default 1)",
     )
     x.add_argument(
         "--refine-cost",

@@ -35,8 +35,9 @@ INJECTION_LINE = "const GENERATED = JSON.parse('null');"
 REFINE_COSTS = ("image", "object", "ml")
 # `pnpjax export --refine` default: the smallest number of ml-cost LM steps with which the
 # default module (blazeface6, uint8, pixel camera) has a median rotation error within 1.01x of
-# OpenCV.js SQPnP's at every realistic noise level (experiments/bench_web.py: 1 step does not).
-DEFAULT_REFINE_ITERS = 2
+# OpenCV.js SQPnP's at every realistic noise level (experiments/bench_web.py: 1 step with the
+# checkpoints of issue 13's recipe; the earlier checkpoints needed 2).
+DEFAULT_REFINE_ITERS = 1
 DEFAULT_REFINE_COST = "ml"
 # `pnpjax export --refine-retry` default: ml steps added for a gross fit (refine.refine_pose's
 # `retry`): the off-axis faces whose network start is > 30 degrees off need up to ~30 steps in all

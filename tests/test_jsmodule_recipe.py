@@ -143,7 +143,7 @@ def test_module_runs_the_recipe(recipe, tmp_path):
         p = model.apply(solver.config.model, jax.tree_util.tree_map(f64, solver.params), stats, jnp.asarray(xy))
         qj = np.asarray(p.q) * np.where(np.asarray(p.q)[:, 3:] < 0, -1, 1)
     assert pose_error(np.concatenate([qj, np.asarray(p.t)], -1), ref).max() <= ATOL  # the spec == JAX
-    # Refinement (the module's default: 2 ml steps) from the network's pose.
+    # Refinement (the module's default ml steps and retry) from the network's pose.
     with jax.enable_x64(True):
         cfg = solver.config
         noise = refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
@@ -153,7 +153,7 @@ def test_module_runs_the_recipe(recipe, tmp_path):
             jnp.asarray(q),
             jnp.asarray(t),
             noise,
-            iters=2,
+            iters=jsmodule.DEFAULT_REFINE_ITERS,
             retry=jsmodule.DEFAULT_REFINE_RETRY,
         )
         q0, t0 = refine.refine_ml(
@@ -162,7 +162,7 @@ def test_module_runs_the_recipe(recipe, tmp_path):
             jnp.asarray(q),
             jnp.asarray(t),
             noise,
-            iters=2,
+            iters=jsmodule.DEFAULT_REFINE_ITERS,
         )
     qr = np.asarray(qr) * np.where(np.asarray(qr)[:, 3:] < 0, -1, 1)
     refined = js(path, xy)

@@ -45,7 +45,7 @@ REALISTIC_NOISE_2D = (0.0, 0.01, 0.03, 0.06)
 SEED_NOISE_CM = 1.0
 EXPORT_CAMERA = "hfov=60,640x480"
 FAIL_DEG = 30.0
-FEWER_ITERS = (1, 3, 5)
+FEWER_ITERS = (1, 2, 3, 5)
 
 
 @dataclasses.dataclass(frozen=True)
