@@ -553,7 +553,8 @@ def test_f5_tfjs_shard_size_checked_before_reading(tmp_path, monkeypatch):
     from pnpjax import export, tfjs
 
     d = tmp_path / "m"
-    export.export_checkpoint(SHIPPED, "tfjs", d, quantize="float32")
+    # a plain-recipe checkpoint: its tfjs export is a layers model (the shipped recipe's is a graph model)
+    export.export_checkpoint(REPO / "tests" / "data" / "legacy-blazeface6-seed", "tfjs", d, quantize="float32")
     with open(d / tfjs.SHARD_NAME, "r+b") as fh:
         fh.truncate(4 << 30)  # sparse 4 GB shard
 
