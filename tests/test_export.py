@@ -249,7 +249,7 @@ def test_js_module_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
 @needs_node
 @pytest.mark.node
 @pytest.mark.parametrize(
-    "ckpt", [p for p in SHIPPED if p.name in _REALISTIC and not _graph_recipe(p)], ids=lambda p: p.name
+    "ckpt", [p for p in SHIPPED if p.name in _REALISTIC], ids=lambda p: p.name
 )
 def test_tfjs_realistic_error_below_input_resolution(ckpt, tmp_path):
     """Where 1e-5 is out of reach (above), the float32 export still errs less than a quarter of
