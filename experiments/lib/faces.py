@@ -726,7 +726,7 @@ def _report_markdown(s: dict) -> str:
         ),
         "",
         "The JS module in the page is `pnpjax export --format js` of `checkpoints/faceapi10` with its defaults "
-        f"(uint8 weights, {s['module_refine'][0]} Levenberg-Marquardt steps on the `{s['module_refine'][1]}` cost "
+        f"(uint8 weights, {s['module_refine'][0]} Levenberg-Marquardt step{'' if s['module_refine'][0] == 1 else 's'} on the `{s['module_refine'][1]}` cost "
         "after the network);",
         f'"pnpjax Python, refine {s["refine_iters"]}" is `pnpjax predict --refine {s["refine_iters"]} '
         "--refine-cost C` on the landmarks the page used.",
