@@ -180,7 +180,7 @@ def test_pure_is_a_pure_function_for_jit_vmap_and_grad(x64):
     # vmap over a stack of variable sets: each row equals the solver with those variables.
     scaled = jax.tree_util.tree_map(lambda p: 0.9 * p, variables)
     stacked = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), variables, scaled)
-    both = jax.vmap(fn, in_axes=(0, None))(stacked, xy)
+    both = jax.jit(jax.vmap(fn, in_axes=(0, None)))(stacked, xy)  # vmap, compiled (one program)
     np.testing.assert_allclose(both.t[0], eager.t, rtol=1e-6)
     np.testing.assert_allclose(both.t[1], fn(scaled, xy).t, rtol=1e-6)
     assert not np.allclose(both.t[0], both.t[1])
@@ -200,7 +200,7 @@ def test_pure_is_a_pure_function_for_jit_vmap_and_grad(x64):
     fd = ((f(x0 + steps) - f(x0 - steps)) / (2 * eps)).reshape(6, 2)
     np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-7)
     # Gradients w.r.t. the variables exist too (training through the public function).
-    gp = jax.grad(lambda v: jnp.sum(fn(v, xy).t ** 2))(variables)
+    gp = jax.jit(jax.grad(lambda v: jnp.sum(fn(v, xy).t ** 2)))(variables)
     assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(gp))
 
 
