@@ -248,9 +248,7 @@ def test_js_module_of_every_shipped_checkpoint_equals_jax(ckpt, tmp_path):
 
 @needs_node
 @pytest.mark.node
-@pytest.mark.parametrize(
-    "ckpt", [p for p in SHIPPED if p.name in _REALISTIC], ids=lambda p: p.name
-)
+@pytest.mark.parametrize("ckpt", [p for p in SHIPPED if p.name in _REALISTIC], ids=lambda p: p.name)
 def test_tfjs_realistic_error_below_input_resolution(ckpt, tmp_path):
     """Where 1e-5 is out of reach (above), the float32 export still errs less than a quarter of
     what a one-ulp change of the float32 pixel inputs does to float64 JAX, and less than JAX's own
