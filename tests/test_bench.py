@@ -195,3 +195,22 @@ def test_paired_median_difference():
     a_nan = a.copy()
     a_nan[:10] = np.nan  # unsolved poses are left out of both
     assert np.isfinite(bench.paired_median_diff(a_nan, b)["diff"])
+
+
+def test_uint8_export_row_of_a_graph_recipe_checkpoint():
+    """The bench's uint8-export row reads the TF.js export back whatever its format: a shipped
+    recipe checkpoint exports a graph model (run in numpy, not jitted) whose poses differ from the
+    network's by less than the network's own error on the seed protocol."""
+    from pnpjax import export
+
+    solver = checkpoint.load(Path(__file__).resolve().parents[1] / "checkpoints" / "blazeface6-seed")
+    exported = bench.uint8_export_solver(solver)
+    assert isinstance(exported, export.GraphSolver)
+    batch = protocols.sample(protocols.SeedProtocol(scale=1.0), jax.random.key(0), solver.layout, 256)
+    got = bench._export_row(exported, repeats=1)(batch)
+    net = bench.jitted_solver(bench.network_fn(solver), repeats=1)(batch)
+    assert np.all(np.isfinite(got.q)) and np.all(np.isfinite(got.t)) and got.seconds_per_pose > 0
+    ok = np.asarray(batch.valid)
+    # uint8 weights move the poses by less than the network's own error against the truth
+    moved = np.median(np.linalg.norm(got.t[ok] - net.t[ok], axis=1))
+    assert moved < np.median(np.linalg.norm(net.t[ok] - np.asarray(batch.t)[ok], axis=1))

@@ -199,9 +199,12 @@ def time_jitted(f, *args, repeats: int, min_seconds: float = 0.0) -> tuple[float
     return min(times), cores, out
 
 
-def jitted_solver(fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]], repeats: int) -> SolverFn:
-    """fn(xy (B, K, 2)) -> (q, t), timed on the whole batch at once."""
-    f = jax.jit(fn)
+def jitted_solver(
+    fn: Callable[[jax.Array], tuple[jax.Array, jax.Array]], repeats: int, *, traceable: bool = True
+) -> SolverFn:
+    """fn(xy (B, K, 2)) -> (q, t), timed on the whole batch at once; compiled with jax.jit unless
+    `traceable` is False (e.g. an export's graph run in numpy)."""
+    f = jax.jit(fn) if traceable else fn
 
     def run(batch: protocols.Batch) -> Solved:
         sec, _, (q, t) = time_jitted(f, batch.xy, repeats=repeats)
@@ -289,6 +292,13 @@ def uint8_export_solver(solver):
         return export.read_tfjs_solver(out, None)  # a layers or a graph model, by the recipe
 
 
+def _export_row(exported, repeats: int) -> SolverFn:
+    """A read-back export as a bench row: a layers model is JAX (jitted), a graph model numpy."""
+    from pnpjax import export
+
+    return jitted_solver(network_fn(exported), repeats, traceable=not isinstance(exported, export.GraphSolver))
+
+
 def original_model_dir(layout_name: str, given: str | None) -> Path | None:
     """The published model of a layout: `given`, else <shared>/seed-models/<layout> if present."""
     if given:
@@ -302,7 +312,7 @@ def make_solvers(solver, cfg: SolverBenchConfig) -> dict[str, SolverFn | None]:
     pts = np.asarray(solver.layout.array)
     out: dict[str, SolverFn | None] = {
         NET: jitted_solver(network_fn(solver), cfg.repeats),
-        UINT8: jitted_solver(network_fn(uint8_export_solver(solver)), cfg.repeats),
+        UINT8: _export_row(uint8_export_solver(solver), cfg.repeats),
     }
     for k in cfg.refine_iters:
         out[refine_name(k)] = jitted_solver(refine_fn(solver, pts, k), cfg.repeats)
