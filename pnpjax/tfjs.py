@@ -301,19 +301,23 @@ def write_layers_model(
     if metadata is not None:
         model_json["userDefinedMetadata"] = metadata
     text = json.dumps(model_json, allow_nan=False)
+    _write_model_dir(out, text, chunks)
+    return model_json
 
+
+def _write_model_dir(out: Path, model_json_text: str, chunks: list[bytes]) -> None:
+    """Write model.json and its one weight shard into `out` atomically (a temp dir, then moved)."""
     from pnpjax import fsio
 
     tmp = fsio.make_temp_dir(out, ExportError)
     try:
-        (tmp / MODEL_JSON).write_text(text, encoding="utf-8")
+        (tmp / MODEL_JSON).write_text(model_json_text, encoding="utf-8")
         (tmp / SHARD_NAME).write_bytes(b"".join(chunks))
         os.chmod(tmp, 0o755)
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return model_json
 
 
 def replace_dir(src: Path, dst: Path) -> None:
@@ -852,18 +856,7 @@ def write_graph_model(
     if metadata is not None:
         model_json["userDefinedMetadata"] = metadata
     text = json.dumps(model_json, allow_nan=False, separators=(",", ":"))
-
-    from pnpjax import fsio
-
-    tmp = fsio.make_temp_dir(out, ExportError)
-    try:
-        (tmp / MODEL_JSON).write_text(text, encoding="utf-8")
-        (tmp / SHARD_NAME).write_bytes(b"".join(chunks))
-        os.chmod(tmp, 0o755)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write_model_dir(out, text, chunks)
     return model_json
 
 
