@@ -32,6 +32,9 @@ const SEED = [1, -1, 0.5, 0.5];
 // offset from the tensor's zero code, one character of ALPHABET when z < ONE_CHAR, else two.
 const ALPHABET = [...Array(95)].map((_, i) => String.fromCharCode(i + 32)).filter((c) => !`"'\\<>&`.includes(c));
 const ONE_CHAR = 84;
+// The network's Dense layer in WebAssembly SIMD: the bytes of web/tools/mlp_wasm.mjs, base64
+// (written by web/tools/build_module.mjs, which checks it).
+const MLP = 'AGFzbQEAAAABCwFgB39/f39/f38AAggBAWUBbQIAAQMCAQAHBQEBbAAACtACAc0CAwR/AXwGewNAIAggACAHQQN0aisDACILOQMAIAggB0HAAGw2AgggCCALRAAAAAAAAAAAYkEEdGohCCAHQQFqIgcgAUkNAAsDQCAD/QAEACENIAP9AAQQIQ4gA/0ABCAhDyAD/QAEMCEQQQAhCQJAA0AgCSAITw0BIAkrAwD9FCEMIAIgCSgCCGohCiANIAwgCv0ABAD98gH98AEhDSAOIAwgCv0ABBD98gH98AEhDiAPIAwgCv0ABCD98gH98AEhDyAQIAwgCv0ABDD98gH98AEhECAJQRBqIQkMAAsLIAYEQCANIBH99QEhDSAOIBH99QEhDiAPIBH99QEhDyAQIBH99QEhEAsgBSAN/QsEACAFIA79CwQQIAUgD/0LBCAgBSAQ/QsEMCAFQcAAaiEFIANBwABqIQMgAiABQcAAbGohAiAEQQFrIgQNAAsL';
 
 /** A short one-line rendering of any value, for error messages. */
 function show(v) {
@@ -48,7 +51,10 @@ function fail(where, message) {
   throw new Error(`pnpjax ${where}: ${message}`);
 }
 
-/** The trunk's tensors (kernel n x m row-major, bias m, per layer) as Float64Arrays of their float32 values. */
+/** Bytes of a base64 string. */
+const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+
+/** The trunk's tensors (kernel n x m row-major, bias m, per layer), concatenated: a Float64Array of their float32 values. */
 function decodeWeights({ weights, dtype, quant, layers }) {
   const sizes = layers.flatMap(([n, m]) => [n * m, m]);
   const total = sizes.reduce((a, b) => a + b);
@@ -71,10 +77,9 @@ function decodeWeights({ weights, dtype, quant, layers }) {
     });
     if (j !== weights.length) i = -1;
   } else {
-    const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
-    const view = new DataView(bytes.buffer);
+    const view = new DataView(bytes(weights).buffer);
     const f16 = dtype === 'float16';
-    for (; i < total && (i + 1) * (f16 ? 2 : 4) <= bytes.length; i++) {
+    for (; i < total && (i + 1) * (f16 ? 2 : 4) <= view.byteLength; i++) {
       if (!f16) values[i] = view.getFloat32(4 * i, true);
       else {
         const h = view.getUint16(2 * i, true);
@@ -82,11 +87,10 @@ function decodeWeights({ weights, dtype, quant, layers }) {
         values[i] = (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + (h & 1023) / 1024);
       }
     }
-    if (i * (f16 ? 2 : 4) !== bytes.length) i = -1;
+    if (i * (f16 ? 2 : 4) !== view.byteLength) i = -1;
   }
   if (i !== total) fail('module', 'weights do not match the layer shapes');
-  let o = 0;
-  return sizes.map((n) => values.subarray(o, (o += n)));
+  return values;
 }
 
 /**
@@ -98,7 +102,6 @@ export function createSolver(g) {
   const K = PTS.length / 3;
   const N2 = 2 * K;
   const GL = g.gl;
-  const WB = decodeWeights(g);
   const DIMS = g.layers;
   const NL = DIMS.length;
   const YS = g.yStd.map(fround);
@@ -113,10 +116,33 @@ export function createSolver(g) {
   const C = [0, 1, 2].map((i) => PTS.reduce((s, v, j) => s + (j % 3 === i ? v / K : 0), 0));
   const RAD = sqrt(PTS.reduce((s, v, j) => s + (v - C[j % 3]) ** 2 / K, 0));
 
+  // The network runs in WebAssembly (MLP: one SIMD Dense layer, see web/tools/mlp_wasm.mjs) on
+  // its memory: at byte 0 the layer's list of non-zero inputs, then the activations x and y, then
+  // per layer its kernel and bias in groups of 8 outputs (zero padded), copied there once.
+  const width = (max(N2 + 3, ...DIMS.map((l) => l[1])) + 7) & ~7;
+  const LAYER = []; // n, kernel, bias, groups per layer (byte offsets)
+  let top = 32 * width; // list, x, y
+  for (const [n, m] of DIMS) {
+    const p = (m + 7) & ~7;
+    LAYER.push(n, top, (top += 8 * n * p), p >> 3);
+    top += 8 * p;
+  }
+  const MEM = new WebAssembly.Memory({ initial: (top >> 16) + 1 });
+  const layer = new WebAssembly.Instance(new WebAssembly.Module(bytes(MLP)), { e: { m: MEM } }).exports.l;
+  const values = decodeWeights(g);
+  const HEAP = new Float64Array(MEM.buffer);
+  let o = 0;
+  DIMS.forEach(([n, m], l) => {
+    const w = LAYER[4 * l + 1];
+    const b = LAYER[4 * l + 2];
+    for (let i = 0; i < n * m; i++) HEAP[w / 8 + (i % m >> 3) * n * 8 + ((i / m) | 0) * 8 + (i % m & 7)] = values[o++];
+    HEAP.set(values.subarray(o, (o += m)), b / 8);
+  });
+  const X0 = 16 * width;
+  const Y0 = 24 * width;
+  const hA = HEAP.subarray(X0 / 8, Y0 / 8);
+  const hB = HEAP.subarray(Y0 / 8, (Y0 + 8 * width) / 8);
   // Scratch buffers.
-  const width = max(N2 + 3, ...DIMS.map((l) => l[1]));
-  const hA = F64(width);
-  const hB = F64(width);
   const XY = F64(N2); // observed normalised coordinates (OpenCV frame)
   const CAM = F64(4);
   const RAY = F64(3 * K); // unit viewing rays (object cost)
@@ -208,8 +234,7 @@ export function createSolver(g) {
 
   /** Sets POSE (unit q) from the network on XY (pnpjax.model.apply); returns its t_z (the ml cost's 2D scale). */
   function network() {
-    let x = hA;
-    let h = hB;
+    const x = hA;
     // roll 'canonical': turn the image by -theta about the optical axis, theta the direction of
     // the roll weights' moment of the centred landmarks; the network's pose is turned back by theta.
     let mx = 0;
@@ -254,31 +279,15 @@ export function createSolver(g) {
       x[F++] = log(sp);
     }
     if (XS) for (let i = 0; i < F; i++) x[i] = (x[i] - XS[0][i]) / XS[1][i];
+    let xo = X0;
+    let yo = Y0;
     for (let l = 0; l < NL; l++) {
-      const w = WB[2 * l];
-      const b = WB[2 * l + 1];
-      const n = DIMS[l][0];
-      const m = DIMS[l][1];
-      for (let j = 0; j < m; j++) h[j] = b[j];
-      const m4 = m & ~3;
-      for (let i = 0, o = 0; i < n; i++, o += m) {
-        const xi = x[i];
-        if (xi === 0) continue; // (relu zeros: about half the hidden units)
-        let j = 0;
-        for (; j < m4; j += 4) {
-          h[j] += xi * w[o + j];
-          h[j + 1] += xi * w[o + j + 1];
-          h[j + 2] += xi * w[o + j + 2];
-          h[j + 3] += xi * w[o + j + 3];
-        }
-        for (; j < m; j++) h[j] += xi * w[o + j];
-      }
-      if (l < NL - 1) for (let j = 0; j < m; j++) if (h[j] < 0) h[j] = 0;
-      const swap = x;
-      x = h;
-      h = swap;
+      layer(xo, LAYER[4 * l], LAYER[4 * l + 1], LAYER[4 * l + 2], LAYER[4 * l + 3], yo, l < NL - 1);
+      const t = xo;
+      xo = yo;
+      yo = t;
     }
-    const y = x;
+    const y = xo === X0 ? hA : hB;
     const o = OUT_DIM - 3;
     for (let i = 0; i < OUT_DIM; i++) y[i] = y[i] * YS[i] + YM[i];
     if (RAY_T) {

@@ -6,16 +6,26 @@
 //
 // The output is the source's /*! header, its injection line unchanged, then the code after that
 // line minified by terser (GENERATED stays a free name, so nothing is folded from the placeholder).
-// `pnpjax export` fills the injection line of pnp.min.mjs (pnpjax/jsmodule.py). --check exits 1 if
-// the committed pnp.min.mjs differs from a fresh build (run by `npm test`).
+// `pnpjax export` fills the injection line of pnp.min.mjs (pnpjax/jsmodule.py). The build also
+// writes the wasm bytes of web/tools/mlp_wasm.mjs into the source's `const MLP = '...';` line.
+// --check exits 1 if the committed pnp.mjs or pnp.min.mjs differs from a fresh build (`npm test`).
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { minify } from 'terser';
 
+import { MLP_WASM } from './mlp_wasm.mjs';
+
 const SOURCE = fileURLToPath(new URL('../../pnpjax/js/pnp.mjs', import.meta.url));
 const TARGET = fileURLToPath(new URL('../../pnpjax/js/pnp.min.mjs', import.meta.url));
 export const INJECTION_LINE = "const GENERATED = JSON.parse('null');";
+const MLP_LINE = /^const MLP = '[A-Za-z0-9+/=]*';$/m;
+
+/** The source with its `const MLP = '...';` line holding the wasm bytes of mlp_wasm.mjs. */
+export function withWasm(source) {
+  if (!MLP_LINE.test(source)) throw new Error("the source must contain a line const MLP = '<base64>';");
+  return source.replace(MLP_LINE, `const MLP = '${Buffer.from(MLP_WASM).toString('base64')}';`);
+}
 
 export async function build(source) {
   const lines = source.split('\n');
@@ -44,7 +54,8 @@ export function withoutTracker(source) {
 }
 
 async function main() {
-  const source = await readFile(SOURCE, 'utf8');
+  const written = await readFile(SOURCE, 'utf8');
+  const source = withWasm(written);
   const at = process.argv.indexOf('--without-tracker');
   if (at >= 0) {
     await writeFile(process.argv[at + 1], await build(withoutTracker(source)));
@@ -53,12 +64,17 @@ async function main() {
   const built = await build(source);
   if (process.argv.includes('--check')) {
     const current = await readFile(TARGET, 'utf8').catch(() => '');
+    if (written !== source) {
+      process.stderr.write('build_module: the wasm bytes in pnpjax/js/pnp.mjs are stale; run `node web/tools/build_module.mjs`\n');
+      process.exit(1);
+    }
     if (current !== built) {
       process.stderr.write('build_module: pnpjax/js/pnp.min.mjs is stale; run `node web/tools/build_module.mjs`\n');
       process.exit(1);
     }
     return;
   }
+  if (written !== source) await writeFile(SOURCE, source);
   await writeFile(TARGET, built);
 }
 
