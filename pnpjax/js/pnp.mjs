@@ -47,6 +47,15 @@ function show(v) {
   return text.replace(/[\r\n\u2028\u2029]/g, ' ').slice(0, 40);
 }
 
+/** A number within +-MAX_ABS. */
+const finite = (v) => typeof v === 'number' && abs(v) <= MAX_ABS;
+
+/** v if it is an integer in [0, MAX_ITERS] (a number of refinement steps), else an Error. */
+function count(v, name, where) {
+  if (!Number.isInteger(v) || v < 0 || v > MAX_ITERS) fail(where, `${name} must be an integer in [0, ${MAX_ITERS}], got ${show(v)}`);
+  return v;
+}
+
 function fail(where, message) {
   throw new Error(`pnpjax ${where}: ${message}`);
 }
@@ -157,10 +166,12 @@ export function createSolver(g) {
   const A = F64(36);
   const L = F64(36);
   // Normal equations (H, half-gradient) of the current pose, and of the trial pose.
-  let H = F64(36);
-  let GR = F64(6);
-  let H2 = F64(36);
-  let GR2 = F64(6);
+  const GR = F64(6);
+  const H2 = F64(36);
+  const GR2 = F64(6);
+  let iters = 0; // the call's options
+  let kind = '';
+  let retry = 0;
   let front = true;
   let depthSum = 0;
   let maha = 0; // the ml cost's sum of r^T Sigma^-1 r (no log det) at the last evaluation
@@ -176,8 +187,7 @@ export function createSolver(g) {
       return;
     }
     const { fx, fy, cx, cy } = cam;
-    const num = (v) => typeof v === 'number' && abs(v) <= MAX_ABS;
-    if (!(num(fx) && num(fy) && num(cx) && num(cy) && fx > 0 && fy > 0)) {
+    if (!(finite(fx) && finite(fy) && finite(cx) && finite(cy) && fx > 0 && fy > 0)) {
       fail(
         where,
         `camera must be 'seed' or {fx, fy, cx, cy}: finite numbers within +-${MAX_ABS}, fx, fy > 0; got ${[fx, fy, cx, cy].map(show)}`,
@@ -189,26 +199,20 @@ export function createSolver(g) {
     CAM[3] = cy;
   }
 
+  /** iters, kind, retry = the call's options (no allocation: this runs once per call). */
   function options(opts, where) {
-    const n = opts?.refine ?? ITERS;
-    const cost = opts?.cost ?? COST;
-    const retry = opts?.retry ?? RETRY;
-    for (const [k, v] of [
-      ['refine', n],
-      ['retry', retry],
-    ]) {
-      if (!Number.isInteger(v) || v < 0 || v > MAX_ITERS) fail(where, `${k} must be an integer in [0, ${MAX_ITERS}], got ${show(v)}`);
-    }
-    if (!COSTS.includes(cost)) fail(where, `cost must be one of ${COSTS}, got ${show(cost)}`);
-    return [n, cost, retry];
+    iters = count(opts?.refine ?? ITERS, 'refine', where);
+    retry = count(opts?.retry ?? RETRY, 'retry', where);
+    kind = opts?.cost ?? COST;
+    if (kind !== 'ml' && kind !== 'image' && kind !== 'object') fail(where, `cost must be one of ${COSTS}, got ${show(kind)}`);
   }
 
-  /** XY[i] = landmark coordinate v, normalised with CAM. */
+  /** XY[i] = landmark coordinate v, normalised with CAM; row: the batch row (-1 for a single pose). */
   function coordinate(v, i, where, row) {
     // (Messages are built only on failure: this runs 2K times per pose.)
     const x = (XY[i] = typeof v === 'number' ? (v - CAM[2 + (i & 1)]) / CAM[i & 1] : NaN);
     if (!(abs(x) <= MAX_NORMALIZED && abs(v) <= MAX_ABS)) {
-      const what = `${row}landmark ${i >> 1} ${'xy'[i & 1]} is `;
+      const what = `${row < 0 ? '' : `row ${row} `}landmark ${i >> 1} ${'xy'[i & 1]} is `;
       fail(
         where,
         isNum(v) && abs(v) <= MAX_ABS
@@ -226,7 +230,7 @@ export function createSolver(g) {
     for (let i = 0; i < N2; i++) {
       const p = n === K ? lm[i >> 1] : lm;
       if (n === K && (p == null || typeof p === 'string' || p.length !== 2)) fail(where, `landmark ${i >> 1} is not an [x, y] pair`);
-      coordinate(p[n === K ? i & 1 : i], i, where, '');
+      coordinate(p[n === K ? i & 1 : i], i, where, -1);
     }
   }
 
@@ -370,25 +374,45 @@ export function createSolver(g) {
     R[8] = 1 - s * (x * x + y * y);
   }
 
-  /** H2 (upper triangle) += s * (a a^T + b b^T + c c^T) */
+  /** H2 (upper triangle) += sa (a a^T + b b^T) + sc c c^T */
   function addOuter(a, b, c, sa, sc) {
     for (let i = 0; i < 6; i++) {
-      for (let j = i; j < 6; j++) H2[6 * i + j] += sa * (a[i] * a[j] + b[i] * b[j]) + sc * c[i] * c[j];
+      const ai = sa * a[i];
+      const bi = sa * b[i];
+      const ci = sc * c[i];
+      for (let j = i; j < 6; j++) H2[6 * i + j] += ai * a[j] + bi * b[j] + ci * c[j];
     }
+  }
+
+  /** JU, JV = d(u, v)/d(v, omega) for X' = exp(delta) X, with the projection's Jacobian. */
+  function jacobian(u, v, iz) {
+    JU[0] = JV[1] = iz;
+    JU[1] = JV[0] = 0;
+    JU[2] = -u * iz;
+    JU[3] = -u * v;
+    JU[4] = 1 + u * u;
+    JU[5] = -v;
+    JV[2] = -v * iz;
+    JV[3] = -(1 + v * v);
+    JV[4] = u * v;
+    JV[5] = u;
   }
 
   /**
    * Cost of pose p (pnpjax.refine's "image", "object" or "ml"); sets `front` (every depth >
    * MIN_DEPTH), `depthSum`, EK (image residual norms) and, in H2 / GR2, the Gauss-Newton matrix
-   * (upper triangle) and half-gradient. The image cost weighs point k by WK[k] (1 but in the tracker).
+   * (upper triangle) and half-gradient, if `normals` (else only the cost: a trial step needs the
+   * normal equations only once taken). The image cost weighs point k by WK[k] (1 but in the tracker).
    */
-  function evaluate(p, kind) {
+  function evaluate(p, kind, normals) {
     rotation(p);
     front = true;
     depthSum = 0;
     maha = 0;
-    H2.fill(0);
-    GR2.fill(0);
+    if (normals) {
+      H2.fill(0);
+      GR2.fill(0);
+    }
     let cost = 0;
     for (let k = 0; k < K; k++) {
       const px = PTS[3 * k];
@@ -415,28 +439,20 @@ export function createSolver(g) {
         const e0 = y * m2 - z * m1;
         const e1 = z * m0 - x * m2;
         const e2 = x * m1 - y * m0;
+        cost += e0 * e0 + e1 * e1 + e2 * e2;
+        if (!normals) continue;
         JU.set([0, m2, -m1, x * m0 - mX, x * m1, x * m2]);
         JV.set([-m2, 0, m0, y * m0, y * m1 - mX, y * m2]);
         JW.set([m1, -m0, 0, z * m0, z * m1, z * m2 - mX]);
-        cost += e0 * e0 + e1 * e1 + e2 * e2;
         addOuter(JU, JV, JW, 1, 1);
         for (let a = 0; a < 6; a++) GR2[a] += JU[a] * e0 + JV[a] * e1 + JW[a] * e2;
         continue;
       }
-      // d(u, v)/d(v, omega) for X' = exp(delta) X, with the projection's Jacobian.
-      JU[0] = JV[1] = iz;
-      JU[1] = JV[0] = 0;
-      JU[2] = -u * iz;
-      JU[3] = -u * v;
-      JU[4] = 1 + u * u;
-      JU[5] = -v;
-      JV[2] = -v * iz;
-      JV[3] = -(1 + v * v);
-      JV[4] = u * v;
-      JV[5] = u;
       if (kind === 'image') {
         const wk = WK[k];
         cost += wk * (ru * ru + rv * rv);
+        if (!normals) continue;
+        jacobian(u, v, iz);
         addOuter(JU, JV, JU, wk, 0);
         for (let a = 0; a < 6; a++) GR2[a] += wk * (JU[a] * ru + JV[a] * rv);
         continue;
@@ -452,7 +468,9 @@ export function createSolver(g) {
       const qr = u * ru + v * rv;
       const rr = ru * ru + rv * rv;
       maha += (rr - kappa * qr * qr) / a;
-      cost += (rr - kappa * qr * qr) / a + log(a) + log(D);
+      cost += (rr - kappa * qr * qr) / a + log(a * D); // (one log: V8 calls out for each)
+      if (!normals) continue;
+      jacobian(u, v, iz);
       const cq = -2 * kappa * qr * ia;
       const su = ru - kappa * qr * u;
       const sv = rv - kappa * qr * v;
@@ -481,8 +499,8 @@ export function createSolver(g) {
     return cost;
   }
 
-  /** DELTA = -A^-1 GR for SPD A (6 x 6): Jacobi-scaled Cholesky; NaN if not positive definite. */
-  function solve() {
+  /** DELTA = -A^-1 GR for SPD A (6 x 6) and GR (6): Jacobi-scaled Cholesky; NaN if not positive definite. */
+  function solve(GR) {
     for (let i = 0; i < 6; i++) S[i] = 1 / sqrt(A[7 * i]);
     for (let j = 0; j < 6; j++) {
       for (let i = j; i < 6; i++) {
@@ -561,7 +579,7 @@ export function createSolver(g) {
     for (let k = 0; k < K; k++) ahead = ahead && R[6] * PTS[3 * k] + R[7] * PTS[3 * k + 1] + R[8] * PTS[3 * k + 2] + POSE[6] > MIN_DEPTH;
     if (!ahead) moveInFront();
     if (!iters) return;
-    for (let k = 0; k < K; k++) {
+    for (let k = 0; k < K && kind === 'object'; k++) {
       const n = sqrt(XY[2 * k] * XY[2 * k] + XY[2 * k + 1] * XY[2 * k + 1] + 1);
       RAY[3 * k] = XY[2 * k] / n;
       RAY[3 * k + 1] = XY[2 * k + 1] / n;
@@ -570,19 +588,21 @@ export function createSolver(g) {
     // refine_ml: the 2D std from the starting depth, a floor on the 3D std.
     s2sq = ((NOISE_2D * RAD) / (tz0 > MIN_DEPTH ? tz0 : RAD)) ** 2;
     s3sq = max(SIGMA_3D, 1e-4 * RAD) ** 2;
-    let cost = evaluate(POSE, kind);
+    let cost = evaluate(POSE, kind, true);
     let gross = maha; // of POSE
-    swapNormals();
+    let stale = false; // whether H2, GR2 are not POSE's
     let lam = 1e-4;
     for (let it = 0; it < iters + retry; it++) {
       if (it === iters && !(kind === 'ml' && gross / K > RETRY_CHI2)) break;
+      if (stale) evaluate(POSE, kind, true);
+      stale = false;
       let dMax = 0;
-      for (let i = 0; i < 6; i++) dMax = max(dMax, H[7 * i]);
+      for (let i = 0; i < 6; i++) dMax = max(dMax, H2[7 * i]);
       for (let i = 0; i < 6; i++) {
-        for (let j = i; j < 6; j++) A[6 * i + j] = A[6 * j + i] = H[6 * i + j];
-        A[7 * i] += lam * max(H[7 * i], DIAG_FLOOR * dMax);
+        for (let j = i; j < 6; j++) A[6 * i + j] = A[6 * j + i] = H2[6 * i + j];
+        A[7 * i] += lam * max(H2[7 * i], DIAG_FLOOR * dMax);
       }
-      solve();
+      solve(GR2);
       retract();
       const next = evaluate(TRY, kind);
       let ok = front && next < cost;
@@ -591,20 +611,11 @@ export function createSolver(g) {
         POSE.set(TRY);
         cost = next;
         gross = maha;
-        swapNormals();
+        stale = true;
       }
       lam = min(max(ok ? lam * 0.1 : lam * 10, LAMBDA_MIN), LAMBDA_MAX);
     }
     unit(POSE);
-  }
-
-  function swapNormals() {
-    const h = H;
-    const gr = GR;
-    H = H2;
-    GR = GR2;
-    H2 = h;
-    GR2 = gr;
   }
 
   /** Keep POSE's rotation; put the layout centroid on the ray through the landmarks' mean, at the
@@ -668,7 +679,7 @@ export function createSolver(g) {
    * camera: 'seed', {fx, fy, cx, cy} (pixels) or undefined (the export camera).
    */
   function estimatePose(landmarks, camera, opts) {
-    const [iters, kind, retry] = options(opts, 'estimatePose');
+    options(opts, 'estimatePose');
     readLandmarks(landmarks, camera, 'estimatePose');
     refine(iters, kind, network(), retry);
     return result();
@@ -677,7 +688,7 @@ export function createSolver(g) {
   /** estimatePoses(flat N*K*2 numbers, camera?, {refine, cost, out}?) -> Float64Array N*7 (qx qy qz qw tx ty tz per row). */
   function estimatePoses(flat, camera, opts) {
     const where = 'estimatePoses';
-    const [iters, kind, retry] = options(opts, where);
+    options(opts, where);
     intrinsics(camera, where);
     const n = flat?.length;
     if (typeof flat === 'string' || !Number.isInteger(n) || n % N2)
@@ -685,7 +696,7 @@ export function createSolver(g) {
     const out = opts?.out ?? F64((n / N2) * 7);
     if (!ArrayBuffer.isView(out) || out.length !== (n / N2) * 7) fail(where, `out must be a typed array of ${(n / N2) * 7} numbers`);
     for (let r = 0; r < n / N2; r++) {
-      for (let i = 0; i < N2; i++) coordinate(flat[r * N2 + i], i, where, `row ${r} `);
+      for (let i = 0; i < N2; i++) coordinate(flat[r * N2 + i], i, where, r);
       refine(iters, kind, network(), retry);
       output();
       for (let j = 0; j < 7; j++) out[7 * r + j] = OUT[j];
@@ -699,7 +710,7 @@ export function createSolver(g) {
    */
   function refinePose(landmarks, pose, camera, opts) {
     const where = 'refinePose';
-    const [iters, kind, retry] = options(opts, where);
+    options(opts, where);
     readLandmarks(landmarks, camera, where);
     const q = pose?.quaternion;
     const t = pose?.translation;
@@ -801,7 +812,7 @@ export function createSolver(g) {
     const add = (a, b, y = 1) => a.map((x, k) => x + y * b[k]);
     const diag = (a, b) => mat((i, j) => (i === j) * (i < 3 ? a : b));
     const mv = (a, v) => v.map((_, i) => six.reduce((s, j) => s + a[6 * i + j] * v[j], 0));
-    const inv = (a) => (A.set(a), mat((i, j) => ((GR.fill(0)[j] = 1), solve(), -DELTA[i]))); // (a solve per entry: short)
+    const inv = (a) => (A.set(a), mat((i, j) => ((GR.fill(0)[j] = 1), solve(GR), -DELTA[i]))); // (a solve per entry: short)
     const go = (d, p) => (DELTA.set(d), POSE.set(p), retract(), TRY.slice()); // exp(d) p
     const where = 'tracker.update';
     const sigma = sqrt((o.noise2d * RAD) ** 2 + o.sigma3d ** 2);
@@ -860,11 +871,11 @@ export function createSolver(g) {
         const e = EK.slice().sort();
         const c = o.robust * max(sg, (e[(K - 1) >> 1] + e[K >> 1]) / 2);
         for (let k = 0; k < K; k++) WK[k] = 1 / (1 + (EK[k] / c) ** 2) / sg ** 2;
-        evaluate(p, 'image');
+        evaluate(p, 'image', true);
         GR.set(add(GR2, mv(ppInv, delta)));
         A.set(mat((i, j) => H2[6 * min(i, j) + max(i, j)] + ppInv[6 * i + j]));
         H2.set(A);
-        solve();
+        solve(GR);
         delta.set(add(delta, DELTA));
         p = go(DELTA, p);
       }
