@@ -34,7 +34,8 @@ const ALPHABET = [...Array(95)].map((_, i) => String.fromCharCode(i + 32)).filte
 const ONE_CHAR = 84;
 // The network's Dense layer in WebAssembly SIMD: the bytes of web/tools/mlp_wasm.mjs, base64
 // (written by web/tools/build_module.mjs, which checks it).
-const MLP = 'AGFzbQEAAAABCwFgB39/f39/f38AAggBAWUBbQIAAQMCAQAHBQEBbAAACtACAc0CAwR/AXwGewNAIAggACAHQQN0aisDACILOQMAIAggB0HAAGw2AgggCCALRAAAAAAAAAAAYkEEdGohCCAHQQFqIgcgAUkNAAsDQCAD/QAEACENIAP9AAQQIQ4gA/0ABCAhDyAD/QAEMCEQQQAhCQJAA0AgCSAITw0BIAkrAwD9FCEMIAIgCSgCCGohCiANIAwgCv0ABAD98gH98AEhDSAOIAwgCv0ABBD98gH98AEhDiAPIAwgCv0ABCD98gH98AEhDyAQIAwgCv0ABDD98gH98AEhECAJQRBqIQkMAAsLIAYEQCANIBH99QEhDSAOIBH99QEhDiAPIBH99QEhDyAQIBH99QEhEAsgBSAN/QsEACAFIA79CwQQIAUgD/0LBCAgBSAQ/QsEMCAFQcAAaiEFIANBwABqIQMgAiABQcAAbGohAiAEQQFrIgQNAAsL';
+const MLP =
+  'AGFzbQEAAAABCwFgB39/f39/f38AAggBAWUBbQIAAQMCAQAHBQEBbAAACtACAc0CAwR/AXwGewNAIAggACAHQQN0aisDACILOQMAIAggB0HAAGw2AgggCCALRAAAAAAAAAAAYkEEdGohCCAHQQFqIgcgAUkNAAsDQCAD/QAEACENIAP9AAQQIQ4gA/0ABCAhDyAD/QAEMCEQQQAhCQJAA0AgCSAITw0BIAkrAwD9FCEMIAIgCSgCCGohCiANIAwgCv0ABAD98gH98AEhDSAOIAwgCv0ABBD98gH98AEhDiAPIAwgCv0ABCD98gH98AEhDyAQIAwgCv0ABDD98gH98AEhECAJQRBqIQkMAAsLIAYEQCANIBH99QEhDSAOIBH99QEhDiAPIBH99QEhDyAQIBH99QEhEAsgBSAN/QsEACAFIA79CwQQIAUgD/0LBCAgBSAQ/QsEMCAFQcAAaiEFIANBwABqIQMgAiABQcAAbGohAiAEQQFrIgQNAAsL';
 
 /** A short one-line rendering of any value, for error messages. */
 function show(v) {
@@ -144,7 +145,7 @@ export function createSolver(g) {
   DIMS.forEach(([n, m], l) => {
     const w = LAYER[4 * l + 1];
     const b = LAYER[4 * l + 2];
-    for (let i = 0; i < n * m; i++) HEAP[w / 8 + (i % m >> 3) * n * 8 + ((i / m) | 0) * 8 + (i % m & 7)] = values[o++];
+    for (let i = 0; i < n * m; i++) HEAP[w / 8 + ((i % m) >> 3) * n * 8 + ((i / m) | 0) * 8 + ((i % m) & 7)] = values[o++];
     HEAP.set(values.subarray(o, (o += m)), b / 8);
   });
   const X0 = 16 * width;

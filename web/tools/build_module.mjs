@@ -19,12 +19,12 @@ import { MLP_WASM } from './mlp_wasm.mjs';
 const SOURCE = fileURLToPath(new URL('../../pnpjax/js/pnp.mjs', import.meta.url));
 const TARGET = fileURLToPath(new URL('../../pnpjax/js/pnp.min.mjs', import.meta.url));
 export const INJECTION_LINE = "const GENERATED = JSON.parse('null');";
-const MLP_LINE = /^const MLP = '[A-Za-z0-9+/=]*';$/m;
+const MLP_LINE = /^const MLP =\s*'[A-Za-z0-9+/=]*';$/m;
 
 /** The source with its `const MLP = '...';` line holding the wasm bytes of mlp_wasm.mjs. */
 export function withWasm(source) {
   if (!MLP_LINE.test(source)) throw new Error("the source must contain a line const MLP = '<base64>';");
-  return source.replace(MLP_LINE, `const MLP = '${Buffer.from(MLP_WASM).toString('base64')}';`);
+  return source.replace(MLP_LINE, `const MLP =\n  '${Buffer.from(MLP_WASM).toString('base64')}';`); // (as prettier wraps it)
 }
 
 export async function build(source) {
