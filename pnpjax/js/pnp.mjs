@@ -335,9 +335,9 @@ export function createSolver(g) {
     POSE[5] = s * y[o] + c * y[o + 1];
     POSE[6] = y[o + 2];
     if (s) {
-      const th = atan2(s, c) / 2;
-      const hc = cos(th);
-      const hs = sin(th);
+      // the half angle's cosine and sine from (c, s) = (cos, sin) theta, theta in (-pi, pi]
+      const hc = sqrt((1 + c) / 2);
+      const hs = (s < 0 ? -1 : 1) * sqrt((1 - c) / 2);
       const w = POSE[0];
       const qx = POSE[1];
       const qy = POSE[2];
@@ -415,6 +415,7 @@ export function createSolver(g) {
       GR2.fill(0);
     }
     let cost = 0;
+    let det = 1;
     for (let k = 0; k < K; k++) {
       const px = PTS[3 * k];
       const py = PTS[3 * k + 1];
@@ -469,7 +470,13 @@ export function createSolver(g) {
       const qr = u * ru + v * rv;
       const rr = ru * ru + rv * rv;
       maha += (rr - kappa * qr * qr) / a;
-      cost += (rr - kappa * qr * qr) / a + log(a * D); // (one log: V8 calls out for each)
+      cost += (rr - kappa * qr * qr) / a;
+      // log det: the product of the points' a D, one log per evaluation (V8 calls out for each)
+      det *= a * D;
+      if (!(det > 1e-150 && det < 1e150)) {
+        cost += log(det);
+        det = 1;
+      }
       if (!normals) continue;
       jacobian(u, v, iz);
       const cq = -2 * kappa * qr * ia;
@@ -497,7 +504,7 @@ export function createSolver(g) {
       GR2[4] -= 0.5 * dz * x;
       addOuter(JU, JV, JW, ia, -kappa * ia);
     }
-    return cost;
+    return cost + log(det);
   }
 
   /** DELTA = -A^-1 GR for SPD A (6 x 6) and GR (6): Jacobi-scaled Cholesky; NaN if not positive definite. */
