@@ -6,7 +6,7 @@
 const GENERATED = JSON.parse('null');
 
 // Math as locals: shorter once minified.
-const { abs, atan, atan2, cos, exp, fround, log, max, min, sin, sqrt } = Math;
+const { abs, atan, cos, exp, fround, log, max, min, sin, sqrt } = Math;
 const isNum = Number.isFinite; // false for anything but a finite number
 const F64 = (n) => new Float64Array(n);
 
