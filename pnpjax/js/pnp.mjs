@@ -484,16 +484,8 @@ export function createSolver(g) {
       const sv = rv - kappa * qr * v;
       const dqu = 2 * ia * su + cq * su + 2 * kappa * u;
       const dqv = 2 * ia * sv + cq * sv + 2 * kappa * v;
-      const dz =
-        (-rr * ia * ia +
-          kappa * qr * qr * ia * ia +
-          (kappa * qr * qr * ia) / D -
-          (qr * qr * ia) / D +
-          (kappa * qr * qr * qq * ia) / D +
-          ia +
-          1 / D +
-          qq / D) *
-        (-2 * b * iz);
+      const q2 = qr * qr * ia;
+      const dz = (ia * (1 + kappa * q2 - rr * ia) + (1 + qq + q2 * (kappa * (1 + qq) - 1)) / D) * (-2 * b * iz);
       // d z / d(v, omega) = (0, 0, 1, y, -x, 0); p = u Ju + v Jv.
       for (let a = 0; a < 6; a++) {
         GR2[a] += 0.5 * (dqu * JU[a] + dqv * JV[a]);
