@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -44,6 +45,9 @@ DEFAULT_REFINE_COST = "ml"
 # (experiments/bench_web.py: with it the default module has no failure where SQPnP has none).
 DEFAULT_REFINE_RETRY = 20
 MAX_REFINE_ITERS = 100  # the module's MAX_ITERATIONS
+# The optional parts of pnp.mjs (web/tools/build_module.mjs puts each on a line of pnp.min.mjs that
+# starts with /*NAME*/): the uint8 or the float16/float32 weight decoder, the 6d head.
+OPTIONAL_PARTS = ("uint8", "float", "6d")
 
 
 def source_text(name: str = BUILT_NAME) -> str:
@@ -236,4 +240,22 @@ def module_source(
         refine_retry=refine_retry,
     )
     lines[lines.index(INJECTION_LINE)] = f"const GENERATED = {js_string_literal_json(data)};"
-    return "\n".join(lines)
+    return "\n".join(_optional_parts(lines, needed_parts(data)))
+
+
+def needed_parts(data: dict[str, Any]) -> set[str]:
+    """The optional parts of the module (pnp.mjs `// (optional NAME)`) an export with this data calls."""
+    return {"uint8" if data["dtype"] == "uint8" else "float"} | ({"6d"} if len(data["yStd"]) == 9 else set())
+
+
+def _optional_parts(lines: list[str], needed: set[str]) -> list[str]:
+    """The lines of the minified build without the optional parts not needed (each a line ``/*NAME*/...``)."""
+    out = []
+    for line in lines:
+        m = re.match(r"/\*(\w+)\*/", line)
+        if m and m.group(1) in OPTIONAL_PARTS:
+            if m.group(1) in needed:
+                out.append(line[m.end() :])
+        else:
+            out.append(line)
+    return out

@@ -203,6 +203,25 @@ def test_source_has_one_injection_line_and_the_build_keeps_it():
         assert sum(ln.startswith("const GENERATED") for ln in lines) == 1, name
 
 
+def test_an_export_keeps_only_the_optional_parts_it_calls():
+    """pnp.min.mjs holds each optional part on one marked line; an export keeps the parts its
+    weights and head call (their use is tested by the exports' accuracy tests) and drops the rest."""
+    built = jsmodule.source_text(jsmodule.BUILT_NAME).split("\n")
+    for name in jsmodule.OPTIONAL_PARTS:
+        assert sum(ln.startswith(f"/*{name}*/") for ln in built) == 1, name
+    defined = lambda text: {
+        n for n, f in [("uint8", "pnpUint8"), ("float", "pnpFloat"), ("6d", "pnp6d")] if f"function {f}(" in text
+    }
+    cam = camera.parse_camera("hfov=60,640x480")
+    solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
+    for quantize, parts in [("uint8", {"uint8"}), ("float16", {"float"}), ("float32", {"float"})]:
+        text = jsmodule.module_source(solver, cam, quantize, "x")
+        assert defined(text) == parts, quantize
+        assert not any(f"/*{n}*/" in text for n in jsmodule.OPTIONAL_PARTS)
+    assert defined(jsmodule.module_source(random_solver("6d", seed=4), None, "uint8", "x")) == {"uint8", "6d"}
+    assert defined(jsmodule.module_source(solver, cam, "uint8", "x", minified=False)) == {"uint8", "float", "6d"}
+
+
 def default_module_text() -> bytes:
     solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
     return jsmodule.module_source(solver, camera.parse_camera("hfov=60,640x480"), "uint8", "blazeface6").encode()

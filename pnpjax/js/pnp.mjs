@@ -28,10 +28,6 @@ const MAX_ITERS = 100;
 const RETRY_CHI2 = 25;
 const COSTS = ['image', 'object', 'ml'];
 const SEED = [1, -1, 0.5, 0.5];
-// uint8 weights (pnpjax/jsmodule.py `encode_uint8`): per tensor, the zigzag code z of the byte's
-// offset from the tensor's zero code, one character of ALPHABET when z < ONE_CHAR, else two.
-const ALPHABET = [...Array(95)].map((_, i) => String.fromCharCode(i + 32)).filter((c) => !`"'\\<>&`.includes(c));
-const ONE_CHAR = 84;
 // The network's Dense layer in WebAssembly SIMD: the bytes of web/tools/mlp_wasm.mjs, base64
 // (written by web/tools/build_module.mjs, which checks it).
 const MLP =
@@ -67,41 +63,87 @@ const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 /** The trunk's tensors (kernel n x m row-major, bias m, per layer), concatenated: a Float64Array of their float32 values. */
 function decodeWeights({ weights, dtype, quant, layers }) {
   const sizes = layers.flatMap(([n, m]) => [n * m, m]);
-  const total = sizes.reduce((a, b) => a + b);
-  const values = F64(total);
-  let i = 0;
-  if (dtype === 'uint8') {
-    let j = 0;
-    const next = () => ALPHABET.indexOf(weights[j++]); // -1 past the end or for a foreign character
-    sizes.forEach((n, t) => {
-      const [s, m, c] = quant[t] ?? [];
-      for (n += i; i < n; i++) {
-        let z = next();
-        if (z >= ONE_CHAR) {
-          const lo = next();
-          z = lo < 0 ? -1 : ONE_CHAR + (z - ONE_CHAR) * 89 + lo;
-        }
-        if (z < 0) j = NaN; // (refused below)
-        values[i] = fround((c + (z & 1 ? -(z + 1) / 2 : z / 2)) * fround(s) + fround(m)); // as tfjs-core decodes it
-      }
-    });
-    if (j !== weights.length) i = -1;
-  } else {
-    const view = new DataView(bytes(weights).buffer);
-    const f16 = dtype === 'float16';
-    for (; i < total && (i + 1) * (f16 ? 2 : 4) <= view.byteLength; i++) {
-      if (!f16) values[i] = view.getFloat32(4 * i, true);
-      else {
-        const h = view.getUint16(2 * i, true);
-        const e = (h >> 10) & 31;
-        values[i] = (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + (h & 1023) / 1024);
-      }
-    }
-    if (i * (f16 ? 2 : 4) !== view.byteLength) i = -1;
+  const values = F64(sizes.reduce((a, b) => a + b));
+  if (!(dtype === 'uint8' ? pnpUint8(weights, quant, sizes, values) : pnpFloat(bytes(weights), dtype === 'float16', values))) {
+    fail('module', 'weights do not match the layer shapes');
   }
-  if (i !== total) fail('module', 'weights do not match the layer shapes');
   return values;
 }
+
+// ------------------------------------------------------------------ optional parts
+// `pnpjax export` leaves out the parts a checkpoint does not need (uint8 or float weights, the 6d
+// head): web/tools/build_module.mjs minifies each `(optional NAME)` part on a line of its own,
+// marked /*NAME*/, and pnpjax/jsmodule.py drops the marked lines it does not need. A part uses
+// only its arguments and globals.
+
+// (optional uint8)
+/**
+ * uint8 weights (pnpjax/jsmodule.py `encode_uint8`) -> values (per tensor: the zigzag code z of the
+ * byte's offset from the tensor's zero code, one character of the alphabet when z < 84, else two);
+ * false unless the text holds exactly values.length codes.
+ */
+function pnpUint8(text, quant, sizes, values) {
+  const alphabet = [...Array(95)].map((_, i) => String.fromCharCode(i + 32)).filter((c) => !`"'\\<>&`.includes(c));
+  const next = () => alphabet.indexOf(text[j++]); // -1 past the end or for a foreign character
+  const f = Math.fround;
+  let i = 0;
+  let j = 0;
+  sizes.forEach((n, t) => {
+    const [s, m, c] = quant[t] ?? [];
+    for (n += i; i < n; i++) {
+      let z = next();
+      if (z >= 84) {
+        const lo = next();
+        z = lo < 0 ? -1 : 84 + (z - 84) * 89 + lo;
+      }
+      if (z < 0) j = NaN; // (refused below)
+      values[i] = f((c + (z & 1 ? -(z + 1) / 2 : z / 2)) * f(s) + f(m)); // as tfjs-core decodes it
+    }
+  });
+  return j === text.length;
+}
+// (end uint8)
+
+// (optional float)
+/** float16 / float32 little-endian bytes -> values; false unless there are exactly values.length. */
+function pnpFloat(bytes, f16, values) {
+  const view = new DataView(bytes.buffer);
+  const n = f16 ? 2 : 4;
+  for (let i = 0; i < values.length && (i + 1) * n <= bytes.length; i++) {
+    const h = view.getUint16(2 * i, true);
+    const e = (h >> 10) & 31;
+    values[i] = f16 ? (h >> 15 ? -1 : 1) * 2 ** ((e || 1) - 15) * (!!e + (h & 1023) / 1024) : view.getFloat32(4 * i, true);
+  }
+  return values.length * n === bytes.length;
+}
+// (end float)
+
+// (optional 6d)
+/** q = (w, x, y, z) of the 6d head's Gram-Schmidt matrix [a b a x b], a b = y[0..5] (normalised in place), by Shepperd's method. */
+function pnp6d(y, q) {
+  const norm = (o) => {
+    const r = Math.hypot(y[o], y[o + 1], y[o + 2]);
+    for (let i = o; i < o + 3; i++) y[i] /= r;
+  };
+  norm(0);
+  const d = y[0] * y[3] + y[1] * y[4] + y[2] * y[5];
+  for (let i = 3; i < 6; i++) y[i] -= d * y[i - 3];
+  norm(3);
+  const [r00, r10, r20, r01, r11, r21] = y;
+  const r02 = r10 * r21 - r20 * r11;
+  const r12 = r20 * r01 - r00 * r21;
+  const r22 = r00 * r11 - r10 * r01;
+  const P = [
+    [1 + r00 + r11 + r22, r21 - r12, r02 - r20, r10 - r01],
+    [r21 - r12, 1 + r00 - r11 - r22, r01 + r10, r02 + r20],
+    [r02 - r20, r01 + r10, 1 - r00 + r11 - r22, r12 + r21],
+    [r10 - r01, r02 + r20, r12 + r21, 1 - r00 - r11 + r22],
+  ];
+  let k = 0;
+  for (let i = 1; i < 4; i++) if (P[i][i] > P[k][k]) k = i;
+  q.set(P[k]);
+}
+// (end 6d)
 
 /**
  * A solver from generated data (the value `pnpjax export` injects). Its functions reuse buffers
@@ -304,27 +346,8 @@ export function createSolver(g) {
     }
     // POSE = (w, x, y, z) of the head: the quaternion, or the 6d head's Gram-Schmidt matrix
     // [a b a x b] through Shepperd's method; then turned by theta about z (t too).
-    if (o === 6) {
-      const na = sqrt(y[0] ** 2 + y[1] ** 2 + y[2] ** 2);
-      for (let i = 0; i < 3; i++) y[i] /= na;
-      const d = y[0] * y[3] + y[1] * y[4] + y[2] * y[5];
-      for (let i = 3; i < 6; i++) y[i] -= d * y[i - 3];
-      const nb = sqrt(y[3] ** 2 + y[4] ** 2 + y[5] ** 2);
-      for (let i = 3; i < 6; i++) y[i] /= nb;
-      const [r00, r10, r20, r01, r11, r21] = y;
-      const r02 = r10 * r21 - r20 * r11;
-      const r12 = r20 * r01 - r00 * r21;
-      const r22 = r00 * r11 - r10 * r01;
-      const P = [
-        [1 + r00 + r11 + r22, r21 - r12, r02 - r20, r10 - r01],
-        [r21 - r12, 1 + r00 - r11 - r22, r01 + r10, r02 + r20],
-        [r02 - r20, r01 + r10, 1 - r00 + r11 - r22, r12 + r21],
-        [r10 - r01, r02 + r20, r12 + r21, 1 - r00 - r11 + r22],
-      ];
-      let k = 0;
-      for (let i = 1; i < 4; i++) if (P[i][i] > P[k][k]) k = i;
-      POSE.set(P[k]);
-    } else {
+    if (o === 6) pnp6d(y, POSE);
+    else {
       POSE[0] = y[3];
       POSE[1] = y[0];
       POSE[2] = y[1];

@@ -4,8 +4,11 @@
 //   node web/tools/build_module.mjs [--check]
 //   node web/tools/build_module.mjs --without-tracker OUT   # the build minus createTracker (its size)
 //
-// The output is the source's /*! header, its injection line unchanged, then the code after that
-// line minified by terser (GENERATED stays a free name, so nothing is folded from the placeholder).
+// The output is the source's /*! header, its injection line unchanged, then its optional parts
+// (`// (optional NAME)` ... `// (end NAME)`), each minified on a line of its own that starts with
+// /*NAME*/ (pnpjax/jsmodule.py keeps only the parts an export needs), then the rest of the code after
+// the injection line minified by terser (GENERATED stays a free name: nothing is folded from the
+// placeholder).
 // `pnpjax export` fills the injection line of pnp.min.mjs (pnpjax/jsmodule.py). The build also
 // writes the wasm bytes of web/tools/mlp_wasm.mjs into the source's `const MLP = '...';` line.
 // --check exits 1 if the committed pnp.mjs or pnp.min.mjs differs from a fresh build (`npm test`).
@@ -19,6 +22,8 @@ import { MLP_WASM } from './mlp_wasm.mjs';
 const SOURCE = fileURLToPath(new URL('../../pnpjax/js/pnp.mjs', import.meta.url));
 const TARGET = fileURLToPath(new URL('../../pnpjax/js/pnp.min.mjs', import.meta.url));
 export const INJECTION_LINE = "const GENERATED = JSON.parse('null');";
+// An optional part of the source: `// (optional NAME)` ... `// (end NAME)`, whole lines.
+const OPTIONAL = /^\/\/ \(optional (\w+)\)\n([\s\S]*?)^\/\/ \(end \1\)\n/gm;
 const MLP_LINE = /^const MLP =\s*'[A-Za-z0-9+/=]*';$/m;
 
 /** The source with its `const MLP = '...';` line holding the wasm bytes of mlp_wasm.mjs. */
@@ -34,15 +39,16 @@ export async function build(source) {
     throw new Error(`the source must contain the line ${INJECTION_LINE} exactly once`);
   const header = source.slice(0, source.indexOf('*/') + 2);
   if (!header.startsWith('/*!')) throw new Error('the source must start with a /*! header comment');
-  const body = lines.slice(at + 1).join('\n');
-  const result = await minify(body, {
-    module: true,
-    ecma: 2020,
-    compress: { passes: 2 },
-    mangle: { reserved: ['GENERATED'] },
-    format: { comments: false },
-  });
-  return `${header}\n${INJECTION_LINE}\n${result.code}\n`;
+  const parts = [];
+  const body = lines
+    .slice(at + 1)
+    .join('\n')
+    .replace(OPTIONAL, (_, name, code) => (parts.push([name, code]), ''));
+  const options = () => ({ ecma: 2020, compress: { passes: 2 }, format: { comments: false } }); // (terser writes into them)
+  const core = await minify(body, { ...options(), module: true, mangle: { reserved: ['GENERATED'] } });
+  // A part is a script whose top-level function keeps its name (the core calls it by that name).
+  const minified = await Promise.all(parts.map(async ([name, code]) => `/*${name}*/${(await minify(code, options())).code}\n`));
+  return `${header}\n${INJECTION_LINE}\n${minified.join('')}${core.code}\n`;
 }
 
 /** The source without the tracker: the code between its markers, its entry in the API and its export. */
