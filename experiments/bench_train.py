@@ -20,7 +20,7 @@ import os
 import sys
 
 import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
-from experiments.lib.train_throughput import compare_throughput, measure_throughput
+from experiments.lib.train_throughput import compare_throughput, measure_throughput, profile_step
 from pnpjax import config, train
 
 
@@ -32,9 +32,12 @@ def main(argv=None) -> int:
     p.add_argument("--compare", nargs="+", default=None, help="configs to time side by side (A/B mode)")
     p.add_argument("--oversample", type=float, nargs="+", default=None, help="seed_train.oversample values (A/B)")
     p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--profile", action="store_true", help="CPU ms of each stage of the step (prefix timings)")
     a = p.parse_args(argv)
     if a.compare:
         return compare(a)
+    if a.profile:
+        return profile(a)
     rows = measure_throughput(config.get_config(a.config), a.batch_sizes, a.seconds)
     load = os.getloadavg()[0]
     print(f"config {a.config} | devices {train.device_summary()} | load average {load:.1f}")
@@ -46,6 +49,18 @@ def main(argv=None) -> int:
             f"{r['batch']:>7} {r['ms_per_step']:>9.2f} {r['steps_per_s']:>9.1f} {r['valid_samples_per_s']:>16,.0f} "
             f"{r['cpu_ms_per_step']:>12.2f} {r['valid_samples_per_cpu_s']:>11,.0f} {r['compile_s']:>10.2f}"
         )
+    return 0
+
+
+def profile(a) -> int:
+    cfg = config.get_config(a.config)
+    for bs in a.batch_sizes:
+        res = profile_step(cfg, bs, a.seconds, a.rounds)
+        print(f"config {a.config} | batch {bs} | load {os.getloadavg()[0]:.1f} | CPU ms per call, median of {a.rounds}")
+        prev = 0.0
+        for name, ms in res.items():
+            print(f"  {name:<22} {ms:>8.2f}   stage {ms - prev:>+7.2f}")
+            prev = ms
     return 0
 
 

@@ -123,14 +123,48 @@ def _compact(accept: jax.Array, batch_size: int, *arrays: jax.Array):
     return (valid, *(a[idx] for a in arrays))
 
 
+def _threefry2x32(k1: jax.Array, k2: jax.Array, x1: jax.Array, x2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The Threefry-2x32 hash (20 rounds; Salmon et al. 2011) of the uint32 counter pairs (x1, x2)
+    under the key (k1, k2), written out round by round as JAX's own GPU lowering is."""
+    rot = ((13, 15, 26, 6), (17, 29, 16, 24))
+    ks = (k1, k2, k1 ^ k2 ^ jnp.uint32(0x1BD11BDA))
+    x1, x2 = x1 + ks[0], x2 + ks[1]
+    for i in range(5):
+        for r in rot[i % 2]:
+            x1 = x1 + x2
+            x2 = ((x2 << jnp.uint32(r)) | (x2 >> jnp.uint32(32 - r))) ^ x1
+        x1, x2 = x1 + ks[(i + 1) % 3], x2 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x1, x2
+
+
+def threefry_words(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """uint32 words of `shape`, bit for bit `jax.random.bits(key, shape, uint32)` under
+    `jax.threefry_partitionable(False)` for a threefry key (other key types: that call itself).
+
+    JAX lowers threefry on CPU as a loop of 5 steps over memory; written out, the 20 rounds fuse
+    into one loop over the counters (an iota)."""
+    n = math.prod(shape)
+    if str(jax.random.key_impl(key)) != "threefry2x32":
+        with jax.threefry_partitionable(False):
+            return jax.random.bits(key, shape, jnp.uint32)
+    assert 0 < n < 2**32 - 1, n
+    k = jax.random.key_data(key)
+    h = (n + 1) // 2
+    c2 = jnp.arange(h, 2 * h, dtype=jnp.uint32)
+    if n % 2:  # JAX pads an odd count with a zero counter
+        c2 = jnp.where(c2 == n, jnp.uint32(0), c2)
+    x1, x2 = _threefry2x32(k[0], k[1], jnp.arange(h, dtype=jnp.uint32), c2)
+    # Materialised: fused into each consumer of a word, the rounds would be recomputed per use.
+    return jax.lax.optimization_barrier(jnp.concatenate([x1, x2])[:n].reshape(shape))
+
+
 def _uniform_bits(key: jax.Array, m: int, n24: int, n16: int, dtype) -> tuple[jax.Array, jax.Array]:
     """(n24, m) and (n16, m) uniforms in (0, 1) from ONE threefry draw of n24 + ceil(n16 / 2)
     32-bit words per candidate: 24-bit uniforms from whole words, 16-bit ones from half words
     (bin midpoints, so both are symmetric about 1/2). Candidates are the minor axis, so the
     arithmetic on them vectorises. Threefry's non-partitionable variant is 2x cheaper on CPU; the
     bits are still a function of the key alone (see train.py on sharding)."""
-    with jax.threefry_partitionable(False):
-        words = jax.random.bits(key, (n24 + (n16 + 1) // 2, m), jnp.uint32)
+    words = threefry_words(key, (n24 + (n16 + 1) // 2, m))
     u24 = ((words[:n24] >> 8).astype(dtype) + 0.5) * (2.0**-24)
     half = words[n24:]
     u16 = jnp.concatenate([half >> 16, half & 0xFFFF], 0)[:n16]
@@ -156,6 +190,9 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
     qx = sn[0] * c[1] * c[2] - c[0] * sn[1] * sn[2]
     qy = c[0] * sn[1] * c[2] + sn[0] * c[1] * sn[2]
     qz = c[0] * c[1] * sn[2] - sn[0] * sn[1] * c[2]
+    # Materialised here: fused into R's nine entries below, XLA recomputes the sines and cosines
+    # per entry (a sixth of the whole train step on CPU). Values are unchanged.
+    qx, qy, qz, qw = jax.lax.optimization_barrier((qx, qy, qz, qw))
     R_gl = jnp.stack(
         [
             jnp.stack([1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)]),
@@ -164,7 +201,10 @@ def _seed_candidates(p: SeedProtocol, key: jax.Array, pts: jax.Array, m: int):
         ]
     )  # (3, 3, m)
     noise = (2.0 * u16[: 3 * k] - 1.0).reshape(k, 3, m) * p.noise_cm
-    rel = jnp.sum(R_gl[None] * pts[:, None, :, None], axis=2) + noise  # (K, 3, m) posed, before translation
+    # (K, 3, m) posed, before translation; three products added (a reduction over the short axis
+    # of length 3 is several times slower on CPU), in the order of the reduction (same values).
+    rel = R_gl[None, :, 0] * pts[:, 0, None, None] + R_gl[None, :, 1] * pts[:, 1, None, None]
+    rel = rel + R_gl[None, :, 2] * pts[:, 2, None, None] + noise
     ax, ay, bz = rel[:, 0], rel[:, 1], rel[:, 2]
 
     # Depth d = -t_z. In-frame: |(a_i + t_x) / (d - b_i)| < h with h = 0.5 + margin, so for

@@ -287,3 +287,21 @@ def test_protocol_documentation_numbers():
     assert r.hfov_deg == (40.0, 90.0) and r.depth_cm == (25.0, 150.0)
     assert {round(a, 6) for a in r.aspects} == {round(a, 6) for a in (4 / 3, 16 / 9, 1.0, 3 / 4, 9 / 16)}
     assert math.isclose(r.noise_2d, 0.03)
+
+
+def test_threefry_words_are_jax_random_bits():
+    """The written-out threefry of the samplers is bit for bit jax.random.bits (non-partitionable),
+    for even, odd and multi-axis shapes and several keys; other key types use jax.random.bits."""
+    from pnpjax.protocols import threefry_words
+
+    for shape in ((15, 1024), (7,), (3, 5), (1,), (2, 3, 4)):
+        for key in (jax.random.key(0), jax.random.fold_in(jax.random.key(12345), 7)):
+            with jax.threefry_partitionable(False):
+                want = np.asarray(jax.random.bits(key, shape, jnp.uint32))
+            np.testing.assert_array_equal(np.asarray(threefry_words(key, shape)), want)
+            np.testing.assert_array_equal(np.asarray(jax.jit(threefry_words, static_argnums=1)(key, shape)), want)
+    rbg = jax.random.key(3, impl="rbg")
+    with jax.threefry_partitionable(False):
+        np.testing.assert_array_equal(
+            np.asarray(threefry_words(rbg, (4, 3))), np.asarray(jax.random.bits(rbg, (4, 3), jnp.uint32))
+        )

@@ -82,3 +82,66 @@ def compare_throughput(cfgs: dict[str, Config], batch_size: int, seconds: float 
         name: {"wall": r["wall"], "cpu": r["cpu"], "valid_fraction": sum(r["valid"]) / len(r["valid"])}
         for name, r in out.items()
     }
+
+
+def step_stages(cfg: Config, layout, stats) -> dict:
+    """Prefixes of the train step, each a function (state, key) -> something to block on, jitted
+    alone: the difference of two neighbours' times is the cost of the stage between them."""
+    import functools
+
+    from pnpjax import train
+
+    def batch_of(state, key):
+        return train.sample_batch(cfg, layout, jax.random.fold_in(key, state.step))
+
+    def sample(state, key):
+        return batch_of(state, key)
+
+    def canonical(state, key):  # + the recipe's geometry on the landmarks (and the truth)
+        b = batch_of(state, key)
+        if cfg.model.roll == "none":
+            return model.features(cfg.model, b.xy), b.q
+        xy, q, t = model.canonicalize(b.xy, stats.roll_weights, b.q, b.t, cfg.model.roll)
+        return model.features(cfg.model, xy), q, t
+
+    def loss(state, key):  # + network forward and loss
+        return train.batch_loss(cfg, layout, stats, state.params, batch_of(state, key))
+
+    def grad(state, key):  # + backward pass
+        f = functools.partial(train.batch_loss, cfg, layout, stats)
+        return jax.value_and_grad(f)(state.params, batch_of(state, key))
+
+    def full(state, key):  # + gradient clipping, Adam and the update
+        return train.train_step(cfg, layout, stats, state, key)
+
+    return {
+        "sample": sample,
+        "+ recipe geometry": canonical,
+        "+ forward, loss": loss,
+        "+ backward": grad,
+        "+ Adam (full step)": full,
+    }
+
+
+def profile_step(cfg: Config, batch_size: int, seconds: float = 1.0, rounds: int = 5) -> dict[str, float]:
+    """Median CPU ms per call of each `step_stages` prefix (alternating windows, one process)."""
+    import statistics
+
+    c = dataclasses.replace(cfg, batch_size=batch_size)
+    layout = layouts.get_layout(c.layout)
+    k = keys(c)
+    stats = model.compute_stats(c.model, c.train_protocol, layout, k["stats"], 20_000)
+    state = init_state(c, layout, k["init"])
+    fns = {name: jax.jit(f) for name, f in step_stages(c, layout, stats).items()}
+    for f in fns.values():
+        jax.block_until_ready(f(state, k["train"]))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, f in fns.items():
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                out = f(state, k["train"])
+                n += 1
+            jax.block_until_ready(out)
+            times[name].append(1e3 * (time.process_time() - c0) / n)
+    return {name: statistics.median(v) for name, v in times.items()}
