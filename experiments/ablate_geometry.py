@@ -16,6 +16,8 @@ Variants (ModelConfig fields):
     64-64 roll               landmarks turned so that the layout's horizontal axis lies on image x,
                              the pose turned back after the network (`--model.roll canonical`)
     64-64 centroid+ray+roll  centroid+ray on roll-canonical landmarks
+    64-64 centroid+ray+persp the same, the camera first turned onto the landmarks' mean viewing
+                             ray and the roll read there (`--model.roll perspective`)
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ VARIANTS = {
     "48-48-48": dict(widths=(48, 48, 48)),
     "64-64 roll": dict(widths=(64, 64), roll="canonical"),
     "64-64 centroid+ray+roll": dict(widths=(64, 64), inputs="centroid", translation="ray", roll="canonical"),
+    "64-64 centroid+ray+persp": dict(widths=(64, 64), inputs="centroid", translation="ray", roll="perspective"),
 }
 DEFAULT_VARIANTS = ("64-64", "64-64 centroid", "64-64 centroid+ray", "48-48-48")
 

@@ -174,7 +174,7 @@ def _parts(meta: dict, where: str) -> tuple[Config, layouts.Layout]:
         cfg.model.out_dim,
         where,
         model.input_dim(cfg.model, layout.num_points),
-        roll=cfg.model.roll == "canonical",
+        roll=cfg.model.roll != "none",
     )
     return cfg, layout
 

@@ -150,7 +150,7 @@ def check_stats(
     stats: Any, num_points: int, out_dim: int, where: str, in_dim: int | None = None, roll: bool = False
 ) -> None:
     """Shapes (2K,) (or in_dim, see model.input_dim) for x, (D,) for y, (4,) for q_ref, (K,) for
-    roll_weights (required if roll, i.e. model.roll == 'canonical', with a non-zero norm); finite; stds > 0."""
+    roll_weights (required if roll, i.e. model.roll != 'none', with a non-zero norm); finite; stds > 0."""
     get = stats.get if isinstance(stats, dict) else lambda k, default=None: getattr(stats, k, default)
     in_dim = 2 * num_points if in_dim is None else in_dim
     want = {
@@ -209,6 +209,6 @@ def check_solver(solver: Any, where: str = "checkpoint") -> None:
         solver.config.model.out_dim,
         where,
         model.input_dim(solver.config.model, solver.layout.num_points),
-        roll=solver.config.model.roll == "canonical",
+        roll=solver.config.model.roll != "none",
     )
     check_params(solver.params, where)

@@ -8,6 +8,9 @@ or [first two columns of R (6), t (3)] for the `6d` head (Gram-Schmidt). The sta
 statistics are measured once from the training protocol (`compute_stats`) and travel with
 the checkpoint, so nothing is hard-coded.
 
+With `roll='perspective'` the landmarks are first moved (a homography) to the image of a camera
+turned onto their mean viewing ray, and the roll is read there (`perspective_frame`).
+
 With `roll='canonical'` the whole pipeline above runs on landmarks turned about the principal
 point so that the layout's horizontal axis lies along the image x axis (`canonical_roll`), and
 the in-plane turn is put back on its output pose (`apply`): a turn of the input image by any
@@ -34,7 +37,7 @@ from pnpjax.errors import ConfigError
 Rotation = Literal["quat", "6d"]  # rotation head: a normalised quaternion, or 6D + Gram-Schmidt
 Inputs = Literal["standardized", "centroid"]  # input treatment (see ModelConfig)
 Translation = Literal["direct", "ray"]  # translation parametrisation (see ModelConfig)
-Roll = Literal["none", "canonical"]  # in-plane rotation treatment (see ModelConfig)
+Roll = Literal["none", "canonical", "perspective"]  # rotation canonicalisation (see ModelConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +56,11 @@ class ModelConfig:
     #   'none': the network sees the landmarks as they are;
     #   'canonical': the landmarks are first turned about the principal point by -theta, theta the
     #     image direction of the layout's horizontal axis (`canonical_roll`, weights in
-    #     Stats.roll_weights), and the output pose is turned back by Rz(theta) (nonlinear).
+    #     Stats.roll_weights), and the output pose is turned back by Rz(theta) (nonlinear);
+    #   'perspective': the camera is first turned by the rotation R_c that takes the optical axis onto
+    #     the mean viewing ray of the landmarks (a homography of the image, exact for a pinhole), the
+    #     roll is read and removed there, and the pose is turned back by R_c Rz(theta)
+    #     (`perspective_frame`): exactly equivariant to every rotation of the camera about its centre.
     roll: Roll = "none"
 
     @property
@@ -227,12 +234,92 @@ def rotate_pose_z(
     return R, _quat_z_times(_roll_quat(cos, sin), q), t
 
 
+def perspective_frame(xy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(..., K, 2) normalised image coords -> (q_c (..., 4), xy' (..., K, 2)): q_c (x, y, z, w) is
+    the smallest rotation taking the optical axis e_z onto r, the mean of the landmarks' unit
+    viewing rays, and xy' the landmarks seen by the camera turned by R_c (xy' = proj(R_c^T [xy, 1])).
+
+    r turns with the camera, so a camera rotation S changes R_c to S R_c up to a turn about e_z,
+    which roll canonicalisation then removes: exactly equivariant. Depths are clamped (rays more
+    than ~90 deg from r, which no face image has, stay finite)."""
+    x, y = xy[..., 0], xy[..., 1]
+    inv = jax.lax.rsqrt(x * x + y * y + 1.0)
+    rxy = _point_sum(xy * inv[..., None])  # (..., 2); r = (rxy, rz) = sum_k [x_k, y_k, 1] / |.|
+    rx, ry, rz = rxy[..., 0], rxy[..., 1], _point_sum(inv[..., None])[..., 0]
+    # q ~ (e_z x r, |r| + e_z . r) = (-r_y, r_x, 0, |r| + r_z); r_z > 0, so never zero.
+    rn = jnp.sqrt(rx * rx + ry * ry + rz * rz)
+    qx, qy, qw = -ry, rx, rn + rz
+    n = jnp.sqrt(qx * qx + qy * qy + qw * qw)
+    qx, qy, qw = qx / n, qy / n, qw / n
+    q_c = jnp.stack([qx, qy, jnp.zeros_like(qw), qw], -1)
+    # R_c^T [x, y, 1] entry by entry (R_c of a quaternion with q_z = 0).
+    a = [[1 - 2 * qy * qy, 2 * qx * qy, 2 * qy * qw], [2 * qx * qy, 1 - 2 * qx * qx, -2 * qx * qw]]
+    a.append([-2 * qy * qw, 2 * qx * qw, 1 - 2 * (qx * qx + qy * qy)])  # rows of R_c
+    col = [[e[..., None] for e in row] for row in a]
+    h = [col[0][i] * x + col[1][i] * y + col[2][i] for i in range(3)]  # (R_c^T h)_i = sum_j R_ji h_j
+    inv_z = 1.0 / jnp.maximum(h[2], 1e-6)
+    return q_c, jnp.stack([h[0] * inv_z, h[1] * inv_z], -1)
+
+
+def _rotate_pose(q_c: jax.Array, R: jax.Array, q: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(R_c R, q_c q, R_c t) for (..., 4) quaternions q_c; R, t entry by entry (no batched dots)."""
+    Rc = geometry.quat_to_matrix(q_c)
+    rows = [sum(Rc[..., i, j, None] * R[..., j, :] for j in range(3)) for i in range(3)]
+    t = jnp.stack([sum(Rc[..., i, j] * t[..., j] for j in range(3)) for i in range(3)], -1)
+    return jnp.stack(rows, -2), _quat_multiply(q_c, q), t
+
+
+def _quat_multiply(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Hamilton product a * b of (..., 4) (x, y, z, w) quaternions, component by component."""
+    ax, ay, az, aw = (a[..., i] for i in range(4))
+    bx, by, bz, bw = (b[..., i] for i in range(4))
+    return jnp.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        -1,
+    )
+
+
+def _frame(roll: str, xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """(q_f (..., 4), xy' (..., K, 2)): the rotation from the canonical camera frame to the real one
+    and the canonical landmarks, for roll 'canonical' (q_f = Rz(theta)) or 'perspective'
+    (q_f = q_c Rz(theta), theta read on the landmarks of the turned camera)."""
+    q_c = None
+    if roll == "perspective":
+        q_c, xy = perspective_frame(xy)
+    cos, sin = canonical_roll(xy, weights)
+    q_f = _roll_quat(cos, sin)
+    if q_c is not None:
+        q_f = _quat_multiply(q_c, q_f)
+    return q_f, turn_xy(xy, cos, sin)
+
+
 def canonicalize(
-    xy: ArrayLike, weights: ArrayLike, q: ArrayLike | None = None, t: ArrayLike | None = None
+    xy: ArrayLike,
+    weights: ArrayLike,
+    q: ArrayLike | None = None,
+    t: ArrayLike | None = None,
+    roll: Roll = "canonical",
 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None]:
-    """Landmarks (and optionally their pose q, t) in the roll-canonical frame: (xy', q', t') with
-    xy' = Rz^T xy (2D), q' = qz^-1 q, t' = Rz^T t, theta from `canonical_roll(xy, weights)`."""
+    """Landmarks (and optionally their pose q, t) in the canonical frame: (xy', q', t').
+
+    roll 'canonical': xy' = Rz^T xy (2D), q' = qz^-1 q, t' = Rz^T t, theta from
+    `canonical_roll(xy, weights)`; 'perspective': the frame q_f = q_c qz of `perspective_frame`,
+    q' = q_f^-1 q, t' = R_f^T t."""
     xy = jnp.asarray(xy)
+    if roll == "perspective":
+        q_f, xy_c = _frame(roll, xy, weights)
+        if q is None:
+            return xy_c, None, None
+        q, t = jnp.asarray(q), jnp.asarray(t)
+        q_inv = geometry.quat_conjugate(q_f)
+        t_c = geometry.quat_to_matrix(q_inv)
+        t_c = jnp.stack([sum(t_c[..., i, j] * t[..., j] for j in range(3)) for i in range(3)], -1)
+        return xy_c, _quat_multiply(q_inv, q), t_c
     cos, sin = canonical_roll(xy, weights)
     xy_c = turn_xy(xy, cos, sin)
     if q is None:
@@ -260,12 +347,13 @@ def encode_target(
     """The pose vector the network regresses (before standardisation), given its input xy.
 
     With cfg.roll == 'canonical' (roll_weights required) this is the vector of the canonical pose
-    (Rz^T R, Rz^T t) given the canonical landmarks Rz^T xy, theta from `canonical_roll`.
+    (Rz^T R, Rz^T t) given the canonical landmarks Rz^T xy, theta from `canonical_roll` (with
+    'perspective', of the pose and landmarks in the frame of `canonicalize`).
     """
-    if cfg.roll == "canonical":
+    if cfg.roll != "none":
         if roll_weights is None:
-            raise ConfigError("model.roll='canonical' needs roll_weights (see model.roll_weights)")
-        xy, q, t = canonicalize(xy, roll_weights, q, t)
+            raise ConfigError(f"model.roll='{cfg.roll}' needs roll_weights (see model.roll_weights)")
+        xy, q, t = canonicalize(xy, roll_weights, q, t, cfg.roll)
     y = encode_pose(cfg.rotation, q, t, q_ref)
     if cfg.translation == "direct":
         return y
@@ -300,12 +388,16 @@ def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
         cos, sin = canonical_roll(xy, _need_roll_weights(stats))
         p = apply_upright(cfg, params, stats, turn_xy(xy, cos, sin))
         return Prediction(*rotate_pose_z(p.R, p.q, p.t, cos, sin), p.z)
+    if cfg.roll == "perspective":
+        q_f, xy_c = _frame(cfg.roll, xy, _need_roll_weights(stats))
+        p = apply_upright(cfg, params, stats, xy_c)
+        return Prediction(*_rotate_pose(q_f, p.R, p.q, p.t), p.z)
     return apply_upright(cfg, params, stats, xy)
 
 
 def apply_upright(cfg: ModelConfig, params, stats: Stats, xy: jax.Array) -> Prediction:
     """The network and its decoding on landmarks as given, without roll canonicalisation: with
-    cfg.roll == 'canonical', `apply` is this on the canonical landmarks, its pose turned back."""
+    cfg.roll != 'none', `apply` is this on the canonical landmarks, its pose turned back."""
     z = mlp_apply(params, (features(cfg, xy) - stats.x_mean) / stats.x_std)
     y = z * stats.y_std + stats.y_mean
     if cfg.translation == "ray":
@@ -325,10 +417,10 @@ def standardized_target(
 
 def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
     """Mean/std of inputs and pose vectors over n draws of the training protocol."""
-    rw = jnp.asarray(roll_weights(layout)) if cfg.roll == "canonical" else None
+    rw = jnp.asarray(roll_weights(layout)) if cfg.roll != "none" else None
     b = protocols.sample_jit(protocol, key, layout, n)
     w = b.valid.astype(jnp.float32)[:, None]
-    xy = b.xy if rw is None else canonicalize(b.xy, rw)[0]
+    xy = b.xy if rw is None else canonicalize(b.xy, rw, roll=cfg.roll)[0]
     x = features(cfg, xy)
     q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))
     y = encode_target(cfg, b.q, b.t, b.xy, q_ref, rw)

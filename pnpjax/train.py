@@ -67,16 +67,20 @@ def loss_context(cfg: Config, layout: layouts.Layout, stats: model.Stats, batch:
 # (T -> Rz T): the alignment residual lives in the layout's frame, reprojection distances and
 # rotation angles are kept by the turn, pose_mse compares network outputs.
 TURN_INVARIANT_LOSSES = frozenset({"l1_3d", "l2_3d", "reproj_2d", "geodesic", "pose_mse"})
+# ... and when they turn together by any rotation of the camera (roll='perspective'): not the
+# reprojection, whose pinhole image is not turned rigidly by a rotation off the optical axis.
+ROTATION_INVARIANT_LOSSES = TURN_INVARIANT_LOSSES - {"reproj_2d"}
 
 
 def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, batch: protocols.Batch) -> jax.Array:
     """Mean of the configured per-example loss over the valid examples of a batch."""
     ctx = loss_context(cfg, layout, stats, batch)
-    if cfg.model.roll == "canonical" and cfg.loss in TURN_INVARIANT_LOSSES:
+    invariant = TURN_INVARIANT_LOSSES if cfg.model.roll == "canonical" else ROTATION_INVARIANT_LOSSES
+    if cfg.model.roll != "none" and cfg.loss in invariant:
         # The loss of (Rz R', Rz t') against the truth equals that of (R', t') against the truth
         # turned by Rz^T: turning the truth (no gradient) instead of the prediction is the same
         # loss and gradient, and its backward pass is ~20 % cheaper on CPU.
-        xy_c, q_c, t_c = model.canonicalize(batch.xy, stats.roll_weights, batch.q, batch.t)
+        xy_c, q_c, t_c = model.canonicalize(batch.xy, stats.roll_weights, batch.q, batch.t, cfg.model.roll)
         pred = model.apply_upright(cfg.model, params, stats, xy_c)
         per_example = losses.LOSSES[cfg.loss](pred, batch._replace(xy=xy_c, q=q_c, t=t_c), ctx)
     else:
@@ -448,7 +452,7 @@ def _train_loop(
             cfg.model.out_dim,
             "training statistics",
             model.input_dim(cfg.model, layout.num_points),
-            roll=cfg.model.roll == "canonical",
+            roll=cfg.model.roll != "none",
         )
     except CheckpointError:
         raise ConfigError(

@@ -213,7 +213,8 @@ def test_roll_canonical_loss_in_the_canonical_frame_is_the_loss(monkeypatch):
     into the canonical frame (train.TURN_INVARIANT_LOSSES): value and gradient equal those of the
     loss of `model.apply`'s pose against the truth (float64), for every built-in loss (quat head;
     l1_3d with the 6d head); a loss that is not turn-invariant (here: t_x alone) goes through
-    `model.apply`."""
+    `model.apply`. The same for roll='perspective' (train.ROTATION_INVARIANT_LOSSES; reproj_2d goes
+    through `model.apply` there)."""
     from pnpjax import losses
 
     monkeypatch.setitem(losses.LOSSES, "t_x", lambda pred, batch, ctx: (pred.t[..., 0] - batch.t[..., 0]) ** 2)
@@ -223,9 +224,11 @@ def test_roll_canonical_loss_in_the_canonical_frame_is_the_loss(monkeypatch):
         layout = layouts.get_layout(base.layout)
         f64 = lambda t: jax.tree_util.tree_map(lambda a: None if a is None else jnp.asarray(a, jnp.float64), t)  # noqa: E731
         batch = f64(protocols.sample_jit(base.test_protocol, jax.random.key(2), layout, 256))
-        for rotation, names in (("quat", sorted(losses.LOSSES)), ("6d", ["l1_3d"])):
-            cfg = dataclasses.replace(base, model=dataclasses.replace(config.RECIPE, widths=(16,), rotation=rotation))
-            assert cfg.model.roll == "canonical"
+        cases = [("canonical", "quat", sorted(losses.LOSSES)), ("canonical", "6d", ["l1_3d"])]
+        cases += [("perspective", "quat", sorted(losses.LOSSES)), ("perspective", "6d", ["l1_3d"])]
+        for roll, rotation, names in cases:
+            m = dataclasses.replace(config.RECIPE, widths=(16,), rotation=rotation, roll=roll)
+            cfg = dataclasses.replace(base, model=m)
             stats = f64(model.compute_stats(cfg.model, cfg.train_protocol, layout, jax.random.key(0), 4096))
             params = f64(model.init_params(cfg.model, jax.random.key(1), layout.num_points))
             for name in names:
@@ -239,6 +242,8 @@ def test_roll_canonical_loss_in_the_canonical_frame_is_the_loss(monkeypatch):
 
                 v, g = jax.value_and_grad(lambda p: train.batch_loss(c, layout, stats, p, batch))(params)
                 v_ref, g_ref = jax.value_and_grad(reference)(params)
-                np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-10, err_msg=name)
+                np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-10, err_msg=f"{roll} {name}")
                 for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref)):
-                    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10, err_msg=name)
+                    np.testing.assert_allclose(
+                        np.asarray(a), np.asarray(b), rtol=1e-8, atol=1e-10, err_msg=f"{roll} {name}"
+                    )
