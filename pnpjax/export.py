@@ -183,6 +183,10 @@ def needs_graph_model(model_cfg) -> bool:
 #   t_xy @ _ROT90 = (-t_y, t_x), so Rz(theta) t_xy = cos t_xy + sin (t_xy @ _ROT90).
 _QZ_CROSS = np.array([[0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, -1], [0, 0, 1, 0]], np.float64)
 _ROT90 = np.array([[0, 1], [-1, 0]], np.float64)
+#   q @ _QX_CROSS = (w, -z, y, -x) and q @ _QY_CROSS = (z, w, -x, -y): (a, b, 0, c) * q = c q +
+#   a (q @ _QX_CROSS) + b (q @ _QY_CROSS) (the perspective turn, about an axis in the image plane).
+_QX_CROSS = np.array([[0, 0, 0, -1], [0, 0, 1, 0], [0, -1, 0, 0], [1, 0, 0, 0]], np.float64)
+_QY_CROSS = np.array([[0, 0, -1, 0], [0, 0, 0, -1], [1, 0, 0, 0], [0, 1, 0, 0]], np.float64)
 
 
 def _unit(g: tfjs.Graph, v: str) -> str:
@@ -229,12 +233,14 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     """The solver as a TF.js graph: export-camera image coords (N, K, 2) -> (N, 7) pose in its frame.
 
     The graph computes `model.apply` op by op in float32 (the spec of each recipe is there):
-    image coords -> normalised; with ``roll='canonical'`` the roll (cos, sin) from the layout's
+    image coords -> normalised; with ``roll='perspective'`` the landmarks moved to the image of the
+    camera turned onto their mean viewing ray; with ``roll`` the roll (cos, sin) from the layout's
     ``roll_weights`` and the landmarks turned by -roll; the features (centroid inputs or the
     flat coordinates), standardised; the MLP (its weights stored as ``quantize``, everything
     else float32); de-standardised; the rotation head decoded (quat: normalised; 6d: Gram-Schmidt
     and Shepperd's matrix-to-quaternion); the ray decode of the translation; roll re-applied
-    (q <- q_z(roll) q, t <- Rz t); the frame change of the camera. Unlike the layers model, the
+    (q <- q_z(roll) q, t <- Rz t), then the perspective turn (q <- q_c q, t <- R_c t); the frame
+    change of the camera. Unlike the layers model, the
     quaternion comes out unit with w >= 0 (the graph can normalise it).
     """
     m = solver.config.model
@@ -252,7 +258,42 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     # every quantity below is a function of (c, d) alone (the roll turns both, being linear).
     # The float32 mean is off by up to half an ulp of the coordinates (3e-5 px at 600 px), which
     # would shift every offset alike; a second pass on the offsets' own (small) mean removes it.
-    need_c, need_d = m.inputs == "centroid" or m.translation == "ray", m.inputs == "centroid" or roll == "canonical"
+    need_c, need_d = m.inputs == "centroid" or m.translation == "ray", m.inputs == "centroid" or roll != "none"
+    if roll == "perspective":
+        # The camera turned onto the mean unit viewing ray (model.perspective_frame): rc = the rows
+        # of R_c as (N, 1, 1) entries, q_c = (qx, qy, 0, qw); the landmarks become the normalised
+        # image of that camera (near the axis: (c, d) below need no image-unit detour).
+        xy0 = g.op("RealDiv", g.op("Sub", uv, pp), f)  # (N, K, 2)
+        inv = g.op(
+            "RealDiv",
+            g.const(1.0),
+            g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", xy0), 2, keep_dims=True), g.const(1.0))),
+        )
+        rxy = g.reduce("Sum", g.op("Mul", xy0, inv), 1)  # (N, 2)
+        rz = g.reduce("Sum", inv, 1)  # (N, 1)
+        rn = g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", rxy), 1, keep_dims=True), g.op("Square", rz)))
+        qv = g.concat(
+            [g.op("Neg", g.slice(rxy, (0, 1), (-1, 1))), g.slice(rxy, (0, 0), (-1, 1)), g.op("AddV2", rn, rz)], 1
+        )
+        qv = g.op("RealDiv", qv, g.op("Sqrt", g.reduce("Sum", g.op("Square", qv), 1, keep_dims=True)))
+        qx, qy, qw = (g.slice(qv, (0, i), (-1, 1)) for i in range(3))  # (N, 1)
+        mul, add, sub = (lambda a, b, op=op: g.op(op, a, b) for op in ("Mul", "AddV2", "Sub"))
+        two, one = g.const(2.0), g.const(1.0)
+        rc = [
+            [sub(one, mul(two, mul(qy, qy))), mul(two, mul(qx, qy)), mul(two, mul(qy, qw))],
+            [mul(two, mul(qx, qy)), sub(one, mul(two, mul(qx, qx))), g.op("Neg", mul(two, mul(qx, qw)))],
+            [
+                g.op("Neg", mul(two, mul(qy, qw))),
+                mul(two, mul(qx, qw)),
+                sub(one, mul(two, add(mul(qx, qx), mul(qy, qy)))),
+            ],
+        ]
+        e = [[g.reshape(v, (-1, 1, 1)) for v in row] for row in rc]
+        x0, y0 = g.slice(xy0, (0, 0, 0), (-1, k, 1)), g.slice(xy0, (0, 0, 1), (-1, k, 1))
+        h = [add(add(mul(e[0][i], x0), mul(e[1][i], y0)), e[2][i]) for i in range(3)]  # R_c^T [x, y, 1]
+        hz = g.op("Maximum", h[2], g.const(1e-6))
+        uv = g.concat([g.op("RealDiv", h[0], hz), g.op("RealDiv", h[1], hz)], 2)  # normalised: pp 0, f 1
+        pp, f = g.const([0.0, 0.0], "perspective/c"), g.const([1.0, 1.0], "perspective/f")
     if need_c or need_d:
         cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
     if need_c:
@@ -261,7 +302,7 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         du = g.op("Sub", uv, cu)
         d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
 
-    if roll == "canonical":
+    if roll != "none":
         w = np.asarray(st.roll_weights, np.float64).reshape(1, k, 1)
         dr = g.reduce("Sum", g.op("Mul", d, g.const(w, "roll/weights")), 1)  # (N, 2): sum_k w_k (xy_k - c)
         norm = g.op("Sqrt", g.reduce("Sum", g.op("Square", dr), 1, keep_dims=True))  # (N, 1)
@@ -324,7 +365,7 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         q = _unit(g, g.slice(y, (0, 0), (-1, 4)))  # geometry.quat_normalize
     else:
         q = _rot6d_quat(g, g.slice(y, (0, 0), (-1, 6)))
-    if roll == "canonical":  # R = Rz R', t = Rz t'
+    if roll != "none":  # R = Rz R', t = Rz t'
         half = g.op("Mul", g.op("Atan2", sin, cos), g.const(0.5))
         q = g.op(
             "AddV2",
@@ -332,6 +373,14 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
             g.op("Mul", g.op("Sin", half), g.matmul(q, g.const(_QZ_CROSS, "roll/qz_cross"))),
         )
         txy = g.op("AddV2", g.op("Mul", cos, txy), g.op("Mul", sin, g.matmul(txy, g.const(_ROT90, "roll/rot90"))))
+    if roll == "perspective":  # R = R_c R, t = R_c t: q_c q = qw q + qx (q @ _QX_CROSS) + qy (q @ _QY_CROSS)
+        q = add(
+            add(mul(qw, q), mul(qx, g.matmul(q, g.const(_QX_CROSS, "perspective/qx_cross")))),
+            mul(qy, g.matmul(q, g.const(_QY_CROSS, "perspective/qy_cross"))),
+        )
+        tx, ty = g.slice(txy, (0, 0), (-1, 1)), g.slice(txy, (0, 1), (-1, 1))
+        t3 = [add(add(mul(rc[i][0], tx), mul(rc[i][1], ty)), mul(rc[i][2], tz)) for i in range(3)]
+        txy, tz = g.concat(t3[:2], 1), t3[2]
     if frame_of(cam) == "opengl":
         q = g.matmul(q, g.const(GL_QUAT, "frame/quat"))
         txy = g.op("Mul", txy, g.const([1.0, -1.0], "frame/t_xy"))

@@ -106,16 +106,18 @@ def encode_uint8(codes: np.ndarray, zero: int) -> str:
 def _recipe(solver) -> dict[str, Any] | None:
     """The model's geometric recipe (pnpjax.model.ModelConfig inputs / translation / roll) as the module reads it."""
     m = solver.config.model
-    roll = getattr(m, "roll", "none") == "canonical"
+    kind = getattr(m, "roll", "none")
+    roll = kind != "none"
     weights = getattr(solver.stats, "roll_weights", None)
     if roll and weights is None:
-        raise ExportError("cannot export: the model has roll='canonical' but its statistics have no roll_weights")
+        raise ExportError(f"cannot export: the model has roll='{kind}' but its statistics have no roll_weights")
     if (m.inputs, m.translation, roll) == ("standardized", "direct", False):
         return None
     return {
         "centroid": m.inputs == "centroid",
         "ray": m.translation == "ray",
         "roll": [_float32_number(v) for v in np.asarray(weights, np.float64)] if roll else None,
+        "perspective": kind == "perspective",
     }
 
 

@@ -52,7 +52,7 @@ def recipe_solver(inputs: str, translation: str, roll: str, rotation: str = "qua
     if translation == "ray":  # log depth ~ 4, small ray offsets
         y_mean = np.concatenate([y_mean[:-3], [4.0, 0.0, 0.0]])
         y_std = np.concatenate([y_std[:-3], [0.3, 0.05, 0.05]])
-    w = roll_weights(base.layout) if roll == "canonical" else None
+    w = roll_weights(base.layout) if roll != "none" else None
     w = None if w is None else jnp.asarray(w)
     stats = model.Stats(
         x_mean, x_std, jnp.asarray(y_mean, jnp.float32), jnp.asarray(y_std, jnp.float32), base.stats.q_ref, w
@@ -65,7 +65,20 @@ def spec_network(solver, xy: np.ndarray, layers=None) -> tuple[np.ndarray, np.nd
     m, st = solver.config.model, solver.stats
     xy = np.asarray(xy, np.float64)
     cos, sin = np.ones(len(xy)), np.zeros(len(xy))
-    if m.roll == "canonical":
+    R_c = np.broadcast_to(np.eye(3), (len(xy), 3, 3))
+    if m.roll == "perspective":  # turn the camera onto the mean unit viewing ray (scipy), then as 'canonical'
+        from scipy.spatial.transform import Rotation
+
+        rays = np.concatenate([xy, np.ones_like(xy[..., :1])], -1)
+        r = (rays / np.linalg.norm(rays, axis=-1, keepdims=True)).mean(1)
+        r /= np.linalg.norm(r, axis=-1, keepdims=True)
+        axis = np.cross([0.0, 0.0, 1.0], r)
+        angle = np.arctan2(np.linalg.norm(axis, axis=-1), r[:, 2])
+        axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-300)
+        R_c = Rotation.from_rotvec(axis * angle[:, None]).as_matrix()
+        h = np.einsum("nji,nkj->nki", R_c, rays)
+        xy = h[..., :2] / h[..., 2:]
+    if m.roll != "none":
         c = xy.mean(1, keepdims=True)
         d = np.einsum("k,nkd->nd", np.asarray(st.roll_weights, np.float64), xy - c)
         n = np.linalg.norm(d, axis=-1)
@@ -97,9 +110,9 @@ def spec_network(solver, xy: np.ndarray, layers=None) -> tuple[np.ndarray, np.nd
         y = np.concatenate([y[:, :-3], depth[:, None] * (c + y[:, -2:]), depth[:, None]], -1)
     with jax.enable_x64(True):
         R, _, t = model.decode_pose(m.rotation, jnp.asarray(y))
-        R = np.einsum("nij,njk->nik", rz, np.asarray(R))
+        R = np.einsum("nij,njk->nik", R_c @ rz, np.asarray(R))
         q = np.asarray(geometry.matrix_to_quat(jnp.asarray(R)))
-    return q * np.where(q[:, 3:] < 0, -1, 1), np.einsum("nij,nj->ni", rz, np.asarray(t))
+    return q * np.where(q[:, 3:] < 0, -1, 1), np.einsum("nij,nj->ni", R_c @ rz, np.asarray(t))
 
 
 def draws(solver, n: int = 200) -> np.ndarray:
@@ -123,7 +136,12 @@ def js(module, xy: np.ndarray, options: dict | None = None) -> np.ndarray:
     return np.asarray(node.js_predict_in_node(module, payload)["poses"], np.float64).reshape(-1, 7)
 
 
-RECIPES = [("centroid", "ray", "canonical"), ("centroid", "direct", "none"), ("standardized", "ray", "canonical")]
+RECIPES = [
+    ("centroid", "ray", "canonical"),
+    ("centroid", "direct", "none"),
+    ("standardized", "ray", "canonical"),
+    ("centroid", "ray", "perspective"),
+]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids="-".join)
@@ -196,3 +214,21 @@ def test_roll_canonical_is_equivariant(tmp_path):
             q = np.asarray(geometry.matrix_to_quat(jnp.asarray(rz @ R)))
         expected = np.concatenate([q * np.where(q[:, 3:] < 0, -1, 1), base[:, 4:] @ rz.T], -1)
         assert pose_error(turned, expected).max() <= 1e-6, phi
+
+
+def test_roll_perspective_is_equivariant_to_camera_rotations(tmp_path):
+    """roll 'perspective': turning the camera by S about its centre (the landmarks moved by the
+    homography of S) turns the module's network pose by S (float64 arithmetic in the module)."""
+    from scipy.spatial.transform import Rotation
+
+    solver = recipe_solver("centroid", "ray", "perspective", seed=4)
+    xy = draws(solver, 50)
+    path = export.export_solver(solver, "js", tmp_path / "m", quantize="float32", camera=CAM)
+    base = js(path, xy, {"refine": 0})
+    for S in Rotation.from_rotvec([[0.2, -0.1, 0.4], [-0.15, 0.25, -2.0]]).as_matrix():
+        h = np.concatenate([xy, np.ones_like(xy[..., :1])], -1) @ S.T
+        turned = js(path, h[..., :2] / h[..., 2:], {"refine": 0})
+        R = Rotation.from_quat(base[:, :4]).as_matrix()
+        q = Rotation.from_matrix(S @ R).as_quat(canonical=True)
+        expected = np.concatenate([q, base[:, 4:] @ S.T], -1)
+        assert pose_error(turned, expected).max() <= 1e-6

@@ -50,6 +50,9 @@ RECIPES = [
     # The 6d head (Gram-Schmidt, then Shepperd's matrix-to-quaternion) is a graph model too.
     pytest.param(("standardized", "direct", "none", "6d"), id="6d"),
     pytest.param(("centroid", "ray", "canonical", "6d"), id="centroid-ray-roll-6d", marks=_no_roll),
+    # roll 'perspective': the camera turned onto the landmarks' mean viewing ray first.
+    pytest.param(("centroid", "ray", "perspective"), id="centroid-ray-persp", marks=_no_roll),
+    pytest.param(("standardized", "direct", "perspective", "6d"), id="persp-6d", marks=_no_roll),
 ]
 CAMERAS = [pytest.param(None, id="seed"), pytest.param(PIXEL_CAMERA, id="pixels")]
 
@@ -211,7 +214,8 @@ def test_cli_exports_graph_recipes_as_js_and_tfjs(tmp_path):
 
 # Every recipe with the seed camera, the full recipe with a pixel camera too (one Node run each).
 NODE_CASES = [pytest.param(r.values[0], None, id=f"{r.id}-seed", marks=r.marks) for r in RECIPES] + [
-    pytest.param(("centroid", "ray", "canonical"), PIXEL_CAMERA, id="centroid-ray-roll-pixels", marks=_no_roll)
+    pytest.param(("centroid", "ray", "canonical"), PIXEL_CAMERA, id="centroid-ray-roll-pixels", marks=_no_roll),
+    pytest.param(("centroid", "ray", "perspective"), PIXEL_CAMERA, id="centroid-ray-persp-pixels", marks=_no_roll),
 ]
 
 

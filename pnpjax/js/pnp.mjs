@@ -161,7 +161,7 @@ export function createSolver(g) {
   const OUT_DIM = YS.length;
   const XS = g.xStandard?.map((a) => a.map(fround));
   // The recipe (pnpjax.model.ModelConfig): inputs 'centroid', translation 'ray', roll 'canonical'.
-  const { centroid: CENTROID, ray: RAY_T, roll: ROLL } = g.model ?? {};
+  const { centroid: CENTROID, ray: RAY_T, roll: ROLL, perspective: PERSP } = g.model ?? {};
   const { iterations: ITERS, cost: COST, sigma3d: SIGMA_3D, noise2d: NOISE_2D, retry: RETRY = 0 } = g.refine;
 
   // Layout centroid and RMS radius: the move-in-front start and the ml cost's scale.
@@ -279,16 +279,46 @@ export function createSolver(g) {
 
   // ------------------------------------------------------------------ network
 
+  const XP = F64(N2); // roll 'perspective': XY seen by the camera turned by QC
+  const QC = F64(12); // that turn: its rotation matrix (row-major), then its quaternion's w, x, y (z = 0)
+
+  /** roll 'perspective': QC = the smallest turn of the optical axis onto the landmarks' mean unit
+   * viewing ray; XP = XY seen by the camera turned so (a homography). Returns XP. */
+  function perspective() {
+    let rx = 0;
+    let ry = 0;
+    let rz = 0;
+    for (let k = 0; k < N2; k += 2) {
+      const inv = 1 / sqrt(XY[k] * XY[k] + XY[k + 1] * XY[k + 1] + 1);
+      rx += XY[k] * inv;
+      ry += XY[k + 1] * inv;
+      rz += inv;
+    }
+    const qw0 = sqrt(rx * rx + ry * ry + rz * rz) + rz;
+    const n = sqrt(rx * rx + ry * ry + qw0 * qw0);
+    const [qx, qy, qw] = [-ry / n, rx / n, qw0 / n];
+    QC.set([1 - 2 * qy * qy, 2 * qx * qy, 2 * qy * qw, 2 * qx * qy, 1 - 2 * qx * qx, -2 * qx * qw]);
+    QC.set([-2 * qy * qw, 2 * qx * qw, 1 - 2 * (qx * qx + qy * qy), qw, qx, qy], 6);
+    for (let k = 0; k < N2; k += 2) {
+      const [u, v] = [XY[k], XY[k + 1]];
+      const iz = 1 / max(QC[2] * u + QC[5] * v + QC[8], 1e-6);
+      XP[k] = (QC[0] * u + QC[3] * v + QC[6]) * iz;
+      XP[k + 1] = (QC[1] * u + QC[4] * v + QC[7]) * iz;
+    }
+    return XP;
+  }
+
   /** Sets POSE (unit q) from the network on XY (pnpjax.model.apply); returns its t_z (the ml cost's 2D scale). */
   function network() {
     const x = hA;
+    const P = PERSP ? perspective() : XY;
     // roll 'canonical': turn the image by -theta about the optical axis, theta the direction of
     // the roll weights' moment of the centred landmarks; the network's pose is turned back by theta.
     let mx = 0;
     let my = 0;
     for (let k = 0; k < N2; k += 2) {
-      mx += XY[k] / K;
-      my += XY[k + 1] / K;
+      mx += P[k] / K;
+      my += P[k + 1] / K;
     }
     let c = 1;
     let s = 0;
@@ -296,8 +326,8 @@ export function createSolver(g) {
       let dx = 0;
       let dy = 0;
       for (let k = 0; k < K; k++) {
-        dx += ROLL[k] * (XY[2 * k] - mx);
-        dy += ROLL[k] * (XY[2 * k + 1] - my);
+        dx += ROLL[k] * (P[2 * k] - mx);
+        dy += ROLL[k] * (P[2 * k + 1] - my);
       }
       const n = sqrt(dx * dx + dy * dy);
       if (n) {
@@ -306,8 +336,8 @@ export function createSolver(g) {
       }
     }
     for (let k = 0; k < N2; k += 2) {
-      x[k] = c * XY[k] + s * XY[k + 1];
-      x[k + 1] = c * XY[k + 1] - s * XY[k];
+      x[k] = c * P[k] + s * P[k + 1];
+      x[k + 1] = c * P[k + 1] - s * P[k];
     }
     const cx = c * mx + s * my;
     const cy = c * my - s * mx;
@@ -369,6 +399,14 @@ export function createSolver(g) {
       POSE[1] = hc * qx - hs * qy;
       POSE[2] = hc * qy + hs * qx;
       POSE[3] = hc * qz + hs * w;
+    }
+    if (PERSP) {
+      // back to the real camera: q <- q_c q, t <- R_c t.
+      const [w, qx, qy, qz, tx, ty, tz] = POSE;
+      const [cw, cx, cy] = [QC[9], QC[10], QC[11]];
+      POSE.set([cw * w - cx * qx - cy * qy, cw * qx + cx * w + cy * qz, cw * qy - cx * qz + cy * w]);
+      POSE[3] = cw * qz + cx * qy - cy * qx;
+      for (let i = 0; i < 3; i++) POSE[4 + i] = QC[3 * i] * tx + QC[3 * i + 1] * ty + QC[3 * i + 2] * tz;
     }
     return POSE[6];
   }
