@@ -7,6 +7,12 @@
 factor) side by side in one process, timed in alternating windows (the ratios are what to read
 on a shared machine).
 
+`--against REV`: the code of git revision REV (extracted to a temporary directory) against the
+working tree, each measured in its own process, alternating, `--rounds` times (a before/after of
+a code change on a shared machine):
+
+    python experiments/bench_train.py --against 2666b95 --batch-sizes 4096 --seconds 3 --rounds 4
+
 Prints one row per batch size (sampling + loss + Adam update, compilation excluded, timed
 separately): wall-clock and CPU time (all threads) per step, and valid samples per second of
 each. The time-to-accuracy figure is a real run: `pnpjax train --config blazeface6-seed
@@ -33,7 +39,10 @@ def main(argv=None) -> int:
     p.add_argument("--oversample", type=float, nargs="+", default=None, help="seed_train.oversample values (A/B)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--profile", action="store_true", help="CPU ms of each stage of the step (prefix timings)")
+    p.add_argument("--against", default=None, metavar="REV", help="git revision to time against the working tree")
     a = p.parse_args(argv)
+    if a.against:
+        return against(a)
     if a.compare:
         return compare(a)
     if a.profile:
@@ -61,6 +70,61 @@ def profile(a) -> int:
         for name, ms in res.items():
             print(f"  {name:<22} {ms:>8.2f}   stage {ms - prev:>+7.2f}")
             prev = ms
+    return 0
+
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from experiments.lib.train_throughput import measure_throughput
+from pnpjax import config
+rows = measure_throughput(config.get_config(sys.argv[2]), [int(sys.argv[3])], float(sys.argv[4]))
+print(json.dumps(rows[0]))
+"""
+
+
+def against(a) -> int:
+    """REV's code against the working tree's, in alternating child processes (median of rounds)."""
+    import json
+    import statistics
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="pnpjax-bench-") as tmp:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", a.against], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        trees = {a.against: tmp, "working tree": str(repo)}
+        for bs in a.batch_sizes:
+            res: dict[str, list[dict]] = {name: [] for name in trees}
+            for _ in range(a.rounds):
+                for name, root in trees.items():
+                    out = subprocess.run(
+                        [sys.executable, "-c", _CHILD, root, a.config, str(bs), str(a.seconds)],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                        cwd=root,
+                        env={**os.environ, "PYTHONPATH": root},
+                    )
+                    res[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            load = os.getloadavg()[0]
+            print(
+                f"config {a.config} | batch {bs} | {a.rounds} alternating rounds of {a.seconds:g} s | load {load:.1f}"
+            )
+            print(
+                f"{'code':<16} {'valid samples/s (median)':>25} {'per CPU-s (median)':>19} {'wall ratio':>11} {'CPU ratio':>10}"
+            )
+            base = res[a.against]
+            for name, rows in res.items():
+                wall = statistics.median(r["valid_samples_per_s"] for r in rows)
+                cpu = statistics.median(r["valid_samples_per_cpu_s"] for r in rows)
+                ratios = [
+                    statistics.median(r[f] / b[f] for r, b in zip(rows, base))
+                    for f in ("valid_samples_per_s", "valid_samples_per_cpu_s")
+                ]
+                print(f"{name:<16} {wall:>25,.0f} {cpu:>19,.0f} {ratios[0]:>10.3f}x {ratios[1]:>9.3f}x")
     return 0
 
 

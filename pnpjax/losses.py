@@ -28,15 +28,48 @@ def alignment_residual(pred: Prediction, batch: Batch, pts: jax.Array) -> jax.Ar
 
     The original's "3D alignment": move the model by the predicted pose, move it back by the
     inverse of the true pose. That is (R_true^T R_pred - I) X + R_true^T (t_pred - t_true),
-    written entry by entry on (B,) arrays: as einsums, the 3x3 products batched over B become
-    batched dots that are slow on CPU (a large part of a training step).
+    written entry by entry on (B,) arrays (as einsums, the 3x3 products batched over B become
+    batched dots that are slow on CPU). For the quaternion head (a network output z of 7
+    entries, q the normalised first 4), R_true^T R_pred is taken as the matrix of q_true^* q_pred:
+    the same value, and the gradient reaches q through 4 entries instead of through the 9 of
+    pred.R, whose assembly was the costliest op of the backward pass. Any other prediction (the
+    6d head, whose q = matrix_to_quat(R) has no gradient at some R) goes through pred.R.
     """
-    R_t, R_p = geometry.quat_to_matrix(batch.q), pred.R
+    R_t = _matrix_entries(*(batch.q[..., i] for i in range(4)))
+    if pred.z is not None and pred.z.shape[-1] == 7:
+        r = _conj_times(batch.q, pred.q)
+        M = [[e - float(i == c) for c, e in enumerate(row)] for i, row in enumerate(_matrix_entries(*r))]
+    else:
+        R_p = pred.R
+        M = [[sum(R_t[j][i] * R_p[..., j, c] for j in range(3)) - float(i == c) for c in range(3)] for i in range(3)]
     dt = pred.t - batch.t
-    M = [[sum(R_t[..., j, i] * R_p[..., j, c] for j in range(3)) - float(i == c) for c in range(3)] for i in range(3)]
-    v = [sum(R_t[..., j, i] * dt[..., j] for j in range(3)) for i in range(3)]
+    v = [sum(R_t[j][i] * dt[..., j] for j in range(3)) for i in range(3)]
     X = [pts[:, c] for c in range(3)]  # (K,) each
     return jnp.stack([sum(M[i][c][..., None] * X[c] for c in range(3)) + v[i][..., None] for i in range(3)], -1)
+
+
+def _matrix_entries(x, y, z, w) -> list[list[jax.Array]]:
+    """Rows of the rotation matrix of the quaternion (x, y, z, w) / |q|, entries (...,) as
+    geometry.quat_to_matrix (zero -> identity), unstacked."""
+    n = x * x + y * y + z * z + w * w
+    s = 2.0 / jnp.where(n > 0, n, 1.0)
+    return [
+        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
+        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
+        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
+    ]
+
+
+def _conj_times(a: jax.Array, b: jax.Array) -> list[jax.Array]:
+    """a^* b (Hamilton) of (..., 4) quaternions (x, y, z, w), as its 4 entries (...,)."""
+    ax, ay, az, aw = -a[..., 0], -a[..., 1], -a[..., 2], a[..., 3]
+    bx, by, bz, bw = (b[..., i] for i in range(4))
+    return [
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ]
 
 
 def l1_3d(pred: Prediction, batch: Batch, ctx: Context) -> jax.Array:
