@@ -226,12 +226,6 @@ def module_source(
     minified: bool = True,
 ) -> str:
     """The text of the exported module: the (minified) source with its injection line replaced by the data."""
-    text = source_text(BUILT_NAME if minified else SOURCE_NAME)
-    lines = text.split("\n")
-    if lines.count(INJECTION_LINE) != 1:
-        raise ExportError(
-            f"{BUILT_NAME if minified else SOURCE_NAME} must contain the line {INJECTION_LINE!r} exactly once"
-        )
     data = module_data(
         solver,
         cam,
@@ -241,6 +235,14 @@ def module_source(
         refine_cost=refine_cost,
         refine_retry=refine_retry,
     )
+    return fill(source_text(BUILT_NAME if minified else SOURCE_NAME), data)
+
+
+def fill(text: str, data: dict[str, Any]) -> str:
+    """A build of the module (or its source) with its injection line holding ``data`` and only the optional parts it calls."""
+    lines = text.split("\n")
+    if lines.count(INJECTION_LINE) != 1:
+        raise ExportError(f"the module's source must contain the line {INJECTION_LINE!r} exactly once")
     lines[lines.index(INJECTION_LINE)] = f"const GENERATED = {js_string_literal_json(data)};"
     return "\n".join(_optional_parts(lines, needed_parts(data)))
 

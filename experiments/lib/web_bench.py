@@ -167,9 +167,7 @@ def tracker_bytes(tmp: Path) -> tuple[int, int]:
         refine_retry=jsmodule.DEFAULT_REFINE_RETRY,
     )
     del data["track"]
-    lines = bare.read_text().split("\n")
-    lines[lines.index(jsmodule.INJECTION_LINE)] = f"const GENERATED = {jsmodule.js_string_literal_json(data)};"
-    without = "\n".join(lines).encode()
+    without = jsmodule.fill(bare.read_text(), data).encode()
     gz = lambda b: len(gzip.compress(b, 9, mtime=0))  # noqa: E731
     return len(full) - len(without), gz(full) - gz(without)
 
