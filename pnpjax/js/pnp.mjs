@@ -462,7 +462,7 @@ export function createSolver(g) {
 
   /**
    * Cost of pose p (pnpjax.refine's "image", "object" or "ml"); sets `front` (every depth >
-   * MIN_DEPTH), `depthSum`, EK (image residual norms) and, in H2 / GR2, the Gauss-Newton matrix
+   * MIN_DEPTH), `depthSum`, EK (the image cost's residual norms), `maha` (ml) and, in H2 / GR2, the Gauss-Newton matrix
    * (upper triangle) and half-gradient, if `normals` (else only the cost: a trial step needs the
    * normal equations only once taken). The image cost weighs point k by WK[k] (1 but in the tracker).
    */
@@ -491,7 +491,6 @@ export function createSolver(g) {
       const v = y * iz;
       const ru = u - XY[2 * k];
       const rv = v - XY[2 * k + 1];
-      EK[k] = sqrt(ru * ru + rv * rv);
       if (kind === 'object') {
         // e = X x m (its norm: X's distance from the ray m); de/dv = [.]_x m's rows,
         // de/domega_a = X m_a - (m . X) b_a.
@@ -513,7 +512,9 @@ export function createSolver(g) {
       }
       if (kind === 'image') {
         const wk = WK[k];
-        cost += wk * (ru * ru + rv * rv);
+        const rr = ru * ru + rv * rv;
+        EK[k] = sqrt(rr);
+        cost += wk * rr;
         if (!normals) continue;
         jacobian(u, v, iz);
         addOuter(JU, JV, JU, wk, 0);
@@ -530,8 +531,7 @@ export function createSolver(g) {
       const kappa = b / D;
       const qr = u * ru + v * rv;
       const rr = ru * ru + rv * rv;
-      maha += (rr - kappa * qr * qr) / a;
-      cost += (rr - kappa * qr * qr) / a;
+      maha += (rr - kappa * qr * qr) * ia;
       // log det: the product of the points' a D, one log per evaluation (V8 calls out for each)
       det *= a * D;
       if (!(det > 1e-150 && det < 1e150)) {
@@ -557,7 +557,7 @@ export function createSolver(g) {
       GR2[4] -= 0.5 * dz * x;
       addOuter(JU, JV, JW, ia, -kappa * ia);
     }
-    return cost + log(det);
+    return cost + maha + log(det);
   }
 
   /** DELTA = -A^-1 GR for SPD A (6 x 6) and GR (6): Jacobi-scaled Cholesky; NaN if not positive definite. */
