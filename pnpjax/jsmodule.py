@@ -46,8 +46,8 @@ DEFAULT_REFINE_COST = "ml"
 DEFAULT_REFINE_RETRY = 20
 MAX_REFINE_ITERS = 100  # the module's MAX_ITERATIONS
 # The optional parts of pnp.mjs (web/tools/build_module.mjs puts each on a line of pnp.min.mjs that
-# starts with /*NAME*/): the uint8 or the float16/float32 weight decoder, the 6d head.
-OPTIONAL_PARTS = ("uint8", "float", "6d")
+# starts with /*NAME*/): the uint8 or the float16/float32 weight decoder, the 6d head, the perspective roll.
+OPTIONAL_PARTS = ("uint8", "float", "6d", "perspective")
 
 
 def source_text(name: str = BUILT_NAME) -> str:
@@ -249,7 +249,9 @@ def fill(text: str, data: dict[str, Any]) -> str:
 
 def needed_parts(data: dict[str, Any]) -> set[str]:
     """The optional parts of the module (pnp.mjs `// (optional NAME)`) an export with this data calls."""
-    return {"uint8" if data["dtype"] == "uint8" else "float"} | ({"6d"} if len(data["yStd"]) == 9 else set())
+    parts = {"uint8" if data["dtype"] == "uint8" else "float"}
+    parts |= {"6d"} if len(data["yStd"]) == 9 else set()
+    return parts | ({"perspective"} if (data["model"] or {}).get("perspective") else set())
 
 
 def _optional_parts(lines: list[str], needed: set[str]) -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 
 from experiments.lib import node, precision
 from experiments.lib.precision import pose_error
+import test_jsmodule_recipe
 from helpers import random_solver
 from pnpjax import camera, checkpoint, cli, export, jsmodule, layouts, model, refine
 from pnpjax.tfjs import ExportError
@@ -209,9 +210,8 @@ def test_an_export_keeps_only_the_optional_parts_it_calls():
     built = jsmodule.source_text(jsmodule.BUILT_NAME).split("\n")
     for name in jsmodule.OPTIONAL_PARTS:
         assert sum(ln.startswith(f"/*{name}*/") for ln in built) == 1, name
-    defined = lambda text: {
-        n for n, f in [("uint8", "pnpUint8"), ("float", "pnpFloat"), ("6d", "pnp6d")] if f"function {f}(" in text
-    }
+    functions = [("uint8", "pnpUint8"), ("float", "pnpFloat"), ("6d", "pnp6d"), ("perspective", "pnpPerspective")]
+    defined = lambda text: {n for n, f in functions if f"function {f}(" in text}
     cam = camera.parse_camera("hfov=60,640x480")
     solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
     for quantize, parts in [("uint8", {"uint8"}), ("float16", {"float"}), ("float32", {"float"})]:
@@ -219,7 +219,9 @@ def test_an_export_keeps_only_the_optional_parts_it_calls():
         assert defined(text) == parts, quantize
         assert not any(f"/*{n}*/" in text for n in jsmodule.OPTIONAL_PARTS)
     assert defined(jsmodule.module_source(random_solver("6d", seed=4), None, "uint8", "x")) == {"uint8", "6d"}
-    assert defined(jsmodule.module_source(solver, cam, "uint8", "x", minified=False)) == {"uint8", "float", "6d"}
+    persp = test_jsmodule_recipe.recipe_solver("centroid", "ray", "perspective", seed=4)
+    assert defined(jsmodule.module_source(persp, None, "float32", "x")) == {"float", "perspective"}
+    assert defined(jsmodule.module_source(solver, cam, "uint8", "x", minified=False)) == set(jsmodule.OPTIONAL_PARTS)
 
 
 def default_module_text() -> bytes:

@@ -72,7 +72,7 @@ function decodeWeights({ weights, dtype, quant, layers }) {
 
 // ------------------------------------------------------------------ optional parts
 // `pnpjax export` leaves out the parts a checkpoint does not need (uint8 or float weights, the 6d
-// head): web/tools/build_module.mjs minifies each `(optional NAME)` part on a line of its own,
+// head, the perspective roll): web/tools/build_module.mjs minifies each `(optional NAME)` part on a line of its own,
 // marked /*NAME*/, and pnpjax/jsmodule.py drops the marked lines it does not need. A part uses
 // only its arguments and globals.
 
@@ -144,6 +144,49 @@ function pnp6d(y, q) {
   q.set(P[k]);
 }
 // (end 6d)
+
+// (optional perspective)
+/**
+ * roll 'perspective': QC = the smallest turn of the optical axis onto the landmarks' mean unit
+ * viewing ray (its rotation matrix, row-major, then its quaternion's w, x, y; z = 0); XP = XY (2K
+ * normalised coordinates) seen by the camera turned so (a homography). Returns XP.
+ */
+function pnpPerspective(XY, QC, XP) {
+  let rx = 0;
+  let ry = 0;
+  let rz = 0;
+  for (let k = 0; k < XY.length; k += 2) {
+    const inv = 1 / Math.sqrt(XY[k] * XY[k] + XY[k + 1] * XY[k + 1] + 1);
+    rx += XY[k] * inv;
+    ry += XY[k + 1] * inv;
+    rz += inv;
+  }
+  const qw0 = Math.sqrt(rx * rx + ry * ry + rz * rz) + rz;
+  const n = Math.sqrt(rx * rx + ry * ry + qw0 * qw0);
+  const qx = -ry / n;
+  const qy = rx / n;
+  const qw = qw0 / n;
+  QC.set([1 - 2 * qy * qy, 2 * qx * qy, 2 * qy * qw, 2 * qx * qy, 1 - 2 * qx * qx, -2 * qx * qw]);
+  QC.set([-2 * qy * qw, 2 * qx * qw, 1 - 2 * (qx * qx + qy * qy), qw, qx, qy], 6);
+  for (let k = 0; k < XY.length; k += 2) {
+    const u = XY[k];
+    const v = XY[k + 1];
+    const iz = 1 / Math.max(QC[2] * u + QC[5] * v + QC[8], 1e-6);
+    XP[k] = (QC[0] * u + QC[3] * v + QC[6]) * iz;
+    XP[k + 1] = (QC[1] * u + QC[4] * v + QC[7]) * iz;
+  }
+  return XP;
+}
+
+/** roll 'perspective', back to the real camera: q <- q_c q, t <- R_c t (POSE: w x y z t). */
+function pnpPerspectiveBack(POSE, QC) {
+  const [w, qx, qy, qz, tx, ty, tz] = POSE;
+  const [cw, cx, cy] = [QC[9], QC[10], QC[11]];
+  POSE.set([cw * w - cx * qx - cy * qy, cw * qx + cx * w + cy * qz, cw * qy - cx * qz + cy * w]);
+  POSE[3] = cw * qz + cx * qy - cy * qx;
+  for (let i = 0; i < 3; i++) POSE[4 + i] = QC[3 * i] * tx + QC[3 * i + 1] * ty + QC[3 * i + 2] * tz;
+}
+// (end perspective)
 
 /**
  * A solver from generated data (the value `pnpjax export` injects). Its functions reuse buffers
@@ -282,36 +325,10 @@ export function createSolver(g) {
   const XP = F64(N2); // roll 'perspective': XY seen by the camera turned by QC
   const QC = F64(12); // that turn: its rotation matrix (row-major), then its quaternion's w, x, y (z = 0)
 
-  /** roll 'perspective': QC = the smallest turn of the optical axis onto the landmarks' mean unit
-   * viewing ray; XP = XY seen by the camera turned so (a homography). Returns XP. */
-  function perspective() {
-    let rx = 0;
-    let ry = 0;
-    let rz = 0;
-    for (let k = 0; k < N2; k += 2) {
-      const inv = 1 / sqrt(XY[k] * XY[k] + XY[k + 1] * XY[k + 1] + 1);
-      rx += XY[k] * inv;
-      ry += XY[k + 1] * inv;
-      rz += inv;
-    }
-    const qw0 = sqrt(rx * rx + ry * ry + rz * rz) + rz;
-    const n = sqrt(rx * rx + ry * ry + qw0 * qw0);
-    const [qx, qy, qw] = [-ry / n, rx / n, qw0 / n];
-    QC.set([1 - 2 * qy * qy, 2 * qx * qy, 2 * qy * qw, 2 * qx * qy, 1 - 2 * qx * qx, -2 * qx * qw]);
-    QC.set([-2 * qy * qw, 2 * qx * qw, 1 - 2 * (qx * qx + qy * qy), qw, qx, qy], 6);
-    for (let k = 0; k < N2; k += 2) {
-      const [u, v] = [XY[k], XY[k + 1]];
-      const iz = 1 / max(QC[2] * u + QC[5] * v + QC[8], 1e-6);
-      XP[k] = (QC[0] * u + QC[3] * v + QC[6]) * iz;
-      XP[k + 1] = (QC[1] * u + QC[4] * v + QC[7]) * iz;
-    }
-    return XP;
-  }
-
   /** Sets POSE (unit q) from the network on XY (pnpjax.model.apply); returns its t_z (the ml cost's 2D scale). */
   function network() {
     const x = hA;
-    const P = PERSP ? perspective() : XY;
+    const P = PERSP ? pnpPerspective(XY, QC, XP) : XY;
     // roll 'canonical': turn the image by -theta about the optical axis, theta the direction of
     // the roll weights' moment of the centred landmarks; the network's pose is turned back by theta.
     let mx = 0;
@@ -400,14 +417,7 @@ export function createSolver(g) {
       POSE[2] = hc * qy + hs * qx;
       POSE[3] = hc * qz + hs * w;
     }
-    if (PERSP) {
-      // back to the real camera: q <- q_c q, t <- R_c t.
-      const [w, qx, qy, qz, tx, ty, tz] = POSE;
-      const [cw, cx, cy] = [QC[9], QC[10], QC[11]];
-      POSE.set([cw * w - cx * qx - cy * qy, cw * qx + cx * w + cy * qz, cw * qy - cx * qz + cy * w]);
-      POSE[3] = cw * qz + cx * qy - cy * qx;
-      for (let i = 0; i < 3; i++) POSE[4 + i] = QC[3 * i] * tx + QC[3 * i + 1] * ty + QC[3 * i + 2] * tz;
-    }
+    if (PERSP) pnpPerspectiveBack(POSE, QC);
     return POSE[6];
   }
 
