@@ -248,7 +248,7 @@ export function createSolver(g) {
   const TRY = F64(7);
   const DQ = F64(4);
   const OUT = F64(7);
-  const [JU, JV, JW, S, Y, DELTA] = [0, 0, 0, 0, 0, 0].map(() => F64(6));
+  const [JU, JV, JW, S, Y, DELTA, ID] = [0, 0, 0, 0, 0, 0, 0].map(() => F64(6));
   const A = F64(36);
   const L = F64(36);
   // Normal equations (H, half-gradient) of the current pose, and of the trial pose.
@@ -577,18 +577,19 @@ export function createSolver(g) {
       for (let i = j; i < 6; i++) {
         let s = A[6 * i + j] * S[i] * S[j];
         for (let k = 0; k < j; k++) s -= L[6 * i + k] * L[6 * j + k];
-        L[6 * i + j] = i === j ? sqrt(s) : s / L[7 * j];
+        L[6 * i + j] = i === j ? sqrt(s) : s * ID[j];
+        if (i === j) ID[j] = 1 / L[7 * j]; // (reciprocals: multiplications below, not divisions)
       }
     }
     for (let i = 0; i < 6; i++) {
       let s = GR[i] * S[i];
       for (let k = 0; k < i; k++) s -= L[6 * i + k] * Y[k];
-      Y[i] = s / L[7 * i];
+      Y[i] = s * ID[i];
     }
     for (let i = 5; i >= 0; i--) {
       let s = Y[i];
       for (let k = i + 1; k < 6; k++) s -= L[6 * k + i] * DELTA[k];
-      DELTA[i] = s / L[7 * i];
+      DELTA[i] = s * ID[i];
     }
     for (let i = 0; i < 6; i++) DELTA[i] *= -S[i];
   }
