@@ -362,7 +362,10 @@ def encode_target(
     return jnp.concatenate([y[..., :-3], jnp.log(depth), t[..., :2] / depth - _ray(jnp.asarray(xy))], -1)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2))
 def init_params(cfg: ModelConfig, key: jax.Array, num_points: int):
+    """Initial parameters (one compiled program per config: eager Flax init compiles each
+    initialiser's ops one by one)."""
     return network(cfg).init(key, jnp.zeros((1, input_dim(cfg, num_points)), jnp.float32))["params"]
 
 
@@ -381,8 +384,10 @@ def mlp_apply(params, x: jax.Array) -> jax.Array:
     return h.T.reshape(lead + (h.shape[0],))
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
-    """Run the solver on (B, K, 2) normalised image coordinates."""
+    """Run the solver on (B, K, 2) normalised image coordinates (compiled once per config and
+    shape; inside a traced function it is inlined)."""
     xy = jnp.asarray(xy)
     if cfg.roll == "canonical":
         cos, sin = canonical_roll(xy, _need_roll_weights(stats))
@@ -417,13 +422,19 @@ def standardized_target(
 
 def compute_stats(cfg: ModelConfig, protocol: protocols.Protocol, layout, key: jax.Array, n: int = 200_000) -> Stats:
     """Mean/std of inputs and pose vectors over n draws of the training protocol."""
-    rw = jnp.asarray(roll_weights(layout)) if cfg.roll != "none" else None
     b = protocols.sample_jit(protocol, key, layout, n)
-    w = b.valid.astype(jnp.float32)[:, None]
-    xy = b.xy if rw is None else canonicalize(b.xy, rw, roll=cfg.roll)[0]
-    x = features(cfg, xy)
+    return _stats_of(cfg, layout, b.xy, b.q, b.t, b.valid)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _stats_of(cfg: ModelConfig, layout, xy: jax.Array, q: jax.Array, t: jax.Array, valid: jax.Array) -> Stats:
+    """`compute_stats` of drawn poses, compiled once per config and layout (the draws come from
+    the sampler's own compiled program, shared by every config)."""
+    rw = jnp.asarray(roll_weights(layout)) if cfg.roll != "none" else None
+    w = valid.astype(jnp.float32)[:, None]
+    x = features(cfg, xy if rw is None else canonicalize(xy, rw, roll=cfg.roll)[0])
     q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))
-    y = encode_target(cfg, b.q, b.t, b.xy, q_ref, rw)
+    y = encode_target(cfg, q, t, xy, q_ref, rw)
 
     def mean_std(a):
         m = jnp.sum(a * w, 0) / jnp.sum(w)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -80,8 +81,10 @@ def _seed_raw(acts, layers, mean, scale, uv_seed) -> jnp.ndarray:
     return x * scale + mean
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _seed_apply(acts, variables, xy) -> Prediction:
-    """The original model on normalised OpenCV coords, its pose returned in the OpenCV frame."""
+    """The original model on normalised OpenCV coords, its pose returned in the OpenCV frame
+    (compiled once per shape; inlined when traced)."""
     layers, mean, scale = variables
     xy = jnp.asarray(xy, jnp.float32)
     # Normalised OpenCV coords -> pixels of the seed camera -> the original's (u, v up).
