@@ -376,7 +376,9 @@ def mlp_apply(params, x: jax.Array) -> jax.Array:
     vectorised minor axis of every product and elementwise op."""
     layers = [params[f"Dense_{i}"] for i in range(len(params))]
     lead = x.shape[:-1]
-    h = x.reshape(-1, x.shape[-1]).T
+    # Transposed in memory (not folded into the first layer's products as a strided operand: its
+    # forward and weight-gradient products are then ~2x cheaper; ~4 % of a train step).
+    h = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
     for i, layer in enumerate(layers):
         h = jnp.dot(layer["kernel"].T, h) + layer["bias"][:, None]
         if i < len(layers) - 1:
