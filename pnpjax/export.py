@@ -259,26 +259,41 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     # The float32 mean is off by up to half an ulp of the coordinates (3e-5 px at 600 px), which
     # would shift every offset alike; a second pass on the offsets' own (small) mean removes it.
     need_c, need_d = m.inputs == "centroid" or m.translation == "ray", m.inputs == "centroid" or roll != "none"
+    want_c = need_c
+    if roll == "perspective":  # (c, d) first: the turn below is computed from them
+        need_c = need_d = True
+    if need_c or need_d:
+        cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
+    if need_c:
+        c = g.op("RealDiv", g.op("Sub", cu, pp), f)  # (N, 1, 2)
+    if need_d:
+        du = g.op("Sub", uv, cu)
+        d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
     if roll == "perspective":
-        # The camera turned onto the mean unit viewing ray (model.perspective_frame): rc = the rows
-        # of R_c as (N, 1, 1) entries, q_c = (qx, qy, 0, qw); the landmarks become the normalised
-        # image of that camera (near the axis: (c, d) below need no image-unit detour).
-        xy0 = g.op("RealDiv", g.op("Sub", uv, pp), f)  # (N, K, 2)
-        inv = g.op(
-            "RealDiv",
-            g.const(1.0),
-            g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", xy0), 2, keep_dims=True), g.const(1.0))),
-        )
-        rxy = g.reduce("Sum", g.op("Mul", xy0, inv), 1)  # (N, 2)
-        rz = g.reduce("Sum", inv, 1)  # (N, 1)
-        rn = g.op("Sqrt", g.op("AddV2", g.reduce("Sum", g.op("Square", rxy), 1, keep_dims=True), g.op("Square", rz)))
-        qv = g.concat(
-            [g.op("Neg", g.slice(rxy, (0, 1), (-1, 1))), g.slice(rxy, (0, 0), (-1, 1)), g.op("AddV2", rn, rz)], 1
-        )
-        qv = g.op("RealDiv", qv, g.op("Sqrt", g.reduce("Sum", g.op("Square", qv), 1, keep_dims=True)))
-        qx, qy, qw = (g.slice(qv, (0, i), (-1, 1)) for i in range(3))  # (N, 1)
+        # The camera turned onto the mean unit viewing ray u_k (model.perspective_frame, the same
+        # float32-careful form: u_k - r/K from the small offsets d alone): rc = the rows of R_c as
+        # (N, 1) entries, q_c = (qx, qy, 0, qw); then the landmarks of the turned camera replace
+        # (c, d), in normalised coordinates (near the axis: no image-unit detour needed).
         mul, add, sub = (lambda a, b, op=op: g.op(op, a, b) for op in ("Mul", "AddV2", "Sub"))
-        two, one = g.const(2.0), g.const(1.0)
+        c1, d1 = g.reshape(c, (-1, 1, 2)), d
+        cx, cy = g.slice(c1, (0, 0, 0), (-1, 1, 1)), g.slice(c1, (0, 0, 1), (-1, 1, 1))  # (N, 1, 1)
+        dx, dy = g.slice(d1, (0, 0, 0), (-1, k, 1)), g.slice(d1, (0, 0, 1), (-1, k, 1))  # (N, K, 1)
+        one, two = g.const(1.0), g.const(2.0)
+        nc = g.op("Sqrt", add(one, add(mul(cx, cx), mul(cy, cy))))
+        ux, uy = add(cx, dx), add(cy, dy)
+        nk = g.op("Sqrt", add(one, add(mul(ux, ux), mul(uy, uy))))
+        dn2 = add(mul(two, add(mul(cx, dx), mul(cy, dy))), add(mul(dx, dx), mul(dy, dy)))
+        gk = g.op("Neg", g.op("RealDiv", dn2, mul(mul(nk, nc), add(nk, nc))))
+        ex, ey, ez = add(g.op("RealDiv", dx, nk), mul(cx, gk)), add(g.op("RealDiv", dy, nk), mul(cy, gk)), gk
+        mean = lambda e: g.reduce("Mean", e, 1, keep_dims=True)  # noqa: E731
+        mx, my, mz = mean(ex), mean(ey), mean(ez)  # (N, 1, 1)
+        rx, ry = add(g.op("RealDiv", cx, nc), mx), add(g.op("RealDiv", cy, nc), my)
+        rz = add(g.op("RealDiv", one, nc), mz)
+        ex, ey, ez = sub(ex, mx), sub(ey, my), sub(ez, mz)
+        rn = g.op("Sqrt", add(add(mul(rx, rx), mul(ry, ry)), mul(rz, rz)))
+        qv = g.concat([g.op("Neg", ry), rx, add(rn, rz)], 2)  # (N, 1, 3)
+        qv = g.op("RealDiv", qv, g.op("Sqrt", g.reduce("Sum", g.op("Square", qv), 2, keep_dims=True)))
+        qx, qy, qw = (g.reshape(g.slice(qv, (0, 0, i), (-1, 1, 1)), (-1, 1)) for i in range(3))  # (N, 1)
         rc = [
             [sub(one, mul(two, mul(qy, qy))), mul(two, mul(qx, qy)), mul(two, mul(qy, qw))],
             [mul(two, mul(qx, qy)), sub(one, mul(two, mul(qx, qx))), g.op("Neg", mul(two, mul(qx, qw)))],
@@ -288,19 +303,16 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
                 sub(one, mul(two, add(mul(qx, qx), mul(qy, qy)))),
             ],
         ]
-        e = [[g.reshape(v, (-1, 1, 1)) for v in row] for row in rc]
-        x0, y0 = g.slice(xy0, (0, 0, 0), (-1, k, 1)), g.slice(xy0, (0, 0, 1), (-1, k, 1))
-        h = [add(add(mul(e[0][i], x0), mul(e[1][i], y0)), e[2][i]) for i in range(3)]  # R_c^T [x, y, 1]
-        hz = g.op("Maximum", h[2], g.const(1e-6))
-        uv = g.concat([g.op("RealDiv", h[0], hz), g.op("RealDiv", h[1], hz)], 2)  # normalised: pp 0, f 1
-        pp, f = g.const([0.0, 0.0], "perspective/c"), g.const([1.0, 1.0], "perspective/f")
-    if need_c or need_d:
-        cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
-    if need_c:
-        c = g.op("RealDiv", g.op("Sub", cu, pp), f)  # (N, 1, 2)
-    if need_d:
-        du = g.op("Sub", uv, cu)
-        d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
+        e3 = [[g.reshape(v, (-1, 1, 1)) for v in row] for row in rc]
+        px = add(add(mul(e3[0][0], ex), mul(e3[1][0], ey)), mul(e3[2][0], ez))
+        py = add(add(mul(e3[0][1], ex), mul(e3[1][1], ey)), mul(e3[2][1], ez))
+        z = g.op("RealDiv", add(add(mul(e3[0][2], ux), mul(e3[1][2], uy)), e3[2][2]), nk)
+        z = g.op("Maximum", z, g.const(1e-6))
+        xyp = g.concat([g.op("RealDiv", px, z), g.op("RealDiv", py, z)], 2)  # (N, K, 2)
+        c = g.reduce("Mean", xyp, 1, keep_dims=True)
+        dp = g.op("Sub", xyp, c)
+        d = g.op("Sub", dp, g.reduce("Mean", dp, 1, keep_dims=True))
+        need_c = want_c
 
     if roll != "none":
         w = np.asarray(st.roll_weights, np.float64).reshape(1, k, 1)
@@ -338,7 +350,7 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         rel = g.reshape(g.op("RealDiv", d, g.reshape(spread, (-1, 1, 1))), (-1, 2 * k))
         feats = g.concat([rel, g.reshape(c, (-1, 2)), g.op("Log", spread)], 1)
     else:  # the (turned) normalised coordinates themselves, from the image coordinates directly
-        xy = g.op("RealDiv", g.op("Sub", uv, pp), f)
+        xy = xyp if roll == "perspective" else g.op("RealDiv", g.op("Sub", uv, pp), f)
         feats = g.reshape(turn(xy, k), (-1, 2 * k))
     h = g.op("RealDiv", g.op("Sub", feats, g.const(f32(st.x_mean), "x_mean")), g.const(f32(st.x_std), "x_std"))
     p = solver.params

@@ -237,28 +237,49 @@ def rotate_pose_z(
 def perspective_frame(xy: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(..., K, 2) normalised image coords -> (q_c (..., 4), xy' (..., K, 2)): q_c (x, y, z, w) is
     the smallest rotation taking the optical axis e_z onto r, the mean of the landmarks' unit
-    viewing rays, and xy' the landmarks seen by the camera turned by R_c (xy' = proj(R_c^T [xy, 1])).
+    viewing rays u_k, and xy' the landmarks seen by the camera turned by R_c (xy' = proj(R_c^T u_k)).
 
     r turns with the camera, so a camera rotation S changes R_c to S R_c up to a turn about e_z,
-    which roll canonicalisation then removes: exactly equivariant. Depths are clamped (rays more
-    than ~90 deg from r, which no face image has, stay finite)."""
-    x, y = xy[..., 0], xy[..., 1]
-    inv = jax.lax.rsqrt(x * x + y * y + 1.0)
-    rxy = _point_sum(xy * inv[..., None])  # (..., 2); r = (rxy, rz) = sum_k [x_k, y_k, 1] / |.|
-    rx, ry, rz = rxy[..., 0], rxy[..., 1], _point_sum(inv[..., None])[..., 0]
+    which roll canonicalisation then removes: exactly equivariant. In float32 the landmarks'
+    offsets from their centroid carry the shape: xy'_k = P (u_k - r/K) / (R_c^T u_k)_z (P the first
+    two rows of R_c^T, P r = 0) is computed from those small offsets alone (u_k - u_c written
+    without cancellation), not as a difference of O(1) numbers (the centroid of xy' is ~0 and
+    standardised by its small spread: its rounding would be amplified ~1000x). Depths are clamped
+    (rays more than ~90 deg from r, which no face image has, stay finite)."""
+    # The centroid as the first point plus the mean offset from it: offsets from a landmark are
+    # exact for nearby points. Offsets within a few ulps of the coordinates are rounding (XLA may
+    # compute equal inputs differently in vector and scalar lanes): zero, so that a face shrunk to
+    # one point gets d = 0 exactly (no roll), as the TF.js graph's pixel offsets give.
+    d0 = xy - xy[..., :1, :]
+    tiny = 8 * jnp.finfo(xy.dtype).eps * (jnp.abs(xy) + jnp.abs(xy[..., :1, :]))
+    d0 = jnp.where(jnp.abs(d0) <= tiny, 0.0, d0)
+    c = xy[..., 0, :] + _centroid(d0)  # (..., 2)
+    d = d0 - _centroid(d0)[..., None, :]  # (..., K, 2)
+    cx, cy = c[..., 0:1], c[..., 1:2]  # (..., 1)
+    dx, dy = d[..., 0], d[..., 1]  # (..., K)
+    nc = jnp.sqrt(1.0 + cx * cx + cy * cy)
+    nk = jnp.sqrt(1.0 + (cx + dx) ** 2 + (cy + dy) ** 2)
+    # u_k - u_c with u_c = (c, 1) / |(c, 1)|: (d_k, 0) / n_k + (c, 1) g_k, g_k = 1/n_k - 1/n_c.
+    g = -(2 * (cx * dx + cy * dy) + dx * dx + dy * dy) / (nk * nc * (nk + nc))
+    ex, ey, ez = dx / nk + cx * g, dy / nk + cy * g, g
+    mx, my, mz = (_point_sum(e[..., None])[..., 0] / xy.shape[-2] for e in (ex, ey, ez))  # (...,)
+    rx, ry, rz = cx[..., 0] / nc[..., 0] + mx, cy[..., 0] / nc[..., 0] + my, 1.0 / nc[..., 0] + mz  # r / K
+    ex, ey, ez = ex - mx[..., None], ey - my[..., None], ez - mz[..., None]  # u_k - r / K
     # q ~ (e_z x r, |r| + e_z . r) = (-r_y, r_x, 0, |r| + r_z); r_z > 0, so never zero.
     rn = jnp.sqrt(rx * rx + ry * ry + rz * rz)
     qx, qy, qw = -ry, rx, rn + rz
     n = jnp.sqrt(qx * qx + qy * qy + qw * qw)
     qx, qy, qw = qx / n, qy / n, qw / n
     q_c = jnp.stack([qx, qy, jnp.zeros_like(qw), qw], -1)
-    # R_c^T [x, y, 1] entry by entry (R_c of a quaternion with q_z = 0).
+    # Rows of R_c (a quaternion with q_z = 0); (R_c^T v)_i = sum_j R_ji v_j.
     a = [[1 - 2 * qy * qy, 2 * qx * qy, 2 * qy * qw], [2 * qx * qy, 1 - 2 * qx * qx, -2 * qx * qw]]
-    a.append([-2 * qy * qw, 2 * qx * qw, 1 - 2 * (qx * qx + qy * qy)])  # rows of R_c
+    a.append([-2 * qy * qw, 2 * qx * qw, 1 - 2 * (qx * qx + qy * qy)])
     col = [[e[..., None] for e in row] for row in a]
-    h = [col[0][i] * x + col[1][i] * y + col[2][i] for i in range(3)]  # (R_c^T h)_i = sum_j R_ji h_j
-    inv_z = 1.0 / jnp.maximum(h[2], 1e-6)
-    return q_c, jnp.stack([h[0] * inv_z, h[1] * inv_z], -1)
+    px = col[0][0] * ex + col[1][0] * ey + col[2][0] * ez
+    py = col[0][1] * ex + col[1][1] * ey + col[2][1] * ez
+    z = (col[0][2] * (cx + dx) + col[1][2] * (cy + dy) + col[2][2]) / nk  # (R_c^T u_k)_z
+    inv_z = 1.0 / jnp.maximum(z, 1e-6)
+    return q_c, jnp.stack([px * inv_z, py * inv_z], -1)
 
 
 def _rotate_pose(q_c: jax.Array, R: jax.Array, q: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
