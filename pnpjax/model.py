@@ -182,6 +182,19 @@ def roll_weights(layout) -> np.ndarray:
     return (x / norm).astype(np.float32)
 
 
+def _centre(xy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(..., K, 2) -> (c (..., 2), d (..., K, 2)): the centroid and the offsets from it, taken as
+    the first point plus the mean offset from it (offsets between nearby points are exact).
+    Offsets within a few ulps of the coordinates are rounding (XLA may compute equal inputs
+    differently in its vector and scalar lanes) and count as zero: a face shrunk to one point gets
+    d = 0 exactly (no roll direction), as the TF.js graph's offsets in pixels give."""
+    d0 = xy - xy[..., :1, :]
+    tiny = 8 * jnp.finfo(xy.dtype).eps * (jnp.abs(xy) + jnp.abs(xy[..., :1, :]))
+    d0 = jnp.where(jnp.abs(d0) <= tiny, 0.0, d0)
+    m = _centroid(d0)
+    return xy[..., 0, :] + m, d0 - m[..., None, :]
+
+
 def canonical_roll(xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """(..., K, 2) normalised image coords -> (cos, sin) of theta, each (...,), the image direction
     of d = sum_k w_k (xy_k - mean_k xy_k); (1, 0) where d is zero (e.g. all landmarks at one point)."""
@@ -246,15 +259,7 @@ def perspective_frame(xy: jax.Array) -> tuple[jax.Array, jax.Array]:
     without cancellation), not as a difference of O(1) numbers (the centroid of xy' is ~0 and
     standardised by its small spread: its rounding would be amplified ~1000x). Depths are clamped
     (rays more than ~90 deg from r, which no face image has, stay finite)."""
-    # The centroid as the first point plus the mean offset from it: offsets from a landmark are
-    # exact for nearby points. Offsets within a few ulps of the coordinates are rounding (XLA may
-    # compute equal inputs differently in vector and scalar lanes): zero, so that a face shrunk to
-    # one point gets d = 0 exactly (no roll), as the TF.js graph's pixel offsets give.
-    d0 = xy - xy[..., :1, :]
-    tiny = 8 * jnp.finfo(xy.dtype).eps * (jnp.abs(xy) + jnp.abs(xy[..., :1, :]))
-    d0 = jnp.where(jnp.abs(d0) <= tiny, 0.0, d0)
-    c = xy[..., 0, :] + _centroid(d0)  # (..., 2)
-    d = d0 - _centroid(d0)[..., None, :]  # (..., K, 2)
+    c, d = _centre(xy)  # (..., 2), (..., K, 2)
     cx, cy = c[..., 0:1], c[..., 1:2]  # (..., 1)
     dx, dy = d[..., 0], d[..., 1]  # (..., K)
     nc = jnp.sqrt(1.0 + cx * cx + cy * cy)

@@ -92,10 +92,7 @@ class RealisticProtocol:
 
 Protocol = SeedProtocol | RealisticProtocol
 
-# Training oversamples 1.75x (acceptance 0.59: 1.03 batches of accepted candidates on average; at
-# batch 4,096 a batch comes out short ~0.1 % of the time, by a few samples, marked invalid): 3-7 %
-# more valid samples/s than 2x (bench_train.py --compare ... --oversample 2.0 1.75).
-SEED_TRAIN = SeedProtocol(scale=2.0, oversample=1.75)
+SEED_TRAIN = SeedProtocol(scale=2.0)
 SEED_TEST = SeedProtocol(scale=1.0, oversample=4.0)
 
 
