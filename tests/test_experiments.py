@@ -120,3 +120,26 @@ def test_plot_curves_of_a_workdir(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "w" / "learning_curves.png").stat().st_size > 5000
+
+
+def test_bench_train_profile_and_against():
+    """bench_train.py --profile prints the five cumulative stages of the step (positive CPU ms);
+    --against HEAD times the committed code against the working tree in child processes (both
+    rows, positive rates, the baseline's ratios exactly 1)."""
+    base = [sys.executable, str(ROOT / "experiments" / "bench_train.py"), "--config", "smoke", "--batch-sizes", "64"]
+    run = lambda *a: subprocess.run([*base, *a], cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)  # noqa: E731
+    prof = run("--profile", "--seconds", "0.05", "--rounds", "1")
+    assert prof.returncode == 0, prof.stderr[-3000:]
+    stages = re.findall(r"^  (.+?)\s+([\d.]+)\s+stage\s+[+-][\d.]+$", prof.stdout, re.M)
+    assert [s for s, _ in stages] == [
+        "sample",
+        "+ recipe geometry",
+        "+ forward, loss",
+        "+ backward",
+        "+ Adam (full step)",
+    ]
+    assert all(float(ms) > 0 for _, ms in stages)
+    ab = run("--against", "HEAD", "--seconds", "0.05", "--rounds", "1")
+    assert ab.returncode == 0, ab.stderr[-3000:]
+    rows = {l.split()[0]: l.split() for l in ab.stdout.splitlines() if l.startswith(("HEAD", "working"))}
+    assert rows["HEAD"][-2:] == ["1.000x", "1.000x"] and float(rows["working"][3].replace(",", "")) > 0
