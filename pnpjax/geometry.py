@@ -7,7 +7,9 @@ Conventions (used everywhere in pnpjax):
 
 SO3 algebra is delegated to jaxlie (which stores (w, x, y, z)); these functions are thin
 adapters that fix the (x, y, z, w) order at the library's edge and add the NaN-safe pieces
-needed inside losses (normalisation of raw network outputs, Gram-Schmidt, geodesic angle).
+needed inside losses (normalisation of raw network outputs, Gram-Schmidt, geodesic angle). The
+products used on hot paths (quaternion to matrix, quaternion product) are written component by
+component instead: jaxlie's forms become batched small dots and gathers on CPU.
 """
 
 from __future__ import annotations
@@ -72,10 +74,22 @@ def matrix_to_quat(R: ArrayLike) -> jax.Array:
 
 
 def quat_multiply(q1: ArrayLike, q2: ArrayLike) -> jax.Array:
-    """Hamilton product q1 * q2 (apply q2 first), (x, y, z, w) order."""
-    a = jaxlie.SO3(_xyzw_to_wxyz(jnp.asarray(q1)))
-    b = jaxlie.SO3(_xyzw_to_wxyz(jnp.asarray(q2)))
-    return _wxyz_to_xyzw((a @ b).wxyz)
+    """Hamilton product q1 * q2 (apply q2 first), (x, y, z, w) order.
+
+    Component by component (jaxlie's product is an outer product and a gather, batched small ops
+    on CPU); the solver's roll, the tracker and the samplers share it."""
+    q1, q2 = jnp.asarray(q1), jnp.asarray(q2)
+    ax, ay, az, aw = (q1[..., i] for i in range(4))
+    bx, by, bz, bw = (q2[..., i] for i in range(4))
+    return jnp.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        -1,
+    )
 
 
 def quat_conjugate(q: ArrayLike) -> jax.Array:

@@ -37,7 +37,8 @@ def alignment_residual(pred: Prediction, batch: Batch, pts: jax.Array) -> jax.Ar
     """
     R_t = _matrix_entries(*(batch.q[..., i] for i in range(4)))
     if pred.z is not None and pred.z.shape[-1] == 7:
-        r = _conj_times(batch.q, pred.q)
+        q_rel = geometry.quat_multiply(geometry.quat_conjugate(batch.q), pred.q)
+        r = [q_rel[..., i] for i in range(4)]
         M = [[e - float(i == c) for c, e in enumerate(row)] for i, row in enumerate(_matrix_entries(*r))]
     else:
         R_p = pred.R
@@ -57,18 +58,6 @@ def _matrix_entries(x, y, z, w) -> list[list[jax.Array]]:
         [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
         [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
         [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ]
-
-
-def _conj_times(a: jax.Array, b: jax.Array) -> list[jax.Array]:
-    """a^* b (Hamilton) of (..., 4) quaternions (x, y, z, w), as its 4 entries (...,)."""
-    ax, ay, az, aw = -a[..., 0], -a[..., 1], -a[..., 2], a[..., 3]
-    bx, by, bz, bw = (b[..., i] for i in range(4))
-    return [
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-        aw * bw - ax * bx - ay * by - az * bz,
     ]
 
 

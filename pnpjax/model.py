@@ -291,23 +291,12 @@ def _rotate_pose(q_c: jax.Array, R: jax.Array, q: jax.Array, t: jax.Array) -> tu
     """(R_c R, q_c q, R_c t) for (..., 4) quaternions q_c; R, t entry by entry (no batched dots)."""
     Rc = geometry.quat_to_matrix(q_c)
     rows = [sum(Rc[..., i, j, None] * R[..., j, :] for j in range(3)) for i in range(3)]
-    t = jnp.stack([sum(Rc[..., i, j] * t[..., j] for j in range(3)) for i in range(3)], -1)
-    return jnp.stack(rows, -2), _quat_multiply(q_c, q), t
+    return jnp.stack(rows, -2), geometry.quat_multiply(q_c, q), _rotate_vector(Rc, t)
 
 
-def _quat_multiply(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Hamilton product a * b of (..., 4) (x, y, z, w) quaternions, component by component."""
-    ax, ay, az, aw = (a[..., i] for i in range(4))
-    bx, by, bz, bw = (b[..., i] for i in range(4))
-    return jnp.stack(
-        [
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-            aw * bw - ax * bx - ay * by - az * bz,
-        ],
-        -1,
-    )
+def _rotate_vector(R: jax.Array, t: jax.Array) -> jax.Array:
+    """R t for (..., 3, 3) R and (..., 3) t, entry by entry (no batched dots)."""
+    return jnp.stack([sum(R[..., i, j] * t[..., j] for j in range(3)) for i in range(3)], -1)
 
 
 def _frame(roll: str, xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax.Array]:
@@ -320,7 +309,7 @@ def _frame(roll: str, xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax
     cos, sin = canonical_roll(xy, weights)
     q_f = _roll_quat(cos, sin)
     if q_c is not None:
-        q_f = _quat_multiply(q_c, q_f)
+        q_f = geometry.quat_multiply(q_c, q_f)
     return q_f, turn_xy(xy, cos, sin)
 
 
@@ -343,9 +332,7 @@ def canonicalize(
             return xy_c, None, None
         q, t = jnp.asarray(q), jnp.asarray(t)
         q_inv = geometry.quat_conjugate(q_f)
-        t_c = geometry.quat_to_matrix(q_inv)
-        t_c = jnp.stack([sum(t_c[..., i, j] * t[..., j] for j in range(3)) for i in range(3)], -1)
-        return xy_c, _quat_multiply(q_inv, q), t_c
+        return xy_c, geometry.quat_multiply(q_inv, q), _rotate_vector(geometry.quat_to_matrix(q_inv), t)
     cos, sin = canonical_roll(xy, weights)
     xy_c = turn_xy(xy, cos, sin)
     if q is None:

@@ -65,25 +65,6 @@ from pnpjax.errors import ConfigError
 # --------------------------------------------------------------------------------------------
 
 
-def _qmul(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Hamilton product a b, (x, y, z, w)."""
-    ax, ay, az, aw = (a[..., i] for i in range(4))
-    bx, by, bz, bw = (b[..., i] for i in range(4))
-    return jnp.stack(
-        [
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-            aw * bw - ax * bx - ay * by - az * bz,
-        ],
-        -1,
-    )
-
-
-def _qconj(q: jax.Array) -> jax.Array:
-    return q * jnp.asarray([-1.0, -1.0, -1.0, 1.0], q.dtype)
-
-
 def _qexp(w: jax.Array) -> jax.Array:
     """Rotation vector (..., 3), radians -> unit quaternion (x, y, z, w)."""
     th2 = jnp.sum(w * w, -1)
@@ -127,7 +108,7 @@ def _se3_retract(d: jax.Array, q: jax.Array, t: jax.Array) -> tuple[jax.Array, j
     wv = jnp.cross(om, v)
     Vv = v + a[..., None] * wv + b[..., None] * jnp.cross(om, wv)
     R = geometry.quat_to_matrix(dq)
-    return _qmul(dq, q), jnp.einsum("...ij,...j->...i", R, t) + Vv
+    return geometry.quat_multiply(dq, q), jnp.einsum("...ij,...j->...i", R, t) + Vv
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,11 +257,11 @@ def one_euro(
         dt = jnp.where(started, now - last, 1.0)
         dt = jnp.maximum(dt, 1e-6)
         # Rotation: innovation as a camera-frame rotation vector.
-        d_rot = _qlog(_qmul(qm, _qconj(qh)))
+        d_rot = _qlog(geometry.quat_multiply(qm, geometry.quat_conjugate(qh)))
         a_d = one_euro_alpha(cfg.d_cutoff, dt)
         wh_new = jnp.where(started, wh + a_d * (d_rot / dt - wh), 0.0)
         a_r = one_euro_alpha(cfg.min_cutoff_rot + cfg.beta_rot * jnp.linalg.norm(wh_new), dt)
-        qh_new = jnp.where(started, _qmul(_qexp(a_r * d_rot), qh), qm)
+        qh_new = jnp.where(started, geometry.quat_multiply(_qexp(a_r * d_rot), qh), qm)
         d_tr = tm - th
         vh_new = jnp.where(started, vh + a_d * (d_tr / dt - vh), 0.0)
         a_t = one_euro_alpha(cfg.min_cutoff_trans + cfg.beta_trans * jnp.linalg.norm(vh_new), dt)

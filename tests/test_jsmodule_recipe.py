@@ -165,23 +165,14 @@ def test_module_runs_the_recipe(recipe, tmp_path):
     with jax.enable_x64(True):
         cfg = solver.config
         noise = refine.noise_model_of(cfg.seed_test if cfg.protocol == "seed" else cfg.realistic)
-        qr, tr = refine.refine_ml(
-            jnp.asarray(xy),
-            jnp.asarray(solver.layout.array, jnp.float64),
-            jnp.asarray(q),
-            jnp.asarray(t),
-            noise,
-            iters=jsmodule.DEFAULT_REFINE_ITERS,
-            retry=jsmodule.DEFAULT_REFINE_RETRY,
-        )
-        q0, t0 = refine.refine_ml(
-            jnp.asarray(xy),
-            jnp.asarray(solver.layout.array, jnp.float64),
-            jnp.asarray(q),
-            jnp.asarray(t),
-            noise,
-            iters=jsmodule.DEFAULT_REFINE_ITERS,
-        )
+        pts = jnp.asarray(solver.layout.array, jnp.float64)
+
+        def ml(retry: int):
+            args = (jnp.asarray(xy), pts, jnp.asarray(q), jnp.asarray(t), noise)
+            return refine.refine_ml(*args, iters=jsmodule.DEFAULT_REFINE_ITERS, retry=retry)
+
+        qr, tr = ml(jsmodule.DEFAULT_REFINE_RETRY)
+        q0, t0 = ml(0)
     qr = np.asarray(qr) * np.where(np.asarray(qr)[:, 3:] < 0, -1, 1)
     refined = js(path, xy)
     assert pose_error(refined, np.concatenate([qr, np.asarray(tr)], -1)).max() <= ATOL

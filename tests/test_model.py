@@ -227,6 +227,20 @@ def test_roll_none_is_not_equivariant():
     assert np.max(np.abs(R1 - _rotz(0.4) @ R0)) > 1e-3
 
 
+def _assert_apply_decodes_the_target(cfg: ModelConfig, q, t, xy, w):
+    """encode_target of each pose, put in the bias of a zero-kernel network with unit statistics,
+    comes back out of `apply` as that pose (float64); returns (targets, stats)."""
+    y = np.asarray(model.encode_target(cfg, q, t, xy, roll_weights=w))
+    d, n_in = cfg.out_dim, model.input_dim(cfg, 6)
+    stats = model.Stats(jnp.zeros(n_in), jnp.ones(n_in), jnp.zeros(d), jnp.ones(d), None, jnp.asarray(w))
+    for i in range(len(q)):
+        params = {"Dense_0": {"kernel": jnp.zeros((n_in, d)), "bias": jnp.asarray(y[i])}}
+        p = model.apply(cfg, params, stats, jnp.asarray(xy[i : i + 1]))
+        np.testing.assert_allclose(np.asarray(p.t[0]), t[i], rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(np.abs(np.asarray(p.q[0]) @ q[i]), 1.0, atol=1e-10)
+    return y, stats
+
+
 @pytest.mark.parametrize("inputs,translation,rotation", [("standardized", "direct", "quat"), ("centroid", "ray", "6d")])
 def test_roll_canonical_target_round_trips_through_apply(inputs, translation, rotation):
     """encode_target (canonical pose) then apply's decoding (and turning back) gives the true pose,
@@ -238,14 +252,7 @@ def test_roll_canonical_target_round_trips_through_apply(inputs, translation, ro
         t[i] = _rotz(phi) @ t[i]
         q[i] = (Rotation.from_euler("z", phi) * Rotation.from_quat(q[i])).as_quat()
     cfg = ModelConfig(inputs=inputs, translation=translation, rotation=rotation, roll="canonical")
-    y = np.asarray(model.encode_target(cfg, q, t, xy, roll_weights=w))
-    d, n_in = cfg.out_dim, model.input_dim(cfg, 6)
-    stats = model.Stats(jnp.zeros(n_in), jnp.ones(n_in), jnp.zeros(d), jnp.ones(d), None, jnp.asarray(w))
-    for i in range(len(q)):
-        params = {"Dense_0": {"kernel": jnp.zeros((n_in, d)), "bias": jnp.asarray(y[i])}}
-        p = model.apply(cfg, params, stats, jnp.asarray(xy[i : i + 1]))
-        np.testing.assert_allclose(np.asarray(p.t[0]), t[i], rtol=1e-10, atol=1e-10)
-        np.testing.assert_allclose(np.abs(np.asarray(p.q[0]) @ q[i]), 1.0, atol=1e-10)
+    y, stats = _assert_apply_decodes_the_target(cfg, q, t, xy, w)
     # the standardised target of `standardized_target` is the same vector
     z = np.asarray(model.standardized_target(cfg, stats, q, t, xy))
     np.testing.assert_allclose(z, y, atol=1e-12)
@@ -423,14 +430,7 @@ def test_roll_perspective_target_round_trips_through_apply():
     xy = np.stack([_turn_camera(s, x) for s, x in zip(S.as_matrix(), xy)])
     for inputs, translation, rotation in (("centroid", "ray", "quat"), ("standardized", "direct", "6d")):
         cfg = ModelConfig(inputs=inputs, translation=translation, rotation=rotation, roll="perspective")
-        y = np.asarray(model.encode_target(cfg, q, t, xy, roll_weights=w))
-        d, n_in = cfg.out_dim, model.input_dim(cfg, 6)
-        stats = model.Stats(jnp.zeros(n_in), jnp.ones(n_in), jnp.zeros(d), jnp.ones(d), None, jnp.asarray(w))
-        for i in range(len(q)):
-            params = {"Dense_0": {"kernel": jnp.zeros((n_in, d)), "bias": jnp.asarray(y[i])}}
-            p = model.apply(cfg, params, stats, jnp.asarray(xy[i : i + 1]))
-            np.testing.assert_allclose(np.asarray(p.t[0]), t[i], rtol=1e-10, atol=1e-10)
-            np.testing.assert_allclose(np.abs(np.asarray(p.q[0]) @ q[i]), 1.0, atol=1e-10)
+        _assert_apply_decodes_the_target(cfg, q, t, xy, w)
 
 
 def test_roll_perspective_hostile_geometry_is_finite():
