@@ -369,7 +369,7 @@ def _sample(protocol: Protocol, key: jax.Array, layout, batch_size: int, dtype=j
     raise TypeError(f"unknown protocol {protocol!r}")
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def sample_jit(protocol: Protocol, key: jax.Array, layout, batch_size: int) -> Batch:
-    """`sample`, compiled once per (protocol, layout, batch size) for the whole process."""
-    return _sample(protocol, key, layout, batch_size)
+    """`sample` (float32) of a hashable protocol: the same compiled program, once per (protocol,
+    layout, batch size) for the whole process."""
+    return _sample_compiled(protocol, key, layout, batch_size, jnp.dtype(jnp.float32))
