@@ -26,13 +26,7 @@ def measure_throughput(cfg: Config, batch_sizes=(1024, 4096, 16384), seconds: fl
         state, m = step(state, k["train"])
         jax.block_until_ready(state)
         compile_s = time.perf_counter() - t0
-        n, valid, t0, c0 = 0, 0.0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - t0 < seconds:
-            state, m = step(state, k["train"])
-            valid += m["valid"]
-            n += 1
-        jax.block_until_ready(state)
-        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        state, n, valid, dt, cpu = _timed_window(step, state, k["train"], seconds)
         # CPU seconds (all threads of this process) as well as wall: on a shared machine the
         # CPU time per step is the steadier measure of the work a step does.
         rows.append(
@@ -47,6 +41,17 @@ def measure_throughput(cfg: Config, batch_sizes=(1024, 4096, 16384), seconds: fl
             }
         )
     return rows
+
+
+def _timed_window(step, state, key, seconds: float):
+    """Train steps for `seconds` of wall clock: (state, steps, valid samples / batch, wall s, CPU s)."""
+    n, valid, t0, c0 = 0, 0.0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        state, m = step(state, key)
+        valid += m["valid"]
+        n += 1
+    jax.block_until_ready(state)
+    return state, n, valid, time.perf_counter() - t0, time.process_time() - c0
 
 
 def compare_throughput(cfgs: dict[str, Config], batch_size: int, seconds: float = 2.0, rounds: int = 4) -> dict:
@@ -66,15 +71,7 @@ def compare_throughput(cfgs: dict[str, Config], batch_size: int, seconds: float 
         out[name] = {"wall": [], "cpu": [], "valid": []}
     for _ in range(rounds):
         for name, (step, key) in steps.items():
-            state, n, valid = states[name], 0, 0.0
-            t0, c0 = time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
-                state, m = step(state, key)
-                valid += m["valid"]
-                n += 1
-            jax.block_until_ready(state)
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            states[name] = state
+            states[name], n, valid, dt, cpu = _timed_window(step, states[name], key, seconds)
             out[name]["wall"].append(float(valid) * batch_size / dt)
             out[name]["cpu"].append(float(valid) * batch_size / cpu)
             out[name]["valid"].append(float(valid) / n)
@@ -94,9 +91,6 @@ def step_stages(cfg: Config, layout, stats) -> dict:
     def batch_of(state, key):
         return train.sample_batch(cfg, layout, jax.random.fold_in(key, state.step))
 
-    def sample(state, key):
-        return batch_of(state, key)
-
     def canonical(state, key):  # + the recipe's geometry on the landmarks (and the truth)
         b = batch_of(state, key)
         if cfg.model.roll == "none":
@@ -115,7 +109,7 @@ def step_stages(cfg: Config, layout, stats) -> dict:
         return train.train_step(cfg, layout, stats, state, key)
 
     return {
-        "sample": sample,
+        "sample": batch_of,
         "+ recipe geometry": canonical,
         "+ forward, loss": loss,
         "+ backward": grad,
