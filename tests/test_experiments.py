@@ -143,3 +143,22 @@ def test_bench_train_profile_and_against():
     assert ab.returncode == 0, ab.stderr[-3000:]
     rows = {l.split()[0]: l.split() for l in ab.stdout.splitlines() if l.startswith(("HEAD", "working"))}
     assert rows["HEAD"][-2:] == ["1.000x", "1.000x"] and float(rows["working"][3].replace(",", "")) > 0
+
+
+def test_module_size_breakdown_adds_up():
+    """module_size.py: the data line and the code are the whole module (one newline between), and
+    the weights text is inside the data line (raw bytes)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "module_size.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    raw = {
+        m.group(1).strip(): int(m.group(2).replace(",", ""))
+        for m in re.finditer(r"^  (\D+?)\s+([\d,]+) / ", proc.stdout, re.M)
+    }
+    assert raw["whole module"] == raw["data line"] + raw["code (the rest)"] + 1
+    assert 0 < raw["weights text"] < raw["data line"]
