@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Compilation dominates the suite's time on a 2-core CPU: share compiled programs between
 # tests, runs and the subprocesses they start (inherited through the environment). Every program
 # is cached, however quick to compile: the many small ones of eager JAX code (one per primitive
-# and shape) cost a test run more than loading them (a second `make test-fast` takes half the CPU).
+# and shape) cost a test run more than loading them (PNPJAX_TEST_CPU_LOG below: a second `make
+# test-fast` takes about a sixth of the first one's CPU).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(REPO / ".cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 

@@ -20,8 +20,7 @@ import pytest
 
 from experiments.lib import node, precision
 from experiments.lib.precision import pose_error
-import test_jsmodule_recipe
-from helpers import random_solver
+from helpers import random_solver, recipe_solver
 from pnpjax import camera, checkpoint, cli, export, jsmodule, layouts, model, refine
 from pnpjax.tfjs import ExportError
 
@@ -219,7 +218,7 @@ def test_an_export_keeps_only_the_optional_parts_it_calls():
         assert defined(text) == parts, quantize
         assert not any(f"/*{n}*/" in text for n in jsmodule.OPTIONAL_PARTS)
     assert defined(jsmodule.module_source(random_solver("6d", seed=4), None, "uint8", "x")) == {"uint8", "6d"}
-    persp = test_jsmodule_recipe.recipe_solver("centroid", "ray", "perspective", seed=4)
+    persp = recipe_solver("centroid", "ray", "perspective", seed=4)
     assert defined(jsmodule.module_source(persp, None, "float32", "x")) == {"float", "perspective"}
     assert defined(jsmodule.module_source(solver, cam, "uint8", "x", minified=False)) == set(jsmodule.OPTIONAL_PARTS)
 

@@ -7,7 +7,6 @@ whatever the weights).
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import jax
@@ -17,7 +16,7 @@ import pytest
 
 from experiments.lib import node
 from experiments.lib.precision import pose_error
-from helpers import random_solver
+from helpers import recipe_solver
 from pnpjax import camera, export, geometry, jsmodule, model, refine
 
 pytestmark = [
@@ -26,38 +25,6 @@ pytestmark = [
 ]
 ATOL = 1e-5
 CAM = camera.parse_camera("hfov=60,640x480")
-
-
-def roll_weights(layout) -> np.ndarray:
-    """The spec's roll weights: x of the layout's points in its frontal pose, centred, unit norm."""
-    pts = layout.array @ np.asarray(layout.frontal_rotation, np.float64).T  # (3, 3) rotation matrix
-    x = pts[:, 0] - pts[:, 0].mean()
-    w = x / np.linalg.norm(x)
-    np.testing.assert_allclose(model.roll_weights(layout), w, atol=1e-6)  # pnpjax.model's, as saved with the stats
-    return w.astype(np.float32)
-
-
-def recipe_solver(inputs: str, translation: str, roll: str, rotation: str = "quat", seed: int = 0):
-    """A random solver of the recipe with plausible statistics (weights need not be trained for parity)."""
-    base = random_solver(rotation, widths=(32, 32), seed=seed)
-    k = base.layout.num_points
-    cfg = dataclasses.replace(base.config, model=model.ModelConfig((32, 32), rotation, inputs, translation, roll=roll))
-    params = model.init_params(cfg.model, jax.random.key(seed + 1), k)
-    params = jax.tree_util.tree_map(lambda p: p + 0.05 * jnp.ones_like(p), params)
-    rng = np.random.default_rng(seed)
-    n_in = model.input_dim(cfg.model, k)
-    x_mean = jnp.asarray(rng.normal(0, 0.1, n_in), jnp.float32)
-    x_std = jnp.asarray(rng.uniform(0.5, 1.5, n_in), jnp.float32)
-    y_mean, y_std = np.asarray(base.stats.y_mean), np.asarray(base.stats.y_std)
-    if translation == "ray":  # log depth ~ 4, small ray offsets
-        y_mean = np.concatenate([y_mean[:-3], [4.0, 0.0, 0.0]])
-        y_std = np.concatenate([y_std[:-3], [0.3, 0.05, 0.05]])
-    w = roll_weights(base.layout) if roll != "none" else None
-    w = None if w is None else jnp.asarray(w)
-    stats = model.Stats(
-        x_mean, x_std, jnp.asarray(y_mean, jnp.float32), jnp.asarray(y_std, jnp.float32), base.stats.q_ref, w
-    )
-    return dataclasses.replace(base, config=cfg, params=params, stats=stats)
 
 
 def spec_network(solver, xy: np.ndarray, layers=None) -> tuple[np.ndarray, np.ndarray]:
