@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 
 import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
+from experiments.lib import web_bench
 from experiments.lib.web_bench import EXPORT_CAMERA, REPO
 from pnpjax import camera, checkpoint, jsmodule
 
@@ -33,15 +34,7 @@ def main() -> int:
     lines = module.split("\n")
     (data_line,) = [ln for ln in lines if ln.startswith("const GENERATED = ")]
     code = "\n".join(ln for ln in lines if ln is not data_line)
-    weights = jsmodule.module_data(
-        solver,
-        cam,
-        "uint8",
-        "blazeface6",
-        refine_iters=jsmodule.DEFAULT_REFINE_ITERS,
-        refine_cost=jsmodule.DEFAULT_REFINE_COST,
-        refine_retry=jsmodule.DEFAULT_REFINE_RETRY,
-    )["weights"]
+    weights = web_bench.default_module_data(solver, cam)["weights"]
     counts = Counter(weights)
     entropy = -sum(c * math.log2(c / len(weights)) for c in counts.values()) / 8
     print(f"default module (checkpoints/blazeface6, uint8, camera {EXPORT_CAMERA}); bytes raw / gzip -9")

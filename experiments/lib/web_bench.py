@@ -149,15 +149,9 @@ def _sizes(path: Path) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, 9, mtime=0))
 
 
-def tracker_bytes(tmp: Path) -> tuple[int, int]:
-    """What createTracker adds to the default module (raw, gzip): the module against the same module
-    built without the tracker's code (web/tools/build_module.mjs --without-tracker) and its defaults."""
-    solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
-    cam = camera.parse_camera(EXPORT_CAMERA)
-    full = jsmodule.module_source(solver, cam, "uint8", "blazeface6").encode()
-    bare = tmp / "no-tracker.mjs"
-    subprocess.run(["node", str(WEB / "tools" / "build_module.mjs"), "--without-tracker", str(bare)], check=True)
-    data = jsmodule.module_data(
+def default_module_data(solver, cam) -> dict:
+    """The data (`GENERATED`) of the default module: uint8 weights, the export's default refinement."""
+    return jsmodule.module_data(
         solver,
         cam,
         "uint8",
@@ -166,6 +160,17 @@ def tracker_bytes(tmp: Path) -> tuple[int, int]:
         refine_cost=jsmodule.DEFAULT_REFINE_COST,
         refine_retry=jsmodule.DEFAULT_REFINE_RETRY,
     )
+
+
+def tracker_bytes(tmp: Path) -> tuple[int, int]:
+    """What createTracker adds to the default module (raw, gzip): the module against the same module
+    built without the tracker's code (web/tools/build_module.mjs --without-tracker) and its defaults."""
+    solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
+    cam = camera.parse_camera(EXPORT_CAMERA)
+    full = jsmodule.module_source(solver, cam, "uint8", "blazeface6").encode()
+    bare = tmp / "no-tracker.mjs"
+    subprocess.run(["node", str(WEB / "tools" / "build_module.mjs"), "--without-tracker", str(bare)], check=True)
+    data = default_module_data(solver, cam)
     del data["track"]
     without = jsmodule.fill(bare.read_text(), data).encode()
     gz = lambda b: len(gzip.compress(b, 9, mtime=0))  # noqa: E731
