@@ -1,7 +1,8 @@
 """The web solver benchmark (experiments/bench_web.py): OpenCV.js against the pnpjax JS module and
 the original TF.js model, in one Node process, on the same draws.
 
-Draws: the realistic protocol of `checkpoints/blazeface6` at bench_solvers' noise levels (landmark
+Draws: the realistic protocol of the web checkpoint (`WEB_CHECKPOINT`, or `--checkpoint DIR`) at
+bench_solvers' noise levels (landmark
 noise_2d 0, 0.01, 0.03, 0.06 of the face's image size, with the protocol's 0.3 cm 3D shape
 jitter and +-10 % head size), each draw with its own camera (pixels and intrinsics), and the
 seed protocol (1 cm 3D jitter) for `checkpoints/blazeface6-seed`. Solvers:
@@ -28,6 +29,7 @@ import dataclasses
 import gzip
 import json
 import math
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,6 +40,7 @@ import numpy as np
 
 from experiments.lib import paths
 from pnpjax import camera, checkpoint, export, jsmodule, protocols, seed_import
+from pnpjax.textsafe import md_cell, one_line
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "web"
@@ -46,6 +49,9 @@ SEED_NOISE_CM = 1.0
 EXPORT_CAMERA = "hfov=60,640x480"
 FAIL_DEG = 30.0
 FEWER_ITERS = (1, 2, 3, 5)
+# The checkpoint of the default web module (`pnpjax export --format js`, uint8, EXPORT_CAMERA):
+# what bench_web, module_size and the READMEs call "the default module".
+WEB_CHECKPOINT = REPO / "checkpoints" / "blazeface6"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,22 +64,29 @@ class Setting:
     t: np.ndarray  # (N, 3)
 
 
-def draws(n: int, key: int) -> list[Setting]:
-    """The benchmark's held-out draws: realistic at each noise level, then the seed protocol."""
+def draws(n: int, key: int, web: Path = WEB_CHECKPOINT, seed: bool = True) -> list[Setting]:
+    """The benchmark's held-out draws: the web checkpoint's realistic protocol at each noise level,
+    then (`seed`) the seed protocol of `checkpoints/blazeface6-seed`."""
     out = []
-    real = checkpoint.load(REPO / "checkpoints" / "blazeface6")
+    real = checkpoint.load(web)
+    if real.config.protocol != "realistic" or real.layout.name != "blazeface6":
+        raise ValueError(
+            f"{web}: the web checkpoint must be a realistic-protocol blazeface6 one (the original model's layout)"
+        )
     for i, level in enumerate(REALISTIC_NOISE_2D):
         proto = dataclasses.replace(real.config.realistic, noise_2d=float(level))
         out.append(
             _setting(
                 f"realistic noise_2d={level:g}",
-                "blazeface6",
+                Path(web).name,
                 proto,
                 real.layout,
                 key * 100 + i,
                 n,
             )
         )
+    if not seed:
+        return out
     seed = checkpoint.load(REPO / "checkpoints" / "blazeface6-seed")
     proto = dataclasses.replace(protocols.SEED_TEST, noise_cm=SEED_NOISE_CM)
     out.append(
@@ -149,43 +162,64 @@ def _sizes(path: Path) -> tuple[int, int]:
     return len(data), len(gzip.compress(data, 9, mtime=0))
 
 
-def default_module_data(solver, cam) -> dict:
+def default_module_data(solver, cam, source: str = WEB_CHECKPOINT.name) -> dict:
     """The data (`GENERATED`) of the default module: uint8 weights, the export's default refinement."""
     return jsmodule.module_data(
         solver,
         cam,
         "uint8",
-        "blazeface6",
+        source,
         refine_iters=jsmodule.DEFAULT_REFINE_ITERS,
         refine_cost=jsmodule.DEFAULT_REFINE_COST,
         refine_retry=jsmodule.DEFAULT_REFINE_RETRY,
     )
 
 
-def tracker_bytes(tmp: Path) -> tuple[int, int]:
-    """What createTracker adds to the default module (raw, gzip): the module against the same module
-    built without the tracker's code (web/tools/build_module.mjs --without-tracker) and its defaults."""
-    solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
-    cam = camera.parse_camera(EXPORT_CAMERA)
-    full = jsmodule.module_source(solver, cam, "uint8", "blazeface6").encode()
+def build_without_tracker(tmp: Path) -> str:
+    """The module's minified build without createTracker (web/tools/build_module.mjs --without-tracker)."""
     bare = tmp / "no-tracker.mjs"
     subprocess.run(["node", str(WEB / "tools" / "build_module.mjs"), "--without-tracker", str(bare)], check=True)
-    data = default_module_data(solver, cam)
+    return bare.read_text()
+
+
+def module_bytes(solver, source: str, bare: str) -> dict[str, tuple[int, int]]:
+    """(raw, gzip -9) of the default export of `solver` (uint8, EXPORT_CAMERA, default refinement),
+    with the tracker and without it (`bare`: build_without_tracker's text, filled without the
+    tracker's defaults)."""
+    cam = camera.parse_camera(EXPORT_CAMERA)
+    data = default_module_data(solver, cam, source)
+    full = jsmodule.fill(jsmodule.source_text(), data).encode()
     del data["track"]
-    without = jsmodule.fill(bare.read_text(), data).encode()
+    without = jsmodule.fill(bare, data).encode()
     gz = lambda b: len(gzip.compress(b, 9, mtime=0))  # noqa: E731
-    return len(full) - len(without), gz(full) - gz(without)
+    return {"module": (len(full), gz(full)), "without tracker": (len(without), gz(without))}
+
+
+def tracker_bytes(tmp: Path, web: Path = WEB_CHECKPOINT) -> tuple[int, int]:
+    """What createTracker adds to the default module (raw, gzip): the module against the same module
+    built without the tracker's code (web/tools/build_module.mjs --without-tracker) and its defaults."""
+    b = module_bytes(checkpoint.load(web), Path(web).name, build_without_tracker(tmp))
+    return b["module"][0] - b["without tracker"][0], b["module"][1] - b["without tracker"][1]
 
 
 def run(
-    n: int = 2000, key: int = 0, repeats: int = 3, tfjs_single: int = 200, runtimes=("Node", "Chromium"), log=print
+    n: int = 2000,
+    key: int = 0,
+    repeats: int = 3,
+    tfjs_single: int = 200,
+    runtimes=("Node", "Chromium"),
+    log=print,
+    web: Path = WEB_CHECKPOINT,
 ) -> dict[str, Any]:
-    """Export the modules, run the Node benchmark on the draws, return sizes, metrics and times."""
-    settings = draws(n, key)
+    """Export the modules (those of the realistic settings from the web checkpoint `web`), run the
+    Node benchmark on the draws, return sizes, metrics and times."""
+    web = Path(web)
+    settings = draws(n, key, web)
     iters, cost = jsmodule.DEFAULT_REFINE_ITERS, jsmodule.DEFAULT_REFINE_COST
     out: dict[str, Any] = {
         "n": n,
         "key": key,
+        "web_checkpoint": web.name,
         "refine": f"{iters} ({cost})",
         "runtimes": {},
         "sizes": {},
@@ -195,8 +229,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="pnpjax-bench-web-") as tmp:
         tmp = Path(tmp)
         modules: dict[str, list[dict]] = {}
-        for ckpt in ("blazeface6", "blazeface6-seed"):
-            solver = checkpoint.load(REPO / "checkpoints" / ckpt)
+        ckpt_dirs = {web.name: web, "blazeface6-seed": REPO / "checkpoints" / "blazeface6-seed"}
+        for ckpt, ckpt_dir in ckpt_dirs.items():
+            solver = checkpoint.load(ckpt_dir)
             modules[ckpt] = []
             for quantize in ("uint8", "float16", "float32"):
                 path = export.export_solver(
@@ -207,8 +242,8 @@ def run(
                     camera=EXPORT_CAMERA,
                     source=ckpt,
                 )
-                if ckpt == "blazeface6":
-                    out["sizes"][f"pnpjax module {quantize} (blazeface6, refinement included)"] = _sizes(path)
+                if ckpt == web.name:
+                    out["sizes"][size_key(web.name, quantize)] = _sizes(path)
                 modules[ckpt] += [
                     {
                         "name": f"pnpjax {quantize}",
@@ -227,7 +262,7 @@ def run(
                         for k in FEWER_ITERS
                         if k != iters
                     ]
-        out["tracker_bytes"] = tracker_bytes(tmp)
+        out["tracker_bytes"] = tracker_bytes(tmp, web)
         opencv = WEB / "node_modules" / "@techstark" / "opencv-js" / "dist" / "opencv.js"
         out["sizes"]["OpenCV.js 4.5.1 (npm @techstark/opencv-js 4.5.2, opencv.js)"] = _sizes(opencv)
         tfmin = WEB / "node_modules" / "@tensorflow" / "tfjs" / "dist" / "tf.min.js"
@@ -242,32 +277,45 @@ def run(
         results: dict[str, dict] = {rt: {} for rt in runtimes}
         for ckpt, mods in modules.items():
             group = [s for s in settings if s.checkpoint == ckpt]
-            payload = {
-                "points": np.asarray(checkpoint.load(REPO / "checkpoints" / ckpt).layout.array, np.float64)
-                .ravel()
-                .tolist(),
-                "settings": [_payload(s) for s in group],
-                "modules": mods,
-                "opencv": True,
-                "tfjs_model_dir": str(tfjs_dir) if tfjs_dir.is_dir() else None,
-                "repeats": repeats,
-                "tfjsSingle": tfjs_single,
-            }
-            (tmp / "in.json").write_text(json.dumps(payload))
+            points = checkpoint.load(ckpt_dirs[ckpt]).layout.array
+            inp = payload(points, group, mods, tfjs_dir if tfjs_dir.is_dir() else None, repeats, tfjs_single)
             for rt in runtimes:
                 log(f"running {len(group)} settings of {ckpt} in {rt} ...")
-                script = "bench_web.mjs" if rt == "Node" else "bench_web_chromium.mjs"
-                cmd = ["node", str(WEB / "tools" / script), str(tmp / "in.json"), str(tmp / "out.json")]
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
-                if proc.returncode != 0:
-                    lines = proc.stderr.strip().splitlines()
-                    raise RuntimeError(f"{rt}: {lines[-1] if lines else f'exit {proc.returncode}'}")
-                got = json.loads((tmp / "out.json").read_text())
+                got = run_js(inp, tmp, rt)
                 out["environment"][rt] = got["environment"]
                 results[rt].update(got["results"])
         for rt in runtimes:
             out["runtimes"][rt] = {s.name: _rows(results[rt][s.name], s) for s in settings}
     return out
+
+
+def run_js(payload: dict, tmp: Path, runtime: str = "Node") -> dict:
+    """web/tools/bench_web.mjs (Node) or bench_web_chromium.mjs on the payload: {results, environment}."""
+    (tmp / "in.json").write_text(json.dumps(payload))
+    script = "bench_web.mjs" if runtime == "Node" else "bench_web_chromium.mjs"
+    cmd = ["node", str(WEB / "tools" / script), str(tmp / "in.json"), str(tmp / "out.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise RuntimeError(f"{runtime}: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    return json.loads((tmp / "out.json").read_text())
+
+
+def payload(points: np.ndarray, settings: list[Setting], modules: list[dict], tfjs_model_dir, repeats, tfjs_single):
+    """The input of web/tools/bench_web.mjs: the layout, the draws, the modules, OpenCV.js on."""
+    return {
+        "points": np.asarray(points, np.float64).ravel().tolist(),
+        "settings": [_payload(s) for s in settings],
+        "modules": modules,
+        "opencv": True,
+        "tfjs_model_dir": str(tfjs_model_dir) if tfjs_model_dir is not None else None,
+        "repeats": repeats,
+        "tfjsSingle": tfjs_single,
+    }
+
+
+def size_key(web_name: str, quantize: str) -> str:
+    return f"pnpjax module {quantize} ({web_name}, refinement included)"
 
 
 def _rows(results: dict, s: Setting) -> dict:
@@ -315,7 +363,7 @@ def targets(res: dict) -> list[tuple[str, str, bool]]:
         parts.append(f"{name.split()[-1]}: {a:.3f}° vs {b:.3f}° ({a / b:.4f}x), failures {fa} vs {fb}")
     rows.append(
         (
-            "default module (blazeface6, uint8, pixel camera, refinement on): median rotation <= 1.01x "
+            f"default module ({res.get('web_checkpoint', 'blazeface6')}, uint8, pixel camera, refinement on): median rotation <= 1.01x "
             "OpenCV.js SQPnP at every realistic level, no failure where SQPnP has none",
             "; ".join(parts),
             ok,
@@ -358,7 +406,7 @@ def targets(res: dict) -> list[tuple[str, str, bool]]:
             min(batch)[0] >= 50,
         )
     )
-    raw, gz = res["sizes"]["pnpjax module uint8 (blazeface6, refinement included)"]
+    raw, gz = res["sizes"][size_key(res.get("web_checkpoint", "blazeface6"), "uint8")]
     rows.append(
         (
             "default module <= 16 KB raw and <= 9 KB gzip, refinement included",
@@ -374,6 +422,14 @@ def targets(res: dict) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def md_code(text: str) -> str:
+    """text as one Markdown code span: one line, in a backtick run longer than any inside it."""
+    text = one_line(text)
+    longest = max((len(r) for r in re.findall("`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"{ticks}{text}{ticks}"
+
+
 def report(res: dict, command: str) -> str:
     envs = "; ".join(
         f"{rt}: {e.get('runtime', '')}"
@@ -383,7 +439,7 @@ def report(res: dict, command: str) -> str:
     lines = [
         "# Web solver benchmark: OpenCV.js vs the pnpjax JS module vs the original TF.js model",
         "",
-        f"Generated by `{command}` (`experiments/lib/web_bench.py`, `web/tools/bench_core.mjs`). {envs}. "
+        f"Generated by {md_code(command)} (`experiments/lib/web_bench.py`, `web/tools/bench_core.mjs`). {envs}. "
         "2 CPUs shared with other jobs: compare times only as ratios within one table (one process).",
         "",
         f"{res['n']} draws per setting (key {res['key']}), the same for every solver and runtime. Rotation error in "
@@ -400,10 +456,10 @@ def report(res: dict, command: str) -> str:
         "| target | measured | met |",
         "|---|---|---|",
     ]
-    lines += [f"| {a} | {b} | {'yes' if c else '**no**'} |" for a, b, c in targets(res)]
+    lines += [f"| {md_cell(a)} | {md_cell(b)} | {'yes' if c else '**no**'} |" for a, b, c in targets(res)]
     lines += ["", "![rotation error vs noise](rotation_vs_noise.png)", "", "## Sizes (what a page downloads)", ""]
     lines += ["| file | bytes | gzip -9 |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v[0]:,} | {v[1]:,} |" for k, v in res["sizes"].items()]
+    lines += [f"| {md_cell(k)} | {v[0]:,} | {v[1]:,} |" for k, v in res["sizes"].items()]
     for rt, settings in res["runtimes"].items():
         for name, rows in settings.items():
             lines += ["", f"## {rt}: {name}", ""]
@@ -439,7 +495,7 @@ def plot(res: dict, path: Path) -> None:
     ax.set_xlabel("landmark noise_2d (fraction of the face's image size)")
     ax.set_ylabel("median rotation error (°)")
     ax.set_yscale("log")
-    ax.set_title("realistic protocol (blazeface6), Node, same draws", fontsize=9)
+    ax.set_title(f"realistic protocol ({res.get('web_checkpoint', 'blazeface6')}), Node, same draws", fontsize=9)
     ax.legend(fontsize=6)
     r = real[2][1]
     names = [k for k in r if "us_single" in r[k]]
@@ -462,4 +518,4 @@ def write(res: dict, out_dir: Path, command: str) -> None:
     (out_dir / "README.md").write_text(report(res, command))
 
 
-__all__ = ["draws", "metrics", "report", "run", "targets", "write"]
+__all__ = ["draws", "metrics", "module_bytes", "payload", "report", "run", "run_js", "targets", "write"]

@@ -1,0 +1,226 @@
+"""Which network should the default JS module carry? (experiments/web_size_study.py)
+
+The module refines the network's pose (Levenberg-Marquardt, ml cost), so the network only has to
+start the refinement in the right basin. This study trains the blazeface6 realistic recipe at
+several widths (the shipped schedule, only `model.widths` changed), exports each as the default
+module (uint8, EXPORT_CAMERA, the module's default refinement and retry), and runs every module at
+0..3 ml steps beside OpenCV.js SQPnP on bench_web's realistic draws, in one Node process. Per
+network: bytes with and without the tracker, and issue 9's figures (median rotation <= 1.01x
+SQPnP's at every noise level with no failure where SQPnP has none, at the fewest steps that reach
+it; single refined calls >= 20x SQPnP; batch calls of the network alone >= 50x).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+from experiments.lib import web_bench
+from pnpjax import checkpoint, config, export, model, train
+from pnpjax.textsafe import md_cell, one_line
+
+ITERS = (0, 1, 2, 3)
+ACCURACY = 1.01  # median rotation <= 1.01x SQPnP's
+SINGLE = 20.0  # single refined calls >= 20x SQPnP
+BATCH = 50.0  # batch network alone >= 50x SQPnP
+SQPNP = "OpenCV.js SQPNP"
+
+
+def train_width(width: tuple[int, ...], workroot: Path, base: str = "blazeface6", log=print) -> Path:
+    """Train (or resume, or reuse) the `base` preset with model.widths = width in
+    <workroot>/<base>-w<w>-<w>; returns its model directory."""
+    cfg = config.get_config(base)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, widths=tuple(width)))
+    workdir = Path(workroot) / f"{base}-w{'-'.join(map(str, width))}"
+    if not (workdir / "model" / checkpoint.META_FILE).is_file():
+        log(f"training {workdir} ({cfg.steps} steps) ...")
+        train.train_and_evaluate(cfg, workdir, progress=False, print_fn=lambda *_: None)
+    return workdir / "model"
+
+
+def module_name(label: str, k: int) -> str:
+    return f"{label} + refine {k}" if k else f"{label} network alone"
+
+
+def run(candidates: dict[str, Path], n: int = 2000, key: int = 0, repeats: int = 3, log=print) -> dict[str, Any]:
+    """Benchmark the default module of each candidate (label -> checkpoint dir) against SQPnP."""
+    first = next(iter(candidates.values()))
+    settings = web_bench.draws(n, key, first, seed=False)
+    ref = checkpoint.load(first)
+    out: dict[str, Any] = {"n": n, "key": key, "iters": list(ITERS), "candidates": {}, "settings": {}}
+    modules = []
+    with tempfile.TemporaryDirectory(prefix="pnpjax-web-study-") as tmp:
+        tmp = Path(tmp)
+        bare = web_bench.build_without_tracker(tmp)
+        for i, (label, d) in enumerate(candidates.items()):
+            solver = checkpoint.load(d)
+            if solver.config.realistic != ref.config.realistic or solver.layout.name != ref.layout.name:
+                raise ValueError(f"{one_line(d)}: another protocol or layout than {one_line(first)}")
+            path = export.export_solver(
+                solver, "js", tmp / f"m{i}", quantize="uint8", camera=web_bench.EXPORT_CAMERA, source=Path(d).name
+            )
+            sizes = web_bench.module_bytes(solver, Path(d).name, bare)
+            assert sizes["module"][0] == len(path.read_bytes())  # module_bytes measures what export writes
+            out["candidates"][label] = {
+                "checkpoint": str(d),
+                "widths": list(solver.config.model.widths),
+                "params": int(model.num_params(solver.params)),
+                "bytes": sizes["module"],
+                "bytes_without_tracker": sizes["without tracker"],
+            }
+            modules += [{"name": module_name(label, k), "path": str(path), "options": {"refine": k}} for k in ITERS]
+        inp = web_bench.payload(ref.layout.array, settings, modules, None, repeats, 0)
+        log(f"running {len(modules)} modules and OpenCV.js on {len(settings)} settings in Node ...")
+        got = web_bench.run_js(inp, tmp)
+    out["environment"] = got["environment"]
+    for s in settings:
+        rows = web_bench._rows(got["results"][s.name], s)  # noqa: SLF001 (the bench's own pose decoding)
+        out["settings"][s.name] = {
+            name: r for name, r in rows.items() if not name.startswith("OpenCV.js") or name == SQPNP
+        }
+    summarise(out)
+    return out
+
+
+def summarise(res: dict[str, Any]) -> None:
+    """Per candidate and step count: issue 9's figures; per candidate: the fewest steps that meet the accuracy."""
+    levels = list(res["settings"].values())
+    for label, c in res["candidates"].items():
+        per_k = {}
+        for k in res["iters"]:
+            name = module_name(label, k)
+            ratios = [r[name]["rot_median"] / r[SQPNP]["rot_median"] for r in levels]
+            fails = [(r[name]["failures"], r[SQPNP]["failures"]) for r in levels]
+            single = [r[SQPNP]["us_single"] / r[name]["us_single"] for r in levels]
+            per_k[str(k)] = {
+                "ratios": ratios,
+                "failures": fails,
+                "single_speedup": single,
+                "accurate": all(x <= ACCURACY for x in ratios) and all(fb > 0 or fa == 0 for fa, fb in fails),
+            }
+        batch = [r[SQPNP]["us_single"] / r[module_name(label, 0)]["us_batch"] for r in levels]
+        ks = [k for k in res["iters"] if k > 0 and per_k[str(k)]["accurate"]]
+        k = min(ks) if ks else None
+        c["per_k"] = per_k
+        c["batch_speedup"] = batch
+        c["fewest_steps"] = k
+        c["met"] = {
+            "accuracy": k is not None,
+            "single": k is not None and min(per_k[str(k)]["single_speedup"]) >= SINGLE,
+            "batch": min(batch) >= BATCH,
+            "size": c["bytes"][0] <= 16 * 1024 and c["bytes"][1] <= 9 * 1024,
+            "size_without_tracker": c["bytes_without_tracker"][0] <= 16 * 1024
+            and c["bytes_without_tracker"][1] <= 9 * 1024,
+        }
+
+
+def report(res: dict[str, Any], command: str) -> str:
+    env = res["environment"]
+    level_names = [n.split()[-1] for n in res["settings"]]
+    yes = lambda b: "yes" if b else "**no**"  # noqa: E731
+    lines = [
+        "# Which network for the default JS module? (issue 9's size target)",
+        "",
+        f"Generated by {web_bench.md_code(command)} (`experiments/lib/web_study.py`). {one_line(env.get('runtime', ''))}, "
+        f"load average {', '.join(f'{x:.2f}' for x in env.get('load', []))} at the end; 2 CPUs shared with other jobs: "
+        "speeds only as ratios to OpenCV.js SQPnP in the same process.",
+        "",
+        f"{res['n']} realistic draws per noise level (key {res['key']}; bench_web's draws, EXPORT_CAMERA "
+        f"{web_bench.EXPORT_CAMERA} for the export, each draw with its own camera per call), every module below and "
+        "OpenCV.js SQPnP on the same landmarks. Each network is the blazeface6 realistic recipe with only "
+        "`model.widths` changed, exported as the default module (uint8, refinement ml with retry 20), and run "
+        f"with `{{refine: k}}` for k in {res['iters']}. Targets (issue 9): median rotation <= {ACCURACY}x SQPnP's at "
+        "every level with no failure (> 30°) where SQPnP has none, at the fewest steps k that reach it; single "
+        f"refined calls >= {SINGLE:g}x SQPnP (at that k, the worst level); batch calls of the network alone >= "
+        f"{BATCH:g}x; the module <= 16 KB raw and <= 9 KB gzip (16,384 / 9,216 B).",
+        "",
+        "| network | params | module raw / gzip B | without tracker raw / gzip B | fewest ml steps k | worst median "
+        "ratio at k | single speed-up at k (min) | batch speed-up (min) | accuracy | speed | size | size w/o tracker |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
+    for label, c in res["candidates"].items():
+        k = c["fewest_steps"]
+        pk = c["per_k"].get(str(k)) if k is not None else None
+        m = c["met"]
+        lines.append(
+            f"| {md_cell(label)} | {c['params']:,} | {c['bytes'][0]:,} / {c['bytes'][1]:,} | "
+            f"{c['bytes_without_tracker'][0]:,} / {c['bytes_without_tracker'][1]:,} | {k if k is not None else 'none'} | "
+            + (f"{max(pk['ratios']):.4f} | {min(pk['single_speedup']):.1f}x" if pk else "– | –")
+            + f" | {min(c['batch_speedup']):.0f}x | {yes(m['accuracy'])} | {yes(m['single'] and m['batch'])} | "
+            f"{yes(m['size'])} | {yes(m['size_without_tracker'])} |"
+        )
+    lines += [
+        "",
+        "![median rotation error against SQPnP's, and bytes](study.png)",
+        "",
+        "## Median rotation error / SQPnP's, by noise level (failures > 30°: module / SQPnP)",
+        "",
+        "| network | ml steps | " + " | ".join(level_names) + " | single speed-up (min) |",
+        "|---|---:|" + "---:|" * len(level_names) + "---:|",
+    ]
+    for label, c in res["candidates"].items():
+        for k, pk in c["per_k"].items():
+            cells = [f"{r:.4f} ({fa}/{fb})" for r, (fa, fb) in zip(pk["ratios"], pk["failures"])]
+            lines.append(f"| {md_cell(label)} | {k} | " + " | ".join(cells) + f" | {min(pk['single_speedup']):.1f}x |")
+    lines += [
+        "",
+        "## Median rotation error (°) by noise level",
+        "",
+        "| solver | " + " | ".join(level_names) + " |",
+        "|---|" + "---:|" * len(level_names),
+    ]
+    names = list(next(iter(res["settings"].values())))
+    for name in names:
+        lines.append(
+            f"| {md_cell(name)} | "
+            + " | ".join(f"{r[name]['rot_median']:.3f}" for r in res["settings"].values())
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = [float(n.split("=")[-1]) for n in res["settings"]]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (label, c) in enumerate(res["candidates"].items()):
+        color = f"C{i}"
+        ax.plot(levels, c["per_k"]["1"]["ratios"], marker="o", color=color, label=f"{label}, 1 ml step")
+        ax.plot(levels, c["per_k"]["2"]["ratios"], marker=".", ls="--", color=color, lw=0.8, label=f"{label}, 2")
+        ratio = max(c["per_k"]["1"]["ratios"])
+        for kind, (raw, gz), mk in (
+            ("", c["bytes"], "o"),
+            (" w/o tracker", c["bytes_without_tracker"], "s"),
+        ):
+            bx.scatter([gz], [raw], color=color, marker=mk, label=f"{label}{kind} (worst ratio {ratio:.3f})")
+    ax.axhline(ACCURACY, color="k", lw=0.8, ls=":", label=f"target {ACCURACY}x")
+    ax.set_xlabel("landmark noise_2d (fraction of the face's image size)")
+    ax.set_ylabel("median rotation error / OpenCV.js SQPnP's")
+    ax.set_title("default module (uint8) by network width, Node, same draws", fontsize=9)
+    ax.legend(fontsize=6)
+    bx.axvline(9 * 1024, color="k", lw=0.8, ls=":")
+    bx.axhline(16 * 1024, color="k", lw=0.8, ls=":")
+    bx.set_xlabel("module bytes, gzip -9 (target 9,216)")
+    bx.set_ylabel("module bytes, raw (target 16,384)")
+    bx.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(res: dict[str, Any], out_dir: Path, command: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(res, indent=1))
+    plot(res, out_dir / "study.png")
+    (out_dir / "README.md").write_text(report(res, command))
+
+
+__all__ = ["run", "report", "summarise", "train_width", "write"]
