@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2000, help="draws per noise level")
     p.add_argument("--key", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--iters", type=int, nargs="+", default=list(web_study.ITERS), help="ml steps to run (0 always included)"
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "web_size_study"))
     a = p.parse_args(argv)
 
@@ -46,13 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not label or not (Path(d) / "pnpjax.json").is_file():
             return error(f"--checkpoint {spec!r}: expected LABEL=DIR with DIR a pnpjax checkpoint directory")
         candidates[label] = Path(d)
+    if any(not 0 <= k <= 100 for k in a.iters):
+        return error(f"--iters {a.iters}: steps must be in [0, 100]")
     if any(w <= 0 for w in a.widths):
         return error(f"--widths {a.widths}: widths must be positive")
     if not candidates and not a.widths:
         return error("nothing to compare")
     for w in a.widths:
         candidates[f"{w}-{w}"] = web_study.train_width((w, w), Path(a.workroot))
-    res = web_study.run(candidates, n=a.n, key=a.key, repeats=a.repeats)
+    res = web_study.run(candidates, n=a.n, key=a.key, repeats=a.repeats, iters=a.iters)
     command = "python experiments/web_size_study.py" + "".join(
         f" {x}" for x in (argv if argv is not None else sys.argv[1:])
     )

@@ -46,12 +46,16 @@ def module_name(label: str, k: int) -> str:
     return f"{label} + refine {k}" if k else f"{label} network alone"
 
 
-def run(candidates: dict[str, Path], n: int = 2000, key: int = 0, repeats: int = 3, log=print) -> dict[str, Any]:
-    """Benchmark the default module of each candidate (label -> checkpoint dir) against SQPnP."""
+def run(
+    candidates: dict[str, Path], n: int = 2000, key: int = 0, repeats: int = 3, iters=ITERS, log=print
+) -> dict[str, Any]:
+    """Benchmark the default module of each candidate (label -> checkpoint dir) against SQPnP, with
+    `{refine: k}` for k in iters (0, the network alone, always included)."""
+    iters = sorted({0, *iters})
     first = next(iter(candidates.values()))
     settings = web_bench.draws(n, key, first, seed=False)
     ref = checkpoint.load(first)
-    out: dict[str, Any] = {"n": n, "key": key, "iters": list(ITERS), "candidates": {}, "settings": {}}
+    out: dict[str, Any] = {"n": n, "key": key, "iters": iters, "candidates": {}, "settings": {}}
     modules = []
     with tempfile.TemporaryDirectory(prefix="pnpjax-web-study-") as tmp:
         tmp = Path(tmp)
@@ -72,7 +76,7 @@ def run(candidates: dict[str, Path], n: int = 2000, key: int = 0, repeats: int =
                 "bytes": sizes["module"],
                 "bytes_without_tracker": sizes["without tracker"],
             }
-            modules += [{"name": module_name(label, k), "path": str(path), "options": {"refine": k}} for k in ITERS]
+            modules += [{"name": module_name(label, k), "path": str(path), "options": {"refine": k}} for k in iters]
         inp = web_bench.payload(ref.layout.array, settings, modules, None, repeats, 0)
         log(f"running {len(modules)} modules and OpenCV.js on {len(settings)} settings in Node ...")
         got = web_bench.run_js(inp, tmp)
@@ -193,14 +197,23 @@ def plot(res: dict[str, Any], path: Path) -> None:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (label, c) in enumerate(res["candidates"].items()):
         color = f"C{i}"
-        ax.plot(levels, c["per_k"]["1"]["ratios"], marker="o", color=color, label=f"{label}, 1 ml step")
-        ax.plot(levels, c["per_k"]["2"]["ratios"], marker=".", ls="--", color=color, lw=0.8, label=f"{label}, 2")
-        ratio = max(c["per_k"]["1"]["ratios"])
+        for k, style in (("1", dict(marker="o")), ("2", dict(marker=".", ls="--", lw=0.8))):
+            if k in c["per_k"]:
+                ax.plot(levels, c["per_k"][k]["ratios"], color=color, label=f"{label}, {k} ml step(s)", **style)
+        k1 = c["per_k"]["1" if "1" in c["per_k"] else "0"]
+        ratio = max(k1["ratios"])
+        extra = sum(fa for fa, fb in k1["failures"] if fb == 0)  # failures > 30° where SQPnP has none
         for kind, (raw, gz), mk in (
             ("", c["bytes"], "o"),
             (" w/o tracker", c["bytes_without_tracker"], "s"),
         ):
-            bx.scatter([gz], [raw], color=color, marker=mk, label=f"{label}{kind} (worst ratio {ratio:.3f})")
+            bx.scatter(
+                [gz],
+                [raw],
+                color=color,
+                marker=mk,
+                label=f"{label}{kind}: 1 step worst ratio {ratio:.3f}, {extra} failures SQPnP lacks",
+            )
     ax.axhline(ACCURACY, color="k", lw=0.8, ls=":", label=f"target {ACCURACY}x")
     ax.set_xlabel("landmark noise_2d (fraction of the face's image size)")
     ax.set_ylabel("median rotation error / OpenCV.js SQPnP's")
