@@ -136,6 +136,8 @@ def test_study_runs_every_network(small_web_checkpoint, tmp_path):
         assert 1000 < raw - raw_bare <= 2048 and gz_bare < gz, label  # createTracker: ~2 KB (issue 10: <= 2 KB)
         assert set(c["per_k"]) == {"0", "1", "2", "3"}
     assert res["candidates"]["16-16 | untrained"]["bytes"][0] < res["candidates"]["64-64"]["bytes"][0]
+    assert res["candidates"]["64-64"]["checkpoint"] == "checkpoints/blazeface6"  # no machine's path in results
+    assert res["candidates"]["16-16 | untrained"]["checkpoint"] == "w16"
     for rows in res["settings"].values():
         assert {r["n"] for r in rows.values()} == {10}
         assert set(rows) == {"OpenCV.js SQPNP"} | {web_study.module_name(lb, k) for lb in cands for k in range(4)}

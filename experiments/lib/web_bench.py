@@ -285,7 +285,7 @@ def run(
                 out["environment"][rt] = got["environment"]
                 results[rt].update(got["results"])
         for rt in runtimes:
-            out["runtimes"][rt] = {s.name: _rows(results[rt][s.name], s) for s in settings}
+            out["runtimes"][rt] = {s.name: rows_of(results[rt][s.name], s) for s in settings}
     return out
 
 
@@ -318,7 +318,8 @@ def size_key(web_name: str, quantize: str) -> str:
     return f"pnpjax module {quantize} ({web_name}, refinement included)"
 
 
-def _rows(results: dict, s: Setting) -> dict:
+def rows_of(results: dict, s: Setting) -> dict:
+    """Metrics (and times) per solver of one setting from the JS runner's poses (OpenCV.js: rvec, tvec; TF.js: raw outputs)."""
     rows = {}
     for name, r in results.items():
         raw = np.asarray(r["poses"], np.float64).reshape(-1, 7)

@@ -42,6 +42,14 @@ def train_width(width: tuple[int, ...], workroot: Path, base: str = "blazeface6"
     return workdir / "model"
 
 
+def _shown(d: Path) -> str:
+    """A checkpoint's path for the results: relative to the repository, else its name (no machine's path)."""
+    try:
+        return str(Path(d).resolve().relative_to(web_bench.REPO))
+    except ValueError:
+        return Path(d).name
+
+
 def module_name(label: str, k: int) -> str:
     return f"{label} + refine {k}" if k else f"{label} network alone"
 
@@ -55,7 +63,7 @@ def run(
     first = next(iter(candidates.values()))
     settings = web_bench.draws(n, key, first, seed=False)
     ref = checkpoint.load(first)
-    out: dict[str, Any] = {"n": n, "key": key, "iters": iters, "candidates": {}, "settings": {}}
+    out: dict[str, Any] = {"n": n, "key": key, "repeats": repeats, "iters": iters, "candidates": {}, "settings": {}}
     modules = []
     with tempfile.TemporaryDirectory(prefix="pnpjax-web-study-") as tmp:
         tmp = Path(tmp)
@@ -70,7 +78,7 @@ def run(
             sizes = web_bench.module_bytes(solver, Path(d).name, bare)
             assert sizes["module"][0] == len(path.read_bytes())  # module_bytes measures what export writes
             out["candidates"][label] = {
-                "checkpoint": str(d),
+                "checkpoint": _shown(d),
                 "widths": list(solver.config.model.widths),
                 "params": int(model.num_params(solver.params)),
                 "bytes": sizes["module"],
@@ -82,7 +90,7 @@ def run(
         got = web_bench.run_js(inp, tmp)
     out["environment"] = got["environment"]
     for s in settings:
-        rows = web_bench._rows(got["results"][s.name], s)  # noqa: SLF001 (the bench's own pose decoding)
+        rows = web_bench.rows_of(got["results"][s.name], s)
         out["settings"][s.name] = {
             name: r for name, r in rows.items() if not name.startswith("OpenCV.js") or name == SQPNP
         }
@@ -142,6 +150,15 @@ def report(res: dict[str, Any], command: str) -> str:
         f"refined calls >= {SINGLE:g}x SQPnP (at that k, the worst level); batch calls of the network alone >= "
         f"{BATCH:g}x; the module <= 16 KB raw and <= 9 KB gzip (16,384 / 9,216 B).",
         "",
+        *(
+            [
+                f"**{res['repeats']} timing round(s) (`--repeats`): this run is for the accuracy and failure counts; "
+                "its speed-ups are not measurements.**",
+                "",
+            ]
+            if res.get("repeats", 3) < 2
+            else []
+        ),
         "| network | params | module raw / gzip B | without tracker raw / gzip B | fewest ml steps k | worst median "
         "ratio at k | single speed-up at k (min) | batch speed-up (min) | accuracy | speed | size | size w/o tracker |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
@@ -203,17 +220,10 @@ def plot(res: dict[str, Any], path: Path) -> None:
         k1 = c["per_k"]["1" if "1" in c["per_k"] else "0"]
         ratio = max(k1["ratios"])
         extra = sum(fa for fa, fb in k1["failures"] if fb == 0)  # failures > 30° where SQPnP has none
-        for kind, (raw, gz), mk in (
-            ("", c["bytes"], "o"),
-            (" w/o tracker", c["bytes_without_tracker"], "s"),
-        ):
-            bx.scatter(
-                [gz],
-                [raw],
-                color=color,
-                marker=mk,
-                label=f"{label}{kind}: 1 step worst ratio {ratio:.3f}, {extra} failures SQPnP lacks",
-            )
+        bx.scatter(
+            *c["bytes"][::-1], color=color, marker="o", label=f"{label}: 1 step {ratio:.3f}x, {extra} extra fails"
+        )
+        bx.scatter(*c["bytes_without_tracker"][::-1], color=color, marker="s", label=f"{label} without the tracker")
     ax.axhline(ACCURACY, color="k", lw=0.8, ls=":", label=f"target {ACCURACY}x")
     ax.set_xlabel("landmark noise_2d (fraction of the face's image size)")
     ax.set_ylabel("median rotation error / OpenCV.js SQPnP's")
@@ -223,7 +233,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     bx.axhline(16 * 1024, color="k", lw=0.8, ls=":")
     bx.set_xlabel("module bytes, gzip -9 (target 9,216)")
     bx.set_ylabel("module bytes, raw (target 16,384)")
-    bx.legend(fontsize=6)
+    bx.legend(fontsize=6, loc="upper left")  # the points run from lower left to upper right
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
