@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", type=int, nargs="*", default=[32, 24, 16], help="hidden widths to train and compare")
     p.add_argument("--workroot", default="runs")
+    p.add_argument("--steps", type=int, help="training steps of the --widths networks (default: the preset's schedule)")
     p.add_argument(
         "--checkpoint", action="append", default=[], metavar="LABEL=DIR", help="another network to compare (repeatable)"
     )
@@ -51,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         candidates[label] = Path(d)
     if any(not 0 <= k <= 100 for k in a.iters):
         return error(f"--iters {a.iters}: steps must be in [0, 100]")
+    if a.steps is not None and a.steps <= 0:
+        return error(f"--steps {a.steps}: must be positive")
     if any(w <= 0 for w in a.widths):
         return error(f"--widths {a.widths}: widths must be positive")
     if not candidates and not a.widths:
         return error("nothing to compare")
     for w in a.widths:
-        candidates[f"{w}-{w}"] = web_study.train_width((w, w), Path(a.workroot))
+        label = f"{w}-{w}" + (f", {a.steps:,} steps" if a.steps else "")
+        candidates[label] = web_study.train_width((w, w), Path(a.workroot), steps=a.steps)
     res = web_study.run(candidates, n=a.n, key=a.key, repeats=a.repeats, iters=a.iters)
     command = "python experiments/web_size_study.py" + "".join(
         f" {x}" for x in (argv if argv is not None else sys.argv[1:])

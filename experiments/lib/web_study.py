@@ -30,12 +30,17 @@ BATCH = 50.0  # batch network alone >= 50x SQPnP
 SQPNP = "OpenCV.js SQPNP"
 
 
-def train_width(width: tuple[int, ...], workroot: Path, base: str = "blazeface6", log=print) -> Path:
-    """Train (or resume, or reuse) the `base` preset with model.widths = width in
-    <workroot>/<base>-w<w>-<w>; returns its model directory."""
+def train_width(
+    width: tuple[int, ...], workroot: Path, base: str = "blazeface6", steps: int | None = None, log=print
+) -> Path:
+    """Train (or resume, or reuse) the `base` preset with model.widths = width (and `steps`, default
+    the preset's schedule) in <workroot>/<base>-w<w>-<w>[-s<steps>]; returns its model directory."""
     cfg = config.get_config(base)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, widths=tuple(width)))
-    workdir = Path(workroot) / f"{base}-w{'-'.join(map(str, width))}"
+    suffix = ""
+    if steps is not None and steps != cfg.steps:
+        cfg, suffix = dataclasses.replace(cfg, steps=int(steps)), f"-s{int(steps)}"
+    workdir = Path(workroot) / f"{base}-w{'-'.join(map(str, width))}{suffix}"
     if not (workdir / "model" / checkpoint.META_FILE).is_file():
         log(f"training {workdir} ({cfg.steps} steps) ...")
         train.train_and_evaluate(cfg, workdir, progress=False, print_fn=lambda *_: None)
