@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
 from experiments.lib import web_bench
 from pnpjax import checkpoint, config, export, model, train
 from pnpjax.textsafe import md_cell, one_line
