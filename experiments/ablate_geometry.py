@@ -18,6 +18,9 @@ Variants (ModelConfig fields):
     64-64 centroid+ray+roll  centroid+ray on roll-canonical landmarks
     64-64 centroid+ray+persp the same, the camera first turned onto the landmarks' mean viewing
                              ray and the roll read there (`--model.roll perspective`)
+    64-64 axis+ray+persp     the same, the ~0 centroid inputs replaced by the real optical axis
+                             seen from the turned camera (`--model.inputs axis`)
+    64-64 axis+ray+persp geodesic   the same trained on the `geodesic` loss (`--loss geodesic`)
 """
 
 from __future__ import annotations
@@ -45,7 +48,14 @@ VARIANTS = {
     "64-64 roll": dict(widths=(64, 64), roll="canonical"),
     "64-64 centroid+ray+roll": dict(widths=(64, 64), inputs="centroid", translation="ray", roll="canonical"),
     "64-64 centroid+ray+persp": dict(widths=(64, 64), inputs="centroid", translation="ray", roll="perspective"),
+    "64-64 axis+ray+persp": dict(widths=(64, 64), inputs="axis", translation="ray", roll="perspective"),
+    # A Config field beside the model's: trained on the `geodesic` loss (rotation angle x the
+    # layout's RMS radius + translation distance) instead of l1_3d.
+    "64-64 axis+ray+persp geodesic": dict(
+        widths=(64, 64), inputs="axis", translation="ray", roll="perspective", loss="geodesic"
+    ),
 }
+CONFIG_FIELDS = ("loss",)  # variant keys that set the training Config, not its ModelConfig
 DEFAULT_VARIANTS = ("64-64", "64-64 centroid", "64-64 centroid+ray", "48-48-48")
 
 
@@ -65,14 +75,15 @@ def run(
     layout = layouts.get_layout(base.layout)
     runs, params = [], {}
     for name in variants:
-        fields = VARIANTS[name]
+        fields = {k: v for k, v in VARIANTS[name].items() if k not in CONFIG_FIELDS}
+        top = {k: v for k, v in VARIANTS[name].items() if k in CONFIG_FIELDS}
         if smoke:
             fields = {**fields, "widths": tuple(max(w // 4, 4) for w in fields["widths"])}
         mcfg = dataclasses.replace(base.model, **fields)
         params[name] = model.num_params(model.init_params(mcfg, jax.random.key(0), layout.num_points))
         for s in range(seeds):
             rn = f"{name.replace(' ', '_')}-s{s}"
-            runs.append(multi.Run(rn, dataclasses.replace(base, name=rn, seed=s, model=mcfg)))
+            runs.append(multi.Run(rn, dataclasses.replace(base, name=rn, seed=s, model=mcfg, **top).validate()))
     test_name = f"{protocol}_test"
     tests = multi.make_test_sets(layout, {test_name: base.test_protocol}, eval_size)
     results = multi.train_many(runs, out / "runs", tests)

@@ -60,6 +60,8 @@ class Config:
                 if typing.get_origin(tp) is Literal and getattr(obj, f) not in typing.get_args(tp):
                     choices = ", ".join(repr(c) for c in typing.get_args(tp))
                     raise ConfigError(f"{prefix}{f} must be one of {choices}, got {getattr(obj, f)!r}")
+        if self.model.inputs == "axis" and self.model.roll != "perspective":
+            raise ConfigError("model.inputs='axis' needs model.roll='perspective' (the axis of the turned camera)")
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss '{self.loss}': choose from {', '.join(LOSSES)}")
         if not self.model.widths or any(w <= 0 for w in self.model.widths):

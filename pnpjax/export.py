@@ -258,7 +258,8 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     # every quantity below is a function of (c, d) alone (the roll turns both, being linear).
     # The float32 mean is off by up to half an ulp of the coordinates (3e-5 px at 600 px), which
     # would shift every offset alike; a second pass on the offsets' own (small) mean removes it.
-    need_c, need_d = m.inputs == "centroid" or m.translation == "ray", m.inputs == "centroid" or roll != "none"
+    rel_inputs = m.inputs in ("centroid", "axis")  # landmarks centred and scaled (then 3 more inputs)
+    need_c, need_d = m.inputs == "centroid" or m.translation == "ray", rel_inputs or roll != "none"
     want_c = need_c
     if roll == "perspective":  # (c, d) first: the turn below is computed from them
         need_c = need_d = True
@@ -333,22 +334,29 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
                 2,
             )
 
-        if m.inputs == "centroid":
+        if rel_inputs:
             d = turn(d, k)
         if need_c:
             c = turn(c, 1)
+        if m.inputs == "axis":
+            # model.frame_axis: the real optical axis seen from the turned frame, a = Rz^T R_c^T e_z
+            # (the last row of R_c, turned by -roll), projected: O(1) numbers.
+            a0, a1 = (g.reshape(v, (-1, 1, 1)) for v in rc[2][:2])
+            az = g.op("Maximum", rc[2][2], g.const(1e-6))
+            axis = g.op("RealDiv", g.reshape(turn(g.concat([a0, a1], 2), 1), (-1, 2)), az)
     else:
 
         def turn(pts: str, n: int) -> str:
             return pts
 
-    if m.inputs == "centroid":
+    if rel_inputs:
         spread = g.op(
             "Sqrt",
             g.op("AddV2", g.reduce("Mean", g.reduce("Sum", g.op("Square", d), 2), 1, keep_dims=True), g.const(1e-12)),
         )  # (N, 1)
         rel = g.reshape(g.op("RealDiv", d, g.reshape(spread, (-1, 1, 1))), (-1, 2 * k))
-        feats = g.concat([rel, g.reshape(c, (-1, 2)), g.op("Log", spread)], 1)
+        extra = axis if m.inputs == "axis" else g.reshape(c, (-1, 2))
+        feats = g.concat([rel, extra, g.op("Log", spread)], 1)
     else:  # the (turned) normalised coordinates themselves, from the image coordinates directly
         xy = xyp if roll == "perspective" else g.op("RealDiv", g.op("Sub", uv, pp), f)
         feats = g.reshape(turn(xy, k), (-1, 2 * k))

@@ -114,7 +114,8 @@ def _recipe(solver) -> dict[str, Any] | None:
     if (m.inputs, m.translation, roll) == ("standardized", "direct", False):
         return None
     return {
-        "centroid": m.inputs == "centroid",
+        "centroid": m.inputs in ("centroid", "axis"),
+        "axis": m.inputs == "axis",
         "ray": m.translation == "ray",
         "roll": [_float32_number(v) for v in np.asarray(weights, np.float64)] if roll else None,
         "perspective": kind == "perspective",

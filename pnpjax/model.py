@@ -35,7 +35,7 @@ from pnpjax.errors import ConfigError
 
 
 Rotation = Literal["quat", "6d"]  # rotation head: a normalised quaternion, or 6D + Gram-Schmidt
-Inputs = Literal["standardized", "centroid"]  # input treatment (see ModelConfig)
+Inputs = Literal["standardized", "centroid", "axis"]  # input treatment (see ModelConfig)
 Translation = Literal["direct", "ray"]  # translation parametrisation (see ModelConfig)
 Roll = Literal["none", "canonical", "perspective"]  # rotation canonicalisation (see ModelConfig)
 
@@ -48,7 +48,11 @@ class ModelConfig:
     # only ones a TF.js layers model can express, see export.py):
     #   'standardized': the 2K coordinates, standardised (a linear map, folded into the first layer);
     #   'centroid': the landmarks centred on their centroid c and divided by their spread s (RMS
-    #     distance to c), plus c and log s as 3 extra inputs; then standardised (nonlinear).
+    #     distance to c), plus c and log s as 3 extra inputs; then standardised (nonlinear);
+    #   'axis' (roll='perspective' only): as 'centroid', but the 2 inputs of c (~0 after the
+    #     perspective turn) replaced by the real camera's optical axis seen from the turned frame,
+    #     (a_x / a_z, a_y / a_z) with a = R_f^T e_z (`frame_axis`): where in the image the face is,
+    #     which the perspective turn hides, as O(1) numbers (float32-safe, unlike the ~0 centroid).
     inputs: Inputs = "standardized"
     #   'direct': t is regressed as (t_x, t_y, t_z);
     #   'ray': t = exp(a) (c + b, 1): log depth a and an offset b of the centroid ray c (nonlinear).
@@ -131,7 +135,7 @@ def network(cfg: ModelConfig) -> MLP:
 
 
 def input_dim(cfg: ModelConfig, num_points: int) -> int:
-    return 2 * num_points + (3 if cfg.inputs == "centroid" else 0)
+    return 2 * num_points + (0 if cfg.inputs == "standardized" else 3)
 
 
 def _point_sum(a: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -146,8 +150,10 @@ def _centroid(xy: jax.Array) -> jax.Array:
     return _point_sum(xy) / xy.shape[-2]
 
 
-def features(cfg: ModelConfig, xy: jax.Array) -> jax.Array:
-    """(..., K, 2) normalised image coords -> (..., input_dim) network inputs (before standardisation)."""
+def features(cfg: ModelConfig, xy: jax.Array, axis: jax.Array | None = None) -> jax.Array:
+    """(..., K, 2) normalised image coords -> (..., input_dim) network inputs (before standardisation).
+
+    inputs='axis' needs axis (..., 2), the `frame_axis` of the frame xy is seen in."""
     x = xy.reshape(xy.shape[:-2] + (-1,))
     if cfg.inputs == "standardized":
         return x
@@ -155,6 +161,10 @@ def features(cfg: ModelConfig, xy: jax.Array) -> jax.Array:
     r2 = _point_sum((xy - c) ** 2) / xy.shape[-2]  # (..., 2)
     spread = jnp.sqrt(r2[..., :1] + r2[..., 1:] + 1e-12)[..., None]  # (..., 1, 1): RMS distance to c
     rel = ((xy - c) / spread).reshape(x.shape)
+    if cfg.inputs == "axis":
+        if axis is None:
+            raise ConfigError("model.inputs='axis' needs the frame's optical axis (model.roll='perspective')")
+        return jnp.concatenate([rel, axis, jnp.log(spread[..., 0])], -1)
     return jnp.concatenate([rel, c[..., 0, :], jnp.log(spread[..., 0])], -1)
 
 
@@ -313,6 +323,32 @@ def _frame(roll: str, xy: jax.Array, weights: ArrayLike) -> tuple[jax.Array, jax
     return q_f, turn_xy(xy, cos, sin)
 
 
+def frame_axis(q_f: jax.Array) -> jax.Array:
+    """(..., 4) frame rotation q_f (x, y, z, w) -> (..., 2): the real camera's optical axis seen from
+    the frame, a = R_f^T e_z (the last row of R_f), projected: (a_x / a_z, a_y / a_z). For the
+    perspective frame a_z = the cosine of the turn (> 0 for any face image; clamped)."""
+    x, y, z, w = (q_f[..., i] for i in range(4))
+    az = jnp.maximum(1 - 2 * (x * x + y * y), 1e-6)
+    return jnp.stack([2 * (x * z - w * y) / az, 2 * (y * z + w * x) / az], -1)
+
+
+def upright(
+    cfg: ModelConfig, xy: ArrayLike, weights: ArrayLike, q: ArrayLike | None = None, t: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array | None, jax.Array | None, jax.Array | None]:
+    """`canonicalize` for cfg.roll, plus what `apply_upright` needs beside the landmarks: (xy', q',
+    t', axis), axis the `frame_axis` for inputs='axis' (else None)."""
+    if cfg.inputs != "axis":
+        return (*canonicalize(xy, weights, q, t, cfg.roll), None)
+    if cfg.roll != "perspective":
+        raise ConfigError("model.inputs='axis' needs model.roll='perspective'")
+    q_f, xy_c = _frame(cfg.roll, jnp.asarray(xy), weights)
+    if q is None:
+        return xy_c, None, None, frame_axis(q_f)
+    q_inv = geometry.quat_conjugate(q_f)
+    q_c = geometry.quat_multiply(q_inv, jnp.asarray(q))
+    return xy_c, q_c, _rotate_vector(geometry.quat_to_matrix(q_inv), jnp.asarray(t)), frame_axis(q_f)
+
+
 def canonicalize(
     xy: ArrayLike,
     weights: ArrayLike,
@@ -410,15 +446,16 @@ def apply(cfg: ModelConfig, params, stats: Stats, xy: ArrayLike) -> Prediction:
         return Prediction(*rotate_pose_z(p.R, p.q, p.t, cos, sin), p.z)
     if cfg.roll == "perspective":
         q_f, xy_c = _frame(cfg.roll, xy, _need_roll_weights(stats))
-        p = apply_upright(cfg, params, stats, xy_c)
+        p = apply_upright(cfg, params, stats, xy_c, frame_axis(q_f) if cfg.inputs == "axis" else None)
         return Prediction(*_rotate_pose(q_f, p.R, p.q, p.t), p.z)
     return apply_upright(cfg, params, stats, xy)
 
 
-def apply_upright(cfg: ModelConfig, params, stats: Stats, xy: jax.Array) -> Prediction:
+def apply_upright(cfg: ModelConfig, params, stats: Stats, xy: jax.Array, axis: jax.Array | None = None) -> Prediction:
     """The network and its decoding on landmarks as given, without roll canonicalisation: with
-    cfg.roll != 'none', `apply` is this on the canonical landmarks, its pose turned back."""
-    z = mlp_apply(params, (features(cfg, xy) - stats.x_mean) / stats.x_std)
+    cfg.roll != 'none', `apply` is this on the canonical landmarks (and, for inputs='axis', their
+    frame's `frame_axis`), its pose turned back."""
+    z = mlp_apply(params, (features(cfg, xy, axis) - stats.x_mean) / stats.x_std)
     y = z * stats.y_std + stats.y_mean
     if cfg.translation == "ray":
         # a = log depth (clamped: exp stays finite for any output), b = offset of the centroid ray.
@@ -447,7 +484,11 @@ def _stats_of(cfg: ModelConfig, layout, xy: jax.Array, q: jax.Array, t: jax.Arra
     the sampler's own compiled program, shared by every config)."""
     rw = jnp.asarray(roll_weights(layout)) if cfg.roll != "none" else None
     w = valid.astype(jnp.float32)[:, None]
-    x = features(cfg, xy if rw is None else canonicalize(xy, rw, roll=cfg.roll)[0])
+    if rw is None:
+        x = features(cfg, xy)
+    else:
+        xy_c, _, _, axis = upright(cfg, xy, rw)
+        x = features(cfg, xy_c, axis)
     q_ref = geometry.matrix_to_quat(jnp.asarray(layout.frontal_rotation, jnp.float32))
     y = encode_target(cfg, q, t, xy, q_ref, rw)
 

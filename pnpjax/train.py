@@ -80,8 +80,8 @@ def batch_loss(cfg: Config, layout: layouts.Layout, stats: model.Stats, params, 
         # The loss of (Rz R', Rz t') against the truth equals that of (R', t') against the truth
         # turned by Rz^T: turning the truth (no gradient) instead of the prediction is the same
         # loss and gradient, and its backward pass is ~20 % cheaper on CPU.
-        xy_c, q_c, t_c = model.canonicalize(batch.xy, stats.roll_weights, batch.q, batch.t, cfg.model.roll)
-        pred = model.apply_upright(cfg.model, params, stats, xy_c)
+        xy_c, q_c, t_c, axis = model.upright(cfg.model, batch.xy, stats.roll_weights, batch.q, batch.t)
+        pred = model.apply_upright(cfg.model, params, stats, xy_c, axis)
         per_example = losses.LOSSES[cfg.loss](pred, batch._replace(xy=xy_c, q=q_c, t=t_c), ctx)
     else:
         pred = model.apply(cfg.model, params, stats, batch.xy)

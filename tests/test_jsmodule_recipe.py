@@ -1,5 +1,5 @@
-"""The JS module runs issue 13's recipe (pnpjax.model: inputs='centroid', translation='ray', roll
-'canonical'): the exported module against a float64 numpy implementation of the shared spec, against
+"""The JS module runs issue 13's recipe (pnpjax.model: inputs='centroid' or 'axis', translation='ray',
+roll 'canonical' or 'perspective'): the exported module against a float64 numpy implementation of the shared spec, against
 `pnpjax.model.apply` (JAX), with refinement against `pnpjax.refine.refine_ml`, and the roll's
 equivariance (turning the image about the principal point turns the pose about the optical axis,
 whatever the weights).
@@ -56,10 +56,13 @@ def spec_network(solver, xy: np.ndarray, layers=None) -> tuple[np.ndarray, np.nd
     xy = np.einsum("nji,nkj->nki", rz[:, :2, :2], xy)  # Rz^T applied to every point
     f = xy.reshape(len(xy), -1)
     c = xy.mean(1)
-    if m.inputs == "centroid":
+    if m.inputs in ("centroid", "axis"):
         spread = np.sqrt(np.mean(np.sum((xy - c[:, None]) ** 2, -1), -1) + 1e-12)
+        # 'axis': the real optical axis seen from the frame R_c Rz, a = (R_c Rz)^T e_z, projected
+        a = (R_c @ rz)[:, 2]
+        extra = a[:, :2] / a[:, 2:] if m.inputs == "axis" else c
         f = np.concatenate(
-            [((xy - c[:, None]) / spread[:, None, None]).reshape(len(xy), -1), c, np.log(spread)[:, None]], -1
+            [((xy - c[:, None]) / spread[:, None, None]).reshape(len(xy), -1), extra, np.log(spread)[:, None]], -1
         )
     f64 = lambda a: np.asarray(a, np.float64)
     if layers is None:  # the checkpoint's float32 weights
@@ -108,6 +111,7 @@ RECIPES = [
     ("centroid", "direct", "none"),
     ("standardized", "ray", "canonical"),
     ("centroid", "ray", "perspective"),
+    ("axis", "ray", "perspective"),
 ]
 
 

@@ -428,7 +428,7 @@ def test_roll_perspective_target_round_trips_through_apply():
     t = S.apply(t)
     q = (S * Rotation.from_quat(q)).as_quat()
     xy = np.stack([_turn_camera(s, x) for s, x in zip(S.as_matrix(), xy)])
-    for inputs, translation, rotation in (("centroid", "ray", "quat"), ("standardized", "direct", "6d")):
+    for inputs, translation, rotation in (("centroid", "ray", "quat"), ("standardized", "direct", "6d"), ("axis", "ray", "quat")):
         cfg = ModelConfig(inputs=inputs, translation=translation, rotation=rotation, roll="perspective")
         _assert_apply_decodes_the_target(cfg, q, t, xy, w)
 
@@ -443,3 +443,83 @@ def test_roll_perspective_hostile_geometry_is_finite():
     xy[2] = np.random.default_rng(1).uniform(-1e3, 1e3, (6, 2))
     p = model.apply(cfg, params, stats, jnp.asarray(xy))
     assert all(np.all(np.isfinite(np.asarray(a))) for a in p)
+
+
+def _spec_frame(xy: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) R_f = R_c Rz(theta) of roll 'perspective' (scipy, numpy float64): R_c the smallest
+    rotation taking e_z onto the mean unit viewing ray, theta the direction of the roll weights'
+    moment of the landmarks seen by the camera turned by R_c."""
+    rays = np.concatenate([xy, np.ones_like(xy[..., :1])], -1)
+    r = (rays / np.linalg.norm(rays, axis=-1, keepdims=True)).mean(1)
+    r /= np.linalg.norm(r, axis=-1, keepdims=True)
+    ax = np.cross([0.0, 0.0, 1.0], r)
+    angle = np.arctan2(np.linalg.norm(ax, axis=-1), r[:, 2])
+    R_c = Rotation.from_rotvec(ax / np.linalg.norm(ax, axis=-1, keepdims=True) * angle[:, None]).as_matrix()
+    h = np.einsum("nji,nkj->nki", R_c, rays)
+    xy_p = h[..., :2] / h[..., 2:]
+    d = np.einsum("k,nkc->nc", w, xy_p - xy_p.mean(1, keepdims=True))
+    return R_c @ Rotation.from_euler("z", np.arctan2(d[:, 1], d[:, 0])[:, None]).as_matrix()
+
+
+def test_axis_inputs_against_scipy():
+    """inputs='axis': the 2 inputs after the centred, scaled landmarks are the real camera's optical
+    axis seen from the turned frame, a = R_f^T e_z projected (a_x / a_z, a_y / a_z), R_f from scipy;
+    it is the image of the real principal point in that frame, and O(1) (unlike the ~0 centroid
+    the inputs 'centroid' give there). The other inputs are those of 'centroid'."""
+    q, t, xy = _poses(16, seed=10)
+    xy = xy + [0.3, -0.2]  # faces off the optical axis
+    w = model.roll_weights(layouts.BLAZEFACE6).astype(np.float64)
+    cfg = ModelConfig(inputs="axis", translation="ray", roll="perspective")
+    xy_c, q_c, t_c, axis = model.upright(cfg, jnp.asarray(xy), w, jnp.asarray(q), jnp.asarray(t))
+    R_f = _spec_frame(xy, w)
+    np.testing.assert_allclose(np.asarray(axis), R_f[:, 2, :2] / R_f[:, 2, 2:], atol=1e-12)
+    assert np.all(np.linalg.norm(np.asarray(axis), axis=-1) > 0.1)
+    # the principal point (the ray e_z) seen from the turned camera R_f^T
+    pp = np.stack([_turn_camera(R.T, np.zeros((1, 2)))[0] for R in R_f])
+    np.testing.assert_allclose(np.asarray(axis), pp, atol=1e-12)
+    # the pose in the frame, and the other inputs, are those of roll 'perspective' with 'centroid'
+    ref = model.canonicalize(jnp.asarray(xy), w, jnp.asarray(q), jnp.asarray(t), "perspective")
+    for a, b in zip((xy_c, q_c, t_c), ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-12)
+    f = np.asarray(model.features(cfg, xy_c, axis))
+    f_c = np.asarray(model.features(ModelConfig(inputs="centroid"), xy_c))
+    np.testing.assert_array_equal(f[:, :12], f_c[:, :12])
+    np.testing.assert_array_equal(f[:, 14], f_c[:, 14])
+    np.testing.assert_array_equal(f[:, 12:14], np.asarray(axis))
+    assert np.all(np.abs(f_c[:, 12:14]) < 1e-2)  # the centroid the axis replaces
+
+
+def test_axis_inputs_need_the_perspective_roll():
+    from pnpjax import config
+    from pnpjax.errors import ConfigError
+
+    w = model.roll_weights(layouts.BLAZEFACE6)
+    with pytest.raises(ConfigError, match="perspective"):
+        model.upright(ModelConfig(inputs="axis", roll="canonical"), jnp.zeros((1, 6, 2)), w)
+    with pytest.raises(ConfigError, match="axis"):
+        model.features(ModelConfig(inputs="axis"), jnp.zeros((1, 6, 2)))
+    bad = dataclasses.replace(config.get_config("blazeface6"), model=ModelConfig(inputs="axis", roll="canonical"))
+    with pytest.raises(ConfigError, match="perspective"):
+        bad.validate()
+
+
+def test_axis_inputs_keep_roll_equivariance_not_camera_rotations():
+    """inputs='axis' + roll 'perspective': turning the image about the principal point by phi turns
+    the pose by Rz(phi) exactly (float64); turning the camera off its axis does not simply turn the
+    pose (the network now sees where the face is: the 'centroid' inputs' exact equivariance to
+    every camera rotation is given up for the translation prior)."""
+    from pnpjax import protocols
+
+    cfg, stats, params = _roll_solver("axis", "ray", "quat", roll="perspective")
+    b = protocols.sample_jit(protocols.RealisticProtocol(), jax.random.key(7), layouts.BLAZEFACE6, 64)
+    xy = np.asarray(b.xy, np.float64)[np.asarray(b.valid)]
+    p0 = model.apply(cfg, params, stats, jnp.asarray(xy))
+    R0, t0 = np.asarray(p0.R), np.asarray(p0.t)
+    for phi in (0.4, -2.9, np.pi):
+        S = _rotz(phi)
+        p = model.apply(cfg, params, stats, jnp.asarray(_turn_camera(S, xy)))
+        np.testing.assert_allclose(np.asarray(p.R), S @ R0, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(p.t), t0 @ S.T, atol=1e-8 * max(1, np.abs(t0).max()))
+    S = Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix()
+    R1 = np.asarray(model.apply(cfg, params, stats, jnp.asarray(_turn_camera(S, xy))).R)
+    assert np.max(np.abs(R1 - S @ R0)) > 1e-3

@@ -53,6 +53,8 @@ RECIPES = [
     # roll 'perspective': the camera turned onto the landmarks' mean viewing ray first.
     pytest.param(("centroid", "ray", "perspective"), id="centroid-ray-persp", marks=_no_roll),
     pytest.param(("standardized", "direct", "perspective", "6d"), id="persp-6d", marks=_no_roll),
+    # inputs 'axis': the real optical axis seen from the turned camera instead of its ~0 centroid.
+    pytest.param(("axis", "ray", "perspective"), id="axis-ray-persp", marks=_no_roll),
 ]
 CAMERAS = [pytest.param(None, id="seed"), pytest.param(PIXEL_CAMERA, id="pixels")]
 
@@ -82,7 +84,12 @@ def recipe_solver(recipe: tuple[str, str, str], seed: int = 0) -> checkpoint.Sol
     }
     batch = protocols.sample_jit(cfg.train_protocol, k_data, layout, 8192)
     ok = np.asarray(batch.valid)
-    h = np.asarray((model.features(cfg.model, batch.xy) - stats.x_mean) / stats.x_std, np.float64)[ok]
+    if cfg.model.inputs == "axis":  # (its inputs exist in the turned frame only)
+        xy_c, _, _, axis = model.upright(cfg.model, batch.xy, stats.roll_weights)
+        feats = model.features(cfg.model, xy_c, axis)
+    else:  # (the other recipes are fitted on the inputs of the landmarks as they are)
+        feats = model.features(cfg.model, batch.xy)
+    h = np.asarray((feats - stats.x_mean) / stats.x_std, np.float64)[ok]
     for n in names[:-1]:
         h = np.maximum(h @ np.asarray(params[n]["kernel"], np.float64) + np.asarray(params[n]["bias"]), 0)
     target = np.asarray(model.standardized_target(cfg.model, stats, batch.q, batch.t, batch.xy), np.float64)[ok]
@@ -216,6 +223,7 @@ def test_cli_exports_graph_recipes_as_js_and_tfjs(tmp_path):
 NODE_CASES = [pytest.param(r.values[0], None, id=f"{r.id}-seed", marks=r.marks) for r in RECIPES] + [
     pytest.param(("centroid", "ray", "canonical"), PIXEL_CAMERA, id="centroid-ray-roll-pixels", marks=_no_roll),
     pytest.param(("centroid", "ray", "perspective"), PIXEL_CAMERA, id="centroid-ray-persp-pixels", marks=_no_roll),
+    pytest.param(("axis", "ray", "perspective"), PIXEL_CAMERA, id="axis-ray-persp-pixels", marks=_no_roll),
 ]
 
 

@@ -226,8 +226,10 @@ def test_roll_canonical_loss_in_the_canonical_frame_is_the_loss(monkeypatch):
         batch = f64(protocols.sample_jit(base.test_protocol, jax.random.key(2), layout, 256))
         cases = [("canonical", "quat", sorted(losses.LOSSES)), ("canonical", "6d", ["l1_3d"])]
         cases += [("perspective", "quat", sorted(losses.LOSSES)), ("perspective", "6d", ["l1_3d"])]
-        for roll, rotation, names in cases:
+        cases += [("perspective", "quat", ["l1_3d", "geodesic", "reproj_2d"], "axis")]  # the axis inputs too
+        for roll, rotation, names, *inputs in cases:
             m = dataclasses.replace(config.RECIPE, widths=(16,), rotation=rotation, roll=roll)
+            m = dataclasses.replace(m, inputs=inputs[0]) if inputs else m
             cfg = dataclasses.replace(base, model=m)
             stats = f64(model.compute_stats(cfg.model, cfg.train_protocol, layout, jax.random.key(0), 4096))
             params = f64(model.init_params(cfg.model, jax.random.key(1), layout.num_points))

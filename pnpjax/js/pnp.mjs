@@ -203,8 +203,9 @@ export function createSolver(g) {
   const YM = g.yMean.map(fround);
   const OUT_DIM = YS.length;
   const XS = g.xStandard?.map((a) => a.map(fround));
-  // The recipe (pnpjax.model.ModelConfig): inputs 'centroid', translation 'ray', roll 'canonical'.
-  const { centroid: CENTROID, ray: RAY_T, roll: ROLL, perspective: PERSP } = g.model ?? {};
+  // The recipe (pnpjax.model.ModelConfig): inputs 'centroid' (or 'axis': centroid and axis set),
+  // translation 'ray', roll 'canonical' or 'perspective'.
+  const { centroid: CENTROID, axis: AXIS, ray: RAY_T, roll: ROLL, perspective: PERSP } = g.model ?? {};
   const { iterations: ITERS, cost: COST, sigma3d: SIGMA_3D, noise2d: NOISE_2D, retry: RETRY = 0 } = g.refine;
 
   // Layout centroid and RMS radius: the move-in-front start and the ml cost's scale.
@@ -368,8 +369,11 @@ export function createSolver(g) {
         x[k] = (x[k] - cx) / sp;
         x[k + 1] = (x[k + 1] - cy) / sp;
       }
-      x[F++] = cx;
-      x[F++] = cy;
+      // inputs 'axis' (roll 'perspective'): the real optical axis seen from the turned frame,
+      // a = Rz^T R_c^T e_z (the last row of R_c, turned by -theta), projected; else the centroid.
+      const az = max(QC[8], 1e-6);
+      x[F++] = AXIS ? (c * QC[6] + s * QC[7]) / az : cx;
+      x[F++] = AXIS ? (c * QC[7] - s * QC[6]) / az : cy;
       x[F++] = log(sp);
     }
     if (XS) for (let i = 0; i < F; i++) x[i] = (x[i] - XS[0][i]) / XS[1][i];
