@@ -21,6 +21,7 @@ Variants (ModelConfig fields):
     64-64 axis+ray+persp     the same, the ~0 centroid inputs replaced by the real optical axis
                              seen from the turned camera (`--model.inputs axis`)
     64-64 axis+ray+persp geodesic   the same trained on the `geodesic` loss (`--loss geodesic`)
+    64-64 centroid+ray+persp geodesic, 64-64 centroid+ray+roll geodesic   the same loss on those
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ VARIANTS = {
     # layout's RMS radius + translation distance) instead of l1_3d.
     "64-64 axis+ray+persp geodesic": dict(
         widths=(64, 64), inputs="axis", translation="ray", roll="perspective", loss="geodesic"
+    ),
+    "64-64 centroid+ray+persp geodesic": dict(
+        widths=(64, 64), inputs="centroid", translation="ray", roll="perspective", loss="geodesic"
+    ),
+    "64-64 centroid+ray+roll geodesic": dict(
+        widths=(64, 64), inputs="centroid", translation="ray", roll="canonical", loss="geodesic"
     ),
 }
 CONFIG_FIELDS = ("loss",)  # variant keys that set the training Config, not its ModelConfig

@@ -251,7 +251,24 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
     uv = g.placeholder("landmarks", (-1, k, 2))
     fx, fy, cx, cy = (float(v) for v in image_intrinsics(cam))
-    f, pp = g.const([fx, fy], "camera/f"), g.const([cx, cy], "camera/c")
+    # The camera in float32 plus its rounding (zero for the seed camera: no extra ops): a focal of
+    # 554.256... px stored as float32 is off by ~3e-8 of itself, a scale error of every normalised
+    # coordinate that reaches the pose as ~1e-5 cm (about an eighth of a one-ulp change of the pixels).
+    f_hi, c_hi = np.float32([fx, fy]), np.float32([cx, cy])
+    f_rel = (np.array([fx, fy]) - f_hi) / f_hi  # f = f_hi (1 + f_rel)
+    c_lo = np.array([cx, cy]) - c_hi
+    f, pp = g.const(f_hi, "camera/f"), g.const(c_hi, "camera/c")
+    pp_lo = g.const(c_lo, "camera/c_lo") if np.any(c_lo) else None
+    f_lo = g.const(f_rel, "camera/f_rel") if np.any(f_rel) else None
+
+    def centred(v: str) -> str:  # v - c, image units
+        v = g.op("Sub", v, pp)
+        return v if pp_lo is None else g.op("Sub", v, pp_lo)
+
+    def normalised(v: str) -> str:  # v / f = (v / f_hi) (1 - f_rel) + O(f_rel^2)
+        x = g.op("RealDiv", v, f)
+        return x if f_lo is None else g.op("Sub", x, g.op("Mul", x, f_lo))
+
     # The landmarks as their centroid c (normalised) and their offsets from it, d_k = (uv_k - mean uv) / f:
     # in float32 the offsets are taken in image units, where points close together subtract nearly
     # exactly, instead of after normalising (xy - c), which would cancel the rounding of each xy;
@@ -266,10 +283,10 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     if need_c or need_d:
         cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
     if need_c:
-        c = g.op("RealDiv", g.op("Sub", cu, pp), f)  # (N, 1, 2)
+        c = normalised(centred(cu))  # (N, 1, 2)
     if need_d:
         du = g.op("Sub", uv, cu)
-        d = g.op("RealDiv", g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)), f)  # (N, K, 2)
+        d = normalised(g.op("Sub", du, g.reduce("Mean", du, 1, keep_dims=True)))  # (N, K, 2)
     if roll == "perspective":
         # The camera turned onto the mean unit viewing ray u_k (model.perspective_frame, the same
         # float32-careful form: u_k - r/K from the small offsets d alone): rc = the rows of R_c as
@@ -358,7 +375,7 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         extra = axis if m.inputs == "axis" else g.reshape(c, (-1, 2))
         feats = g.concat([rel, extra, g.op("Log", spread)], 1)
     else:  # the (turned) normalised coordinates themselves, from the image coordinates directly
-        xy = xyp if roll == "perspective" else g.op("RealDiv", g.op("Sub", uv, pp), f)
+        xy = xyp if roll == "perspective" else normalised(centred(uv))
         feats = g.reshape(turn(xy, k), (-1, 2 * k))
     h = g.op("RealDiv", g.op("Sub", feats, g.const(f32(st.x_mean), "x_mean")), g.const(f32(st.x_std), "x_std"))
     p = solver.params

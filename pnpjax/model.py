@@ -9,7 +9,9 @@ statistics are measured once from the training protocol (`compute_stats`) and tr
 the checkpoint, so nothing is hard-coded.
 
 With `roll='perspective'` the landmarks are first moved (a homography) to the image of a camera
-turned onto their mean viewing ray, and the roll is read there (`perspective_frame`).
+turned onto their mean viewing ray, and the roll is read there (`perspective_frame`); with
+`inputs='axis'` the network is also told where the real camera's optical axis lies in that frame
+(`frame_axis`), i.e. where in the image the face is.
 
 With `roll='canonical'` the whole pipeline above runs on landmarks turned about the principal
 point so that the layout's horizontal axis lies along the image x axis (`canonical_roll`), and

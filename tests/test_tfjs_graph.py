@@ -127,23 +127,37 @@ def tfjs_op_names() -> set[str]:
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_graph_is_the_solver(recipe, cam):
     """The graph, evaluated in float64 numpy, is JAX's solver with its camera adapters (float64):
-    only its float32 constants (1/f of a pixel camera, the stats) separate them."""
+    only its float32 constants separate them (the stats; the camera's float32 rounding is
+    compensated, so the reference takes the camera as given)."""
     solver = recipe_solver(recipe)
     uv = landmarks(cam).copy()
     uv[:3] = uv[:3, :1]  # three faces shrunk to a point: no roll direction, no spread (finite, as JAX)
     graph, pose = export.solver_graph(solver, cam)
     y = tfjs.run_graph(graph, {"landmarks": uv}, pose)
-    # The graph stores the camera in float32: the reference takes the same (rounded) camera. What
-    # remains is exp(y_mean) of the depth rounded to float32, a relative error <= 2^-24 of t.
-    cam32 = cam and camera.Camera(
-        *(float(np.float32(v)) for v in (cam.fx, cam.fy, cam.cx, cam.cy)), cam.width, cam.height
-    )
-    ref = jax_pose64(solver, uv, cam32)
+    # What remains is exp(y_mean) of the depth rounded to float32, a relative error <= 2^-24 of t
+    # (the camera's rounding, f = f_hi (1 + f_rel), is taken out to O(f_rel^2) ~ 1e-15).
+    ref = jax_pose64(solver, uv, cam)
     assert np.all(np.isfinite(y)) and np.all(pose_error(y, ref) <= 1e-12 + 2.0**-23 * np.abs(ref))
     assert np.allclose(np.linalg.norm(y[:, :4], axis=1), 1.0, atol=1e-12) and np.all(y[:, 3] >= 0)
     assert {n.op for n in graph.nodes} <= tfjs.GRAPH_OPS
     used = {i for n in graph.nodes for i in n.inputs}
     assert [n.name for n in graph.nodes if n.name not in used] == [pose]  # no dead nodes
+
+
+@pytest.mark.parametrize("recipe", [("centroid", "ray", "canonical"), ("standardized", "direct", "none", "6d")])
+def test_graph_compensates_the_float32_rounding_of_the_camera(recipe):
+    """A camera none of whose intrinsics is a float32 number: the graph (float64 numpy) is JAX's
+    solver with that camera, not with its float32 rounding (which alone moves the pose by more)."""
+    cam = camera.Camera(554.2562584220407, 553.9, 320.1, 239.7, 640.0, 480.0)
+    assert all(float(np.float32(v)) != v for v in (cam.fx, cam.fy, cam.cx, cam.cy))
+    solver = recipe_solver(recipe)
+    uv = landmarks(cam).astype(np.float64)
+    graph, pose = export.solver_graph(solver, cam)
+    y = tfjs.run_graph(graph, {"landmarks": uv}, pose)
+    ref = jax_pose64(solver, uv, cam)
+    assert np.all(pose_error(y, ref) <= 1e-12 + 2.0**-23 * np.abs(ref))
+    cam32 = camera.Camera(*(float(np.float32(v)) for v in (cam.fx, cam.fy, cam.cx, cam.cy)), cam.width, cam.height)
+    assert np.any(pose_error(jax_pose64(solver, uv, cam32), ref) > 1e-12 + 2.0**-23 * np.abs(ref))
 
 
 def test_plain_recipe_stays_a_layers_model(tmp_path):
