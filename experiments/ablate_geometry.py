@@ -109,8 +109,12 @@ def run(
         extra = f" (landmark noise {base.realistic.noise_2d:g} of the face size, train and test)"
     else:
         extra = ""
+    losses = {VARIANTS[n].get("loss", base.loss) for n in names}
+    loss_text = f"loss `{base.loss}`" if losses == {base.loss} else (
+        f"loss `{base.loss}` (a variant whose name ends with a loss's name: that loss)"
+    )
     body = [
-        f"{protocol.capitalize()} protocol{extra}, `{base.layout}`, loss `{base.loss}`, {base.steps} steps × batch "
+        f"{protocol.capitalize()} protocol{extra}, `{base.layout}`, {loss_text}, {base.steps} steps × batch "
         f"{base.batch_size} per model (equal sample budget), peak learning rate {base.lr:g}, {seeds} seeds per "
         f"variant, each variant one vmapped group ({times}). Held-out: {int(tests[test_name].valid.sum())} draws of "
         f"the {protocol} test protocol (fixed key). Mean ± std over seeds; lengths in cm, reprojection in {units}. "
