@@ -110,8 +110,10 @@ def run(
     else:
         extra = ""
     losses = {VARIANTS[n].get("loss", base.loss) for n in names}
-    loss_text = f"loss `{base.loss}`" if losses == {base.loss} else (
-        f"loss `{base.loss}` (a variant whose name ends with a loss's name: that loss)"
+    loss_text = (
+        f"loss `{base.loss}`"
+        if losses == {base.loss}
+        else (f"loss `{base.loss}` (a variant whose name ends with a loss's name: that loss)")
     )
     body = [
         f"{protocol.capitalize()} protocol{extra}, `{base.layout}`, {loss_text}, {base.steps} steps × batch "

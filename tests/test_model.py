@@ -428,7 +428,11 @@ def test_roll_perspective_target_round_trips_through_apply():
     t = S.apply(t)
     q = (S * Rotation.from_quat(q)).as_quat()
     xy = np.stack([_turn_camera(s, x) for s, x in zip(S.as_matrix(), xy)])
-    for inputs, translation, rotation in (("centroid", "ray", "quat"), ("standardized", "direct", "6d"), ("axis", "ray", "quat")):
+    for inputs, translation, rotation in (
+        ("centroid", "ray", "quat"),
+        ("standardized", "direct", "6d"),
+        ("axis", "ray", "quat"),
+    ):
         cfg = ModelConfig(inputs=inputs, translation=translation, rotation=rotation, roll="perspective")
         _assert_apply_decodes_the_target(cfg, q, t, xy, w)
 
