@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", type=int, nargs="*", default=[32, 24, 16], help="hidden widths to train and compare")
     p.add_argument("--workroot", default="runs")
-    p.add_argument("--steps", type=int, help="training steps of the --widths networks (default: the preset's schedule)")
+    p.add_argument(
+        "--steps", type=int, help="training steps of the --widths networks (default: web_study.STUDY_STEPS, 40,000)"
+    )
     p.add_argument(
         "--checkpoint", action="append", default=[], metavar="LABEL=DIR", help="another network to compare (repeatable)"
     )

@@ -145,3 +145,20 @@ def test_study_runs_every_network(small_web_checkpoint, tmp_path):
     md = (tmp_path / "README.md").read_text()
     assert "16-16 \\| untrained" in md and "`` python experiments/web_size_study.py `x` ``" in md
     assert (tmp_path / "study.png").stat().st_size > 5000
+
+
+def test_study_training_recipe_is_pinned(tmp_path, monkeypatch):
+    """web_study.train_width trains the study's pinned recipe (l1_3d, 40,000 steps unless --steps),
+    whatever the `blazeface6` preset has moved to, so the committed study's command reproduces it."""
+    from pnpjax import config, train
+
+    seen = []
+    monkeypatch.setattr(train, "train_and_evaluate", lambda cfg, workdir, **_: seen.append((cfg, Path(workdir))))
+    web_study.train_width((8, 8), tmp_path, log=lambda *_: None)
+    web_study.train_width((8, 8), tmp_path, steps=123, log=lambda *_: None)
+    (a, wa), (b, wb) = seen
+    preset = config.get_config("blazeface6")
+    assert (a.loss, a.steps, a.model.widths) == ("l1_3d", 40_000, (8, 8))
+    assert (b.loss, b.steps) == ("l1_3d", 123)
+    assert a.model == dataclasses.replace(preset.model, widths=(8, 8)) and a.layout == preset.layout
+    assert (wa.name, wb.name) == ("blazeface6-w8-8", "blazeface6-w8-8-s123")
