@@ -14,7 +14,6 @@ byte-wise coder of those codes can beat).
 from __future__ import annotations
 
 import argparse
-import gzip
 import math
 import sys
 import tempfile
@@ -23,14 +22,9 @@ from pathlib import Path
 
 import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
 from experiments.lib import web_bench
-from experiments.lib.web_bench import EXPORT_CAMERA
+from experiments.lib.web_bench import EXPORT_CAMERA, byte_sizes
 from pnpjax import camera, checkpoint, jsmodule, model
 from pnpjax.textsafe import one_line
-
-
-def sizes(text: str) -> tuple[int, int]:
-    data = text.encode()
-    return len(data), len(gzip.compress(data, 9, mtime=0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{model.num_params(solver.params):,} parameters, uint8, camera {EXPORT_CAMERA}); bytes raw / gzip -9"
     )
     for name, text in (("whole module", module), ("data line", data_line), ("code (the rest)", code)):
-        raw, gz = sizes(text)
+        raw, gz = byte_sizes(text.encode())
         print(f"  {name:<18} {raw:>7,} / {gz:>6,}")
-    assert bare["module"] == sizes(module)
+    assert bare["module"] == byte_sizes(module.encode())
     raw, gz = bare["without tracker"]
     print(
         f"  {'without tracker':<18} {raw:>7,} / {gz:>6,}   (the whole module minus createTracker's code and defaults)"
     )
-    raw, gz = sizes(weights)
+    raw, gz = byte_sizes(weights.encode())
     print(f"  {'weights text':<18} {raw:>7,} / {gz:>6,}   order-0 entropy of its characters {entropy:,.0f} B")
     return 0
 

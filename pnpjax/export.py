@@ -277,12 +277,9 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
     # would shift every offset alike; a second pass on the offsets' own (small) mean removes it.
     rel_inputs = m.inputs in ("centroid", "axis")  # landmarks centred and scaled (then 3 more inputs)
     need_c, need_d = m.inputs == "centroid" or m.translation == "ray", rel_inputs or roll != "none"
-    want_c = need_c
-    if roll == "perspective":  # (c, d) first: the turn below is computed from them
-        need_c = need_d = True
     if need_c or need_d:
         cu = g.reduce("Mean", uv, 1, keep_dims=True)  # (N, 1, 2)
-    if need_c:
+    if need_c or roll == "perspective":  # (the perspective turn below is computed from (c, d))
         c = normalised(centred(cu))  # (N, 1, 2)
     if need_d:
         du = g.op("Sub", uv, cu)
@@ -330,7 +327,6 @@ def solver_graph(solver, cam: camlib.Camera | None, quantize: str = "float32") -
         c = g.reduce("Mean", xyp, 1, keep_dims=True)
         dp = g.op("Sub", xyp, c)
         d = g.op("Sub", dp, g.reduce("Mean", dp, 1, keep_dims=True))
-        need_c = want_c
 
     if roll != "none":
         w = np.asarray(st.roll_weights, np.float64).reshape(1, k, 1)

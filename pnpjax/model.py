@@ -343,12 +343,18 @@ def upright(
         return (*canonicalize(xy, weights, q, t, cfg.roll), None)
     if cfg.roll != "perspective":
         raise ConfigError("model.inputs='axis' needs model.roll='perspective'")
-    q_f, xy_c = _frame(cfg.roll, jnp.asarray(xy), weights)
+    xy_c, q_c, t_c, q_f = _in_perspective_frame(jnp.asarray(xy), weights, q, t)
+    return xy_c, q_c, t_c, frame_axis(q_f)
+
+
+def _in_perspective_frame(xy: jax.Array, weights: ArrayLike, q: ArrayLike | None, t: ArrayLike | None):
+    """`canonicalize` for roll 'perspective', and its frame: (xy', q', t', q_f)."""
+    q_f, xy_c = _frame("perspective", xy, weights)
     if q is None:
-        return xy_c, None, None, frame_axis(q_f)
+        return xy_c, None, None, q_f
     q_inv = geometry.quat_conjugate(q_f)
-    q_c = geometry.quat_multiply(q_inv, jnp.asarray(q))
-    return xy_c, q_c, _rotate_vector(geometry.quat_to_matrix(q_inv), jnp.asarray(t)), frame_axis(q_f)
+    t_c = _rotate_vector(geometry.quat_to_matrix(q_inv), jnp.asarray(t))
+    return xy_c, geometry.quat_multiply(q_inv, jnp.asarray(q)), t_c, q_f
 
 
 def canonicalize(
@@ -365,12 +371,7 @@ def canonicalize(
     q' = q_f^-1 q, t' = R_f^T t."""
     xy = jnp.asarray(xy)
     if roll == "perspective":
-        q_f, xy_c = _frame(roll, xy, weights)
-        if q is None:
-            return xy_c, None, None
-        q, t = jnp.asarray(q), jnp.asarray(t)
-        q_inv = geometry.quat_conjugate(q_f)
-        return xy_c, geometry.quat_multiply(q_inv, q), _rotate_vector(geometry.quat_to_matrix(q_inv), t)
+        return _in_perspective_frame(xy, weights, q, t)[:3]
     cos, sin = canonical_roll(xy, weights)
     xy_c = turn_xy(xy, cos, sin)
     if q is None:

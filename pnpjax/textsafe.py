@@ -8,6 +8,7 @@ a line to a table, nor close a code fence, nor inject HTML into a rendered Markd
 from __future__ import annotations
 
 import html
+import re
 
 
 def one_line(s: object) -> str:
@@ -20,11 +21,19 @@ def md_cell(s: object) -> str:
     return html.escape(one_line(s), quote=False).replace("|", "\\|")
 
 
+def _longest_backtick_run(text: str) -> int:
+    return max((len(r) for r in re.findall("`+", text)), default=0)
+
+
 def md_fence(text: str, info: str = "") -> str:
     """text inside a backtick fence longer than any backtick run in it (so it cannot be closed early)."""
-    longest, run = 0, 0
-    for c in text:
-        run = run + 1 if c == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * max(3, longest + 1)
+    fence = "`" * max(3, _longest_backtick_run(text) + 1)
     return f"{fence}{one_line(info)}\n{text}\n{fence}"
+
+
+def md_code(text: str) -> str:
+    """text as one Markdown code span: one line, in a backtick run longer than any inside it."""
+    text = one_line(text)
+    longest = _longest_backtick_run(text)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"{ticks}{text}{ticks}"

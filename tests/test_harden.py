@@ -104,6 +104,11 @@ def test_f1_eval_table_and_markdown_keep_hostile_names_on_one_line_or_cell():
     fenced = textsafe.md_fence(text)
     fence = fenced.splitlines()[0]
     assert set(fence) == {"`"} and fence not in text.splitlines() and fenced.endswith(fence)
+    span = textsafe.md_code("python x.py --out `a``b`\n# c")  # a command line as one code span
+    ticks = span[: len(span) - len(span.lstrip("`"))]
+    assert len(ticks) == 3 and span.endswith(f" {ticks}") and "\n" not in span
+    assert ticks not in span[len(ticks) : -len(ticks)]  # it cannot be closed early
+    assert textsafe.md_code("python x.py") == "`python x.py`"
 
 
 def test_f1_hostile_layout_strings_round_trip_through_model_json(tmp_path, smoke_workdir):
