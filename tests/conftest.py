@@ -107,3 +107,44 @@ if _CPU_LOG:
         yield
         with open(_CPU_LOG, "a") as f:
             f.write(f"{item.nodeid}\t{_cpu_seconds() - start:.2f}\n")
+
+
+# PNPJAX_TEST_COMPILE_LOG=FILE: append each compilation in this process (JAX's own log_compiles
+# timings: tracing, lowering to MLIR, XLA compilation) as "nodeid<TAB>phase<TAB>name<TAB>seconds"
+# lines, each program's argument shapes before them as "nodeid<TAB>shapes<TAB>name<TAB>0<TAB>avals"
+# (logged on persistent-cache hits too, which have no "XLA compilation of" line). With an empty
+# JAX_COMPILATION_CACHE_DIR: which programs a cold run pays for. Subprocesses are not logged.
+_COMPILE_LOG = os.environ.get("PNPJAX_TEST_COMPILE_LOG")
+if _COMPILE_LOG:
+    import logging
+    import re
+
+    import jax
+
+    _PHASE = re.compile(
+        r"Finished (tracing|jaxpr to MLIR module conversion|XLA compilation of) (.+?) (?:for jit )?in ([0-9.e+-]+) sec"
+    )
+    _current = ["(collection)"]
+
+    class _CompileHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            m = _PHASE.search(message)
+            if m:
+                line = f"{m.group(1)}\t{m.group(2)}\t{m.group(3)}"
+            elif message.startswith("Compiling "):  # the program's argument shapes, before its timings
+                name, _, shapes = message[len("Compiling ") :].partition(" with global shapes and types ")
+                line = f"shapes\t{name}\t0\t{shapes.split('. Argument mapping')[0]}"
+            else:
+                return
+            with open(_COMPILE_LOG, "a") as f:
+                f.write(f"{_current[0]}\t{line}\n")
+
+    jax.config.update("jax_log_compiles", True)
+    _handler = _CompileHandler(logging.DEBUG)
+    for _name in ("jax._src.dispatch", "jax._src.interpreters.pxla", "jax._src.compiler", "jax._src.pjit"):
+        logging.getLogger(_name).addHandler(_handler)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(nodeid, location):
+        _current[0] = nodeid
