@@ -38,23 +38,21 @@ REPO = Path(__file__).resolve().parents[1]
 OP_LIST = REPO / "web" / "node_modules" / "@tensorflow" / "tfjs-converter" / "dist" / "operations" / "op_list"
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
 
-HAS_ROLL = "roll" in {f.name for f in dataclasses.fields(ModelConfig)}
-_no_roll = pytest.mark.skipif(not HAS_ROLL, reason="model.py has no ModelConfig.roll yet (issue 13's spec)")
 # (inputs, translation, roll[, head]): every recipe the layers model cannot express.
 RECIPES = [
     pytest.param(("centroid", "direct", "none"), id="centroid"),
     pytest.param(("standardized", "ray", "none"), id="ray"),
     pytest.param(("centroid", "ray", "none"), id="centroid-ray"),
-    pytest.param(("standardized", "direct", "canonical"), id="roll", marks=_no_roll),
-    pytest.param(("centroid", "ray", "canonical"), id="centroid-ray-roll", marks=_no_roll),
+    pytest.param(("standardized", "direct", "canonical"), id="roll"),
+    pytest.param(("centroid", "ray", "canonical"), id="centroid-ray-roll"),
     # The 6d head (Gram-Schmidt, then Shepperd's matrix-to-quaternion) is a graph model too.
     pytest.param(("standardized", "direct", "none", "6d"), id="6d"),
-    pytest.param(("centroid", "ray", "canonical", "6d"), id="centroid-ray-roll-6d", marks=_no_roll),
+    pytest.param(("centroid", "ray", "canonical", "6d"), id="centroid-ray-roll-6d"),
     # roll 'perspective': the camera turned onto the landmarks' mean viewing ray first.
-    pytest.param(("centroid", "ray", "perspective"), id="centroid-ray-persp", marks=_no_roll),
-    pytest.param(("standardized", "direct", "perspective", "6d"), id="persp-6d", marks=_no_roll),
+    pytest.param(("centroid", "ray", "perspective"), id="centroid-ray-persp"),
+    pytest.param(("standardized", "direct", "perspective", "6d"), id="persp-6d"),
     # inputs 'axis': the real optical axis seen from the turned camera instead of its ~0 centroid.
-    pytest.param(("axis", "ray", "perspective"), id="axis-ray-persp", marks=_no_roll),
+    pytest.param(("axis", "ray", "perspective"), id="axis-ray-persp"),
 ]
 CAMERAS = [pytest.param(None, id="seed"), pytest.param(PIXEL_CAMERA, id="pixels")]
 
@@ -62,8 +60,7 @@ CAMERAS = [pytest.param(None, id="seed"), pytest.param(PIXEL_CAMERA, id="pixels"
 def model_config(recipe: tuple[str, ...], widths=(16, 16)) -> ModelConfig:
     """(inputs, translation, roll[, rotation head]) -> the ModelConfig."""
     inputs, translation, roll, rotation = (*recipe, "quat")[:4]
-    extra = {"roll": roll} if HAS_ROLL else {}
-    return ModelConfig(widths, rotation, inputs=inputs, translation=translation, **extra)
+    return ModelConfig(widths, rotation, inputs=inputs, translation=translation, roll=roll)
 
 
 @functools.cache
@@ -235,9 +232,9 @@ def test_cli_exports_graph_recipes_as_js_and_tfjs(tmp_path):
 
 # Every recipe with the seed camera, the full recipe with a pixel camera too (one Node run each).
 NODE_CASES = [pytest.param(r.values[0], None, id=f"{r.id}-seed", marks=r.marks) for r in RECIPES] + [
-    pytest.param(("centroid", "ray", "canonical"), PIXEL_CAMERA, id="centroid-ray-roll-pixels", marks=_no_roll),
-    pytest.param(("centroid", "ray", "perspective"), PIXEL_CAMERA, id="centroid-ray-persp-pixels", marks=_no_roll),
-    pytest.param(("axis", "ray", "perspective"), PIXEL_CAMERA, id="axis-ray-persp-pixels", marks=_no_roll),
+    pytest.param(("centroid", "ray", "canonical"), PIXEL_CAMERA, id="centroid-ray-roll-pixels"),
+    pytest.param(("centroid", "ray", "perspective"), PIXEL_CAMERA, id="centroid-ray-persp-pixels"),
+    pytest.param(("axis", "ray", "perspective"), PIXEL_CAMERA, id="axis-ray-persp-pixels"),
 ]
 
 
@@ -315,7 +312,6 @@ def test_hostile_names_stay_data(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_ROLL, reason="model.py has no ModelConfig.roll yet")
 def test_savedmodel_of_the_new_recipe_is_jax(tmp_path):
     """--format savedmodel (jax2tf) runs model.apply itself, so centroid + ray + roll need nothing
     new: TensorFlow's float32 program is as close to float64 JAX as JAX's own float32 path (TF's
@@ -360,7 +356,6 @@ def test_rot6d_quaternion_every_branch():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_ROLL, reason="model.py has no ModelConfig.roll yet")
 @pytest.mark.parametrize(
     "recipe, cam",
     [(("centroid", "ray", "canonical"), None), (("centroid", "ray", "canonical", "6d"), PIXEL_CAMERA)],
