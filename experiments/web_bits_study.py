@@ -1,7 +1,7 @@
 """How few weight bits does the default JS module need: the 64-64 blazeface6 trunk at b bits, refined, against SQPnP.
 
     python experiments/web_bits_study.py                # -> experiments/results/web_bits_study/
-    python experiments/web_bits_study.py --n 300 --bits 8 4 --out /tmp/bits   # quick
+    python experiments/web_bits_study.py --n 300 --bits 8 4 --out bits-quick   # quick
 
 Quantises the web checkpoint's trunk per tensor to each b in --bits with the uint8 export's affine
 scheme, measures the network alone and the module's default refinement (1 ml step, retry) in

@@ -349,7 +349,10 @@ def run(
                 zeros = [t.zero for t in q]
                 back = unpack(wd["weights"], [t.codes.size for t in q], zeros, q[0].bits, packing)
                 assert all(np.array_equal(a, t.codes.ravel()) for a, t in zip(back, q)), "packing round trip"
-                row["bytes"][packing] = {"weights": web_bench.byte_sizes(wd["weights"].encode()), **module_sizes(wd, bare)}
+                row["bytes"][packing] = {
+                    "weights": web_bench.byte_sizes(wd["weights"].encode()),
+                    **module_sizes(wd, bare),
+                }
         pad = max(len(s.xy) for s in settings)
         for s in settings:
             a = web_bench.metrics(*poses(solver, params, s.xy, 0, 0, pad), s)
@@ -447,7 +450,9 @@ def report(res: dict[str, Any], command: str) -> str:
         "",
         "Quantisation check: the largest |dequantised - float| over all weights, in quantisation steps "
         "(<= 0.5 plus float32 rounding): "
-        + ", ".join(f"{label} bit {row['max_step_error']:.4f}" for label, row in res["rows"].items() if "max_step_error" in row)
+        + ", ".join(
+            f"{label} bit {row['max_step_error']:.4f}" for label, row in res["rows"].items() if "max_step_error" in row
+        )
         + ".",
     ]
     return "\n".join(lines) + "\n"
@@ -461,7 +466,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
     levels = list(res["sqpnp"])
     x = [float(n.split("=")[-1]) for n in levels]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(16, 4.5))
     for i, (label, row) in enumerate(res["rows"].items()):
         ax.plot(x, [row["levels"][n]["ratio"] for n in levels], marker="o", color=f"C{i}", label=f"{label} refined")
     ax.axhline(web_bench.ACCURACY, color="k", ls=":", lw=0.8, label=f"target {web_bench.ACCURACY}x")
@@ -470,21 +475,25 @@ def plot(res: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{res['web_checkpoint']} trunk at b bits, 1 ml step, same draws", fontsize=9)
     ax.legend(fontsize=7)
     bits = [label for label in res["rows"] if "bytes" in res["rows"][label]]
-    bx_x = [int(b) for b in bits]
-    for packing, marker in (("char", "o"), ("dense", "s")):
-        for part, ls in (("module", "-"), ("without tracker", "--")):
-            bx.plot(
-                bx_x,
-                [res["rows"][b]["bytes"][packing][part][1] for b in bits],
-                marker=marker,
-                ls=ls,
-                label=f"{part}, {packing} packing (gzip -9)",
-            )
-    bx.axhline(web_bench.MAX_BYTES[1], color="k", ls=":", lw=0.8, label=f"target {web_bench.MAX_BYTES[1]:,} B gzip")
-    bx.set_xlabel("bits per weight")
-    bx.set_ylabel("would-be module bytes, gzip -9")
-    bx.invert_xaxis()
-    bx.legend(fontsize=7)
+    xs = [int(b) for b in bits]
+    for axis, which, target, name in (
+        (bx, 1, web_bench.MAX_BYTES[1], "gzip -9"),
+        (cx, 0, web_bench.MAX_BYTES[0], "raw"),
+    ):
+        for packing, marker in (("char", "o"), ("dense", "s")):
+            for part, ls in (("module", "-"), ("without tracker", "--")):
+                axis.plot(
+                    xs,
+                    [res["rows"][b]["bytes"][packing][part][which] for b in bits],
+                    marker=marker,
+                    ls=ls,
+                    label=f"{part}, {packing} packing",
+                )
+        axis.axhline(target, color="k", ls=":", lw=0.8, label=f"target {target:,} B")
+        axis.set_xlabel("bits per weight")
+        axis.set_ylabel(f"would-be module bytes, {name}")
+        axis.invert_xaxis()
+        axis.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
