@@ -136,3 +136,39 @@ def test_study_user_errors(args, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("web_bits_study.py: error: ")
     assert not out.exists()
+
+
+def test_mixed_bits_char_round_trip(tensors):
+    """Kernels at 5 bits (one character each), biases at 8 (the export's text): codes survive."""
+    qs = [web_bits.quantize_bits(t, 5 if i % 2 == 0 else 8) for i, t in enumerate(tensors)]
+    text = web_bits.pack(qs, "char")
+    back = web_bits.unpack(text, [q.codes.size for q in qs], [q.zero for q in qs], [q.bits for q in qs], "char")
+    for got, q in zip(back, qs):
+        np.testing.assert_array_equal(got, q.codes.ravel())
+    with pytest.raises(ValueError):
+        web_bits.pack(qs, "dense")
+    with pytest.raises(ValueError):  # a truncated text is refused, not read short
+        web_bits.unpack(text[:-1], [q.codes.size for q in qs], [q.zero for q in qs], [q.bits for q in qs], "char")
+
+
+def test_bias_correction_restores_the_mean_output(solver, tensors):
+    """bias_corrected: on its calibration inputs, the quantised trunk's mean output equals the float
+    trunk's up to the last bias's own 8-bit rounding (numpy float64 forward pass as reference)."""
+    rng = np.random.default_rng(0)
+    x = web_bits.mlp_inputs(solver, rng.normal(scale=0.2, size=(400, solver.layout.num_points, 2)))
+
+    def forward(ts):
+        h = x
+        for i in range(0, len(ts), 2):
+            h = h @ np.asarray(ts[i], np.float64) + np.asarray(ts[i + 1], np.float64)
+            h = np.maximum(h, 0) if i < len(ts) - 2 else h
+        return h
+
+    ref = forward(tensors)
+    qs = web_bits.bias_corrected(tensors, 5, x)
+    assert [q.bits for q in qs] == [5, 8] * (len(tensors) // 2)
+    got = forward([q.dequantize() for q in qs])
+    last = qs[-1]
+    np.testing.assert_array_less(np.abs(got.mean(0) - ref.mean(0)), 0.5 * last.scale + 1e-5)
+    plain = forward([web_bits.quantize_bits(t, 5 if i % 2 == 0 else 8).dequantize() for i, t in enumerate(tensors)])
+    assert np.abs(got.mean(0) - ref.mean(0)).max() < np.abs(plain.mean(0) - ref.mean(0)).max()

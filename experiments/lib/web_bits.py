@@ -22,6 +22,10 @@ packings, each actually encoded and decoded (`pack`, `unpack`):
     written as c base-89 characters (the g, c with 2^(g b) <= 89^c, c <= 7, fewest characters per
     code): fewer raw bytes, at the cost of gzip's view of single codes.
 
+A second scheme (`bias_corrected`) keeps the biases at 8 bits and shifts each layer's bias by the
+mean change of its pre-activations on calibration draws before quantising it (a mean correction
+of what the quantised kernels shift), to see whether the lost accuracy is a systematic offset.
+
 The would-be module is today's default module (`web_bench.default_module_data`, filled into
 today's minified code) with its weights text and per-tensor (scale, min, zero) replaced by the
 b-bit ones, plus a `bits` field when b < 8, with and without the tracker.
@@ -41,10 +45,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.lib import web_bench
-from pnpjax import camera, inference, jsmodule, refine, stack, tfjs
+from jax.typing import ArrayLike
+
+from pnpjax import camera, inference, jsmodule, model, protocols, refine, stack, tfjs
 from pnpjax.textsafe import md_cell, md_code
 
-BITS = (8, 6, 5, 4, 3)
+BITS = (8, 7, 6, 5, 4, 3)
+# The second scheme: kernels at b bits, biases at 8, each layer's bias shifted by the mean change
+# of its pre-activations on calibration draws (`bias_corrected`): the draws of the checkpoint's
+# training protocol under another key than bench_web's (keys 0..99 and 100..199).
+BIAS_BITS = 8
+CALIBRATION_KEY = 9_001
+CALIBRATION_N = 20_000
 PACKINGS = ("char", "dense")
 ALPHABET = jsmodule.ALPHABET
 BASE = len(ALPHABET)
@@ -117,6 +129,41 @@ def unfold_trunk(solver, tensors: list[np.ndarray]) -> dict:
     return out
 
 
+def mlp_inputs(solver, xy: ArrayLike) -> np.ndarray:
+    """(N, F) float64: the features the folded trunk takes for (N, K, 2) normalised landmarks (after
+    the model's roll canonicalisation, before the standardisation: as `model.compute_stats` sees them)."""
+    cfg, stats = solver.config.model, solver.stats
+    xy = jnp.asarray(xy, jnp.float32)
+    if cfg.roll == "none":
+        return np.asarray(model.features(cfg, xy), np.float64)
+    xy_c, _, _, axis = model.upright(cfg, xy, stats.roll_weights)
+    return np.asarray(model.features(cfg, xy_c, axis), np.float64)
+
+
+def calibration_inputs(solver, n: int = CALIBRATION_N, key: int = CALIBRATION_KEY) -> np.ndarray:
+    """`mlp_inputs` of n draws of the checkpoint's training protocol (realistic) under `key`."""
+    b = protocols.sample_jit(solver.config.realistic, jax.random.key(key), solver.layout, n)
+    return mlp_inputs(solver, np.asarray(b.xy)[np.asarray(b.valid)])
+
+
+def bias_corrected(tensors: list[np.ndarray], bits: int, x: np.ndarray, bias_bits: int = BIAS_BITS) -> list[Quantized]:
+    """The folded trunk with kernels at `bits` and biases at `bias_bits`, layer by layer: each bias
+    first shifted by the mean change of the layer's pre-activations on inputs `x` (N, F) that the
+    already quantised layers before it and its quantised kernel cause, then quantised (float64)."""
+    out = []
+    h_float = h_quant = np.asarray(x, np.float64)
+    last = len(tensors) // 2 - 1
+    for i in range(0, len(tensors), 2):
+        w, b = (np.asarray(t, np.float64) for t in tensors[i : i + 2])
+        wq = quantize_bits(w, bits)
+        w_deq = wq.dequantize().astype(np.float64)
+        bq = quantize_bits(b + np.mean(h_float @ w - h_quant @ w_deq, 0), bias_bits)
+        a_float, a_quant = h_float @ w + b, h_quant @ w_deq + bq.dequantize().astype(np.float64)
+        h_float, h_quant = (a_float, a_quant) if i // 2 == last else (np.maximum(a_float, 0), np.maximum(a_quant, 0))
+        out += [wq, bq]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Packer
 # --------------------------------------------------------------------------------------------
@@ -156,18 +203,22 @@ def group_shape(bits: int) -> tuple[int, int]:
     return best
 
 
+def _char_text(t: Quantized) -> str:
+    if (1 << t.bits) > BASE:  # the export's own text (one or two characters per code)
+        return jsmodule.encode_uint8(t.codes.ravel(), t.zero)
+    return "".join(ALPHABET[z] for z in fold(t.codes.ravel(), t.zero, t.bits))
+
+
 def pack(tensors: list[Quantized], packing: str) -> str:
-    """The weights text of b-bit tensors (all the same bits): see the module docstring."""
-    bits = {t.bits for t in tensors}
-    if len(bits) != 1:
-        raise ValueError("all tensors must have the same bits")
-    (bits,) = bits
+    """The weights text of quantised tensors (``dense``: all of the same bits): see the module docstring."""
     if packing == "char":
-        if (1 << bits) > BASE:  # the export's own text (one or two characters per code)
-            return "".join(jsmodule.encode_uint8(t.codes.ravel(), t.zero) for t in tensors)
-        return "".join(ALPHABET[z] for t in tensors for z in fold(t.codes.ravel(), t.zero, bits))
+        return "".join(_char_text(t) for t in tensors)
     if packing != "dense":
         raise ValueError(f"unknown packing {packing!r}; expected one of {PACKINGS}")
+    bits = {t.bits for t in tensors}
+    if len(bits) != 1:
+        raise ValueError("the dense packing needs all tensors at the same bits")
+    (bits,) = bits
     z = np.concatenate([fold(t.codes.ravel(), t.zero, bits) for t in tensors])
     g, c = group_shape(bits)
     z = np.concatenate([z, np.zeros(-len(z) % g, np.int64)])
@@ -184,39 +235,52 @@ def pack(tensors: list[Quantized], packing: str) -> str:
     return "".join(out)
 
 
-def unpack(text: str, sizes: list[int], zeros: list[int], bits: int, packing: str) -> list[np.ndarray]:
-    """The codes of each tensor (flat) from `pack`'s text, given the tensors' sizes and zero codes."""
+def unpack(text: str, sizes: list[int], zeros: list[int], bits: int | list[int], packing: str) -> list[np.ndarray]:
+    """The codes of each tensor (flat) from `pack`'s text, given the tensors' sizes, zero codes and bits."""
+    bits = [bits] * len(sizes) if isinstance(bits, int) else list(bits)
     index = {ch: i for i, ch in enumerate(ALPHABET)}
-    if packing == "char" and (1 << bits) > BASE:  # jsmodule.encode_uint8's text
-        vals, pos = [], 0
-        while pos < len(text):
-            h = index[text[pos]]
-            if h < jsmodule.ONE_CHAR:
-                vals.append(h)
-                pos += 1
-            else:
-                vals.append(jsmodule.ONE_CHAR + (h - jsmodule.ONE_CHAR) * BASE + index[text[pos + 1]])
-                pos += 2
-        zig = np.asarray(vals, np.int64)
-        d = np.where(zig % 2 == 0, zig // 2, -(zig + 1) // 2)
-        flat = np.split(d, np.cumsum(sizes)[:-1])
-        return [f + z for f, z in zip(flat, zeros)]
     if packing == "char":
-        z = np.asarray([index[ch] for ch in text], np.int64)
-    elif packing == "dense":
-        g, c = group_shape(bits)
-        vals = []
-        for i in range(0, len(text), c):
-            v = 0
-            for ch in text[i : i + c]:
-                v = v * BASE + index[ch]
-            vals += [(v >> (bits * (g - 1 - j))) & ((1 << bits) - 1) for j in range(g)]
-        z = np.asarray(vals[: sum(sizes)], np.int64)
-    else:
+        out, pos = [], 0
+        for size, zero, b in zip(sizes, zeros, bits):
+            if (1 << b) > BASE:  # jsmodule.encode_uint8's text: zigzag, one or two characters
+                vals = []
+                while len(vals) < size:
+                    h = index[text[pos]] if pos < len(text) else None
+                    if h is None or (h >= jsmodule.ONE_CHAR and pos + 1 >= len(text)):
+                        raise ValueError("the text ends before the last weight")
+                    if h < jsmodule.ONE_CHAR:
+                        vals.append(h)
+                        pos += 1
+                    else:
+                        vals.append(jsmodule.ONE_CHAR + (h - jsmodule.ONE_CHAR) * BASE + index[text[pos + 1]])
+                        pos += 2
+                zig = np.asarray(vals, np.int64)
+                out.append(np.where(zig % 2 == 0, zig // 2, -(zig + 1) // 2) + zero)
+            else:
+                z = np.asarray([index[ch] for ch in text[pos : pos + size]], np.int64)
+                if len(z) != size:
+                    raise ValueError("the text ends before the last weight")
+                out.append(unfold(z, zero, b))
+                pos += size
+        if pos != len(text):
+            raise ValueError(f"{len(text) - pos} characters after the last weight")
+        return out
+    if packing != "dense":
         raise ValueError(f"unknown packing {packing!r}; expected one of {PACKINGS}")
-    if len(z) != sum(sizes):
-        raise ValueError(f"{len(z)} codes for {sum(sizes)} weights")
-    return [unfold(part, zero, bits) for part, zero in zip(np.split(z, np.cumsum(sizes)[:-1]), zeros)]
+    if len(set(bits)) != 1:
+        raise ValueError("the dense packing needs all tensors at the same bits")
+    b = bits[0]
+    g, c = group_shape(b)
+    if len(text) != -(-sum(sizes) // g) * c:
+        raise ValueError(f"{len(text)} characters for {sum(sizes)} weights")
+    vals = []
+    for i in range(0, len(text), c):
+        v = 0
+        for ch in text[i : i + c]:
+            v = v * BASE + index[ch]
+        vals += [(v >> (b * (g - 1 - j))) & ((1 << b) - 1) for j in range(g)]
+    z = np.asarray(vals[: sum(sizes)], np.int64)
+    return [unfold(part, zero, b) for part, zero in zip(np.split(z, np.cumsum(sizes)[:-1]), zeros)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,12 +290,13 @@ def unpack(text: str, sizes: list[int], zeros: list[int], bits: int, packing: st
 
 def would_be_data(data: dict, tensors: list[Quantized], packing: str) -> dict:
     """The default module's data (`web_bench.default_module_data`) with b-bit weights: the packed
-    text, per tensor [scale, min, zero], and `bits` when b < 8 (a b-bit decoder needs it)."""
-    bits = tensors[0].bits
+    text, per tensor [scale, min, zero], and `bits` (one, or per tensor) and `packing` unless every
+    tensor is 8 bits packed as today (a b-bit decoder needs them)."""
+    bits = [t.bits for t in tensors]
     out = {**data, "weights": pack(tensors, packing)}
     out["quant"] = [[jsmodule._float32_number(t.scale), jsmodule._float32_number(t.min), t.zero] for t in tensors]
-    if bits < 8 or packing != "char":
-        out["bits"] = bits
+    if bits != [8] * len(bits) or packing != "char":
+        out["bits"] = bits[0] if len(set(bits)) == 1 else bits
         out["packing"] = packing
     return out
 
@@ -290,9 +355,11 @@ def run(
     bits=BITS,
     web: Path = web_bench.WEB_CHECKPOINT,
     sqpnp: str = "auto",
+    corrected: bool = True,
     log=print,
 ) -> dict[str, Any]:
-    """Quantise the web checkpoint's trunk to each b in `bits`, measure accuracy and bytes (see the module docstring).
+    """Quantise the web checkpoint's trunk to each b in `bits` (and, `corrected`, for b < 8 also
+    `bias_corrected`), measure accuracy and bytes (see the module docstring).
 
     sqpnp: "committed" (bench_web's results.json; its n, key and checkpoint must match), "node"
     (run OpenCV.js here), or "auto" (committed if it matches, else node)."""
@@ -330,24 +397,33 @@ def run(
         },
         "rows": {},
     }
-    variants: list[tuple[str, list[np.ndarray], list[Quantized] | None]] = [("float32", floats, None)]
-    for b in bits:
-        q = [quantize_bits(t, b) for t in floats]
-        variants.append((str(b), [t.dequantize() for t in q], q))
-    for label, tensors, q in variants:
+    if corrected:
+        out["calibration"] = {"key": CALIBRATION_KEY, "n": CALIBRATION_N, "bias_bits": BIAS_BITS}
+    variants: list[tuple[str, str, list[Quantized] | None]] = [("float32", "float32", None)]
+    variants += [(str(b), "uniform", [quantize_bits(t, b) for t in floats]) for b in bits]
+    if corrected and any(b < 8 for b in bits):
+        x = calibration_inputs(solver)
+        variants += [
+            (f"kernels {b} bit, biases {BIAS_BITS}, corrected", "bias-corrected", bias_corrected(floats, b, x))
+            for b in bits
+            if b < 8
+        ]
+    for label, scheme, q in variants:
         log(f"weights {label}: network alone and refined on {len(settings)} levels ...")
+        tensors = floats if q is None else [t.dequantize() for t in q]
         params = unfold_trunk(solver, tensors)
-        row: dict[str, Any] = {"levels": {}}
+        row: dict[str, Any] = {"scheme": scheme, "levels": {}}
         if q is not None:
-            row["max_step_error"] = max(
-                float(np.max(np.abs(d.astype(np.float64) - f.astype(np.float64)) / qq.scale))
-                for d, f, qq in zip(tensors, floats, q)
-            )
+            if scheme == "uniform":
+                row["max_step_error"] = max(
+                    float(np.max(np.abs(d.astype(np.float64) - f.astype(np.float64)) / qq.scale))
+                    for d, f, qq in zip(tensors, floats, q)
+                )
             row["bytes"] = {}
-            for packing in PACKINGS:
+            for packing in PACKINGS if scheme == "uniform" else ("char",):
                 wd = would_be_data(data, q, packing)
                 zeros = [t.zero for t in q]
-                back = unpack(wd["weights"], [t.codes.size for t in q], zeros, q[0].bits, packing)
+                back = unpack(wd["weights"], [t.codes.size for t in q], zeros, [t.bits for t in q], packing)
                 assert all(np.array_equal(a, t.codes.ravel()) for a, t in zip(back, q)), "packing round trip"
                 row["bytes"][packing] = {
                     "weights": web_bench.byte_sizes(wd["weights"].encode()),
@@ -406,6 +482,19 @@ def report(res: dict[str, Any], command: str) -> str:
         f"weights text {t['weights'][0]:,} / {t['weights'][1]:,}, module {t['module'][0]:,} / {t['module'][1]:,}, "
         f"without the tracker {t['without tracker'][0]:,} / {t['without tracker'][1]:,}.",
         "",
+        *(
+            [
+                f'Rows "kernels b bit, biases {res["calibration"]["bias_bits"]}, corrected": the same scheme with the kernels at b bits and the biases at '
+                f"{res['calibration']['bias_bits']}, each bias first shifted by the mean change of its layer's "
+                f"pre-activations (float against quantised, layer by layer) on {res['calibration']['n']:,} draws of the "
+                f"checkpoint's training protocol (key {res['calibration']['key']}, not the test draws): a mean "
+                "(bias) correction, to see whether the loss is a systematic shift. Bytes with one character per "
+                "kernel code and the biases as today's text.",
+                "",
+            ]
+            if "calibration" in res
+            else []
+        ),
         "| weights | worst refined median / SQPnP | refined failures where SQPnP has none | accuracy kept "
         "| network alone median° (" + ", ".join(short) + ") | weights text raw / gzip (char) | module (char) "
         "| w/o tracker (char) | weights text (dense) | module (dense) | w/o tracker (dense) |",
@@ -416,16 +505,16 @@ def report(res: dict[str, Any], command: str) -> str:
         lv = list(row["levels"].values())
         extra = sum(x["failures"] for x in lv if x["sqpnp_failures"] == 0)
         cells = [
-            f"{label} bit" if label != "float32" else "float32 (unquantised)",
+            {"float32": "float32 (unquantised)", "uniform": f"{label} bit"}.get(row["scheme"], label),
             f"{max(x['ratio'] for x in lv):.4f}",
             str(extra),
             yes(row["accurate"]),
             ", ".join(f"{x['alone_rot_median']:.3f}" for x in lv),
         ]
         if "bytes" in row:
-            c, d = row["bytes"]["char"], row["bytes"]["dense"]
-            cells += [fmt(c["weights"]), fmt(c["module"]), fmt(c["without tracker"])]
-            cells += [fmt(d["weights"]), fmt(d["module"]), fmt(d["without tracker"])]
+            for packing in PACKINGS:
+                p = row["bytes"].get(packing)
+                cells += [fmt(p["weights"]), fmt(p["module"]), fmt(p["without tracker"])] if p else ["–"] * 3
         else:
             cells += ["–"] * 6
         lines.append("| " + " | ".join(cells) + " |")
@@ -465,16 +554,32 @@ def plot(res: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     levels = list(res["sqpnp"])
-    x = [float(n.split("=")[-1]) for n in levels]
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for i, (label, row) in enumerate(res["rows"].items()):
-        ax.plot(x, [row["levels"][n]["ratio"] for n in levels], marker="o", color=f"C{i}", label=f"{label} refined")
+
+    def kernel_bits(label: str) -> int:
+        return int(label.split()[1] if label.startswith("kernels") else label)
+
+    for scheme, style in (("uniform", dict(marker="o")), ("bias-corrected", dict(marker="s", ls="--"))):
+        rows = [(kernel_bits(k), r) for k, r in res["rows"].items() if r["scheme"] == scheme]
+        if rows:
+            name = "every tensor at b bits" if scheme == "uniform" else "kernels at b bits, biases 8, corrected"
+            xs = [b for b, _ in rows]
+            ys = [max(r["levels"][n]["ratio"] for n in levels) for _, r in rows]
+            ax.plot(xs, ys, label=name, **style)
+            for b, y, (_, r) in zip(xs, ys, rows):  # failures > 30 deg where SQPnP has none
+                extra = sum(x["failures"] for x in r["levels"].values() if x["sqpnp_failures"] == 0)
+                if extra:
+                    ax.annotate(f"{extra} fails", (b, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if "float32" in res["rows"]:
+        f32 = max(res["rows"]["float32"]["levels"][n]["ratio"] for n in levels)
+        ax.axhline(f32, color="C2", lw=0.8, label=f"float32 weights ({f32:.4f}x)")
     ax.axhline(web_bench.ACCURACY, color="k", ls=":", lw=0.8, label=f"target {web_bench.ACCURACY}x")
-    ax.set_xlabel("landmark noise_2d (fraction of the face's image size)")
-    ax.set_ylabel("refined median rotation / OpenCV.js SQPnP's")
-    ax.set_title(f"{res['web_checkpoint']} trunk at b bits, 1 ml step, same draws", fontsize=9)
+    ax.set_xlabel("bits per weight (kernels)")
+    ax.set_ylabel("worst level's refined median rotation / OpenCV.js SQPnP's")
+    ax.set_title(f"{res['web_checkpoint']} trunk quantised, 1 ml step, {res['n']:,} draws a level", fontsize=9)
+    ax.invert_xaxis()
     ax.legend(fontsize=7)
-    bits = [label for label in res["rows"] if "bytes" in res["rows"][label]]
+    bits = [label for label, row in res["rows"].items() if row["scheme"] == "uniform"]
     xs = [int(b) for b in bits]
     for axis, which, target, name in (
         (bx, 1, web_bench.MAX_BYTES[1], "gzip -9"),
