@@ -28,7 +28,8 @@ of what the quantised kernels shift), to see whether the lost accuracy is a syst
 
 The would-be module is today's default module (`web_bench.default_module_data`, filled into
 today's minified code) with its weights text and per-tensor (scale, min, zero) replaced by the
-b-bit ones, plus a `bits` field when b < 8, with and without the tracker.
+b-bit ones, plus `bits` and `packing` fields unless every tensor is 8 bits packed as today, with
+and without the tracker.
 """
 
 from __future__ import annotations
@@ -37,23 +38,23 @@ import dataclasses
 import functools
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from experiments.lib import web_bench
 from jax.typing import ArrayLike
 
+from experiments.lib import web_bench
 from pnpjax import camera, inference, jsmodule, model, protocols, refine, stack, tfjs
 from pnpjax.textsafe import md_cell, md_code
 
 BITS = (8, 7, 6, 5, 4, 3)
 # The second scheme: kernels at b bits, biases at 8, each layer's bias shifted by the mean change
 # of its pre-activations on calibration draws (`bias_corrected`): the draws of the checkpoint's
-# training protocol under another key than bench_web's (keys 0..99 and 100..199).
+# training protocol under a key none of bench_web's draws use (theirs: 100 key + level).
 BIAS_BITS = 8
 CALIBRATION_KEY = 9_001
 CALIBRATION_N = 20_000
@@ -322,7 +323,8 @@ def poses(solver, params, xy: np.ndarray, iters: int, retry: int, pad: int = 0) 
     noise = refine.noise_model_of(proto) if iters > 0 else None
     pts = jnp.asarray(solver.layout.array, jnp.float32)
     n = len(xy)
-    x = inference._padded(np.asarray(xy, np.float32), max(pad, n))
+    x = np.asarray(xy, np.float32)
+    x = np.concatenate([x, np.repeat(x[-1:], max(pad, n) - n, axis=0)], 0)  # finite padding rows
     q, t = _poses(fn, (params, stats), jnp.asarray(x), pts, iters=iters, noise=noise, retry=retry if iters else 0)
     return np.asarray(q, np.float64)[:n], np.asarray(t, np.float64)[:n]
 
@@ -340,8 +342,6 @@ def committed_sqpnp(n: int, key: int, web: Path) -> dict[str, dict] | None:
 
 def node_sqpnp(settings, points, log=print) -> dict[str, dict]:
     """OpenCV.js SQPnP on the draws (web/tools/bench_web.mjs in Node, no module): its rows per level."""
-    import tempfile
-
     inp = web_bench.payload(points, settings, [], None, 1, 0)
     log(f"running OpenCV.js on {len(settings)} settings in Node ...")
     with tempfile.TemporaryDirectory(prefix="pnpjax-web-bits-") as tmp:
@@ -378,8 +378,6 @@ def run(
     data = web_bench.default_module_data(solver, cam, web.name)
     iters, retry = jsmodule.DEFAULT_REFINE_ITERS, jsmodule.DEFAULT_REFINE_RETRY
     floats = trunk_tensors(solver)
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="pnpjax-web-bits-") as tmp:
         bare = web_bench.build_without_tracker(Path(tmp))
     today = module_sizes(data, bare)
