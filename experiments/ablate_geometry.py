@@ -77,7 +77,7 @@ def run(
     protocol: str = "seed",
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
 ) -> dict:
-    out = ablations._clean(out)
+    out = ablations.clean(out)
     base = ablations.base_config(protocol, smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
     runs, params = [], {}
@@ -96,7 +96,7 @@ def run(
     results = multi.train_many(runs, out / "runs", tests)
     per: dict[str, dict[str, list[float]]] = {}
     by_run = {r.name: v for v in variants for r in runs if r.name.startswith(v.replace(" ", "_") + "-s")}
-    for r, _, _, ev in ablations._results_rows(results):
+    for r, _, _, ev in ablations.results_rows(results):
         for m, (_, scale) in ablations.METRICS.items():
             per.setdefault(by_run[r.name], {}).setdefault(m, []).append(ev[test_name][m] * scale)
     names = list(variants)
@@ -124,11 +124,11 @@ def run(
         "layers only) cannot express: the SavedModel takes them (the JS module and the TF.js graph export follow "
         "issue 13's shared spec).",
         ablations.md_table(["variant", "params"] + titles, rows),
-        ablations._timestamp_note(),
+        ablations.timestamp_note(),
         "![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
     ablations.write_report(out, "Geometric preconditioning ablation", command, body)
-    ablations._bar_plot(
+    ablations.bar_plot(
         out / "metrics.png",
         names,
         per,

@@ -55,7 +55,7 @@ def source_text(name: str = BUILT_NAME) -> str:
     return resources.files("pnpjax").joinpath("js", name).read_text(encoding="utf-8")
 
 
-def _float32_number(v: float) -> float:
+def float32_number(v: float) -> float:
     """The shortest decimal that rounds back to the same float32 (the JS side applies Math.fround)."""
     return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
 
@@ -117,7 +117,7 @@ def _recipe(solver) -> dict[str, Any] | None:
         "centroid": m.inputs in ("centroid", "axis"),
         "axis": m.inputs == "axis",
         "ray": m.translation == "ray",
-        "roll": [_float32_number(v) for v in np.asarray(weights, np.float64)] if roll else None,
+        "roll": [float32_number(v) for v in np.asarray(weights, np.float64)] if roll else None,
         "perspective": kind == "perspective",
     }
 
@@ -146,7 +146,7 @@ def module_data(
     cfg = solver.config
     proto = cfg.seed_test if cfg.protocol == "seed" else cfg.realistic
     noise = refine.noise_model_of(proto)
-    f32 = lambda a: [_float32_number(v) for v in np.asarray(a, np.float64).ravel()]
+    f32 = lambda a: [float32_number(v) for v in np.asarray(a, np.float64).ravel()]
     x_standard = None
     weights = base64.b64encode(blob).decode("ascii")
     if quantize == "uint8":
@@ -168,7 +168,7 @@ def module_data(
         # (n_in, n_out) per Dense layer: relu on all but the last.
         "layers": [[int(d.kernel.shape[0]), int(d.kernel.shape[1])] for d in layers],
         "dtype": quantize,
-        "quant": [[_float32_number(q[0]), _float32_number(q[1]), *q[2:]] for q in quant],
+        "quant": [[float32_number(q[0]), float32_number(q[1]), *q[2:]] for q in quant],
         "xStandard": x_standard,
         "yStd": f32(solver.stats.y_std),
         "yMean": f32(solver.stats.y_mean),

@@ -58,27 +58,44 @@ def test_import_scan_sees_the_real_imports():
     assert "checkpoint" in _imports("train") and "train" not in _imports("checkpoint")
 
 
+def _private_calls(path: Path, own: str) -> list[str]:
+    """Uses of another pnpjax module's (or experiments.lib module's) private names in the file at
+    `path` (whose own module name is `own`), and of JAX privates."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    offenders, aliases = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in ("pnpjax", "experiments.lib"):
+            aliases.update({(a.asname or a.name): a.name for a in node.names if a.name != own})
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("pnpjax.", "experiments.lib.")):
+            offenders += [f"{own}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")]
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            offenders.append(f"{own}: {node.value.id}.{node.attr}")
+        if isinstance(node, ast.Attribute) and node.attr in ("_cache_size", "_cached"):  # JAX privates
+            offenders.append(f"{own}: .{node.attr}")
+    return offenders
+
+
 def test_no_calls_into_other_modules_private_names():
-    offenders = []
-    for m in MODULES:
-        aliases = {}
-        for node in ast.walk(_tree(m)):
-            if isinstance(node, ast.ImportFrom) and node.module == "pnpjax":
-                aliases.update({(a.asname or a.name): a.name for a in node.names})
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pnpjax."):
-                offenders += [f"{m}: from {node.module} import {a.name}" for a in node.names if a.name.startswith("_")]
-        for node in ast.walk(_tree(m)):
-            if (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id in aliases
-                and node.attr.startswith("_")
-                and not node.attr.startswith("__")
-            ):
-                offenders.append(f"{m}: {node.value.id}.{node.attr}")
-            if isinstance(node, ast.Attribute) and node.attr in ("_cache_size", "_cached"):  # JAX privates
-                offenders.append(f"{m}: .{node.attr}")
+    """In pnpjax/ and in experiments/ (its scripts and lib): no module reaches into another's
+    private names (the research machinery uses the library's public API only)."""
+    files = {**MODULES, **{f"experiments.lib.{p.stem}": p for p in (REPO / "experiments" / "lib").glob("*.py")}}
+    files |= {f"experiments.{p.stem}": p for p in (REPO / "experiments").glob("*.py")}
+    offenders = [o for name, path in files.items() for o in _private_calls(path, name.rsplit(".", 1)[-1])]
     assert not offenders, offenders
+
+
+def test_private_call_check_sees_a_private_call(tmp_path):
+    """The check above is not vacuous: it flags both spellings of a private use."""
+    f = tmp_path / "m.py"
+    f.write_text("from pnpjax import jsmodule\nfrom pnpjax.model import _x\njsmodule._float32(1.0)\n")
+    assert _private_calls(f, "m") == ["m: from pnpjax.model import _x", "m: jsmodule._float32"]
 
 
 def test_error_classes_live_in_errors_py():

@@ -97,7 +97,7 @@ def fmt_ms(values: Iterable[float], digits: int = 3) -> str:
     return f"{m:.{digits}g} ± {s:.2g}"
 
 
-def _timestamp_note(extra: str = "") -> str:
+def timestamp_note(extra: str = "") -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"Devices: {train.device_summary()}; {os.cpu_count()} CPU cores, load average {load:.1f} at the end "
@@ -148,11 +148,11 @@ def concat_batches(*batches: protocols.Batch) -> protocols.Batch:
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *batches)
 
 
-def _results_rows(results: Sequence[multi.GroupResult]) -> list[tuple[multi.Run, Any, model.Stats, dict]]:
+def results_rows(results: Sequence[multi.GroupResult]) -> list[tuple[multi.Run, Any, model.Stats, dict]]:
     return [(r, p, g.stats, g.evals[r.name]) for g in results for r, p in zip(g.runs, g.params)]
 
 
-def _clean(out: Path) -> Path:
+def clean(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for p in out.glob("*.png"):
         p.unlink()
@@ -231,7 +231,7 @@ def plot_curves(path: str | Path, out: str | Path | None = None, title: str | No
     return out
 
 
-def _bar_plot(
+def bar_plot(
     out: Path,
     groups: Sequence[str],
     per_group: Mapping[str, Mapping[str, Sequence[float]]],
@@ -277,7 +277,7 @@ def ablate_losses(
     separate runs reuse the group's standardisation statistics and test set, so they are the
     same trainings (checked: their final L1-3D is reported next to the vmapped one).
     """
-    out = _clean(Path(out))
+    out = clean(Path(out))
     base = base_config("seed", smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
     runs = [
@@ -380,7 +380,7 @@ def ablate_losses(
         f"{g.timing['ms_per_step'] / sep_ms:.2f}. The separate runs use train.py's own jitted step (one compile each, "
         f"their own batch stream each) and the group's statistics and test set, without checkpoints, so both sides do the "
         f"same trainings and evaluations. "
-        + _timestamp_note()
+        + timestamp_note()
         + "\n\nThe separate runs are the vmapped models' twins (same init, batches, statistics; `tests/test_multi.py` "
         "checks equality to float tolerance over a few steps). Over the full schedule, float-level differences "
         "(a batched matmul sums in another order) grow like a change of seed, so the twins agree in distribution, "
@@ -389,7 +389,7 @@ def ablate_losses(
         "## Plots\n\n![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
     write_report(out, "Loss ablation", command, body)
-    _bar_plot(
+    bar_plot(
         out / "metrics.png",
         LOSS_NAMES,
         per,
@@ -429,7 +429,7 @@ def ablate_rotation(
     print_fn=print,
 ) -> dict:
     """quat vs 6d head x seeds (two structures: two vmapped groups, one after the other)."""
-    out = _clean(Path(out))
+    out = clean(Path(out))
     base = base_config(protocol, smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
     runs = [
@@ -446,7 +446,7 @@ def ablate_rotation(
     tests = multi.make_test_sets(layout, {test_name: base.test_protocol}, eval_size)
     results = multi.train_many(runs, out / "runs", tests, print_fn=print_fn)
     per: dict[str, dict[str, list[float]]] = {}
-    for r, _, _, ev in _results_rows(results):
+    for r, _, _, ev in results_rows(results):
         for m, (_, scale) in METRICS.items():
             per.setdefault(r.cfg.model.rotation, {}).setdefault(m, []).append(ev[test_name][m] * scale)
     heads = ("quat", "6d")
@@ -459,11 +459,11 @@ def ablate_rotation(
         f"in structure, so the two groups run in sequence: {group_times}). "
         f"Held-out: {int(tests[test_name].valid.sum())} draws of the {protocol} test protocol (fixed key). Mean ± std over seeds.",
         md_table(["head"] + [METRICS[m][0] for m in METRICS], rows),
-        _timestamp_note(),
+        timestamp_note(),
         "![metrics](metrics.png)\n\n![learning curves](learning_curves.png)",
     ]
     write_report(out, "Rotation-head ablation", command, body)
-    _bar_plot(
+    bar_plot(
         out / "metrics.png",
         heads,
         per,
@@ -539,7 +539,7 @@ def ablate_noise(
     Batches are shared across seeds (`data="shared"`: seeds differ in init) and drawn with
     common random numbers across noise levels, so a group has one batch stream per level.
     """
-    out = _clean(Path(out))
+    out = clean(Path(out))
     levels = dict(levels or {"realistic": REALISTIC_NOISE, "seed": SEED_NOISE})
     body = []
     summary: dict = {}
@@ -612,7 +612,7 @@ def ablate_noise(
         fig.savefig(out / f"noise_{protocol}.png", dpi=110)
         plt.close(fig)
         body.append(f"![{protocol}](noise_{protocol}.png)")
-    body.append(_timestamp_note())
+    body.append(timestamp_note())
     body.append("![learning curves](learning_curves.png)")
     write_report(out, "Noise ablation: train noise × test noise", command, body)
     plot_curves(out / "runs", out / "learning_curves.png", title="noise ablation: colour = protocol and training noise")
@@ -685,7 +685,7 @@ def ablate_size(
     """Widths/depths (one vmapped group of seeds each, in sequence) x TF.js storage dtype."""
     from pnpjax import checkpoint
 
-    out = _clean(Path(out))
+    out = clean(Path(out))
     base = base_config(protocol, smoke=smoke, steps=steps, batch_size=batch_size)
     layout = layouts.get_layout(base.layout)
     runs = [
@@ -702,7 +702,7 @@ def ablate_size(
     tests = multi.make_test_sets(layout, {test_name: base.test_protocol}, eval_size)
     results = multi.train_many(runs, out / "runs", tests, data="shared", print_fn=print_fn)
     rows: list[dict] = []
-    for r, p, stats, ev in _results_rows(results):
+    for r, p, stats, ev in results_rows(results):
         solver = checkpoint.Solver(r.cfg, layout, stats, p, {})
         for q in QUANTIZATIONS:
             e = _export_rows(solver, q, tests, layout)
@@ -790,7 +790,7 @@ def ablate_size(
         "## Best model per byte budget (tfjs model.json + shard)\n\n"
         f"The smallest artifact whose mean L1-3D is within {RECIPE_TOLERANCE:.0%} of the best that fits the budget.\n\n"
         + md_table(["budget", "recipe", "bytes", "L1-3D (cm)"], recipe_rows),
-        _timestamp_note(),
+        timestamp_note(),
         "![pareto](pareto.png)\n\n![learning curves](learning_curves.png)",
     ]
     write_report(out, "Size × quantisation: accuracy vs web artifact bytes", command, body)

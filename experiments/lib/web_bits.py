@@ -295,7 +295,7 @@ def would_be_data(data: dict, tensors: list[Quantized], packing: str) -> dict:
     tensor is 8 bits packed as today (a b-bit decoder needs them)."""
     bits = [t.bits for t in tensors]
     out = {**data, "weights": pack(tensors, packing)}
-    out["quant"] = [[jsmodule._float32_number(t.scale), jsmodule._float32_number(t.min), t.zero] for t in tensors]
+    out["quant"] = [[jsmodule.float32_number(t.scale), jsmodule.float32_number(t.min), t.zero] for t in tensors]
     if bits != [8] * len(bits) or packing != "char":
         out["bits"] = bits[0] if len(set(bits)) == 1 else bits
         out["packing"] = packing
