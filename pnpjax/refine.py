@@ -353,6 +353,30 @@ def _sanitize_start(q: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     return geometry.quat_normalize(q), t
 
 
+def start_pose(xy: ArrayLike, pts: ArrayLike, q: ArrayLike, t: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """The pose `refine_pose` starts from, given (q, t): a zero or non-finite rotation becomes the
+    identity, a non-finite translation the origin, and a pose with a point at depth <= MIN_DEPTH
+    keeps its rotation and is moved in front of the camera (the layout's centroid on the ray through
+    the landmarks' mean, at the depth where its spread matches theirs). A pose with every point in
+    front is returned as it is (q normalised). The pose trackers fall back to it (`pnpjax.track`).
+
+    Args:
+      xy: (..., K, 2) landmarks, normalised image coordinates; pts: (K, 3) or (..., K, 3) layout.
+      q, t: (..., 4) (x, y, z, w) quaternions and (..., 3) translations.
+
+    Returns:
+      (..., 4) unit quaternions and (..., 3) translations, every point at depth > MIN_DEPTH when
+      the landmarks are finite.
+    """
+    dtype = jnp.result_type(xy, pts, q, t, float)
+    xy, pts, q, t = (jnp.asarray(a, dtype) for a in (xy, pts, q, t))
+    q, t = _sanitize_start(q, t)
+    R = geometry.quat_to_matrix(q)
+    depth = jnp.einsum("...j,...kj->...k", R[..., 2, :], pts) + t[..., None, 2]
+    ahead = jnp.all(depth > MIN_DEPTH, axis=-1, keepdims=True)
+    return q, jnp.where(ahead, t, _move_in_front(R, t, pts, xy))
+
+
 def _broadcast_inputs(xy, pts, q, t, weights):
     """Common float dtype and batch shape for all inputs; weights default to ones."""
     dtype = jnp.result_type(xy, pts, q, t, float)

@@ -42,7 +42,9 @@ Filters
   q = q0 (1 + (|omega| / speed_rot)^2 + (|dt/dt| / speed_trans)^2): a still head is smoothed hard, a
   fast one followed closely. A (re)start has no pose prior and a broad twist prior.
   The first frame, a frame after more than `gap` s without landmarks, and any non-finite or
-  behind-the-camera result restart the filter from the per-frame network pose.
+  behind-the-camera result restart the filter from the per-frame network pose, made a valid start
+  as the refinement makes it (`refine.start_pose`: finite, every point in front of the camera). A
+  coasting extrapolation that would put a point behind the camera holds the last pose instead.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from pnpjax import geometry
+from pnpjax import geometry, refine
 from pnpjax.camera import MIN_DEPTH, pose_gl_to_opencv, pose_opencv_to_gl
 from pnpjax.errors import ConfigError
 
@@ -428,8 +430,11 @@ def track_step(
         geometry.quat_normalize(q1), t1, jnp.where(ok, nu1, 0.0), jnp.where(ok, P1, _restart_cov(cfg, dtype)), now, ok
     )
 
-    # No landmarks: keep the state, output the prediction (extrapolated at most `coast` s).
+    # No landmarks: keep the state, output the prediction (extrapolated at most `coast` s), or the
+    # last pose where the extrapolation would put a point behind the camera.
     q_coast, t_coast = _se3_retract(state.nu * jnp.minimum(dt, cfg.coast), state.q, state.t)
+    coast_ok = jnp.all((_qrot(q_coast, pts) + t_coast)[..., 2] > MIN_DEPTH)
+    q_coast, t_coast = jnp.where(coast_ok, q_coast, state.q), jnp.where(coast_ok, t_coast, state.t)
     new_state = jax.tree.map(lambda a, b: jnp.where(present, a, b), updated, state)
     q_out = jnp.where(present, new_state.q, jnp.where(state.started, q_coast, state.q))
     t_out = jnp.where(present, new_state.t, jnp.where(state.started, t_coast, state.t))
@@ -475,6 +480,8 @@ def track(
     dtype = jnp.result_type(xy, q_net, float)
     pts = jnp.asarray(pts, dtype)
     xy = jnp.where(present[..., None, None], xy, 0.0).astype(dtype)
+    # The network's pose as the refinement would start from it: in front of the camera.
+    q_net, t_net = refine.start_pose(xy, pts, q_net.astype(dtype), t_net.astype(dtype))
 
     def step(state, x):
         return track_step(cfg, pts, state, *x)

@@ -89,6 +89,38 @@ def test_refined_float32_module_equals_predict(ckpt, tmp_path):
         assert pose_error(net, ref).max() > 1e-3  # the refinement did something
 
 
+@needs_node
+@pytest.mark.node
+def test_module_turns_back_a_half_turn_roll(tmp_path):
+    """An upside-down face whose landmarks are exactly symmetric (roll of exactly 180 degrees: the
+    roll's sine is 0, its cosine -1) and a slightly rolled one: the module's network alone and
+    refined equal `pnpjax predict` (float64), as at every other roll. The module once turned the
+    translation back but not the rotation when the sine was exactly 0."""
+    from scipy.spatial.transform import Rotation
+
+    ckpt = REPO / "checkpoints" / "blazeface6"
+    solver, spec = checkpoint.load(ckpt), "hfov=60,640x480"
+    cam = camera.parse_camera(spec)
+    pts = solver.layout.array.astype(np.float64)
+    K = np.asarray(cam.intrinsics, np.float64)
+    uv = []
+    # A face looking at the camera upside down (a half turn about y, OpenCV frame), turned about the
+    # optical axis by 0 (exactly upside down), +-1 degree, and 180 (upright).
+    for roll in (0.0, 1.0, -1.0, 180.0):
+        R = Rotation.from_euler("z", roll, degrees=True) * Rotation.from_euler("y", 180.0, degrees=True)
+        X = R.apply(pts) + [0.0, 0.0, 50.0]
+        uv.append(np.stack([K[0] * X[:, 0] / X[:, 2] + K[2], K[1] * X[:, 1] / X[:, 2] + K[3]], -1))
+    uv = np.stack(uv)
+    assert uv[0, 0, 1] == uv[0, 1, 1]  # the eyes on one image row: the sine is exactly 0
+    path = export.export_checkpoint(ckpt, "js", tmp_path / "js", quantize="float32", camera=spec)
+    for iters in (0, 1):
+        js = js_run(path, uv, {"refine": iters})
+        ref = predict64(solver, uv, cam, iters, "ml", jsmodule.DEFAULT_REFINE_RETRY)
+        sign = np.where(np.sum(js[:, :4] * ref[:, :4], -1, keepdims=True) < 0, -1.0, 1.0)  # w ~ 0 here
+        np.testing.assert_allclose(js[:, :4] * sign, ref[:, :4], atol=ATOL, rtol=0, err_msg=f"refine {iters}")
+        np.testing.assert_allclose(js[:, 4:], ref[:, 4:], atol=ATOL, rtol=0, err_msg=f"refine {iters}")
+
+
 def _generated_json(text: str) -> str:
     """The JSON text of the module's injection line, unescaped from its JS string literal."""
     (line,) = [ln for ln in text.splitlines() if ln.startswith("const GENERATED = ")]

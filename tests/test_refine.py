@@ -178,6 +178,30 @@ def test_never_nan_and_never_behind_camera(x64, dtype, method):
             assert np.all(depths(q, t, np.asarray(pts, np.float64)) > MIN_DEPTH * (1 - 1e-4)), name
 
 
+def test_start_pose_is_where_the_refinement_starts(x64):
+    """start_pose on the degenerate cases: finite, unit q, every point in front (for finite
+    landmarks), the rotation kept when it is usable, a pose already in front unchanged; and the
+    same pose as refine_pose with 0 iterations (its own start, through jaxlie)."""
+    kept = moved = 0
+    for name, xy, pts, q0, t0 in _degenerate_cases(np.random.default_rng(5)):
+        q, t = (np.asarray(a) for a in refine.start_pose(xy, pts, q0, t0))
+        q_ref, t_ref = refine.refine_pose(xy, pts, q0, t0, iters=0)
+        np.testing.assert_allclose(q * np.sign(np.sum(q * q_ref, -1, keepdims=True)), q_ref, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(t, t_ref, rtol=1e-12, atol=1e-12, err_msg=name)
+        assert np.all(np.isfinite(q)) and np.all(np.isfinite(t)), name
+        np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-12, err_msg=name)
+        if np.all(np.isfinite(xy)):
+            assert np.all(depths(q, t, np.asarray(pts, np.float64)) > MIN_DEPTH), name
+        usable = np.all(np.isfinite(q0), -1) & (np.linalg.norm(q0, axis=-1) > 0)
+        if np.any(usable):
+            assert np.max(angle_between(q[usable], np.asarray(q0)[usable])) < 1e-12, name
+        q_usable = np.where(usable[:, None], np.asarray(q0, np.float64), [0.0, 0.0, 0.0, 1.0])
+        ahead = usable & np.all(depths(q_usable, t0, np.asarray(pts, np.float64)) > MIN_DEPTH, -1)
+        np.testing.assert_array_equal(t[ahead], np.asarray(t0, np.float64)[ahead], err_msg=name)
+        kept, moved = kept + np.sum(ahead), moved + np.sum(~ahead)
+    assert kept > 0 and moved > 0, (kept, moved)  # both branches were seen
+
+
 def test_cost_never_increases(x64):
     # Cases whose start is replaced or moved first, or whose cost is undefined, are left out.
     skip = ("behind camera", "at depth 0", "zero weights", "zero quaternion", "non-finite start")

@@ -493,3 +493,55 @@ def test_js_tracker_api(tmp_path):
     data = jsmodule.tracker_defaults()
     assert list(data.values()) == list(dataclasses.asdict(track.TrackerConfig()).values())
     assert data["initIters"] == track.TrackerConfig().init_iters and data["noise2d"] == track.TrackerConfig().noise_2d
+
+
+def _hostile_sequence(cam) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels, present and timestamps (ms) of frames that once put the tracker's pose behind the
+    camera: an upside-down face (a roll of exactly 180 degrees) rushing at the camera (~150 cm/s)
+    then lost (coasting would pass the camera), and landmarks spread over thousands of pixels (the
+    network's pose has points behind it)."""
+    pts = layouts.BLAZEFACE6.array.astype(np.float64)
+    rot = Rotation.from_euler("y", 180, degrees=True)  # towards the camera, upside down (OpenCV frame)
+    near = [rot.apply(pts) + [0.0, 0.0, z] for z in np.linspace(60.0, 12.0, 10)]
+    K = np.asarray(cam.intrinsics, np.float64)
+    uv = [np.stack([K[0] * X[:, 0] / X[:, 2] + K[2], K[1] * X[:, 1] / X[:, 2] + K[3]], -1) for X in near]
+    uv += [np.zeros((6, 2))] * 6  # lost: coasting
+    rng = np.random.default_rng(3)
+    uv += [np.array([320.0, 240.0]) + rng.uniform(-2500, 2500, (6, 2)) for _ in range(12)]
+    uv += [np.zeros((6, 2))] * 4
+    present = np.array([not np.all(u == 0) for u in uv])
+    return np.stack(uv), present, 33.0 * np.arange(len(uv))
+
+
+@pytest.mark.node
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js (`node`) is not installed")
+def test_tracker_never_puts_the_face_behind_the_camera(tmp_path):
+    """JAX and JS trackers on hostile frames (an upside-down face rushing at the camera then lost;
+    landmarks spread over thousands of pixels): every pose has every layout point in front of the
+    camera, like estimatePose's, and on the face the JS module equals the JAX tracker (float64) to
+    1e-5 (its first frame is a roll of exactly 180 degrees, which the module once did not turn back)."""
+    from pnpjax import camera, checkpoint, export
+    from pnpjax.camera import MIN_DEPTH
+
+    spec = "hfov=60,640x480"
+    cam = camera.parse_camera(spec)
+    uv, present, ms = _hostile_sequence(cam)
+    solver = checkpoint.load(REPO / "checkpoints" / "blazeface6")
+    with jax.enable_x64(True):
+        ref = np.asarray(track.track_landmarks(solver, uv, present, ms / 1000, cam, dtype=jnp.float64))
+    module = export.export_checkpoint(
+        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="float32", camera=spec
+    )
+    frames = [{"landmarks": uv[i].tolist() if present[i] else None, "ms": float(ms[i])} for i in range(len(uv))]
+    js = np.asarray(_node_track(module, {"frames": frames}, tmp_path)["poses"], np.float64)
+    pts = layouts.BLAZEFACE6.array.astype(np.float64)
+    for name, poses in (("jax", ref), ("js", js)):
+        assert np.all(np.isfinite(poses)), name
+        depth = np.einsum("nj,kj->nk", Rotation.from_quat(poses[:, :4]).as_matrix()[:, 2], pts) + poses[:, None, 6]
+        assert np.all(depth > MIN_DEPTH), (name, np.argwhere(depth <= MIN_DEPTH)[:5], depth.min())
+    # The same poses where the inputs are a face (the wide spreads are too ill-conditioned for the
+    # float32 network to match float64 to 1e-5); q up to sign: w = 0 for this half-turned face.
+    face = slice(0, 16)
+    sign = np.where(np.sum(js[face, :4] * ref[face, :4], -1, keepdims=True) < 0, -1.0, 1.0)
+    np.testing.assert_allclose(js[face, :4] * sign, ref[face, :4], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(js[face, 4:], ref[face, 4:], atol=1e-5, rtol=0)

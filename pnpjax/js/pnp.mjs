@@ -408,8 +408,9 @@ export function createSolver(g) {
     POSE[4] = c * y[o] - s * y[o + 1];
     POSE[5] = s * y[o] + c * y[o + 1];
     POSE[6] = y[o + 2];
-    if (s) {
+    if (s || c < 0) {
       // the half angle's cosine and sine from (c, s) = (cos, sin) theta, theta in (-pi, pi]
+      // (theta = pi, s = 0: the upside-down face, turned by half a turn)
       const hc = sqrt((1 + c) / 2);
       const hs = (s < 0 ? -1 : 1) * sqrt((1 - c) / 2);
       const w = POSE[0];
@@ -475,12 +476,12 @@ export function createSolver(g) {
   }
 
   /**
-   * Cost of pose p (pnpjax.refine's "image", "object" or "ml"); sets `front` (every depth >
+   * Cost of pose p (pnpjax.refine's "image" (the default), "object" or "ml"); sets `front` (every depth >
    * MIN_DEPTH), `depthSum`, EK (the image cost's residual norms), `maha` (ml) and, in H2 / GR2, the Gauss-Newton matrix
    * (upper triangle) and half-gradient, if `normals` (else only the cost: a trial step needs the
    * normal equations only once taken). The image cost weighs point k by WK[k] (1 but in the tracker).
    */
-  function evaluate(p, kind, normals) {
+  function evaluate(p, kind = 'image', normals) {
     rotation(p);
     front = true;
     depthSum = 0;
@@ -892,7 +893,7 @@ export function createSolver(g) {
     const go = (d, p) => (DELTA.set(d), POSE.set(p), retract(), TRY.slice()); // exp(d) p
     const where = 'tracker.update';
     const sigma = sqrt((o.noise2d * RAD) ** 2 + o.sigma3d ** 2);
-    let st = null; // [pose (w x y z t), twist (v, omega) per s, Ppp, Ppv, Pvv, time s, ok]
+    let st; // [pose (w x y z t), twist (v, omega) per s, Ppp, Ppv, Pvv, time s, ok]
 
     function update(landmarks, timestampMs, camera) {
       if (!isNum(timestampMs)) fail(where, `bad timestampMs ${show(timestampMs)}`);
@@ -909,10 +910,13 @@ export function createSolver(g) {
               )
             : p,
         );
+        evaluate(POSE); // sets `front` (image cost): an extrapolation past the camera holds the last pose
+        if (!front) POSE.set(p);
         return result();
       }
       readLandmarks(landmarks, camera, where);
       network();
+      refine(0); // the refinement's start: finite, every point in front (refine.start_pose)
       const net = POSE.slice();
       const restart = !ok || dt > o.gap;
       if (restart) {
@@ -925,7 +929,8 @@ export function createSolver(g) {
         // Prediction: constant twist; white-noise acceleration, more of it the faster the head moves.
         let k = 1;
         for (let i = 0; i < 3; i++) {
-          const [a, b] = [(i + 1) % 3, (i + 2) % 3];
+          const a = (i + 1) % 3;
+          const b = (i + 2) % 3;
           k += nu[3 + i] ** 2 / o.speedRot ** 2 + (nu[i] + nu[3 + a] * p[4 + b] - nu[3 + b] * p[4 + a]) ** 2 / o.speedTrans ** 2;
         }
         const qc = diag(k * o.accelTrans, k * o.accelRot);
@@ -942,7 +947,7 @@ export function createSolver(g) {
       const ppInv = restart ? pp : inv(pp);
       const delta = F64(6);
       for (let it = restart ? o.initIters : o.iters; it--;) {
-        evaluate(p, 'image'); // EK, depthSum (whatever WK)
+        evaluate(p); // image cost: EK, depthSum (whatever WK)
         const sg = sigma / max(depthSum / K, MIN_DEPTH);
         const e = EK.slice().sort();
         const c = o.robust * max(sg, (e[(K - 1) >> 1] + e[K >> 1]) / 2);
@@ -965,7 +970,7 @@ export function createSolver(g) {
       pp = ppNew;
       POSE.set(p);
       unit(POSE);
-      evaluate(POSE, 'image'); // sets `front`: every point in front of the camera
+      evaluate(POSE); // sets `front`: every point in front of the camera
       ok = front && [...POSE, ...nu, ...pp, ...pv, ...vv].every(isNum);
       if (!ok) POSE.set(net);
       st = [POSE.slice(), nu, pp, pv, vv, now, ok];

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 
 import { createSolver } from '../../pnpjax/js/pnp.mjs';
-import { PIXEL, randomNetworkData, syntheticData } from './synthetic.mjs';
+import { PIXEL, TRACK, randomNetworkData, syntheticData } from './synthetic.mjs';
 
 const SEED = 20251130;
 const TIME_LIMIT_MS = 5000;
@@ -47,14 +47,14 @@ const start = fc.oneof(
   { weight: 1, arbitrary: fc.array(fc.float(), { minLength: 7, maxLength: 7 }) },
 );
 
-// Random MLPs through every decoding path (weights, heads, cameras).
+// Random MLPs through every decoding path (weights, heads, cameras), with the tracker's defaults.
 const NETWORKS = [
   randomNetworkData(1, { dtype: 'float32' }),
   randomNetworkData(2, { dtype: 'uint8' }),
   randomNetworkData(3, { dtype: 'float16', rotation: '6d' }),
   randomNetworkData(4, { dtype: 'float32', rotation: '6d', camera: { name: 'seed' } }),
   randomNetworkData(5, { dtype: 'uint8', camera: { name: 'seed' } }),
-].map(createSolver);
+].map((data) => createSolver({ ...data, track: TRACK }));
 
 function checkPose(solver, p) {
   const q = p.quaternion;
@@ -95,4 +95,58 @@ test('fuzz: one-line Error or a finite valid pose', () => {
   );
   console.log(`fuzz: ${cases} generated cases (${poses} poses, ${errors} one-line errors), seed ${SEED}, ${TIME_LIMIT_MS / 1000} s limit`);
   assert.ok(cases >= 1000 && poses >= 100, `too few cases: ${cases}, ${poses} poses`);
+});
+
+// A video as the tracker sees it: frames of landmarks (or none: null, []), timestamps in ms
+// (mostly increasing, sometimes junk), now and then a reset.
+const frames = fc.array(
+  fc.record({
+    lm: fc.oneof({ weight: 6, arbitrary: landmarks }, { weight: 2, arbitrary: fc.constantFrom(null, []) }),
+    dt: fc.oneof(
+      { weight: 8, arbitrary: fc.double({ min: 0, max: 3000, noNaN: true }) },
+      { weight: 1, arbitrary: number },
+      { weight: 1, arbitrary: junk },
+    ),
+    reset: fc.boolean(),
+  }),
+  { minLength: 1, maxLength: 12 },
+);
+
+test('fuzz: the tracker gives null before any landmarks, a one-line Error, or a finite valid pose', () => {
+  let cases = 0;
+  let poses = 0;
+  fc.assert(
+    fc.property(fc.oneof(start, fc.integer({ min: 0, max: NETWORKS.length - 1 })), frames, camera, (s, video, cam) => {
+      cases++;
+      const solver = typeof s === 'number' ? NETWORKS[s] : createSolver({ ...syntheticData(s, { camera: PIXEL }), track: TRACK });
+      const tracker = solver.createTracker();
+      let started = false;
+      let ms = 0;
+      for (const f of video) {
+        if (f.reset && f !== video[0]) {
+          tracker.reset();
+          started = false;
+        }
+        ms = typeof f.dt === 'number' ? (typeof ms === 'number' ? ms : 0) + f.dt : f.dt; // junk timestamps too
+        let pose;
+        try {
+          pose = tracker.update(f.lm, ms, cam);
+        } catch (e) {
+          assert.ok(e instanceof Error, `threw a non-Error: ${e}`);
+          assert.ok(e.message.startsWith('pnpjax ') && !/[\n\r\u2028\u2029]/.test(e.message), `bad message: ${e.message}`);
+          continue;
+        }
+        if (pose === null) {
+          assert.ok(!started && !f.lm?.length, 'null after landmarks');
+          continue;
+        }
+        started = true;
+        poses++;
+        checkPose(solver, pose);
+      }
+    }),
+    { seed: SEED, numRuns: 100000, interruptAfterTimeLimit: TIME_LIMIT_MS, markInterruptAsFailure: false },
+  );
+  console.log(`fuzz: ${cases} generated videos (${poses} tracked poses), seed ${SEED}, ${TIME_LIMIT_MS / 1000} s limit`);
+  assert.ok(cases >= 300 && poses >= 100, `too few cases: ${cases}, ${poses} poses`);
 });

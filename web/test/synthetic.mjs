@@ -9,6 +9,22 @@ export const LAYOUT = {
   right_ear: [-8.04888, 2.22486, -12.6444],
   left_ear: [8.04888, 2.22486, -12.6444],
 };
+// pnpjax.track.TrackerConfig's defaults (an export carries them as data).
+export const TRACK = {
+  iters: 3,
+  initIters: 5,
+  noise2d: 0.03,
+  sigma3d: 0.3,
+  accelRot: 0.02,
+  accelTrans: 400,
+  speedRot: 0.05,
+  speedTrans: 10,
+  velStdRot: 2,
+  velStdTrans: 50,
+  robust: 3,
+  coast: 0.2,
+  gap: 1,
+};
 export const PIXEL = { name: 'pixels', fx: 554.2562584220408, fy: 554.2562584220408, cx: 322.5, cy: 238, width: 640, height: 480 };
 
 /** Generated data for createSolver: the network returns `start` = [qx, qy, qz, qw, tx, ty, tz] (OpenCV frame). */

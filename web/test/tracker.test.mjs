@@ -4,24 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { createSolver } from '../../pnpjax/js/pnp.mjs';
-import { angleDeg, axisAngle, project, syntheticData } from './synthetic.mjs';
+import { TRACK, angleDeg, axisAngle, project, syntheticData } from './synthetic.mjs';
 
-// pnpjax.track.TrackerConfig's defaults (an export carries them as data).
-const TRACK = {
-  iters: 3,
-  initIters: 5,
-  noise2d: 0.03,
-  sigma3d: 0.3,
-  accelRot: 0.02,
-  accelTrans: 400,
-  speedRot: 0.05,
-  speedTrans: 10,
-  velStdRot: 2,
-  velStdTrans: 50,
-  robust: 3,
-  coast: 0.2,
-  gap: 1,
-};
 const TRUE = [...axisAngle([0.3, 1, 0.1], Math.PI * 1.05), 2, -3, 60];
 // A "network" 8 degrees and a few cm off the truth, whatever the landmarks.
 const START = [...axisAngle([0.31, 1, 0.12], Math.PI * 1.05 + 0.14), 4, -1, 63];
