@@ -641,14 +641,14 @@ export function createSolver(g) {
 
   /**
    * Levenberg-Marquardt from POSE on XY, `iters` steps of `kind` (pnpjax.refine.refine_pose: a
-   * step is taken only if every point stays in front and the cost drops). A zero or non-finite
-   * start rotation becomes the identity, a non-finite translation the origin; a start with a
+   * step is taken only if every point stays in front and the cost drops). A zero (|q|^2 below the
+   * smallest normal double, where 1 / |q| loses its precision) or non-finite start rotation becomes the identity, a non-finite translation the origin; a start with a
    * point behind the camera keeps its rotation and is re-placed in front (weak perspective).
    * ml: up to `retry` more steps if the fit is then gross (refine_pose's `retry`).
    */
   function refine(iters, kind, tz0, retry) {
     const n2 = POSE[0] ** 2 + POSE[1] ** 2 + POSE[2] ** 2 + POSE[3] ** 2;
-    if (!(isNum(n2) && n2 > 0)) POSE.set([1, 0, 0, 0]);
+    if (!(isNum(n2) && n2 >= 2 ** -1022)) POSE.set([1, 0, 0, 0]); // below the normal range: 0 (JAX's flush to zero)
     if (!(isNum(POSE[4]) && isNum(POSE[5]) && isNum(POSE[6]))) POSE.fill(0, 4);
     unit(POSE);
     rotation(POSE);

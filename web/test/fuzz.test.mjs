@@ -150,3 +150,62 @@ test('fuzz: the tracker gives null before any landmarks, a one-line Error, or a 
   console.log(`fuzz: ${cases} generated videos (${poses} tracked poses), seed ${SEED}, ${TIME_LIMIT_MS / 1000} s limit`);
   assert.ok(cases >= 300 && poses >= 100, `too few cases: ${cases}, ${poses} poses`);
 });
+
+const BATCH_LIMIT_MS = 2000;
+const settings = fc.oneof(
+  fc.constant(undefined),
+  fc.record({ refine: fc.integer({ min: 0, max: 5 }), cost: fc.constantFrom('image', 'object', 'ml') }),
+);
+const solverOf = (s) => (typeof s === 'number' ? NETWORKS[s] : createSolver({ ...syntheticData(s, { camera: PIXEL }), track: TRACK }));
+const oneLine = (e) => {
+  assert.ok(e instanceof Error, `threw a non-Error: ${e}`);
+  assert.ok(e.message.startsWith('pnpjax ') && !/[\n\r\u2028\u2029]/.test(e.message), `bad message: ${e.message}`);
+};
+
+test('fuzz: estimatePoses gives a one-line Error or N valid poses', () => {
+  const flat = fc.oneof(
+    fc.array(number, { maxLength: 40 }),
+    fc.array(number, { minLength: 24, maxLength: 24 }).map((a) => Float32Array.from(a)),
+    junk,
+  );
+  let rows = 0;
+  fc.assert(
+    fc.property(fc.oneof(start, fc.integer({ min: 0, max: NETWORKS.length - 1 })), flat, settings, (s, lm, opts) => {
+      const solver = solverOf(s);
+      let out;
+      try {
+        out = solver.estimatePoses(lm, undefined, opts);
+      } catch (e) {
+        return oneLine(e);
+      }
+      assert.equal(out.length, (lm.length / 12) * 7);
+      for (let r = 0; r < out.length / 7; r++, rows++) {
+        checkPose(solver, { quaternion: [...out.subarray(7 * r, 7 * r + 4)], translation: [...out.subarray(7 * r + 4, 7 * r + 7)] });
+      }
+    }),
+    { seed: SEED, numRuns: 100000, interruptAfterTimeLimit: BATCH_LIMIT_MS, markInterruptAsFailure: false },
+  );
+  assert.ok(rows >= 100, `too few rows: ${rows}`);
+});
+
+test('fuzz: refinePose from any pose gives a one-line Error or a valid pose', () => {
+  const pose = fc.record({
+    quaternion: fc.oneof({ weight: 4, arbitrary: fc.array(number, { minLength: 4, maxLength: 4 }) }, { weight: 1, arbitrary: junk }),
+    translation: fc.oneof({ weight: 4, arbitrary: fc.array(number, { minLength: 3, maxLength: 3 }) }, { weight: 1, arbitrary: junk }),
+  });
+  let poses = 0;
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: NETWORKS.length - 1 }), landmarks, pose, settings, (s, lm, p, opts) => {
+      let out;
+      try {
+        out = NETWORKS[s].refinePose(lm, p, undefined, opts);
+      } catch (e) {
+        return oneLine(e);
+      }
+      poses++;
+      checkPose(NETWORKS[s], out);
+    }),
+    { seed: SEED, numRuns: 100000, interruptAfterTimeLimit: BATCH_LIMIT_MS, markInterruptAsFailure: false },
+  );
+  assert.ok(poses >= 100, `too few poses: ${poses}`);
+});
