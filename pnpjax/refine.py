@@ -519,14 +519,9 @@ def _refine_flat(
     kind = cost  # `cost` below is the (B,) value
     sw = jnp.sqrt(jnp.maximum(w, 0.0))
     xy_s, pts_s, sw_s = (jnp.moveaxis(a, 0, -1) for a in (xy, pts, sw))  # batch last
-    T = _to_se3(*_sanitize_start(q, t))
-
-    # An initial pose behind the camera has no meaningful cost (depths are clamped): restart its
-    # translation in front, otherwise every step would be judged against a garbage cost.
-    _, in_front = _cost_and_front(T.wxyz_xyz.T, pts_s, xy_s, sw_s)
-    R = T.rotation().as_matrix()
-    t0 = jnp.where(in_front[..., None], T.translation(), _move_in_front(R, T.translation(), pts, xy))
-    pose = jaxlie.SE3.from_rotation_and_translation(T.rotation(), t0).wxyz_xyz.T  # (7, B)
+    # An initial pose behind the camera has no meaningful cost (depths are clamped): its translation
+    # restarts in front (start_pose), otherwise every step would be judged against a garbage cost.
+    pose = _to_se3(*start_pose(xy, pts, q, t)).wxyz_xyz.T  # (7, B)
     if kind == "ml":
         noise = jnp.broadcast_to(noise, xy.shape[:1] + (2,))
         s3sq, s2sq = noise[:, 0], noise[:, 1]

@@ -93,6 +93,11 @@ def _qrot(q: jax.Array, p: jax.Array) -> jax.Array:
     return jnp.einsum("...ij,...kj->...ki", geometry.quat_to_matrix(q), p)
 
 
+def _in_front(q: jax.Array, t: jax.Array, pts: jax.Array) -> jax.Array:
+    """Whether every layout point of the pose (q, t) is at depth > MIN_DEPTH."""
+    return jnp.all((_qrot(q, pts) + t)[..., 2] > MIN_DEPTH)
+
+
 def _se3_retract(d: jax.Array, q: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """exp(d) T for d = (v, omega) (..., 6): jaxlie's SE3.exp(d) @ T, written as pnpjax.refine's
     retraction (the same closed forms and series below sqrt(840 eps), which the JS module shares)."""
@@ -415,7 +420,7 @@ def track_step(
     P_pv_new = P_pp_new @ G.T
     P1 = jnp.block([[P_pp_new, P_pv_new], [P_pv_new.T, P_vv_new]])
 
-    depth_ok = jnp.all((_qrot(q1, pts) + t1)[..., 2] > MIN_DEPTH)
+    depth_ok = _in_front(q1, t1, pts)
     ok = (
         depth_ok
         & jnp.all(jnp.isfinite(q1))
@@ -433,7 +438,7 @@ def track_step(
     # No landmarks: keep the state, output the prediction (extrapolated at most `coast` s), or the
     # last pose where the extrapolation would put a point behind the camera.
     q_coast, t_coast = _se3_retract(state.nu * jnp.minimum(dt, cfg.coast), state.q, state.t)
-    coast_ok = jnp.all((_qrot(q_coast, pts) + t_coast)[..., 2] > MIN_DEPTH)
+    coast_ok = _in_front(q_coast, t_coast, pts)
     q_coast, t_coast = jnp.where(coast_ok, q_coast, state.q), jnp.where(coast_ok, t_coast, state.t)
     new_state = jax.tree.map(lambda a, b: jnp.where(present, a, b), updated, state)
     q_out = jnp.where(present, new_state.q, jnp.where(state.started, q_coast, state.q))

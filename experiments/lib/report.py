@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def md_cell(value: Any) -> str:
@@ -30,3 +31,11 @@ def write_report(out: Path, title: str, command: str, body: Sequence[str]) -> Pa
     path.write_text(text)
     (out / "command.txt").write_text(command + "\n")
     return path
+
+
+def write_results(out: Path, res: dict, readme: str, plot: Callable[[dict, Path], None], plot_name: str) -> None:
+    """A study's files in <out>: results.json (res), the plot `plot_name` (plot(res, path)) and README.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=1))
+    plot(res, out / plot_name)
+    (out / "README.md").write_text(readme)

@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from experiments.lib import paths
+from experiments.lib.report import write_results
 from pnpjax import camera, checkpoint, export, jsmodule, protocols, seed_import
 from pnpjax.textsafe import md_cell, md_code
 
@@ -512,10 +513,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def write(res: dict, out_dir: Path, command: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(res, indent=1))
-    plot(res, out_dir / "rotation_vs_noise.png")
-    (out_dir / "README.md").write_text(report(res, command))
+    write_results(out_dir, res, report(res, command), plot, "rotation_vs_noise.png")
 
 
 __all__ = ["draws", "metrics", "module_bytes", "payload", "report", "run", "run_js", "targets", "write"]

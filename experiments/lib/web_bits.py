@@ -48,6 +48,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from experiments.lib import web_bench
+from experiments.lib.report import write_results
 from pnpjax import camera, inference, jsmodule, model, protocols, refine, stack, tfjs
 from pnpjax.textsafe import md_cell, md_code
 
@@ -603,10 +604,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 
 def write(res: dict[str, Any], out_dir: Path, command: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(res, indent=1))
-    plot(res, out_dir / "bits.png")
-    (out_dir / "README.md").write_text(report(res, command))
+    write_results(out_dir, res, report(res, command), plot, "bits.png")
 
 
 __all__ = [

@@ -13,12 +13,12 @@ it; single refined calls >= 20x SQPnP; batch calls of the network alone >= 50x).
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from experiments.lib import web_bench
+from experiments.lib.report import write_results
 from experiments.lib.web_bench import ACCURACY, BATCH, MAX_BYTES, SINGLE
 from pnpjax import checkpoint, config, export, model, train
 from pnpjax.textsafe import md_cell, md_code, one_line
@@ -248,10 +248,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 
 def write(res: dict[str, Any], out_dir: Path, command: str) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(res, indent=1))
-    plot(res, out_dir / "study.png")
-    (out_dir / "README.md").write_text(report(res, command))
+    write_results(out_dir, res, report(res, command), plot, "study.png")
 
 
 __all__ = ["run", "report", "summarise", "train_width", "write"]
