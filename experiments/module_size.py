@@ -4,8 +4,8 @@
 
 The default module is `pnpjax export <the web checkpoint> --format js` (experiments/lib/web_bench.py:
 WEB_CHECKPOINT, or DIR) for the webcam camera of experiments/bench_web.py (uint8 weights, refinement
-included). Prints raw and gzip -9 bytes of the whole module, of the same module built without
-createTracker (`node web/tools/build_module.mjs --without-tracker`), of its data line
+included, no tracker). Prints raw and gzip -9 bytes of the whole module, of the same module exported
+with `--tracker` (createTracker's code and defaults), of its data line
 (`const GENERATED = ...`: weights, layout, camera, statistics, defaults, metadata), of the rest (the
 code), and of the uint8 weights text alone beside the order-0 entropy of its characters (what no
 byte-wise coder of those codes can beat).
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -41,15 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     solver = checkpoint.load(web)
     cam = camera.parse_camera(EXPORT_CAMERA)
     data = web_bench.default_module_data(solver, cam, web.name)
-    module = jsmodule.fill(jsmodule.source_text(), data)
+    module = jsmodule.fill(jsmodule.source_text(jsmodule.built_name(False)), data)
     lines = module.split("\n")
     (data_line,) = [ln for ln in lines if ln.startswith("const GENERATED = ")]
     code = "\n".join(ln for ln in lines if ln is not data_line)
     weights = data["weights"]
     counts = Counter(weights)
     entropy = -sum(c * math.log2(c / len(weights)) for c in counts.values()) / 8
-    with tempfile.TemporaryDirectory(prefix="pnpjax-module-size-") as tmp:
-        bare = web_bench.module_bytes(solver, web.name, web_bench.build_without_tracker(Path(tmp)))
+    sizes = web_bench.module_bytes(solver, web.name)
     print(
         f"default module ({one_line(web.name)}, widths {list(solver.config.model.widths)}, "
         f"{model.num_params(solver.params):,} parameters, uint8, camera {EXPORT_CAMERA}); bytes raw / gzip -9"
@@ -57,11 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("whole module", module), ("data line", data_line), ("code (the rest)", code)):
         raw, gz = byte_sizes(text.encode())
         print(f"  {name:<18} {raw:>7,} / {gz:>6,}")
-    assert bare["module"] == byte_sizes(module.encode())
-    raw, gz = bare["without tracker"]
-    print(
-        f"  {'without tracker':<18} {raw:>7,} / {gz:>6,}   (the whole module minus createTracker's code and defaults)"
-    )
+    assert sizes["module"] == byte_sizes(module.encode())
+    raw, gz = sizes["with tracker"]
+    print(f"  {'with tracker':<18} {raw:>7,} / {gz:>6,}   (pnpjax export --tracker: createTracker's code and defaults)")
     raw, gz = byte_sizes(weights.encode())
     print(f"  {'weights text':<18} {raw:>7,} / {gz:>6,}   order-0 entropy of its characters {entropy:,.0f} B")
     return 0

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
-from experiments.lib import web_bench, web_bits
+from experiments.lib import web_bits
 from pnpjax.textsafe import one_line
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bits", type=int, nargs="+", default=list(web_bits.BITS), help="bits per weight, each in [1, 8]")
     p.add_argument("--n", type=int, default=2000, help="draws per noise level")
     p.add_argument("--key", type=int, default=0)
-    p.add_argument("--checkpoint", help=f"default: the web checkpoint, {web_bench.WEB_CHECKPOINT.name}")
+    p.add_argument("--checkpoint", help=f"default: the 64-64 network studied, checkpoints/{web_bits.STUDIED.name}")
     p.add_argument(
         "--sqpnp",
         choices=("auto", "committed", "node"),
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"--bits {a.bits}: each must be in [1, 8]")
     if a.n <= 0:
         return error(f"--n {a.n}: must be positive")
-    web = Path(a.checkpoint) if a.checkpoint else web_bench.WEB_CHECKPOINT
+    web = Path(a.checkpoint) if a.checkpoint else web_bits.STUDIED
     if not (web / "pnpjax.json").is_file():
         return error(f"--checkpoint {a.checkpoint!r}: not a pnpjax checkpoint directory")
     if a.sqpnp == "committed" and web_bits.committed_sqpnp(a.n, a.key, web) is None:

@@ -256,6 +256,7 @@ def _export(args: argparse.Namespace) -> int:
         refine_iters=args.refine,
         refine_cost=args.refine_cost,
         refine_retry=args.refine_retry,
+        tracker=args.tracker or None,
     )
     print(f"wrote {args.format} export to {path}")
     return 0
@@ -392,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="js: default extra ml iterations for gross fits (default 20; see pnpjax predict --refine-retry)",
+    )
+    x.add_argument(
+        "--tracker",
+        action="store_true",
+        help="js: include createTracker, the video pose tracker (pnpjax predict --track), ~2 KB more",
     )
     return p
 

@@ -468,8 +468,10 @@ def js_module_source(
     refine_iters: int | None = None,
     refine_cost: str | None = None,
     refine_retry: int | None = None,
+    tracker: bool = False,
 ) -> str:
-    """The text of the standalone ES module: `pnpjax/js/pnp.mjs` with its data filled in (see `jsmodule`)."""
+    """The text of the standalone ES module: `pnpjax/js/pnp.mjs` with its data filled in (see `jsmodule`),
+    with createTracker's code only if `tracker`."""
     from pnpjax import jsmodule
 
     return jsmodule.module_source(
@@ -480,6 +482,7 @@ def js_module_source(
         refine_iters=jsmodule.DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
         refine_cost=refine_cost or jsmodule.DEFAULT_REFINE_COST,
         refine_retry=jsmodule.DEFAULT_REFINE_RETRY if refine_retry is None else refine_retry,
+        tracker=tracker,
     )
 
 
@@ -541,12 +544,17 @@ def export_solver(
     refine_iters: int | None = None,
     refine_cost: str | None = None,
     refine_retry: int | None = None,
+    tracker: bool | None = None,
 ) -> Path:
-    """Export a loaded `checkpoint.Solver`; returns the written directory (the module file for js)."""
+    """Export a loaded `checkpoint.Solver`; returns the written directory (the module file for js).
+
+    js only: `tracker` puts `createTracker` (pnpjax.track's tracker, ~2 KB) in the module."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if quantize not in tfjs.QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantize!r}; expected one of {', '.join(tfjs.QUANTIZATIONS)}")
+    if fmt != "js" and tracker is not None:
+        raise ExportError("--tracker applies to --format js only")
     if fmt == "savedmodel" and quantize != "float32":
         raise ExportError("a SavedModel stores float32 weights; --quantize applies to tfjs and js")
     if not all(hasattr(solver, a) for a in ("config", "params", "stats")):
@@ -583,7 +591,14 @@ def export_solver(
         return out
     if fmt == "js":
         text = js_module_source(
-            solver, cam, quantize, source, refine_iters=refine_iters, refine_cost=refine_cost, refine_retry=refine_retry
+            solver,
+            cam,
+            quantize,
+            source,
+            refine_iters=refine_iters,
+            refine_cost=refine_cost,
+            refine_retry=refine_retry,
+            tracker=bool(tracker),
         )
         with _staged_dir(out, force) as tmp:
             (tmp / JS_FILE).write_text(text, encoding="utf-8")
@@ -605,6 +620,7 @@ def export_checkpoint(
     refine_iters: int | None = None,
     refine_cost: str | None = None,
     refine_retry: int | None = None,
+    tracker: bool | None = None,
 ) -> Path:
     """`pnpjax export`: load a checkpoint and write it as tfjs | js | savedmodel (see module docstring)."""
     from pnpjax import checkpoint as ckpt
@@ -613,6 +629,8 @@ def export_checkpoint(
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
     if format != "js" and (refine_iters is not None or refine_cost is not None or refine_retry is not None):
         raise ExportError("--refine, --refine-cost and --refine-retry apply to --format js only")
+    if format != "js" and tracker is not None:
+        raise ExportError("--tracker applies to --format js only")
     cam = camlib.parse_camera(camera)  # bad cameras and a non-empty --out fail before loading
     _check_not_the_source(Path(checkpoint), Path(out))
     _check_out(Path(out), force)
@@ -628,4 +646,5 @@ def export_checkpoint(
         refine_iters=refine_iters,
         refine_cost=refine_cost,
         refine_retry=refine_retry,
+        tracker=tracker,
     )

@@ -11,9 +11,10 @@ reaches the module only inside that JSON text, escaped so that it cannot end the
 the script element or the line (``\\``, ``'``, ``<``, ``>``, ``&`` and, by ``ensure_ascii``,
 U+2028/U+2029 are escaped). Non-finite values are refused before anything is written.
 
-The exported text is ``pnp.min.mjs``: the source minified after its injection line by terser
-(``node web/tools/build_module.mjs``; `npm test` checks that it is current), to keep the download
-small. An installed pnpjax needs no Node to export.
+The exported text is ``pnp.notrack.min.mjs`` (the default) or, with ``--tracker``, ``pnp.min.mjs``:
+the source minified after its injection line by terser, without or with ``createTracker``'s code
+(``node web/tools/build_module.mjs``; `npm test` checks that both are current), to keep the
+download small. An installed pnpjax needs no Node to export.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from pnpjax.tfjs import ExportError
 
 SOURCE_NAME = "pnp.mjs"  # the readable source (web/ lints, formats and unit-tests it)
 BUILT_NAME = "pnp.min.mjs"  # the same, minified after the injection line (web/tools/build_module.mjs)
+# The same without the tracker's code (its createTracker throws, naming --tracker): the default export.
+# The tracker is opt-in because issue 9's size target (16 KB / 9 KB gzip for the default module, with
+# the refinement) leaves no room for it: it adds ~2 KB raw (experiments/module_size.py).
+NO_TRACKER_NAME = "pnp.notrack.min.mjs"
 INJECTION_LINE = "const GENERATED = JSON.parse('null');"
 REFINE_COSTS = ("image", "object", "ml")
 # `pnpjax export --refine` default: the smallest number of ml-cost LM steps with which the
@@ -51,7 +56,7 @@ OPTIONAL_PARTS = ("uint8", "float", "6d", "perspective")
 
 
 def source_text(name: str = BUILT_NAME) -> str:
-    """The module's source (``pnp.mjs``) or its minified build (``pnp.min.mjs``), as shipped with the package."""
+    """The module's source (``pnp.mjs``) or a minified build (``pnp.min.mjs``, ``pnp.notrack.min.mjs``), as shipped with the package."""
     return resources.files("pnpjax").joinpath("js", name).read_text(encoding="utf-8")
 
 
@@ -131,14 +136,18 @@ def module_data(
     refine_iters: int,
     refine_cost: str,
     refine_retry: int = 0,
+    tracker: bool = False,
 ) -> dict[str, Any]:
-    """Everything the module needs, as JSON-ready data (the value of ``GENERATED``)."""
+    """Everything the module needs, as JSON-ready data (the value of ``GENERATED``); the tracker's
+    defaults (``track``) only for a module with the tracker."""
     from pnpjax import refine, stack
 
     if not (isinstance(refine_iters, int) and 0 <= refine_iters <= MAX_REFINE_ITERS):
         raise ExportError(f"--refine must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_iters}")
     if not (isinstance(refine_retry, int) and 0 <= refine_retry <= MAX_REFINE_ITERS):
         raise ExportError(f"--refine-retry must be an integer in [0, {MAX_REFINE_ITERS}], got {refine_retry}")
+    if not isinstance(tracker, bool):
+        raise ExportError(f"tracker must be True or False, got {tracker!r}")
     if refine_cost not in REFINE_COSTS:
         raise ExportError(f"unknown refinement cost {refine_cost!r}; expected one of {', '.join(REFINE_COSTS)}")
     check_solver_finite(solver)
@@ -157,7 +166,7 @@ def module_data(
         quant = [(s, m, z) for (s, m), z in zip(quant, zeros)]
     if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
-    return {
+    data = {
         "metadata": stack.export_metadata(solver, cam, "js", quantize, source),
         "k": solver.layout.num_points,
         "points": f32(solver.layout.array),
@@ -180,8 +189,8 @@ def module_data(
             "noise2d": float(noise.noise_2d),
         },
         "weights": weights,
-        "track": tracker_defaults(),
     }
+    return {**data, "track": tracker_defaults()} if tracker else data
 
 
 def tracker_defaults() -> dict[str, float]:
@@ -224,9 +233,11 @@ def module_source(
     refine_iters: int = DEFAULT_REFINE_ITERS,
     refine_cost: str = DEFAULT_REFINE_COST,
     refine_retry: int = DEFAULT_REFINE_RETRY,
+    tracker: bool = False,
     minified: bool = True,
 ) -> str:
-    """The text of the exported module: the (minified) source with its injection line replaced by the data."""
+    """The text of the exported module: the minified build with (`tracker`) or without createTracker,
+    its injection line replaced by the data. Not `minified`: the readable source, tracker included."""
     data = module_data(
         solver,
         cam,
@@ -235,8 +246,14 @@ def module_source(
         refine_iters=refine_iters,
         refine_cost=refine_cost,
         refine_retry=refine_retry,
+        tracker=tracker or not minified,
     )
-    return fill(source_text(BUILT_NAME if minified else SOURCE_NAME), data)
+    return fill(source_text(built_name(tracker) if minified else SOURCE_NAME), data)
+
+
+def built_name(tracker: bool) -> str:
+    """The minified build an export fills: with the tracker's code or without it."""
+    return BUILT_NAME if tracker else NO_TRACKER_NAME
 
 
 def fill(text: str, data: dict[str, Any]) -> str:

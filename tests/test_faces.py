@@ -106,8 +106,8 @@ def test_fake_webcam_pose_follows_the_image_roll(detected, tmp_path):
     solver = checkpoint.load(CKPT)
     module = tmp_path / "models" / "faceapi10" / "pnp.js"
     export.export_solver(
-        solver, "js", module.parent, quantize="uint8"
-    )  # `pnpjax export` defaults: uint8, refinement on
+        solver, "js", module.parent, quantize="uint8", tracker=True
+    )  # `pnpjax export --tracker` defaults: uint8, refinement on
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     res = faces.webcam_experiment(
         tmp_path / "run",

@@ -229,7 +229,7 @@ def test_nonfinite_checkpoints_are_refused(tmp_path):
 
 
 def test_source_has_one_injection_line_and_the_build_keeps_it():
-    for name in (jsmodule.SOURCE_NAME, jsmodule.BUILT_NAME):
+    for name in (jsmodule.SOURCE_NAME, jsmodule.BUILT_NAME, jsmodule.NO_TRACKER_NAME):
         lines = jsmodule.source_text(name).split("\n")
         assert lines.count(jsmodule.INJECTION_LINE) == 1, name
         assert sum(ln.startswith("const GENERATED") for ln in lines) == 1, name
@@ -238,9 +238,10 @@ def test_source_has_one_injection_line_and_the_build_keeps_it():
 def test_an_export_keeps_only_the_optional_parts_it_calls():
     """pnp.min.mjs holds each optional part on one marked line; an export keeps the parts its
     weights and head call (their use is tested by the exports' accuracy tests) and drops the rest."""
-    built = jsmodule.source_text(jsmodule.BUILT_NAME).split("\n")
-    for name in jsmodule.OPTIONAL_PARTS:
-        assert sum(ln.startswith(f"/*{name}*/") for ln in built) == 1, name
+    for build in (jsmodule.BUILT_NAME, jsmodule.NO_TRACKER_NAME):
+        built = jsmodule.source_text(build).split("\n")
+        for name in jsmodule.OPTIONAL_PARTS:
+            assert sum(ln.startswith(f"/*{name}*/") for ln in built) == 1, (build, name)
     functions = [("uint8", "pnpUint8"), ("float", "pnpFloat"), ("6d", "pnp6d"), ("perspective", "pnpPerspective")]
     defined = lambda text: {n for n, f in functions if f"function {f}(" in text}
     cam = camera.parse_camera("hfov=60,640x480")
@@ -257,10 +258,12 @@ def test_an_export_keeps_only_the_optional_parts_it_calls():
 
 
 def default_module_text() -> bytes:
-    """The default module: the web checkpoint's export for bench_web's camera (uint8, default refinement)."""
+    """The default module: the web checkpoint's export for bench_web's camera (uint8, default refinement, no tracker)."""
     solver = checkpoint.load(web_bench.WEB_CHECKPOINT)
     data = web_bench.default_module_data(solver, camera.parse_camera(web_bench.EXPORT_CAMERA))
-    return jsmodule.fill(jsmodule.source_text(), data).encode()
+    text = jsmodule.fill(jsmodule.source_text(jsmodule.built_name(False)), data)
+    assert text == export.js_module_source(solver, camera.parse_camera(web_bench.EXPORT_CAMERA), "uint8", "blazeface6")
+    return text.encode()
 
 
 @pytest.mark.xfail(
@@ -273,6 +276,61 @@ def test_default_module_size():
     text = default_module_text()
     assert len(text) <= 16 * 1024, len(text)
     assert len(gzip.compress(text, 9, mtime=0)) <= 9 * 1024
+
+
+TRACKER_PROBE = """
+const m = await import(process.argv[1]);
+const out = {};
+try {
+  const t = m.createTracker();
+  out.pose = t.update(JSON.parse(process.argv[2]), 0);
+} catch (e) {
+  out.error = e.message;
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+@needs_node
+@pytest.mark.node
+def test_the_tracker_is_opt_in(tmp_path, capsys):
+    """`pnpjax export --format js` leaves createTracker's code and defaults out: calling it throws one
+    line naming --tracker. With --tracker the module tracks (a pose from the first frame), its data
+    holds the tracker's defaults, and it is the default module plus at most 2 KB (issue 10).
+    Other formats refuse --tracker."""
+    ckpt = str(REPO / "checkpoints" / "blazeface6")
+    args = ["export", "--checkpoint", ckpt, "--format", "js", "--camera", "hfov=60,640x480"]
+    assert cli.main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert cli.main([*args, "--out", str(tmp_path / "tracked"), "--tracker"]) == 0
+    lm = [[300.0, 200.0], [340.0, 200.0], [320.0, 225.0], [320.0, 250.0], [280.0, 210.0], [360.0, 210.0]]
+    got = {}
+    for name in ("plain", "tracked"):
+        path = tmp_path / name / export.JS_FILE
+        run = subprocess.run(
+            ["node", "--input-type=module", "-e", TRACKER_PROBE, path.resolve().as_uri(), json.dumps(lm)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        got[name] = (json.loads(run.stdout), json.loads(_generated_json(path.read_text())), path.read_bytes())
+    (plain, plain_data, plain_bytes), (tracked, tracked_data, tracked_bytes) = got["plain"], got["tracked"]
+    assert plain == {
+        "error": "pnpjax createTracker: not in this module: export it with `pnpjax export --format js --tracker`"
+    }
+    assert "track" not in plain_data and tracked_data["track"] == jsmodule.tracker_defaults()
+    assert {k: v for k, v in tracked_data.items() if k != "track"} == plain_data
+    q, t = (np.asarray(tracked["pose"][k], np.float64) for k in ("quaternion", "translation"))
+    assert q.shape == (4,) and t.shape == (3,) and abs(np.linalg.norm(q) - 1) < 1e-6 and t[2] > 0
+    assert 1000 < len(tracked_bytes) - len(plain_bytes) <= 2048
+    capsys.readouterr()
+    for fmt in ("tfjs", "savedmodel"):
+        assert (
+            cli.main(["export", "--checkpoint", ckpt, "--format", fmt, "--out", str(tmp_path / fmt), "--tracker"]) == 2
+        )
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["pnpjax export: error: --tracker applies to --format js only"], err
+        assert not (tmp_path / fmt).exists()
 
 
 def test_cli_export_refine_defaults(tmp_path, capsys):

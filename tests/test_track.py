@@ -426,7 +426,12 @@ def test_js_tracker_equals_jax(video_file, tmp_path, cam_kind):
         w, h = v.image_size[0].astype(np.float64)
         uv = np.stack([uv[..., 0] / w, 1 - uv[..., 1] / h], -1)
     module = export.export_checkpoint(
-        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="float32", camera=cam or "seed"
+        REPO / "checkpoints" / "blazeface6",
+        "js",
+        tmp_path / "js",
+        quantize="float32",
+        camera=cam or "seed",
+        tracker=True,
     )
     rng = np.random.default_rng(0)
     ms = np.cumsum(rng.uniform(25.0, 45.0, len(uv)))
@@ -466,7 +471,12 @@ def test_js_tracker_api(tmp_path):
     from pnpjax import export, jsmodule
 
     module = export.export_checkpoint(
-        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="uint8", camera="hfov=60,640x480"
+        REPO / "checkpoints" / "blazeface6",
+        "js",
+        tmp_path / "js",
+        quantize="uint8",
+        camera="hfov=60,640x480",
+        tracker=True,
     )
     lm = [[300.0, 200.0], [340.0, 200.0], [320.0, 225.0], [320.0, 250.0], [280.0, 210.0], [360.0, 210.0]]
     out = _node_track(
@@ -530,7 +540,7 @@ def test_tracker_never_puts_the_face_behind_the_camera(tmp_path):
     with jax.enable_x64(True):
         ref = np.asarray(track.track_landmarks(solver, uv, present, ms / 1000, cam, dtype=jnp.float64))
     module = export.export_checkpoint(
-        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="float32", camera=spec
+        REPO / "checkpoints" / "blazeface6", "js", tmp_path / "js", quantize="float32", camera=spec, tracker=True
     )
     frames = [{"landmarks": uv[i].tolist() if present[i] else None, "ms": float(ms[i])} for i in range(len(uv))]
     js = np.asarray(_node_track(module, {"frames": frames}, tmp_path)["poses"], np.float64)

@@ -566,7 +566,13 @@ def faces_report(
     for quant in ("uint8", "float32"):
         modules[quant] = work / "models" / f"faceapi10-{quant}" / "pnp.js"
         export.export_solver(
-            solver, "js", modules[quant].parent, quantize=quant, source="checkpoints/faceapi10", force=True
+            solver,
+            "js",
+            modules[quant].parent,
+            quantize=quant,
+            source="checkpoints/faceapi10",
+            force=True,
+            tracker=True,
         )
     load = {"before": os.getloadavg()}
     # 1. The index mapping on every face of the photos.

@@ -76,7 +76,6 @@ def run(
     modules = []
     with tempfile.TemporaryDirectory(prefix="pnpjax-web-study-") as tmp:
         tmp = Path(tmp)
-        bare = web_bench.build_without_tracker(tmp)
         for i, (label, d) in enumerate(candidates.items()):
             solver = checkpoint.load(d)
             if solver.config.realistic != ref.config.realistic or solver.layout.name != ref.layout.name:
@@ -84,14 +83,14 @@ def run(
             path = export.export_solver(
                 solver, "js", tmp / f"m{i}", quantize="uint8", camera=web_bench.EXPORT_CAMERA, source=Path(d).name
             )
-            sizes = web_bench.module_bytes(solver, Path(d).name, bare)
+            sizes = web_bench.module_bytes(solver, Path(d).name)
             assert sizes["module"][0] == len(path.read_bytes())  # module_bytes measures what export writes
             out["candidates"][label] = {
                 "checkpoint": _shown(d),
                 "widths": list(solver.config.model.widths),
                 "params": int(model.num_params(solver.params)),
-                "bytes": sizes["module"],
-                "bytes_without_tracker": sizes["without tracker"],
+                "bytes": sizes["with tracker"],  # as when the study was made: the tracker was in every module
+                "bytes_without_tracker": sizes["module"],  # the default export since
             }
             modules += [{"name": module_name(label, k), "path": str(path), "options": {"refine": k}} for k in iters]
         inp = web_bench.payload(ref.layout.array, settings, modules, None, repeats, 0)

@@ -864,7 +864,7 @@ export function createSolver(g) {
   }
 
   // ------------------------------------------------------------------ tracker (pnpjax.track)
-  // (tracker-begin: web/tools/build_module.mjs --tracker-bytes measures the code between the markers)
+  // (tracker-begin: `pnpjax export --format js` leaves the code between the markers out unless --tracker)
 
   /**
    * createTracker(options?) -> {update(landmarks, timestampMs, camera?) -> pose or null, reset()}:

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// Minify the JS module's source for export: pnpjax/js/pnp.mjs -> pnpjax/js/pnp.min.mjs.
+// Minify the JS module's source for export: pnpjax/js/pnp.mjs -> pnpjax/js/pnp.min.mjs (with the
+// tracker: `pnpjax export --format js --tracker`) and pnpjax/js/pnp.notrack.min.mjs (the default
+// export: createTracker only throws a one-line error naming the flag).
 //
 //   node web/tools/build_module.mjs [--check]
-//   node web/tools/build_module.mjs --without-tracker OUT   # the build minus createTracker (its size)
 //
 // The output is the source's /*! header, its injection line unchanged, then its optional parts
 // (`// (optional NAME)` ... `// (end NAME)`), each minified on a line of its own that starts with
@@ -21,6 +22,7 @@ import { MLP_WASM } from './mlp_wasm.mjs';
 
 const SOURCE = fileURLToPath(new URL('../../pnpjax/js/pnp.mjs', import.meta.url));
 const TARGET = fileURLToPath(new URL('../../pnpjax/js/pnp.min.mjs', import.meta.url));
+const TARGET_NO_TRACKER = fileURLToPath(new URL('../../pnpjax/js/pnp.notrack.min.mjs', import.meta.url));
 export const INJECTION_LINE = "const GENERATED = JSON.parse('null');";
 // An optional part of the source: `// (optional NAME)` ... `// (end NAME)`, whole lines.
 const OPTIONAL = /^\/\/ \(optional (\w+)\)\n([\s\S]*?)^\/\/ \(end \1\)\n/gm;
@@ -51,37 +53,40 @@ export async function build(source) {
   return `${header}\n${INJECTION_LINE}\n${minified.join('')}${core.code}\n`;
 }
 
-/** The source without the tracker: the code between its markers, its entry in the API and its export. */
+// What a module exported without the tracker has in its place.
+const NO_TRACKER =
+  "  const createTracker = () => fail('createTracker', 'not in this module: export it with `pnpjax export --format js --tracker`');\n";
+
+/** The source without the tracker: the code between its markers becomes a createTracker that throws. */
 export function withoutTracker(source) {
   const a = source.indexOf('  // (tracker-begin');
   const b = source.indexOf('\n', source.indexOf('  // (tracker-end)')) + 1;
   if (a < 0 || b <= a) throw new Error('the source must mark the tracker with (tracker-begin) ... (tracker-end)');
-  return (source.slice(0, a) + source.slice(b)).replace('    createTracker,\n', '').replace(/^export const createTracker = .*\n/m, '');
+  return source.slice(0, a) + NO_TRACKER + source.slice(b);
 }
 
 async function main() {
   const written = await readFile(SOURCE, 'utf8');
   const source = withWasm(written);
-  const at = process.argv.indexOf('--without-tracker');
-  if (at >= 0) {
-    await writeFile(process.argv[at + 1], await build(withoutTracker(source)));
-    return;
-  }
-  const built = await build(source);
+  const builds = [
+    [TARGET, await build(source)],
+    [TARGET_NO_TRACKER, await build(withoutTracker(source))],
+  ];
   if (process.argv.includes('--check')) {
-    const current = await readFile(TARGET, 'utf8').catch(() => '');
     if (written !== source) {
       process.stderr.write('build_module: the wasm bytes in pnpjax/js/pnp.mjs are stale; run `node web/tools/build_module.mjs`\n');
       process.exit(1);
     }
-    if (current !== built) {
-      process.stderr.write('build_module: pnpjax/js/pnp.min.mjs is stale; run `node web/tools/build_module.mjs`\n');
-      process.exit(1);
+    for (const [target, built] of builds) {
+      if ((await readFile(target, 'utf8').catch(() => '')) !== built) {
+        process.stderr.write(`build_module: pnpjax/js/${target.split(/[\\/]/).pop()} is stale; run \`node web/tools/build_module.mjs\`\n`);
+        process.exit(1);
+      }
     }
     return;
   }
   if (written !== source) await writeFile(SOURCE, source);
-  await writeFile(TARGET, built);
+  for (const [target, built] of builds) await writeFile(target, built);
 }
 
 main().catch((err) => {
