@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--config",
         required=True,
-        help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | blazeface6-seed-large | blazeface6-seed-plain "
-        "| blazeface6-seed-geo | smoke",
+        help="blazeface6-seed | faceapi10-seed | blazeface6 | faceapi10 | blazeface6-web | blazeface6-seed-large "
+        "| blazeface6-seed-plain | blazeface6-seed-geo | smoke",
     )
     t.add_argument("--workdir", required=True)
     t.add_argument("--seconds", type=float, default=None, help="stop after this wall time (compilation included)")

@@ -126,7 +126,7 @@ def test_study_decisions():
 def test_study_runs_every_network(small_web_checkpoint, tmp_path):
     """web_study.run on two networks: both modules at every step count beside SQPnP on the same draws,
     each module's bytes those of its export, the tracker's share of them, a report naming both."""
-    cands = {"64-64": web_bench.WEB_CHECKPOINT, "16-16 | untrained": small_web_checkpoint}
+    cands = {"64-64": REPO / "checkpoints" / "blazeface6", "16-16 | untrained": small_web_checkpoint}
     res = web_study.run(cands, n=10, repeats=1, log=lambda *_: None)
     assert res["candidates"]["64-64"]["params"] == 15 * 64 + 64 + 64 * 64 + 64 + 64 * 7 + 7
     assert res["candidates"]["16-16 | untrained"]["params"] == 15 * 16 + 16 + 16 * 16 + 16 + 16 * 7 + 7

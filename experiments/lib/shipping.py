@@ -15,7 +15,7 @@ from pnpjax import checkpoint, config, protocols, train
 from pnpjax.errors import PnpjaxError
 from pnpjax.textsafe import md_fence, one_line
 
-SHIPPED = ("blazeface6-seed", "faceapi10-seed", "blazeface6", "faceapi10", "blazeface6-seed-large")
+SHIPPED = ("blazeface6-seed", "faceapi10-seed", "blazeface6", "faceapi10", "blazeface6-seed-large", "blazeface6-web")
 EVAL_KEY = 0  # the same held-out draws as `pnpjax eval` (its default --seed)
 # The web formats every shipped checkpoint must export to (the demo, the tests and the README use
 # them), and how far an export may be from JAX (float64) to count as the same solver: a sanity

@@ -51,7 +51,7 @@ FAIL_DEG = 30.0
 FEWER_ITERS = (1, 2, 3, 5)
 # The checkpoint of the default web module (`pnpjax export --format js`, uint8, EXPORT_CAMERA):
 # what bench_web, module_size and the READMEs call "the default module".
-WEB_CHECKPOINT = REPO / "checkpoints" / "blazeface6"
+WEB_CHECKPOINT = REPO / "checkpoints" / "blazeface6-web"
 # Issue 9's targets for the default module against OpenCV.js SQPnP (same process, same draws).
 ACCURACY = 1.01  # median rotation <= 1.01x SQPnP's at every realistic level
 SINGLE = 20.0  # single refined calls >= 20x faster
