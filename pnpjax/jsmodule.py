@@ -167,7 +167,7 @@ def module_data(
     if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
     data = {
-        "metadata": stack.export_metadata(solver, cam, "js", quantize, source),
+        "metadata": {**stack.export_metadata(solver, cam, "js", quantize, source), "tracker": tracker},
         "k": solver.layout.num_points,
         "points": f32(solver.layout.array),
         # Full float64 intrinsics (JS numbers are doubles): a float32 fx alone moves far faces by ~1e-5 cm.

@@ -315,6 +315,8 @@ def test_the_tracker_is_opt_in(tmp_path, capsys):
         "error": "pnpjax createTracker: not in this module: export it with `pnpjax export --format js --tracker`"
     }
     assert "track" not in plain_data and tracked_data["track"] == jsmodule.tracker_defaults()
+    assert plain_data["metadata"]["tracker"] is False and tracked_data["metadata"]["tracker"] is True
+    tracked_data["metadata"]["tracker"] = False
     assert {k: v for k, v in tracked_data.items() if k != "track"} == plain_data
     q, t = (np.asarray(tracked["pose"][k], np.float64) for k in ("quaternion", "translation"))
     assert q.shape == (4,) and t.shape == (3,) and abs(np.linalg.norm(q) - 1) < 1e-6 and t[2] > 0

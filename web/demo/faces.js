@@ -12,7 +12,7 @@
 //   landmarks=full|tiny face_landmark_68 or its tiny version (default full)
 //   size=N          input size of the tiny face detector, a multiple of 32 (default 320 for the camera, 608 for photos)
 //   refine=N        passed to estimatePose as {refine: N} (modules with refinement; default: the module's own)
-//   track=1         smooth with the module's createTracker, when it has one (`pnpjax export --tracker`)
+//   track=1         smooth with the module's createTracker, when it has one (metadata.tracker: `pnpjax export --tracker`)
 //   framecode=1     read a frame number from the video's top-left corner (the test's fake webcam)
 //   frames=N        with framecode: set <body data-done> once N distinct frames have been processed
 // window.pnpjaxFaces holds everything measured (the headless test reads it); <body data-ready> is
@@ -199,20 +199,11 @@ async function load() {
     layout: solver.metadata.layout.name,
     source: solver.metadata.source,
     refine: opt.refine ?? "the module's default",
-    tracker: trackerOf(solver) !== null,
+    tracker: solver.metadata.tracker === true,
   };
   $('status').textContent =
     `face-api.js ${faceapi.version} (${record.config.backend}, tiny face detector ${opt.size} + ` +
     `${opt.landmarks} 68-point landmarks) → ${solver.metadata.layout.name} (${solver.metadata.source.config})`;
-}
-
-/** A new tracker of the module, or null if it was exported without one (its createTracker throws). */
-function trackerOf(solver) {
-  try {
-    return solver.createTracker();
-  } catch {
-    return null;
-  }
 }
 
 /** Detect, select, solve: one entry per face, largest first. `image` is a canvas, image or video. */
@@ -291,7 +282,7 @@ async function runCamera() {
   const ctx = view.getContext('2d');
   const seen = new Set();
   const t0 = performance.now();
-  state.tracker = trackerOf(state.solver);
+  state.tracker = state.solver.metadata.tracker === true ? state.solver.createTracker() : null;
   let lastBox = null;
   for (;;) {
     await new Promise((r) =>
