@@ -258,7 +258,14 @@ def _export(args: argparse.Namespace) -> int:
         refine_retry=args.refine_retry,
         tracker=args.tracker or None,
     )
-    print(f"wrote {args.format} export to {path}")
+    if args.format == "js":  # what a page downloads
+        import gzip
+
+        data = Path(path).read_bytes()
+        extra = "with createTracker" if args.tracker else "no tracker: --tracker adds createTracker"
+        print(f"wrote js export to {path} ({len(data):,} B, {len(gzip.compress(data, 9, mtime=0)):,} B gzip; {extra})")
+    else:
+        print(f"wrote {args.format} export to {path}")
     return 0
 
 

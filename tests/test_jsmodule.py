@@ -292,12 +292,17 @@ process.stdout.write(JSON.stringify(out));
 def test_the_tracker_is_opt_in(tmp_path, capsys):
     """`pnpjax export --format js` leaves createTracker's code and defaults out: calling it throws one
     line naming --tracker. With --tracker the module tracks (a pose from the first frame), its data
-    holds the tracker's defaults, and it is the default module plus at most 2 KB (issue 10).
-    Other formats refuse --tracker."""
+    holds the tracker's defaults, and it is the default module plus at most 2 KB (issue 10). The
+    command prints each module's bytes. Other formats refuse --tracker."""
     ckpt = str(REPO / "checkpoints" / "blazeface6")
     args = ["export", "--checkpoint", ckpt, "--format", "js", "--camera", "hfov=60,640x480"]
     assert cli.main([*args, "--out", str(tmp_path / "plain")]) == 0
     assert cli.main([*args, "--out", str(tmp_path / "tracked"), "--tracker"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    for line, name, what in zip(printed, ("plain", "tracked"), ("no tracker: --tracker adds", "with createTracker")):
+        data = (tmp_path / name / export.JS_FILE).read_bytes()
+        sizes = f"({len(data):,} B, {len(gzip.compress(data, 9, mtime=0)):,} B gzip; {what}"
+        assert line.startswith(f"wrote js export to {tmp_path / name / export.JS_FILE} {sizes}"), line
     lm = [[300.0, 200.0], [340.0, 200.0], [320.0, 225.0], [320.0, 250.0], [280.0, 210.0], [360.0, 210.0]]
     got = {}
     for name in ("plain", "tracked"):
