@@ -167,7 +167,7 @@ def module_data(
     if quantize == "float32":  # the module applies the input standardisation (see export.js_weights)
         x_standard = [f32(solver.stats.x_mean), f32(solver.stats.x_std)]
     data = {
-        "metadata": {**stack.export_metadata(solver, cam, "js", quantize, source), "tracker": tracker},
+        "metadata": stack.export_metadata(solver, cam, "js", quantize, source),
         "k": solver.layout.num_points,
         "points": f32(solver.layout.array),
         # Full float64 intrinsics (JS numbers are doubles): a float32 fx alone moves far faces by ~1e-5 cm.
@@ -190,7 +190,15 @@ def module_data(
         },
         "weights": weights,
     }
-    return {**data, "track": tracker_defaults()} if tracker else data
+    return tracker_data(data, tracker)
+
+
+def tracker_data(data: dict[str, Any], tracker: bool) -> dict[str, Any]:
+    """`data` (``GENERATED``) for a module with (`tracker`) or without createTracker: its
+    ``metadata.tracker``, and the tracker's defaults (``track``) only with it."""
+    out = {k: v for k, v in data.items() if k != "track"}
+    out["metadata"] = {**data["metadata"], "tracker": tracker}
+    return {**out, "track": tracker_defaults()} if tracker else out
 
 
 def tracker_defaults() -> dict[str, float]:

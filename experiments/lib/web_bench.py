@@ -186,17 +186,19 @@ def default_module_data(solver, cam, source: str = WEB_CHECKPOINT.name, tracker:
     )
 
 
-def module_bytes(solver, source: str) -> dict[str, tuple[int, int]]:
-    """(raw, gzip -9) of the default export of `solver` (uint8, EXPORT_CAMERA, default refinement:
-    "module", without the tracker) and of the same with `--tracker` ("with tracker")."""
-    cam = camera.parse_camera(EXPORT_CAMERA)
+def module_sizes(data: dict) -> dict[str, tuple[int, int]]:
+    """(raw, gzip -9) of the module holding `data` (its tracker defaults aside): "module" as exported
+    by default (without the tracker) and "with tracker" (`--tracker`)."""
     out = {}
     for key, tracker in (("module", False), ("with tracker", True)):
-        text = jsmodule.fill(
-            jsmodule.source_text(jsmodule.built_name(tracker)), default_module_data(solver, cam, source, tracker)
-        )
+        text = jsmodule.fill(jsmodule.source_text(jsmodule.built_name(tracker)), jsmodule.tracker_data(data, tracker))
         out[key] = byte_sizes(text.encode())
     return out
+
+
+def module_bytes(solver, source: str) -> dict[str, tuple[int, int]]:
+    """`module_sizes` of the default export of `solver` (uint8, EXPORT_CAMERA, default refinement)."""
+    return module_sizes(default_module_data(solver, camera.parse_camera(EXPORT_CAMERA), source))
 
 
 def tracker_bytes(web: Path = WEB_CHECKPOINT) -> tuple[int, int]:
@@ -515,4 +517,4 @@ def write(res: dict, out_dir: Path, command: str) -> None:
     write_results(out_dir, res, report(res, command), plot, "rotation_vs_noise.png")
 
 
-__all__ = ["draws", "metrics", "module_bytes", "payload", "report", "run", "run_js", "targets", "write"]
+__all__ = ["draws", "metrics", "module_bytes", "module_sizes", "payload", "report", "run", "run_js", "targets", "write"]

@@ -309,13 +309,9 @@ def would_be_data(data: dict, tensors: list[Quantized], packing: str) -> dict:
 def module_sizes(data: dict) -> dict[str, tuple[int, int]]:
     """(raw, gzip -9) of the module filled with `data` (today's minified code): "module" with the
     tracker (`pnpjax export --tracker`, as every module was when the study was made) and "without
-    tracker" (today's default export)."""
-    bare = {k: v for k, v in data.items() if k != "track"}
-    full = jsmodule.fill(
-        jsmodule.source_text(jsmodule.built_name(True)), {**bare, "track": jsmodule.tracker_defaults()}
-    )
-    without = jsmodule.fill(jsmodule.source_text(jsmodule.built_name(False)), bare)
-    return {"module": web_bench.byte_sizes(full.encode()), "without tracker": web_bench.byte_sizes(without.encode())}
+    tracker" (today's default export); `web_bench.module_sizes` relabelled."""
+    sizes = web_bench.module_sizes(data)
+    return {"module": sizes["with tracker"], "without tracker": sizes["module"]}
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "iters", "noise", "retry"))

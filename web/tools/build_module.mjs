@@ -15,6 +15,7 @@
 // --check exits 1 if the committed pnp.mjs or pnp.min.mjs differs from a fresh build (`npm test`).
 
 import { readFile, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { minify } from 'terser';
 
@@ -79,7 +80,7 @@ async function main() {
     }
     for (const [target, built] of builds) {
       if ((await readFile(target, 'utf8').catch(() => '')) !== built) {
-        process.stderr.write(`build_module: pnpjax/js/${target.split(/[\\/]/).pop()} is stale; run \`node web/tools/build_module.mjs\`\n`);
+        process.stderr.write(`build_module: pnpjax/js/${basename(target)} is stale; run \`node web/tools/build_module.mjs\`\n`);
         process.exit(1);
       }
     }
