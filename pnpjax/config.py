@@ -218,7 +218,8 @@ CONFIGS: dict[str, Config] = {
     # refined within 1.01x of OpenCV.js SQPnP's (experiments/bench_web.py). Twice the realistic
     # schedule: at 80,000 steps it reached 3.27 degrees median alone (20k evaluation draws) and its
     # module failed (> 30 degrees) on 3 of 40,000 fresh faces where SQPnP does not; at 160,000,
-    # 3.20 degrees. Alone it is less accurate than the 64-64 blazeface6 (3.0): use that one in Python.
+    # 3.22 degrees on 100k held-out draws (checkpoints/blazeface6-web/EVAL.md). Alone it is less
+    # accurate than the 64-64 blazeface6 (2.98): use that one in Python.
     "blazeface6-web": Config(
         name="blazeface6-web",
         layout="blazeface6",
