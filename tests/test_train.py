@@ -233,17 +233,28 @@ def test_roll_canonical_loss_in_the_canonical_frame_is_the_loss(monkeypatch):
             cfg = dataclasses.replace(base, model=m)
             stats = f64(model.compute_stats(cfg.model, cfg.train_protocol, layout, jax.random.key(0), 4096))
             params = f64(model.init_params(cfg.model, jax.random.key(1), layout.num_points))
-            for name in names:
-                c = dataclasses.replace(cfg, loss=name)
 
-                def reference(p):
-                    pred = model.apply(c.model, p, stats, batch.xy)
-                    return train.valid_mean(
-                        losses.LOSSES[name](pred, batch, train.loss_context(c, layout, stats, batch)), batch.valid
+            # One program per case for all its losses (op-by-op eager gradients compile hundreds of
+            # small programs on a cold cache).
+            @jax.jit
+            def both(p, cfg=cfg, names=tuple(names)):
+                out = {}
+                for name in names:
+                    c = dataclasses.replace(cfg, loss=name)
+
+                    def reference(p, c=c, name=name):
+                        pred = model.apply(c.model, p, stats, batch.xy)
+                        return train.valid_mean(
+                            losses.LOSSES[name](pred, batch, train.loss_context(c, layout, stats, batch)), batch.valid
+                        )
+
+                    out[name] = (
+                        jax.value_and_grad(lambda p, c=c: train.batch_loss(c, layout, stats, p, batch))(p),
+                        jax.value_and_grad(reference)(p),
                     )
+                return out
 
-                v, g = jax.value_and_grad(lambda p: train.batch_loss(c, layout, stats, p, batch))(params)
-                v_ref, g_ref = jax.value_and_grad(reference)(params)
+            for name, ((v, g), (v_ref, g_ref)) in both(params).items():
                 np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-10, err_msg=f"{roll} {name}")
                 for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref)):
                     np.testing.assert_allclose(
