@@ -6,8 +6,9 @@
 
 Prints, as markdown: the CPU seconds of the run (each test's process and the subprocesses it
 waited for) by test file; the in-process compilations by phase (JAX's log_compiles: tracing,
-lowering to MLIR, XLA compilation) and by program, with how many of a program's compilations had
-argument shapes it was already compiled for (other static arguments: another program); and, given
+lowering to MLIR, XLA compilation, or a read from the persistent cache instead) and by program,
+with how many of a program's compilations had argument shapes it was already compiled or read for
+in the run (other static arguments: another program; or the other worker at the same time); and, given
 the CPU log of a second run with the compilation cache filled, that run's CPU seconds. The second
 run's CPU seconds over the number of workers is what a run costs with no compilation at all: the
 floor that no saving in compilation gets under on this machine.
@@ -24,7 +25,7 @@ import _repo  # noqa: F401  (repo root on sys.path: experiments.lib)
 from experiments.lib.report import md_table
 from pnpjax.textsafe import one_line
 
-PHASES = ("tracing", "jaxpr to MLIR module conversion", "XLA compilation of")
+PHASES = ("tracing", "jaxpr to MLIR module conversion", "XLA compilation of", "cache hit")
 
 
 class LogError(ValueError):
@@ -104,13 +105,15 @@ def summarise(cpu: dict[str, float], compiles: list[dict], warm: dict[str, float
     for r in compiles:
         phases[r["phase"]][0] += 1
         phases[r["phase"]][1] += r["seconds"]
+        key = (r["name"], r["shapes"])
+        if r["phase"] == "cache hit":  # read, not compiled: another test compiled it first
+            seen[key] += 1
         if r["phase"] != "XLA compilation of":
             continue
         xla_by_file[test_file(r["test"])] += r["seconds"]
         p = programs.setdefault(r["name"], {"compiles": 0, "seconds": 0.0, "again": 0})
         p["compiles"] += 1
         p["seconds"] += r["seconds"]
-        key = (r["name"], r["shapes"])
         p["again"] += bool(r["shapes"]) and seen[key] > 0
         seen[key] += 1
     total = sum(cpu.values())
@@ -131,11 +134,12 @@ def summarise(cpu: dict[str, float], compiles: list[dict], warm: dict[str, float
 
 def report(s: dict, top: int) -> str:
     lines = []
-    compiled = sum(v["seconds"] for v in s["phases"].values())
-    xla = s["phases"]["XLA compilation of"]
+    compiled = sum(v["seconds"] for k, v in s["phases"].items() if k != "cache hit")
+    xla, hits = s["phases"]["XLA compilation of"], s["phases"]["cache hit"]
     lines.append(
         f"{s['tests']} tests, {s['cpu_seconds']:,.0f} CPU seconds (subprocesses included); in-process compilation "
-        f"{compiled:,.0f} s of them, {xla['count']:,} XLA compilations taking {xla['seconds']:,.0f} s."
+        f"{compiled:,.0f} s of them, {xla['count']:,} XLA compilations taking {xla['seconds']:,.0f} s; "
+        f"{hits['count']:,} programs read from the compilation cache in {hits['seconds']:,.0f} s."
     )
     if "warm_cpu_seconds" in s:
         lines.append(

@@ -111,9 +111,10 @@ if _CPU_LOG:
 
 # PNPJAX_TEST_COMPILE_LOG=FILE: append each compilation in this process (JAX's own log_compiles
 # timings: tracing, lowering to MLIR, XLA compilation) as "nodeid<TAB>phase<TAB>name<TAB>seconds"
-# lines, each program's argument shapes before them as "nodeid<TAB>shapes<TAB>name<TAB>0<TAB>avals"
-# (logged on persistent-cache hits too, which have no "XLA compilation of" line). With an empty
-# JAX_COMPILATION_CACHE_DIR: which programs a cold run pays for. Subprocesses are not logged.
+# lines, each program's argument shapes before them as "nodeid<TAB>shapes<TAB>name<TAB>0<TAB>avals".
+# A program read from the persistent cache (JAX logs "XLA compilation" for it too, timing the read)
+# is logged as phase "cache hit" instead. With an empty JAX_COMPILATION_CACHE_DIR: which programs
+# a cold run pays for. Subprocesses are not logged (experiments/profile_tests.py sums the logs).
 _COMPILE_LOG = os.environ.get("PNPJAX_TEST_COMPILE_LOG")
 if _COMPILE_LOG:
     import logging
@@ -125,13 +126,20 @@ if _COMPILE_LOG:
         r"Finished (tracing|jaxpr to MLIR module conversion|XLA compilation of) (.+?) (?:for jit )?in ([0-9.e+-]+) sec"
     )
     _current = ["(collection)"]
+    _hit = [False]  # the next "XLA compilation of" line is a persistent-cache read
 
     class _CompileHandler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
+            if message.startswith("Persistent compilation cache hit for "):
+                _hit[0] = True
+                return
             m = _PHASE.search(message)
             if m:
-                line = f"{m.group(1)}\t{m.group(2)}\t{m.group(3)}"
+                phase = m.group(1)
+                if phase == "XLA compilation of" and _hit[0]:
+                    phase, _hit[0] = "cache hit", False
+                line = f"{phase}\t{m.group(2)}\t{m.group(3)}"
             elif message.startswith("Compiling "):  # the program's argument shapes, before its timings
                 name, _, shapes = message[len("Compiling ") :].partition(" with global shapes and types ")
                 line = f"shapes\t{name}\t0\t{shapes.split('. Argument mapping')[0]}"

@@ -39,6 +39,11 @@ def test_sums_by_file_phase_and_program(tmp_path):
         ("tests/test_b.py::t", "XLA compilation of", "jit(f)", "4.0"),
         ("tests/test_b.py::t", "jaxpr to MLIR module conversion", "jit(a|b)", "0.25"),
         ("tests/test_b.py::t", "XLA compilation of", "jit(a|b)", "0.5"),
+        # g read from the persistent cache, then compiled for the same shapes (another static argument)
+        ("tests/test_b.py::t", "shapes", "jit(g)", "0", "(int32[],)"),
+        ("tests/test_b.py::t", "cache hit", "jit(g)", "0.125"),
+        ("tests/test_b.py::t", "shapes", "jit(g)", "0", "(int32[],)"),
+        ("tests/test_b.py::t", "XLA compilation of", "jit(g)", "1.0"),
     ]
     comp.write_text("".join("\t".join(line) + "\n" for line in lines))
     warm = tmp_path / "warm"
@@ -46,16 +51,18 @@ def test_sums_by_file_phase_and_program(tmp_path):
     p = _run("--cpu-log", str(cpu), "--compile-log", str(comp), "--warm-cpu-log", str(warm), "--workers", "2")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("3 tests, 14 CPU seconds")
-    assert "4 XLA compilations taking 8 s" in p.stdout  # 7.5 s, rounded to even
+    assert "5 XLA compilations taking 8 s; 1 programs read from the compilation cache in 0 s" in p.stdout
     assert "5 CPU seconds, so at least 2 s of wall time on 2 workers" in p.stdout  # 2.5 rounds to even
     files = _rows(p.stdout, "CPU seconds by test file")
     assert list(files) == ["tests/test_b.py", "tests/test_a.py"]  # most CPU first
-    assert files["tests/test_b.py"] == ["10.0", "4.5"] and files["tests/test_a.py"] == ["3.8", "3.0"]
+    assert files["tests/test_b.py"] == ["10.0", "5.5"] and files["tests/test_a.py"] == ["3.8", "3.0"]
     phases = _rows(p.stdout, "Compilation by phase")
-    assert phases["tracing"] == ["1", "0.5"] and phases["XLA compilation of"] == ["4", "7.5"]
+    assert phases["tracing"] == ["1", "0.5"] and phases["XLA compilation of"] == ["5", "8.5"]
+    assert phases["cache hit"] == ["1", "0.1"]
     programs = _rows(p.stdout, "Programs by XLA compilation time")
     assert programs["`jit(f)`"] == ["3", "1", "7.0"]  # one of its 3 compilations was for shapes seen before
     assert programs["`jit(a\\|b)`"] == ["1", "0", "0.5"]
+    assert programs["`jit(g)`"] == ["1", "1", "1.0"]  # its shapes were read from the cache before
 
 
 def test_a_bad_log_is_one_line_exit_2(tmp_path):
@@ -81,30 +88,38 @@ def test_a_bad_log_is_one_line_exit_2(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("profile_tests.py: error:") and p.stderr.count("\n") == 1
 
 
-@pytest.mark.slow  # a whole pytest run in a subprocess
+@pytest.mark.slow  # two pytest runs in subprocesses
 def test_reads_the_logs_conftest_writes(tmp_path):
-    """A real pytest run with both logs on (an empty compilation cache, so it compiles): every test
-    it ran is in the CPU log, and the compile log's programs were compiled for that test."""
-    env = dict(os.environ)
-    env.update(
-        PNPJAX_TEST_CPU_LOG=str(tmp_path / "cpu"),
-        PNPJAX_TEST_COMPILE_LOG=str(tmp_path / "compile"),
-        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
-    )
+    """Real pytest runs with both logs on: the first with an empty compilation cache compiles, the
+    second reads every program from the cache (conftest caches every program). Every test run is
+    in the CPU log, and the compile log's programs were compiled (or read) for that test."""
     node = "tests/test_geometry.py::test_quat_matrix_round_trip"
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    p = _run("--cpu-log", str(tmp_path / "cpu"), "--compile-log", str(tmp_path / "compile"))
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("1 tests, ")
-    assert list(_rows(p.stdout, "CPU seconds by test file")) == ["tests/test_geometry.py"]
-    compiled = int(_rows(p.stdout, "Compilation by phase")["XLA compilation of"][0].replace(",", ""))
-    assert compiled > 0
-    assert {line.split("\t")[0] for line in (tmp_path / "compile").read_text().splitlines()} == {node}
+
+    def run(name: str) -> dict[str, list[str]]:
+        env = dict(os.environ)
+        env.update(
+            PNPJAX_TEST_CPU_LOG=str(tmp_path / f"{name}.cpu"),
+            PNPJAX_TEST_COMPILE_LOG=str(tmp_path / f"{name}.compile"),
+            JAX_COMPILATION_CACHE_DIR=str(tmp_path / "cache"),
+        )
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        p = _run("--cpu-log", str(tmp_path / f"{name}.cpu"), "--compile-log", str(tmp_path / f"{name}.compile"))
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith("1 tests, ")
+        assert list(_rows(p.stdout, "CPU seconds by test file")) == ["tests/test_geometry.py"]
+        logged = {line.split("\t")[0] for line in (tmp_path / f"{name}.compile").read_text().splitlines()}
+        assert logged == {node}
+        return {k: int(v[0].replace(",", "")) for k, v in _rows(p.stdout, "Compilation by phase").items()}
+
+    cold = run("cold")
+    assert cold["XLA compilation of"] > 0 and cold["cache hit"] == 0
+    warm = run("warm")
+    assert warm["XLA compilation of"] == 0 and warm["cache hit"] == cold["XLA compilation of"]

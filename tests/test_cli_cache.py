@@ -1,0 +1,90 @@
+"""The CLI's compiled-program cache: where it is, when it is off, that an unsafe directory is
+refused, that a second run reuses the first one's program with the same output, and that a
+corrupt entry costs a recompile and one line, not the run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pnpjax import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "blazeface6"
+
+
+def test_where_the_cache_is(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    home = tmp_path / "home" / ".cache" / "pnpjax" / "jax"
+    assert cli.compile_cache_dir({}) == home
+    assert cli.compile_cache_dir({"XDG_CACHE_HOME": "/x/c"}) == Path("/x/c/pnpjax/jax")
+    assert cli.compile_cache_dir({"XDG_CACHE_HOME": "relative/c"}) == home  # the XDG spec ignores it
+    assert cli.compile_cache_dir({"PNPJAX_CACHE_DIR": "/p", "XDG_CACHE_HOME": "/x"}) == Path("/p")
+    assert cli.compile_cache_dir({"PNPJAX_CACHE_DIR": "~/c"}) == tmp_path / "home" / "c"
+    assert cli.compile_cache_dir({"PNPJAX_CACHE_DIR": ""}) is None  # off
+    assert cli.compile_cache_dir({"JAX_COMPILATION_CACHE_DIR": "/j", "PNPJAX_CACHE_DIR": "/p"}) is None  # JAX's own
+
+
+def test_an_unsafe_directory_is_refused_in_one_line(tmp_path, capsys):
+    import jax
+
+    before = jax.config.jax_compilation_cache_dir
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = {shared: "writable by other users", a_file: "cannot create it", a_file / "sub": "cannot create it"}
+    if hasattr(os, "getuid") and os.getuid() == 0:  # root can make a directory another user's
+        other = tmp_path / "other"
+        other.mkdir(mode=0o700)
+        os.chown(other, 65534, -1)
+        cases[other] = "owned by another user"
+    for d, why in cases.items():
+        assert cli.enable_compile_cache({"PNPJAX_CACHE_DIR": str(d)}) is None
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("pnpjax: not caching compiled programs in ") and why in err, err
+    assert jax.config.jax_compilation_cache_dir == before  # nothing was turned on
+    # A name with a line break stays on one line.
+    assert cli.enable_compile_cache({"PNPJAX_CACHE_DIR": str(a_file / "a\nb")}) is None
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def _predict(cache: Path, out: Path, xy: Path, log_compiles: bool = False) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_LOG_COMPILES")}
+    env["PNPJAX_CACHE_DIR"] = str(cache)
+    if log_compiles:
+        env["JAX_LOG_COMPILES"] = "1"
+    cmd = [sys.executable, "-m", "pnpjax", "predict", "--checkpoint", str(CHECKPOINT), "--input", str(xy)]
+    cmd += ["--output", str(out), "--camera", "hfov=60,640x480", "--refine", "1", "--refine-cost", "ml"]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow  # four CLI runs
+def test_a_second_run_reuses_the_compiled_program(tmp_path):
+    xy = tmp_path / "xy.npy"
+    np.save(xy, np.random.default_rng(0).uniform(250, 390, (7, 6, 2)))
+    cache = tmp_path / "cache" / "jax"
+    first = _predict(cache, tmp_path / "1.npy", xy, log_compiles=True)
+    assert first.returncode == 0, first.stderr
+    hit = "Persistent compilation cache hit for 'jit__pose_chunk'"
+    assert "XLA compilation of jit(_pose_chunk)" in first.stderr and hit not in first.stderr  # compiled, written
+    assert (cache.stat().st_mode & 0o777) == 0o700
+    entries = list(cache.glob("jit__pose_chunk-*-cache"))
+    assert len(entries) == 1
+    second = _predict(cache, tmp_path / "2.npy", xy, log_compiles=True)
+    assert second.returncode == 0, second.stderr
+    assert hit in second.stderr  # read from the cache
+    assert np.load(tmp_path / "2.npy").tobytes() == np.load(tmp_path / "1.npy").tobytes()
+    # A corrupt entry: the program is compiled again, the run says so in one line and succeeds.
+    for garbage in (entries[0].read_bytes()[:1000], os.urandom(3000)):
+        entries[0].write_bytes(garbage)
+        third = _predict(cache, tmp_path / "3.npy", xy)
+        assert third.returncode == 0, third.stderr
+        assert third.stderr.count("\n") == 1 and "unreadable entry in the compiled-program cache" in third.stderr
+        assert np.load(tmp_path / "3.npy").tobytes() == np.load(tmp_path / "1.npy").tobytes()
