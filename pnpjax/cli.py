@@ -358,7 +358,10 @@ def _export(args: argparse.Namespace) -> int:
 
         data = Path(path).read_bytes()
         extra = "with createTracker" if args.tracker else "no tracker: --tracker adds createTracker"
-        print(f"wrote js export to {path} ({len(data):,} B, {len(gzip.compress(data, 9, mtime=0)):,} B gzip; {extra})")
+        print(
+            f"wrote js export to {path} ({len(data):,} B, {len(gzip.compress(data, 9, mtime=0)):,} B gzip; {extra})"
+            f" and its TypeScript declarations {export.JS_TYPES_FILE}"
+        )
     else:
         print(f"wrote {args.format} export to {path}")
     return 0

@@ -74,6 +74,7 @@ from pnpjax.stack import (  # noqa: F401  (re-exported: the stack is part of the
 __all__ = [
     "FORMATS",
     "JS_FILE",
+    "JS_TYPES_FILE",
     "GraphSolver",
     "LayersSolver",
     "dense_layers",
@@ -88,6 +89,7 @@ __all__ = [
 
 FORMATS: tuple[str, ...] = ("tfjs", "js", "savedmodel")
 JS_FILE = "pnp.js"
+JS_TYPES_FILE = "pnp.d.ts"  # beside JS_FILE: editors and tsc read the module's types from it
 SAVEDMODEL_META = "pnpjax_export.json"
 
 
@@ -600,8 +602,11 @@ def export_solver(
             refine_retry=refine_retry,
             tracker=bool(tracker),
         )
+        from pnpjax import jsmodule
+
         with _staged_dir(out, force) as tmp:
             (tmp / JS_FILE).write_text(text, encoding="utf-8")
+            (tmp / JS_TYPES_FILE).write_text(jsmodule.source_text(jsmodule.TYPES_NAME), encoding="utf-8")
         return out / JS_FILE
     meta = export_metadata(solver, cam, fmt, "float32", source)
     with _staged_dir(out, force) as tmp:

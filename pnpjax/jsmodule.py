@@ -37,6 +37,7 @@ BUILT_NAME = "pnp.min.mjs"  # the same, minified after the injection line (web/t
 # The tracker is opt-in because issue 9's size target (16 KB / 9 KB gzip for the default module, with
 # the refinement) leaves no room for it: it adds ~2 KB raw (experiments/module_size.py).
 NO_TRACKER_NAME = "pnp.notrack.min.mjs"
+TYPES_NAME = "pnp.d.ts"  # TypeScript declarations of every module (static: no export data in them)
 INJECTION_LINE = "const GENERATED = JSON.parse('null');"
 REFINE_COSTS = ("image", "object", "ml")
 # `pnpjax export --refine` default: the smallest number of ml-cost LM steps with which the
@@ -56,7 +57,8 @@ OPTIONAL_PARTS = ("uint8", "float", "6d", "perspective")
 
 
 def source_text(name: str = BUILT_NAME) -> str:
-    """The module's source (``pnp.mjs``) or a minified build (``pnp.min.mjs``, ``pnp.notrack.min.mjs``), as shipped with the package."""
+    """The module's source (``pnp.mjs``), a minified build (``pnp.min.mjs``, ``pnp.notrack.min.mjs``)
+    or its TypeScript declarations (``pnp.d.ts``), as shipped with the package."""
     return resources.files("pnpjax").joinpath("js", name).read_text(encoding="utf-8")
 
 

@@ -512,7 +512,7 @@ def test_export_refuses_non_empty_dir_unless_force(solver64, tmp_path):
             export.export_solver(solver64, fmt, out)
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
     export.export_solver(solver64, "js", out, force=True)
-    assert [p.name for p in out.iterdir()] == [export.JS_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [export.JS_TYPES_FILE, export.JS_FILE]  # keep.txt gone
     (tmp_path / "file").write_text("x")
     with pytest.raises(ExportError, match="not a directory"):
         export.export_solver(solver64, "tfjs", tmp_path / "file", force=True)

@@ -336,6 +336,42 @@ def test_the_tracker_is_opt_in(tmp_path, capsys):
         assert not (tmp_path / fmt).exists()
 
 
+@needs_node
+@pytest.mark.node
+@pytest.mark.skipif(not (REPO / "web" / "node_modules" / "typescript").is_dir(), reason="run `cd web && npm ci`")
+def test_typescript_declarations_match_the_exports(tmp_path):
+    """Every js export writes pnp.d.ts (the package's, byte for byte) beside pnp.js, and each
+    module's values match it (web/tools/dts.mjs: the exports, metadata, the poses, three.js
+    settings, the tracker and its options) for a seed and a pixel camera, with and without the
+    tracker; the declared tracker options are the export's tracker defaults."""
+    cases = {
+        "web": (REPO / "checkpoints" / "blazeface6-web", "hfov=60,640x480", False),
+        "web-tracker": (REPO / "checkpoints" / "blazeface6-web", "hfov=60,640x480", True),
+        "faceapi10-seed": (REPO / "checkpoints" / "faceapi10", "seed", True),
+    }
+    for name, (ckpt, cam, tracker) in cases.items():
+        js = export.export_checkpoint(ckpt, "js", tmp_path / name, camera=cam, tracker=tracker)
+        dts = js.parent / export.JS_TYPES_FILE
+        assert sorted(p.name for p in js.parent.iterdir()) == [export.JS_TYPES_FILE, export.JS_FILE]
+        assert dts.read_text(encoding="utf-8") == jsmodule.source_text(jsmodule.TYPES_NAME)
+        run = subprocess.run(
+            ["node", str(REPO / "web" / "tools" / "dts.mjs"), str(js)], capture_output=True, text=True, timeout=120
+        )
+        report = json.loads(run.stdout)
+        assert run.returncode == 0 and report["ok"], (name, report, run.stderr[-2000:])
+        assert report["trackerOptions"] == sorted(jsmodule.tracker_defaults()), name
+    # A declaration that no longer matches the module is caught.
+    dts = tmp_path / "web-tracker" / export.JS_TYPES_FILE
+    dts.write_text(dts.read_text().replace("  tracker: boolean;\n", ""), encoding="utf-8")
+    run = subprocess.run(
+        ["node", str(REPO / "web" / "tools" / "dts.mjs"), str(tmp_path / "web-tracker" / export.JS_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 1 and json.loads(run.stdout)["problems"] == ["metadata: tracker is not declared"]
+
+
 def test_cli_export_refine_defaults(tmp_path, capsys):
     """`pnpjax export --refine N --refine-cost C --refine-retry M` writes the module's defaults; other
     formats refuse them."""
