@@ -79,7 +79,10 @@ def enable_compile_cache(environ: Mapping[str, str] | None = None) -> Path | Non
         return None
     why = _unsafe_cache_dir(d)
     if why:
-        print(f"pnpjax: not caching compiled programs in {one_line(d)}: {why}", file=sys.stderr)
+        print(
+            f"pnpjax: not caching compiled programs in {one_line(d)}: {why} (PNPJAX_CACHE_DIR=DIR to use another, empty: none)",
+            file=sys.stderr,
+        )
         return None
     import jax
 
