@@ -1,4 +1,4 @@
-"""Command line: `pnpjax train|eval|predict|export` (also `python -m pnpjax`).
+"""Command line: `pnpjax train|eval|predict|export|cache` (also `python -m pnpjax`).
 
 Every user error (bad file, bad option, bad checkpoint) ends as one line on stderr and exit
 status 2, with nothing written; see errors.py.
@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Mapping
@@ -93,6 +94,40 @@ def enable_compile_cache(environ: Mapping[str, str] | None = None) -> Path | Non
     return d
 
 
+# The names JAX's persistent cache gives its files (a program's name, its key's sha256, the kind):
+# `pnpjax cache --clear` deletes these and nothing else, wherever PNPJAX_CACHE_DIR points.
+_CACHE_FILE = re.compile(r"[^/]+-[0-9a-f]{64}-(cache|atime)")
+
+
+def _programs(n: int) -> str:
+    return f"{n:,} compiled program{'' if n == 1 else 's'}"
+
+
+def _cache(args: argparse.Namespace) -> int:
+    """`pnpjax cache [--clear]`: where the cache is, how many entries and bytes; --clear deletes them."""
+    env = os.environ
+    d = compile_cache_dir(env)
+    if d is None:
+        if env.get("JAX_COMPILATION_CACHE_DIR"):
+            why = f"JAX_COMPILATION_CACHE_DIR is set: JAX caches in {one_line(env['JAX_COMPILATION_CACHE_DIR'])} itself"
+        elif env.get(CACHE_ENV, None) == "":
+            why = f"{CACHE_ENV} is empty: caching is off"
+        else:
+            why = "no home directory to keep it in"
+        print(f"pnpjax cache: none ({why})")
+        return 0
+    files = [f for f in d.iterdir() if _CACHE_FILE.fullmatch(f.name) and f.is_file()] if d.is_dir() else []
+    entries = [f for f in files if f.name.endswith("-cache")]
+    size = sum(f.stat().st_size for f in files)
+    if not args.clear:
+        print(f"pnpjax cache: {one_line(d)}: {_programs(len(entries))}, {size:,} B (limit {CACHE_MAX_BYTES:,} B)")
+        return 0
+    for f in files:
+        f.unlink(missing_ok=True)
+    print(f"pnpjax cache: removed {_programs(len(entries))} ({size:,} B) from {one_line(d)}")
+    return 0
+
+
 @contextlib.contextmanager
 def _cache_notes(d: Path | None):
     """JAX warns (two lines, every run) about a cache entry it cannot read, compiles the program
@@ -109,7 +144,7 @@ def _cache_notes(d: Path | None):
             noted.append(1)
             print(
                 f"pnpjax: unreadable entry in the compiled-program cache {one_line(d)} (compiled again);"
-                " delete that directory to clear it",
+                " `pnpjax cache --clear` clears it",
                 file=sys.stderr,
             )
 
@@ -507,6 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="js: include createTracker, the video pose tracker (pnpjax predict --track), ~2 KB more",
     )
+    c = sub.add_parser(
+        "cache",
+        help="where the compiled-program cache is, its entries and bytes",
+        description=f"The CLI's compiled-program cache: ${CACHE_ENV}, else $XDG_CACHE_HOME/pnpjax/jax, else "
+        f"~/.cache/pnpjax/jax (${CACHE_ENV}= turns it off).",
+    )
+    c.add_argument("--clear", action="store_true", help="delete its entries (only JAX's cache files)")
     return p
 
 
@@ -524,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         return _usage_error(parser, f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "train" and "--help-overrides" in rest:
         return _help_overrides(args)
+    if args.command == "cache":
+        return _cache(args)
     try:
         with _cache_notes(enable_compile_cache()):
             if args.command == "train":

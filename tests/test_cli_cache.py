@@ -5,6 +5,7 @@ corrupt entry costs a recompile and one line, not the run."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,38 @@ def test_an_unsafe_directory_is_refused_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_cache_command_lists_and_clears_only_jax_cache_files(tmp_path, monkeypatch, capsys):
+    """`pnpjax cache` prints the directory, its programs and bytes; --clear deletes JAX's cache files
+    (name-key-cache, name-key-atime) and nothing else, even where PNPJAX_CACHE_DIR points at a
+    directory holding other files."""
+    d = tmp_path / "c"
+    d.mkdir(mode=0o700)
+    key = "0123456789abcdef" * 4
+    (d / f"jit__pose_chunk-{key}-cache").write_bytes(b"x" * 100)
+    (d / f"jit__pose_chunk-{key}-atime").write_bytes(b"t" * 8)
+    (d / f"jit_f-{key[::-1]}-cache").write_bytes(b"y" * 50)
+    keep = {"notes.txt": b"mine", f"jit_f-{key[:-1]}-cache": b"short key", ".lockfile": b""}
+    for name, data in keep.items():
+        (d / name).write_bytes(data)
+    (d / f"sub-{key}-cache").mkdir()  # a directory by that name is not a cache file
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("PNPJAX_CACHE_DIR", str(d))
+    assert cli.main(["cache"]) == 0
+    assert capsys.readouterr().out == f"pnpjax cache: {d}: 2 compiled programs, 158 B (limit 268,435,456 B)\n"
+    assert cli.main(["cache", "--clear"]) == 0
+    assert capsys.readouterr().out == f"pnpjax cache: removed 2 compiled programs (158 B) from {d}\n"
+    assert sorted(p.name for p in d.iterdir()) == sorted([*keep, f"sub-{key}-cache"])
+    assert all((d / name).read_bytes() == data for name, data in keep.items())
+    assert cli.main(["cache"]) == 0 and ": 0 compiled programs, 0 B" in capsys.readouterr().out
+    monkeypatch.setenv("PNPJAX_CACHE_DIR", str(tmp_path / "missing"))
+    assert cli.main(["cache", "--clear"]) == 0 and "removed 0 compiled programs" in capsys.readouterr().out
+    assert not (tmp_path / "missing").exists()  # looking does not create it
+    monkeypatch.setenv("PNPJAX_CACHE_DIR", "")
+    assert cli.main(["cache"]) == 0 and "caching is off" in capsys.readouterr().out
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "j"))
+    assert cli.main(["cache"]) == 0 and "JAX_COMPILATION_CACHE_DIR is set" in capsys.readouterr().out
+
+
 def _predict(cache: Path, out: Path, xy: Path, log_compiles: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_LOG_COMPILES")}
     env["PNPJAX_CACHE_DIR"] = str(cache)
@@ -87,4 +120,16 @@ def test_a_second_run_reuses_the_compiled_program(tmp_path):
         third = _predict(cache, tmp_path / "3.npy", xy)
         assert third.returncode == 0, third.stderr
         assert third.stderr.count("\n") == 1 and "unreadable entry in the compiled-program cache" in third.stderr
+        assert "`pnpjax cache --clear` clears it" in third.stderr
         assert np.load(tmp_path / "3.npy").tobytes() == np.load(tmp_path / "1.npy").tobytes()
+    # What the line says clears it: the next run compiles, writes and then reads a good entry.
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["PNPJAX_CACHE_DIR"] = str(cache)
+    clear = subprocess.run(
+        [sys.executable, "-m", "pnpjax", "cache", "--clear"], env=env, capture_output=True, text=True
+    )
+    assert clear.returncode == 0 and re.search(r"removed [1-9][\d,]* compiled program", clear.stdout), clear.stdout
+    assert not list(cache.glob("jit__pose_chunk-*"))
+    for run in (_predict(cache, tmp_path / "4.npy", xy), _predict(cache, tmp_path / "5.npy", xy, log_compiles=True)):
+        assert run.returncode == 0 and "unreadable" not in run.stderr, run.stderr
+    assert hit in run.stderr
