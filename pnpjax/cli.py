@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 import warnings
 from collections.abc import Mapping
@@ -32,49 +33,63 @@ EXIT_USAGE = 2
 CACHE_ENV = "PNPJAX_CACHE_DIR"
 CACHE_MAX_BYTES = 256 * 2**20  # least recently used entries are deleted beyond this (needs filelock)
 CACHE_MIN_COMPILE_SECONDS = 0.1  # programs quicker to compile than this are not worth a file
-_CACHE_READ_ERROR = "Error reading persistent compilation cache entry"
 
 
 def compile_cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     """Where the CLI caches compiled programs: $PNPJAX_CACHE_DIR, else $XDG_CACHE_HOME/pnpjax/jax
     (an absolute XDG_CACHE_HOME only), else ~/.cache/pnpjax/jax. None (no caching by pnpjax) when
-    PNPJAX_CACHE_DIR is set but empty, when JAX_COMPILATION_CACHE_DIR is set (JAX then caches
-    there itself) or when there is no home directory."""
+    PNPJAX_CACHE_DIR is set but empty, when JAX_COMPILATION_CACHE_DIR is set, even empty (JAX's
+    own choice), or when there is no home directory."""
     env = os.environ if environ is None else environ
-    if env.get("JAX_COMPILATION_CACHE_DIR"):
+    if "JAX_COMPILATION_CACHE_DIR" in env:
         return None
-    if CACHE_ENV in env:
-        return Path(env[CACHE_ENV]).expanduser() if env[CACHE_ENV] else None
-    xdg = env.get("XDG_CACHE_HOME", "")
-    if os.path.isabs(xdg):
-        return Path(xdg) / "pnpjax" / "jax"
     try:
+        if CACHE_ENV in env:
+            return Path(env[CACHE_ENV]).expanduser() if env[CACHE_ENV] else None
+        xdg = env.get("XDG_CACHE_HOME", "")
+        if os.path.isabs(xdg):
+            return Path(xdg) / "pnpjax" / "jax"
         return Path.home() / ".cache" / "pnpjax" / "jax"
-    except (RuntimeError, KeyError):
+    except (RuntimeError, KeyError):  # ~ or ~user that cannot be expanded: no home directory
         return None
 
 
 def _unsafe_cache_dir(d: Path) -> str | None:
-    """Why d may not hold compiled programs (machine code this process will run), or None: it is
-    created (mode 0700) if missing and must be a directory of this user that no one else can write."""
+    """Why d may not hold compiled programs (machine code this process will run), or None. It is
+    created (mode 0700) if missing, must be a directory this user owns and can write that no one
+    else can, and every directory above it must be this user's or root's and not writable by
+    others (unless sticky, like /tmp), so that no one else can swap it for theirs."""
     try:
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = d.stat()
-    except OSError as e:
-        return f"cannot create it ({e.strerror or e})"
-    if not d.is_dir():
-        return "not a directory"
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return "owned by another user"
-    if st.st_mode & 0o022:
-        return "writable by other users"
+        try:
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:  # (exist_ok: something else than a directory is there)
+            return "not a directory"
+        real = d.resolve(strict=True)
+        st = real.stat()
+        uid = os.getuid() if hasattr(os, "getuid") else None
+        if not stat.S_ISDIR(st.st_mode):
+            return "not a directory"
+        if uid is not None and st.st_uid != uid:
+            return "owned by another user"
+        if st.st_mode & 0o022:
+            return "writable by other users"
+        if not os.access(real, os.W_OK | os.X_OK):
+            return "not writable"
+        for parent in real.parents:
+            ps = parent.stat()
+            if uid is not None and ps.st_uid not in (uid, 0):
+                return f"{one_line(parent)} above it is another user's"
+            if ps.st_mode & 0o022 and not ps.st_mode & stat.S_ISVTX:
+                return f"{one_line(parent)} above it is writable by other users"
+    except (OSError, RuntimeError) as e:
+        return f"cannot create it ({getattr(e, 'strerror', None) or e})"
     return None
 
 
 def enable_compile_cache(environ: Mapping[str, str] | None = None) -> Path | None:
     """Turn on JAX's persistent compilation cache in `compile_cache_dir(environ)` (size-capped at
     CACHE_MAX_BYTES) and return the directory; None when there is none or it is unsafe (then one
-    line on stderr says why, and the run compiles as usual)."""
+    line on stderr says why, and the run compiles as usual). The setting stays for the process."""
     d = compile_cache_dir(environ)
     if d is None:
         return None
@@ -89,7 +104,7 @@ def enable_compile_cache(environ: Mapping[str, str] | None = None) -> Path | Non
 
     jax.config.update("jax_compilation_cache_dir", str(d))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
-    if importlib.util.find_spec("filelock"):  # JAX's size cap locks the directory with it
+    if importlib.util.find_spec("filelock"):  # with the size cap JAX locks the directory with it
         jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     return d
 
@@ -108,43 +123,56 @@ def _cache(args: argparse.Namespace) -> int:
     env = os.environ
     d = compile_cache_dir(env)
     if d is None:
-        if env.get("JAX_COMPILATION_CACHE_DIR"):
-            why = f"JAX_COMPILATION_CACHE_DIR is set: JAX caches in {one_line(env['JAX_COMPILATION_CACHE_DIR'])} itself"
+        if "JAX_COMPILATION_CACHE_DIR" in env:
+            why = f"JAX_COMPILATION_CACHE_DIR is set: JAX's own cache, {one_line(env['JAX_COMPILATION_CACHE_DIR'])!r}"
         elif env.get(CACHE_ENV, None) == "":
             why = f"{CACHE_ENV} is empty: caching is off"
         else:
             why = "no home directory to keep it in"
         print(f"pnpjax cache: none ({why})")
         return 0
-    files = [f for f in d.iterdir() if _CACHE_FILE.fullmatch(f.name) and f.is_file()] if d.is_dir() else []
-    entries = [f for f in files if f.name.endswith("-cache")]
-    size = sum(f.stat().st_size for f in files)
-    if not args.clear:
+    try:
+        files = [f for f in d.iterdir() if _CACHE_FILE.fullmatch(f.name) and f.is_file()] if d.is_dir() else []
+        entries = [f for f in files if f.name.endswith("-cache")]
+        size = 0
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):  # another run may evict it meanwhile
+                size += f.stat().st_size
+        if args.clear:
+            for f in files:
+                f.unlink(missing_ok=True)
+    except OSError as e:
+        print(f"pnpjax cache: error: {one_line(d)}: {one_line(e.strerror or e)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.clear:
+        print(f"pnpjax cache: removed {_programs(len(entries))} ({size:,} B) from {one_line(d)}")
+    else:
         print(f"pnpjax cache: {one_line(d)}: {_programs(len(entries))}, {size:,} B (limit {CACHE_MAX_BYTES:,} B)")
-        return 0
-    for f in files:
-        f.unlink(missing_ok=True)
-    print(f"pnpjax cache: removed {_programs(len(entries))} ({size:,} B) from {one_line(d)}")
     return 0
 
 
 @contextlib.contextmanager
 def _cache_notes(d: Path | None):
-    """JAX warns (two lines, every run) about a cache entry it cannot read, compiles the program
-    again and leaves the entry as it is: say it once in one line, with the way to clear it."""
+    """JAX warns (several lines, for every program, every run) when it cannot read or write a
+    cache entry, compiles the program again and leaves an unreadable entry as it is: say each kind
+    once in one line, with JAX's reason and what to do."""
     if d is None:
         yield
         return
-    show, noted = warnings.showwarning, []
+    show, noted = warnings.showwarning, set()
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
-        if not str(message).startswith(_CACHE_READ_ERROR):
+        text = str(message)
+        kind = next((k for k in ("reading", "writing") if text.startswith(f"Error {k} persistent compilation")), None)
+        if kind is None:
             return show(message, category, filename, lineno, file, line)
-        if not noted:
-            noted.append(1)
+        if kind not in noted:
+            noted.add(kind)
+            reason = one_line(text.split("': ", 1)[-1])[:200]
+            what = "reading an entry of" if kind == "reading" else "writing to"
             print(
-                f"pnpjax: unreadable entry in the compiled-program cache {one_line(d)} (compiled again);"
-                " `pnpjax cache --clear` clears it",
+                f"pnpjax: error {what} the compiled-program cache {one_line(d)} ({reason}; compiled instead):"
+                " `pnpjax cache --clear` empties it, PNPJAX_CACHE_DIR= turns it off",
                 file=sys.stderr,
             )
 

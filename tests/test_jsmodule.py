@@ -341,9 +341,11 @@ def test_the_tracker_is_opt_in(tmp_path, capsys):
 @pytest.mark.skipif(not (REPO / "web" / "node_modules" / "typescript").is_dir(), reason="run `cd web && npm ci`")
 def test_typescript_declarations_match_the_exports(tmp_path):
     """Every js export writes pnp.d.ts (the package's, byte for byte) beside pnp.js, and each
-    module's values match it (web/tools/dts.mjs: the exports, metadata, the poses, three.js
-    settings, the tracker and its options) for a seed and a pixel camera, with and without the
-    tracker; the declared tracker options are the export's tracker defaults."""
+    module's values match it (web/tools/dts.mjs: the exports, metadata names and value types, the
+    poses, three.js settings, every declared refinement and tracker option read by the module) for
+    a seed and a pixel camera, with and without the tracker; the declared tracker options are the
+    export's tracker defaults; the calls of web/test/types/usage.ts run against the tracker export
+    (its misuses throw)."""
     cases = {
         "web": (REPO / "checkpoints" / "blazeface6-web", "hfov=60,640x480", False),
         "web-tracker": (REPO / "checkpoints" / "blazeface6-web", "hfov=60,640x480", True),
@@ -354,8 +356,13 @@ def test_typescript_declarations_match_the_exports(tmp_path):
         dts = js.parent / export.JS_TYPES_FILE
         assert sorted(p.name for p in js.parent.iterdir()) == [export.JS_TYPES_FILE, export.JS_FILE]
         assert dts.read_text(encoding="utf-8") == jsmodule.source_text(jsmodule.TYPES_NAME)
+        # The page's calls of web/test/types/usage.ts (blazeface6's landmarks, the tracker) run too.
+        usage = ["--usage", str(REPO / "web" / "test" / "types" / "usage.ts")] if name == "web-tracker" else []
         run = subprocess.run(
-            ["node", str(REPO / "web" / "tools" / "dts.mjs"), str(js)], capture_output=True, text=True, timeout=120
+            ["node", str(REPO / "web" / "tools" / "dts.mjs"), str(js), *usage],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         report = json.loads(run.stdout)
         assert run.returncode == 0 and report["ok"], (name, report, run.stderr[-2000:])

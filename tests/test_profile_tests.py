@@ -51,8 +51,8 @@ def test_sums_by_file_phase_and_program(tmp_path):
     p = _run("--cpu-log", str(cpu), "--compile-log", str(comp), "--warm-cpu-log", str(warm), "--workers", "2")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("3 tests, 14 CPU seconds")
-    assert "5 XLA compilations taking 8 s; 1 programs read from the compilation cache in 0 s" in p.stdout
-    assert "5 CPU seconds, so at least 2 s of wall time on 2 workers" in p.stdout  # 2.5 rounds to even
+    assert "5 XLA compilations 8 s; 1 programs were read from the compilation cache in 0 s" in p.stdout
+    assert "5 CPU seconds, so at least 2 s of wall time on 2 workers with every XLA" in p.stdout  # 2.5: to even
     files = _rows(p.stdout, "CPU seconds by test file")
     assert list(files) == ["tests/test_b.py", "tests/test_a.py"]  # most CPU first
     assert files["tests/test_b.py"] == ["10.0", "5.5"] and files["tests/test_a.py"] == ["3.8", "3.0"]

@@ -2,7 +2,8 @@
 // pnp.js as pnp.d.ts, so an editor completes and checks calls of `import ... from './pnp.js'`.
 // Poses are in the OpenCV camera frame (x right, y down, z forward) of a pixel export, or in
 // metadata.frame; lengths in the layout's units (metadata.units); quaternions (x, y, z, w), unit,
-// w >= 0. Every function throws an Error with a one-line message on bad input (web/README.md).
+// w >= 0. estimatePose(s), refinePose, selectLandmarks, createTracker and Tracker.update throw an
+// Error with a one-line message on bad input (web/README.md's input rules).
 
 /** Pixel intrinsics of the camera the landmarks come from. */
 export interface Intrinsics {
@@ -38,10 +39,10 @@ export interface Pose {
   translation: [number, number, number];
 }
 
-/** A pose to start from, e.g. the previous video frame's. */
+/** A pose to start from, e.g. the previous video frame's (arrays or typed arrays). */
 export interface PoseLike {
-  quaternion: ArrayLike<number>;
-  translation: ArrayLike<number>;
+  quaternion: ArrayLike<number> & Iterable<number>;
+  translation: ArrayLike<number> & Iterable<number>;
 }
 
 export interface ThreePose {
@@ -74,7 +75,8 @@ export interface ThreeCameraSettings {
   } | null;
 }
 
-/** pnpjax.track.TrackerConfig's fields in camelCase; defaults: the export's. */
+/** pnpjax.track.TrackerConfig's fields in camelCase; defaults: the export's (leave an option out
+ * rather than pass undefined: a given option must be a number). */
 export interface TrackerOptions {
   iters: number;
   initIters: number;
@@ -148,11 +150,12 @@ export function estimatePose(landmarks: Landmarks, camera?: Camera, options?: Re
 
 /** Many poses: `flat` holds N * K * 2 numbers; returns N * 7 numbers, qx qy qz qw tx ty tz per
  * row, in `options.out` when given (nothing allocated), else in a new Float64Array. */
-export function estimatePoses<T extends Float64Array | Float32Array = Float64Array>(
+export function estimatePoses<T extends Float64Array | Float32Array>(
   flat: ArrayLike<number>,
-  camera?: Camera,
-  options?: RefineOptions & { out?: T },
+  camera: Camera,
+  options: RefineOptions & { out: T },
 ): T;
+export function estimatePoses(flat: ArrayLike<number>, camera?: Camera, options?: RefineOptions & { out?: undefined }): Float64Array;
 
 /** The refinement alone, from a given pose (a warm start). */
 export function refinePose(landmarks: Landmarks, pose: PoseLike, camera?: Camera, options?: RefineOptions): Pose;

@@ -28,6 +28,16 @@ test('a value that does not match its declaration is reported', () => {
   assert.deepEqual(keyProblems({ quaternion: [], translation: [], extra: 1 }, pose, 'p'), ['p: extra is not declared']);
   assert.deepEqual(keyProblems(null, pose, 'p'), ['p: not an object']);
   const layout = d.props(d.propType(d.type('Metadata'), 'layout'));
-  assert.equal(layout.detector, true); // optional
-  assert.equal(layout.points, false);
+  assert.equal(layout.detector.optional, true);
+  assert.equal(layout.points.optional, false);
+  // Values of another type than declared: a number, a string literal, a boolean.
+  const seed = { name: 'seed', image: 'u, v', fx: 1, fy: -1, cx: 0.5, cy: 0.5, fov_y_deg: 53.1 };
+  const camera = d.props(d.type('SeedCameraMetadata'));
+  assert.deepEqual(keyProblems(seed, camera, 'c'), []);
+  assert.deepEqual(keyProblems({ ...seed, name: 'pixels', fx: '1' }, camera, 'c'), [
+    'c: name is "pixels", declared literal:seed',
+    'c: fx is "1", declared number',
+  ]);
+  const metadata = d.props(d.type('Metadata'));
+  assert.ok(keyProblems({ tracker: 'yes' }, metadata, 'm').includes('m: tracker is "yes", declared boolean'));
 });
