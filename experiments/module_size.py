@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = data["weights"]
     counts = Counter(weights)
     entropy = -sum(c * math.log2(c / len(weights)) for c in counts.values()) / 8
-    sizes = web_bench.module_bytes(solver, web.name)
+    sizes = web_bench.module_sizes(data)
     print(
         f"default module ({one_line(web.name)}, widths {list(solver.config.model.widths)}, "
         f"{model.num_params(solver.params):,} parameters, uint8, camera {EXPORT_CAMERA}); bytes raw / gzip -9"

@@ -40,18 +40,27 @@ def compile_cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     (an absolute XDG_CACHE_HOME only), else ~/.cache/pnpjax/jax. None (no caching by pnpjax) when
     PNPJAX_CACHE_DIR is set but empty, when JAX_COMPILATION_CACHE_DIR is set, even empty (JAX's
     own choice), or when there is no home directory."""
-    env = os.environ if environ is None else environ
+    return _cache_location(os.environ if environ is None else environ)[0]
+
+
+def _cache_location(env: Mapping[str, str]) -> tuple[Path | None, str]:
+    """(compile_cache_dir, "") or (None, why there is none)."""
     if "JAX_COMPILATION_CACHE_DIR" in env:
-        return None
+        return (
+            None,
+            f"JAX_COMPILATION_CACHE_DIR is set: JAX's own cache, {one_line(env['JAX_COMPILATION_CACHE_DIR'])!r}",
+        )
+    if env.get(CACHE_ENV) == "":
+        return None, f"{CACHE_ENV} is empty: caching is off"
     try:
         if CACHE_ENV in env:
-            return Path(env[CACHE_ENV]).expanduser() if env[CACHE_ENV] else None
+            return Path(env[CACHE_ENV]).expanduser(), ""
         xdg = env.get("XDG_CACHE_HOME", "")
         if os.path.isabs(xdg):
-            return Path(xdg) / "pnpjax" / "jax"
-        return Path.home() / ".cache" / "pnpjax" / "jax"
-    except (RuntimeError, KeyError):  # ~ or ~user that cannot be expanded: no home directory
-        return None
+            return Path(xdg) / "pnpjax" / "jax", ""
+        return Path.home() / ".cache" / "pnpjax" / "jax", ""
+    except (RuntimeError, KeyError):  # ~ or ~user that cannot be expanded
+        return None, "no home directory to keep it in"
 
 
 def _unsafe_cache_dir(d: Path) -> str | None:
@@ -120,15 +129,8 @@ def _programs(n: int) -> str:
 
 def _cache(args: argparse.Namespace) -> int:
     """`pnpjax cache [--clear]`: where the cache is, how many entries and bytes; --clear deletes them."""
-    env = os.environ
-    d = compile_cache_dir(env)
+    d, why = _cache_location(os.environ)
     if d is None:
-        if "JAX_COMPILATION_CACHE_DIR" in env:
-            why = f"JAX_COMPILATION_CACHE_DIR is set: JAX's own cache, {one_line(env['JAX_COMPILATION_CACHE_DIR'])!r}"
-        elif env.get(CACHE_ENV, None) == "":
-            why = f"{CACHE_ENV} is empty: caching is off"
-        else:
-            why = "no home directory to keep it in"
         print(f"pnpjax cache: none ({why})")
         return 0
     try:

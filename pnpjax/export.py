@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pnpjax import camera as camlib, geometry, model, tfjs
+from pnpjax import camera as camlib, geometry, jsmodule, model, tfjs
 from pnpjax.errors import PnpjaxError
 from pnpjax.tfjs import ExportError
 from pnpjax.stack import (  # noqa: F401  (re-exported: the stack is part of the export API)
@@ -461,31 +461,9 @@ def read_tfjs_solver(model_dir: str | os.PathLike[str], cam: camlib.Camera | Non
 # --------------------------------------------------------------------------------------------
 
 
-def js_module_source(
-    solver,
-    cam: camlib.Camera | None,
-    quantize: str,
-    source: str,
-    *,
-    refine_iters: int | None = None,
-    refine_cost: str | None = None,
-    refine_retry: int | None = None,
-    tracker: bool = False,
-) -> str:
-    """The text of the standalone ES module: `pnpjax/js/pnp.mjs` with its data filled in (see `jsmodule`),
-    with createTracker's code only if `tracker`."""
-    from pnpjax import jsmodule
-
-    return jsmodule.module_source(
-        solver,
-        cam,
-        quantize,
-        source,
-        refine_iters=jsmodule.DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
-        refine_cost=refine_cost or jsmodule.DEFAULT_REFINE_COST,
-        refine_retry=jsmodule.DEFAULT_REFINE_RETRY if refine_retry is None else refine_retry,
-        tracker=tracker,
-    )
+# The text of the standalone ES module, `pnpjax/js/pnp.mjs` with its data filled in (refinement
+# defaults left None are the module's; createTracker's code only with `tracker`).
+js_module_source = jsmodule.module_source
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,7 +570,7 @@ def export_solver(
             write_tfjs(tmp, layers, solver.layout.num_points, layer_quantizations(len(layers), quantize, False), meta)
         return out
     if fmt == "js":
-        text = js_module_source(
+        text = jsmodule.module_source(
             solver,
             cam,
             quantize,
@@ -602,8 +580,6 @@ def export_solver(
             refine_retry=refine_retry,
             tracker=bool(tracker),
         )
-        from pnpjax import jsmodule
-
         with _staged_dir(out, force) as tmp:
             (tmp / JS_FILE).write_text(text, encoding="utf-8")
             (tmp / JS_TYPES_FILE).write_text(jsmodule.source_text(jsmodule.TYPES_NAME), encoding="utf-8")

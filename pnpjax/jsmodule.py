@@ -240,22 +240,24 @@ def module_source(
     quantize: str,
     source: str,
     *,
-    refine_iters: int = DEFAULT_REFINE_ITERS,
-    refine_cost: str = DEFAULT_REFINE_COST,
-    refine_retry: int = DEFAULT_REFINE_RETRY,
+    refine_iters: int | None = None,
+    refine_cost: str | None = None,
+    refine_retry: int | None = None,
     tracker: bool = False,
     minified: bool = True,
 ) -> str:
-    """The text of the exported module: the minified build with (`tracker`) or without createTracker,
-    its injection line replaced by the data. Not `minified`: the readable source, tracker included."""
+    """The text of the exported module (`pnpjax export --format js`): the minified build with
+    (`tracker`) or without createTracker, its injection line replaced by the data. Not `minified`:
+    the readable source, tracker included. A refinement default left None (or cost "") is the
+    module's: DEFAULT_REFINE_ITERS, DEFAULT_REFINE_COST, DEFAULT_REFINE_RETRY."""
     data = module_data(
         solver,
         cam,
         quantize,
         source,
-        refine_iters=refine_iters,
-        refine_cost=refine_cost,
-        refine_retry=refine_retry,
+        refine_iters=DEFAULT_REFINE_ITERS if refine_iters is None else refine_iters,
+        refine_cost=refine_cost or DEFAULT_REFINE_COST,
+        refine_retry=DEFAULT_REFINE_RETRY if refine_retry is None else refine_retry,
         tracker=tracker or not minified,
     )
     return fill(source_text(built_name(tracker) if minified else SOURCE_NAME), data)

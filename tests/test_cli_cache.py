@@ -103,9 +103,15 @@ def test_cache_command_lists_and_clears_only_jax_cache_files(tmp_path, monkeypat
     assert cli.main(["cache"]) == 0 and "JAX_COMPILATION_CACHE_DIR is set" in capsys.readouterr().out
 
 
-def _predict(cache: Path, out: Path, xy: Path, log_compiles: bool = False) -> subprocess.CompletedProcess:
+def _env(cache: Path) -> dict[str, str]:
+    """This environment with the CLI's cache in `cache` (not the suite's JAX cache, no compile log)."""
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "JAX_LOG_COMPILES")}
     env["PNPJAX_CACHE_DIR"] = str(cache)
+    return env
+
+
+def _predict(cache: Path, out: Path, xy: Path, log_compiles: bool = False) -> subprocess.CompletedProcess:
+    env = _env(cache)
     if log_compiles:
         env["JAX_LOG_COMPILES"] = "1"
     cmd = [sys.executable, "-m", "pnpjax", "predict", "--checkpoint", str(CHECKPOINT), "--input", str(xy)]
@@ -139,10 +145,8 @@ def test_a_second_run_reuses_the_compiled_program(tmp_path):
         assert "`pnpjax cache --clear` empties it, PNPJAX_CACHE_DIR= turns it off" in third.stderr
         assert np.load(tmp_path / "3.npy").tobytes() == np.load(tmp_path / "1.npy").tobytes()
     # What the line says clears it: the next run compiles, writes and then reads a good entry.
-    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-    env["PNPJAX_CACHE_DIR"] = str(cache)
     clear = subprocess.run(
-        [sys.executable, "-m", "pnpjax", "cache", "--clear"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "pnpjax", "cache", "--clear"], env=_env(cache), capture_output=True, text=True
     )
     assert clear.returncode == 0 and re.search(r"removed [1-9][\d,]* compiled program", clear.stdout), clear.stdout
     assert not list(cache.glob("jit__pose_chunk-*"))
