@@ -42,7 +42,7 @@ def _seconds(args: list[str], cache: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "blazeface6"))
+    p.add_argument("--checkpoint", default="checkpoints/blazeface6", help="relative to the repository root")
     p.add_argument("--repeats", type=int, default=3, help="runs per cell (median)")
     a = p.parse_args(argv)
     if a.repeats < 1:
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         xy = Path(tmp) / "xy.npy"
         np.save(xy, np.random.default_rng(0).uniform(250, 390, (5, 6, 2)))
         out = str(Path(tmp) / "out.npy")
-        predict = ["predict", "--checkpoint", a.checkpoint, "--input", str(xy), "--output", out]
+        ckpt = str(ROOT / a.checkpoint)  # (an absolute --checkpoint stays as it is)
+        predict = ["predict", "--checkpoint", ckpt, "--input", str(xy), "--output", out]
         predict += ["--camera", "hfov=60,640x480"]
         commands = {
             "predict, 5 rows, --refine 1 --refine-cost ml --refine-retry 20": [
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 *("--refine", "1", "--refine-cost", "ml", "--refine-retry", "20"),
             ],
             "predict, 5 rows, network alone": predict,
-            "eval --n 1000": ["eval", "--checkpoint", a.checkpoint, "--n", "1000"],
+            "eval --n 1000": ["eval", "--checkpoint", ckpt, "--n", "1000"],
         }
         rows = []
         for i, (name, args) in enumerate(commands.items()):
